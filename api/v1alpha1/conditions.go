@@ -1,0 +1,52 @@
+package v1alpha1
+
+// ConditionType names a condition of a mailtrace object.
+type ConditionType string
+
+// Condition types of a MessageTrace. A MessageTrace runs once:
+// `kubectl wait --for=condition=Succeeded mt/NAME` returns when it has an answer.
+const (
+	// ConditionSucceeded is True once the trace has its answer; False with a
+	// reason while it cannot get one yet or when it has failed for good.
+	ConditionSucceeded ConditionType = "Succeeded"
+	// ConditionFailed is True when the trace has failed for good.
+	ConditionFailed ConditionType = "Failed"
+	// ConditionStoreAvailable tells whether the trace store answered the last attempt.
+	ConditionStoreAvailable ConditionType = "StoreAvailable"
+)
+
+// Reason is the stable CamelCase reason of a condition.
+type Reason string
+
+// Condition reasons. They are part of the API: scripts and alerts match on them.
+const (
+	// ReasonCompleted: the trace ran and its answer is in status.
+	ReasonCompleted Reason = "Completed"
+	// ReasonRunning: the trace is being run.
+	ReasonRunning Reason = "Running"
+	// ReasonStoreUnavailable: the trace store did not answer; the trace is retried with backoff.
+	ReasonStoreUnavailable Reason = "StoreUnavailable"
+	// ReasonStoreAvailable: the trace store answered.
+	ReasonStoreAvailable Reason = "StoreAvailable"
+	// ReasonStartInFuture: the time range starts in the future; nothing can match. Terminal.
+	ReasonStartInFuture Reason = "StartInFuture"
+	// ReasonInvalidSpec: the spec is valid for the schema but not runnable. Terminal.
+	ReasonInvalidSpec Reason = "InvalidSpec"
+	// ReasonReportRequired: the trace needs a CSV report (its range is longer than
+	// the status threshold), and this version cannot write reports yet.
+	ReasonReportRequired Reason = "ReportRequired"
+	// ReasonQueryFailed: the store refused the query for good. Terminal.
+	ReasonQueryFailed Reason = "QueryFailed"
+)
+
+// Phase summarises the conditions for printer columns; it is derived from
+// the conditions, never the other way round.
+type Phase string
+
+// Phases of a MessageTrace.
+const (
+	PhasePending   Phase = "Pending"
+	PhaseRunning   Phase = "Running"
+	PhaseSucceeded Phase = "Succeeded"
+	PhaseFailed    Phase = "Failed"
+)

@@ -1,0 +1,246 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DeliveryStatus of one (message, recipient) row.
+// +kubebuilder:validation:Enum=Delivered;Pending;Expanded;Failed;Quarantined;FilteredAsSpam;GettingStatus
+type DeliveryStatus string
+
+// Direction of a message relative to the organisation.
+// +kubebuilder:validation:Enum=Inbound;Outbound;Internal;All
+type Direction string
+
+// SubjectMatch says how a subject filter compares.
+// +kubebuilder:validation:Enum=Contains;StartsWith;EndsWith
+type SubjectMatch string
+
+// AddressPattern is an e-mail address in which `*` matches any run of
+// characters: `user@example.com`, `*@example.com`, `user@*`, `*@*.example.com`,
+// or `*` alone. Matching is case-insensitive.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=320
+// +kubebuilder:validation:XValidation:rule="self == '*' || (self.matches('^[^@]+@[^@]+$') && !self.contains(' '))",message="an address pattern must look like local@domain (each side may use * as a wildcard), or be * alone"
+type AddressPattern string
+
+// IPOrCIDR is an IPv4 or IPv6 address, or a CIDR such as 203.0.113.0/24.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isIP(self) || isCIDR(self)",message="must be an IP address or a CIDR, such as 203.0.113.7 or 203.0.113.0/24"
+type IPOrCIDR string
+
+// SubjectFilter selects messages by subject, case-insensitively.
+type SubjectFilter struct {
+	// Value to look for in the subject.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Value string `json:"value"`
+	// Match says where Value must stand: Contains (default), StartsWith or EndsWith.
+	// +kubebuilder:default=Contains
+	// +optional
+	Match SubjectMatch `json:"match,omitempty"`
+}
+
+// MessageTraceSpec says which messages to trace. Every filter is optional;
+// filters combine with AND, values inside one list with OR. The spec is
+// immutable: to trace something else, create another MessageTrace.
+// +kubebuilder:validation:XValidation:rule="!(has(self.window) && (has(self.startTime) || has(self.endTime)))",message="window is relative to the trace's creation and cannot be combined with startTime or endTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.endTime) || has(self.startTime)",message="endTime requires startTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.startTime) || !has(self.endTime) || timestamp(self.endTime) > timestamp(self.startTime)",message="endTime must be after startTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.startTime) || !has(self.endTime) || timestamp(self.endTime) - timestamp(self.startTime) <= duration('2160h')",message="the time range can be at most 90 days (2160h)"
+type MessageTraceSpec struct {
+	// SenderAddresses: messages from any of these addresses (wildcards allowed).
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=atomic
+	// +optional
+	SenderAddresses []AddressPattern `json:"senderAddresses,omitempty"`
+	// RecipientAddresses: messages to any of these addresses (wildcards allowed).
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=atomic
+	// +optional
+	RecipientAddresses []AddressPattern `json:"recipientAddresses,omitempty"`
+
+	// StartTime is the start of an absolute time range (received time, inclusive).
+	// Without EndTime the range ends when the trace is created.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// EndTime is the end of an absolute time range (exclusive); requires StartTime.
+	// +optional
+	EndTime *metav1.Time `json:"endTime,omitempty"`
+	// Window is a relative time range ending when the trace is created, such as
+	// 48h or 168h. Without StartTime and Window the last 48 hours are traced.
+	// At most 2160h (90 days).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('2160h')",message="window must be a positive duration of at most 2160h (90 days), such as 48h"
+	// +optional
+	Window *metav1.Duration `json:"window,omitempty"`
+
+	// DeliveryStatuses: messages whose status is any of these.
+	// +kubebuilder:validation:MaxItems=7
+	// +listType=set
+	// +optional
+	DeliveryStatuses []DeliveryStatus `json:"deliveryStatuses,omitempty"`
+
+	// MessageID is the Message-ID header, with or without angle brackets.
+	// +kubebuilder:validation:MaxLength=998
+	// +optional
+	MessageID string `json:"messageId,omitempty"`
+	// MessageTraceID is mailtrace's own id of one message.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	MessageTraceID string `json:"messageTraceId,omitempty"`
+
+	// Direction: Inbound (to the organisation from outside), Outbound (from it
+	// to outside), Internal, or All (default).
+	// +kubebuilder:default=All
+	// +optional
+	Direction Direction `json:"direction,omitempty"`
+
+	// OriginalClientIP is the IP (or CIDR) that first handed the message to the organisation.
+	// +optional
+	OriginalClientIP IPOrCIDR `json:"originalClientIP,omitempty"`
+	// FromIP is the IP (or CIDR) the message was received from.
+	// +optional
+	FromIP IPOrCIDR `json:"fromIP,omitempty"`
+	// ToIP is the IP (or CIDR) the message was sent to.
+	// +optional
+	ToIP IPOrCIDR `json:"toIP,omitempty"`
+
+	// Subject filters by subject.
+	// +optional
+	Subject *SubjectFilter `json:"subject,omitempty"`
+
+	// ResultLimit is the most result rows written into status (default 500, at
+	// most 1000). Rows are also cut to keep the object small; status.truncated
+	// says when there were more.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:default=500
+	// +optional
+	ResultLimit int32 `json:"resultLimit,omitempty"`
+}
+
+// TimeRange is the resolved range a trace covered.
+type TimeRange struct {
+	// Start of the range (inclusive).
+	Start metav1.Time `json:"start"`
+	// End of the range (exclusive).
+	End metav1.Time `json:"end"`
+	// Duration of the range, for reading, such as 48h.
+	Duration string `json:"duration"`
+}
+
+// StatusCounts counts matching rows per delivery status.
+type StatusCounts struct {
+	Delivered      int64 `json:"delivered,omitempty"`
+	Pending        int64 `json:"pending,omitempty"`
+	Expanded       int64 `json:"expanded,omitempty"`
+	Failed         int64 `json:"failed,omitempty"`
+	Quarantined    int64 `json:"quarantined,omitempty"`
+	FilteredAsSpam int64 `json:"filteredAsSpam,omitempty"`
+	GettingStatus  int64 `json:"gettingStatus,omitempty"`
+}
+
+// TraceRow is one (message, recipient) result, newest first.
+type TraceRow struct {
+	// Received is when the message was received (UTC).
+	Received metav1.Time `json:"received"`
+	// Sender address.
+	Sender string `json:"sender,omitempty"`
+	// Recipient address; empty while a message's recipients are not known yet.
+	Recipient string `json:"recipient,omitempty"`
+	// Subject, first 256 characters.
+	Subject string `json:"subject,omitempty"`
+	// Status of delivery to this recipient.
+	Status DeliveryStatus `json:"status"`
+	// MessageID is the Message-ID header.
+	MessageID string `json:"messageId,omitempty"`
+	// MessageTraceID is mailtrace's id of the message.
+	MessageTraceID string `json:"messageTraceId"`
+	// Size in bytes.
+	Size int64 `json:"size,omitempty"`
+	// FromIP the message was received from.
+	FromIP string `json:"fromIP,omitempty"`
+	// ToIP the message was sent to.
+	ToIP string `json:"toIP,omitempty"`
+	// Direction of the message.
+	Direction Direction `json:"direction,omitempty"`
+}
+
+// MessageTraceStatus is the answer. The controller writes it; nothing else should.
+type MessageTraceStatus struct {
+	// Phase summarises the conditions: Pending, Running, Succeeded or Failed.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Conditions: Succeeded, Failed, StoreAvailable.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status answers.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// TimeRange is the resolved range the trace covers.
+	// +optional
+	TimeRange *TimeRange `json:"timeRange,omitempty"`
+	// StartTime is when the controller first ran the trace.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime is when the trace finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// Attempts counts runs that failed to reach the store.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// Counts of matching rows per delivery status.
+	// +optional
+	Counts *StatusCounts `json:"counts,omitempty"`
+	// TotalMatches is the number of matching rows.
+	// +optional
+	TotalMatches int64 `json:"totalMatches,omitempty"`
+	// ReturnedRows is len(rows).
+	// +optional
+	ReturnedRows int32 `json:"returnedRows,omitempty"`
+	// Truncated is true when more rows matched than status holds.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+	// Rows are the newest matching rows, newest first.
+	// +listType=atomic
+	// +optional
+	Rows []TraceRow `json:"rows,omitempty"`
+}
+
+// MessageTrace follows messages through the organisation's mail flow: it
+// runs once against the trace store and writes its answer into status.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mt,categories=mailtrace
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Range",type=string,JSONPath=`.status.timeRange.duration`
+// +kubebuilder:printcolumn:name="Matches",type=integer,JSONPath=`.status.totalMatches`
+// +kubebuilder:printcolumn:name="Shown",type=integer,JSONPath=`.status.returnedRows`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`,priority=1
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.counts.pending`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Succeeded")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MessageTrace struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new MessageTrace to trace something else"
+	// +optional
+	Spec   MessageTraceSpec   `json:"spec,omitempty"`
+	Status MessageTraceStatus `json:"status,omitempty"`
+}
+
+// MessageTraceList is a list of MessageTraces.
+// +kubebuilder:object:root=true
+type MessageTraceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MessageTrace `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MessageTrace{}, &MessageTraceList{})
+}

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// MaxAddresses is the most sender or recipient patterns one query may hold.
+const MaxAddresses = 100
+
+// MaxRange is the longest time range one query may cover.
+const MaxRange = 90 * 24 * time.Hour
+
+// Validate checks a query the way every adapter must before running it.
+func (q *Query) Validate() error {
+	if q.Start.IsZero() || q.End.IsZero() {
+		return fmt.Errorf("%w: start and end are required", ErrInvalidQuery)
+	}
+	if !q.End.After(q.Start) {
+		return fmt.Errorf("%w: end %s is not after start %s", ErrInvalidQuery, q.End.UTC().Format(time.RFC3339), q.Start.UTC().Format(time.RFC3339))
+	}
+	if q.End.Sub(q.Start) > MaxRange {
+		return fmt.Errorf("%w: the range %s is longer than 90 days", ErrInvalidQuery, q.End.Sub(q.Start))
+	}
+	if len(q.Senders) > MaxAddresses || len(q.Recipients) > MaxAddresses {
+		return fmt.Errorf("%w: at most %d sender and %d recipient patterns", ErrInvalidQuery, MaxAddresses, MaxAddresses)
+	}
+	for _, p := range append(append([]string{}, q.Senders...), q.Recipients...) {
+		if err := ValidatePattern(p); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		}
+	}
+	for _, s := range q.Statuses {
+		if _, ok := statusSet[s]; !ok {
+			return fmt.Errorf("%w: unknown delivery status %q", ErrInvalidQuery, s)
+		}
+	}
+	switch q.Direction {
+	case "", DirectionAll, DirectionInbound, DirectionOutbound, DirectionInternal:
+	default:
+		return fmt.Errorf("%w: unknown direction %q", ErrInvalidQuery, q.Direction)
+	}
+	switch q.SubjectMatch {
+	case "", SubjectContains, SubjectStartsWith, SubjectEndsWith:
+	default:
+		return fmt.Errorf("%w: unknown subject match %q", ErrInvalidQuery, q.SubjectMatch)
+	}
+	return nil
+}
+
+var statusSet = func() map[Status]struct{} {
+	m := map[Status]struct{}{}
+	for _, s := range AllStatuses {
+		m[s] = struct{}{}
+	}
+	return m
+}()
+
+// ValidatePattern checks one address pattern: not empty, no white space or
+// control characters, at most 320 characters. `*` may appear anywhere.
+func ValidatePattern(p string) error {
+	if p == "" {
+		return fmt.Errorf("empty address pattern")
+	}
+	if len(p) > 320 {
+		return fmt.Errorf("address pattern %.40q... is longer than 320 characters", p)
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("address pattern %q contains white space or a control character", p)
+		}
+	}
+	return nil
+}
+
+// NormalizeAddress is how addresses are stored and compared: trimmed of
+// angle brackets and white space, lower-cased.
+func NormalizeAddress(a string) string {
+	a = strings.TrimSpace(a)
+	a = strings.TrimPrefix(a, "<")
+	a = strings.TrimSuffix(a, ">")
+	return strings.ToLower(a)
+}
+
+// NormalizeMessageID strips white space and angle brackets from a Message-ID
+// so `<abc@x>` and `abc@x` find the same message.
+func NormalizeMessageID(id string) string {
+	id = strings.TrimSpace(id)
+	id = strings.TrimPrefix(id, "<")
+	return strings.TrimSuffix(id, ">")
+}
+
+// MatchPattern reports whether addr matches the `*` wildcard pattern,
+// case-insensitively. It is the reference the SQL translations must agree with.
+func MatchPattern(pattern, addr string) bool {
+	p := strings.ToLower(pattern)
+	s := strings.ToLower(addr)
+	parts := strings.Split(p, "*")
+	if len(parts) == 1 {
+		return p == s
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, mid := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, mid)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(mid):]
+	}
+	return strings.HasSuffix(s, last)
+}
+
+// LikePattern translates a `*` pattern into a SQL LIKE pattern with `\` as
+// the escape character, lower-cased (compare against lower-cased columns).
+func LikePattern(pattern string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(pattern) {
+		switch r {
+		case '*':
+			b.WriteByte('%')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// LikeLiteral escapes s for use inside a LIKE pattern (lower-cased).
+func LikeLiteral(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(strings.ToLower(s))
+}
+
+// SubjectLike returns the LIKE pattern for the query's subject filter, or ""
+// when there is none.
+func (q *Query) SubjectLike() string {
+	if q.Subject == "" {
+		return ""
+	}
+	lit := LikeLiteral(q.Subject)
+	switch q.SubjectMatch {
+	case SubjectStartsWith:
+		return lit + "%"
+	case SubjectEndsWith:
+		return "%" + lit
+	default:
+		return "%" + lit + "%"
+	}
+}
+
+// HasWildcard reports whether a pattern contains `*`.
+func HasWildcard(p string) bool { return strings.Contains(p, "*") }
+
+// Match reports whether a row satisfies every filter of q. It is the
+// reference semantics that SQL adapters implement (and the conformance suite
+// checks them against).
+func (q *Query) Match(r Row) bool {
+	if r.Received.Before(q.Start) || !r.Received.Before(q.End) {
+		return false
+	}
+	if len(q.Senders) > 0 && !matchAny(q.Senders, r.Sender) {
+		return false
+	}
+	if len(q.Recipients) > 0 && !matchAny(q.Recipients, r.Recipient) {
+		return false
+	}
+	if len(q.Statuses) > 0 {
+		ok := false
+		for _, s := range q.Statuses {
+			ok = ok || s == r.Status
+		}
+		if !ok {
+			return false
+		}
+	}
+	if q.MessageID != "" && !strings.EqualFold(NormalizeMessageID(q.MessageID), NormalizeMessageID(r.MessageID)) {
+		return false
+	}
+	if q.MessageTraceID != "" && q.MessageTraceID != r.MessageTraceID {
+		return false
+	}
+	if q.Direction != "" && q.Direction != DirectionAll && q.Direction != r.Direction {
+		return false
+	}
+	for _, f := range []struct {
+		p  netip.Prefix
+		ip string
+	}{{q.OriginalClientIP, r.OriginalClientIP}, {q.FromIP, r.FromIP}, {q.ToIP, r.ToIP}} {
+		if !f.p.IsValid() {
+			continue
+		}
+		a, err := netip.ParseAddr(f.ip)
+		if err != nil || !f.p.Contains(a.Unmap()) {
+			return false
+		}
+	}
+	if q.Subject != "" {
+		s, sub := strings.ToLower(r.Subject), strings.ToLower(q.Subject)
+		switch q.SubjectMatch {
+		case SubjectStartsWith:
+			return strings.HasPrefix(s, sub)
+		case SubjectEndsWith:
+			return strings.HasSuffix(s, sub)
+		default:
+			return strings.Contains(s, sub)
+		}
+	}
+	return true
+}
+
+func matchAny(patterns []string, addr string) bool {
+	for _, p := range patterns {
+		if MatchPattern(p, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParsePrefix accepts an IP address or a CIDR and returns a prefix (a lone
+// address becomes a /32 or /128). IPv4-mapped IPv6 addresses are unmapped.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// cursorPos is what a Cursor encodes: the sort key of the last row returned.
+type cursorPos struct {
+	R int64  `json:"r"` // received, unix nanoseconds
+	M string `json:"m"` // message trace id
+	C string `json:"c"` // recipient
+}
+
+// NewCursor makes the cursor that continues after row r.
+func NewCursor(r Row) Cursor {
+	b, _ := json.Marshal(cursorPos{R: r.Received.UnixNano(), M: r.MessageTraceID, C: r.Recipient})
+	return Cursor(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// DecodeCursor returns the position a cursor marks; ok is false for the zero cursor.
+func DecodeCursor(c Cursor) (received time.Time, traceID, recipient string, ok bool, err error) {
+	if c == "" {
+		return time.Time{}, "", "", false, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(string(c))
+	if err != nil {
+		return time.Time{}, "", "", false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
+	}
+	var p cursorPos
+	if err := json.Unmarshal(b, &p); err != nil {
+		return time.Time{}, "", "", false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
+	}
+	return time.Unix(0, p.R).UTC(), p.M, p.C, true, nil
+}
