@@ -32,9 +32,13 @@ MOD
     cat > main.go <<'SRC'
 package main
 
-import "go.etcd.io/etcd/server/v3/etcdmain"
+import (
+	"os"
 
-func main() { etcdmain.Main(nil) }
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
 SRC
     go mod tidy >&2
     go build -trimpath -ldflags=-s -o "$dest/etcd.tmp" . >&2
@@ -65,7 +69,9 @@ package tools
 import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 SRC
     go mod tidy -e >&2 || true
-    go build -trimpath -ldflags=-s -o "$dest/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    v=k8s.io/component-base/version
+    go build -trimpath -ldflags="-s -X $v.gitVersion=v${KUBE_VERSION} -X $v.gitMajor=${KUBE_VERSION%%.*} -X $v.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+      -o "$dest/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
     mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
   )
 fi
