@@ -1,0 +1,234 @@
+// Package storeopen opens a trace store from a URL, so that every command
+// (manager, query, events load, demo) names its store the same way:
+//
+//	sqlite:///var/lib/mailtrace/mailtrace.db   absolute path
+//	sqlite://data/mailtrace.db                 path relative to the working directory
+//	data/mailtrace.db                          a bare path is a SQLite file too
+//	postgres://user:pass@host:5432/db?sslmode=disable
+//	postgresql://...                           the same
+//
+// A PostgreSQL URL is handed to the PostgreSQL adapter as it is, except for
+// an optional `retention` query parameter (a Go duration such as 2160h, or
+// days such as 90d) which is removed from the DSN and becomes the adapter's
+// retention. Errors never print a password.
+package storeopen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/postgres"
+	"github.com/mailtrace/mailtrace/internal/store/sqlite"
+)
+
+// Options apply to every store kind that supports them.
+type Options struct {
+	// Retention is how long messages are kept, for adapters that take it
+	// (PostgreSQL). Zero means the adapter's default. A `retention` query
+	// parameter in the URL wins over it.
+	Retention time.Duration
+}
+
+// Kind names the adapter a URL selects.
+type Kind string
+
+// Store kinds.
+const (
+	KindSQLite   Kind = "sqlite"
+	KindPostgres Kind = "postgres"
+)
+
+// Target is a parsed store URL.
+type Target struct {
+	Kind Kind
+	// Path is the SQLite file (KindSQLite).
+	Path string
+	// DSN is what the PostgreSQL adapter gets (KindPostgres), without the
+	// retention parameter.
+	DSN string
+	// Retention from the URL, zero when it has none.
+	Retention time.Duration
+}
+
+// Open opens the store a URL names.
+func Open(ctx context.Context, rawURL string) (store.Store, error) {
+	return OpenWithOptions(ctx, rawURL, Options{})
+}
+
+// OpenWithOptions opens the store a URL names, with options.
+func OpenWithOptions(ctx context.Context, rawURL string, opts Options) (store.Store, error) {
+	t, err := Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch t.Kind {
+	case KindSQLite:
+		s, err := sqlite.Open(ctx, t.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite store %s: %w", t.Path, err)
+		}
+		return s, nil
+	default:
+		if t.Retention == 0 {
+			t.Retention = opts.Retention
+		}
+		s, err := postgres.Open(ctx, t.DSN, postgres.Options{Retention: t.Retention})
+		if err != nil {
+			return nil, redactError(fmt.Errorf("open PostgreSQL store %s: %w", Redact(t.DSN), err), rawURL)
+		}
+		return s, nil
+	}
+}
+
+// Parse splits a store URL into what the adapters need, without opening anything.
+func Parse(rawURL string) (Target, error) {
+	u := strings.TrimSpace(rawURL)
+	if u == "" {
+		return Target{}, errors.New("store URL is empty: use sqlite:///path/to/mailtrace.db or postgres://user@host/db")
+	}
+	scheme, rest, hasScheme := strings.Cut(u, ":")
+	if !hasScheme || !strings.HasPrefix(rest, "//") && !isKnownScheme(scheme) || looksLikeWindowsDrive(scheme) {
+		// A bare path (no scheme).
+		return Target{Kind: KindSQLite, Path: u}, nil
+	}
+	switch strings.ToLower(scheme) {
+	case "sqlite", "sqlite3", "file":
+		p := strings.TrimPrefix(rest, "//")
+		if i := strings.IndexAny(p, "?#"); i >= 0 {
+			return Target{}, fmt.Errorf("store URL %q: a SQLite URL takes no query parameters", u)
+		}
+		if p == "" || p == "/" {
+			return Target{}, fmt.Errorf("store URL %q names no file: use sqlite:///abs/path.db or sqlite://relative/path.db", u)
+		}
+		if decoded, err := url.PathUnescape(p); err == nil {
+			p = decoded
+		}
+		return Target{Kind: KindSQLite, Path: p}, nil
+	case "postgres", "postgresql":
+		parsed, err := url.Parse(u)
+		if err != nil {
+			return Target{}, fmt.Errorf("store URL %s is not a valid URL", Redact(u))
+		}
+		t := Target{Kind: KindPostgres}
+		q := parsed.Query()
+		if r := q.Get("retention"); r != "" {
+			d, err := ParseDuration(r)
+			if err != nil || d <= 0 {
+				return Target{}, fmt.Errorf("store URL %s: retention=%q is not a positive duration such as 2160h or 90d", Redact(u), r)
+			}
+			t.Retention = d
+			q.Del("retention")
+			parsed.RawQuery = q.Encode()
+		}
+		t.DSN = parsed.String()
+		return t, nil
+	default:
+		return Target{}, fmt.Errorf("store URL %s: unknown scheme %q (use sqlite:// or postgres://)", Redact(u), scheme)
+	}
+}
+
+func isKnownScheme(s string) bool {
+	switch strings.ToLower(s) {
+	case "sqlite", "sqlite3", "file", "postgres", "postgresql":
+		return true
+	}
+	return false
+}
+
+func looksLikeWindowsDrive(s string) bool {
+	return len(s) == 1 && (s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z')
+}
+
+var (
+	userinfoRE = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
+	kvPassRE   = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^\s&]*)`)
+)
+
+// Redact returns the URL with any password replaced by "xxxxx", fit for
+// errors and logs. It also handles URLs that do not parse.
+func Redact(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme != "" {
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	s := userinfoRE.ReplaceAllString(rawURL, "${1}:xxxxx@")
+	return kvPassRE.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// redactError scrubs every password that rawURL carries from err's text.
+func redactError(err error, rawURL string) error {
+	secrets := passwords(rawURL)
+	if len(secrets) == 0 {
+		return err
+	}
+	msg := err.Error()
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+func passwords(rawURL string) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" {
+			out = append(out, s)
+			if esc := url.QueryEscape(s); esc != s {
+				out = append(out, esc)
+			}
+			if esc := url.PathEscape(s); esc != s {
+				out = append(out, esc)
+			}
+		}
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+		add(u.Query().Get("password"))
+	}
+	if m := userinfoRE.FindStringSubmatch(rawURL); m != nil {
+		full := m[0]
+		i := strings.LastIndex(full[:len(full)-1], ":")
+		add(full[i+1 : len(full)-1])
+	}
+	return out
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+// Unwrap keeps errors.Is working for callers (context deadlines and the like);
+// the wrapped error's own text may contain the password, so never print it.
+func (e *redactedError) Unwrap() error { return e.err }
+
+// ParseDuration accepts a Go duration (48h, 90m) or a number of days (7d).
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration such as 48h or 7d", s)
+		}
+		return time.Duration(days * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 48h or 7d", s)
+	}
+	return d, nil
+}
