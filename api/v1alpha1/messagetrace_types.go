@@ -227,7 +227,12 @@ type MessageTrace struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// Spec says which messages to trace. Every filter is optional; filters
+	// combine with AND, values inside one list with OR. The spec is immutable:
+	// to trace something else, create another MessageTrace. It defaults to
+	// empty, so a spec cannot be added later to an object created without one.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new MessageTrace to trace something else"
+	// +kubebuilder:default={}
 	// +optional
 	Spec   MessageTraceSpec   `json:"spec,omitempty"`
 	Status MessageTraceStatus `json:"status,omitempty"`
