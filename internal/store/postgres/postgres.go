@@ -1,70 +1,799 @@
-// Package postgres is the PostgreSQL adapter of the trace store (pgx).
+// Package postgres is the PostgreSQL adapter of the trace store, on pgx.
+//
+// Schema (migrations/, applied by goose on Open under a Postgres session
+// lock, so two processes may Open at once):
+//
+//   - messages: one row per message trace id, unpartitioned. Its received
+//     time decides where the message's rows and events live.
+//   - rows and events: PARTITION BY RANGE on the message's received time
+//     (unix nanoseconds), one partition per UTC day, created on demand before
+//     an append needs it (under an advisory lock, cached per Store). There is
+//     no default partition. Because rows and events are placed by the
+//     message's received time, dropping a day's partitions removes whole
+//     messages; when an earlier event makes a message's received time move,
+//     its rows and events move with it inside the same transaction.
+//
+// Retention: Prune(cutoff) drops the daily partitions entirely before cutoff
+// and deletes what remains before cutoff in the boundary day. Nothing prunes
+// on its own: a long-running process calls RunRetention (the manager does),
+// which prunes every `every` with the cutoff now - Options.Retention.
 package postgres
 
 import (
 	"context"
+	"embed"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
-// DefaultRetention is how long events are kept when Options.Retention is zero.
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DefaultRetention is how long messages are kept when Options.Retention is zero.
 const DefaultRetention = 90 * 24 * time.Hour
+
+// DefaultLimit is the page size Trace uses when asked for limit <= 0.
+const DefaultLimit = 1000
+
+// partitionLockID is the advisory lock that serialises partition creation and dropping.
+const partitionLockID = 0x6d61696c74726163 // "mailtrac"
 
 // Options tune the adapter.
 type Options struct {
-	// Retention is how long messages are kept (by received time); 0 means DefaultRetention.
+	// Retention is how long messages are kept (by received time), used by
+	// RunRetention; 0 means DefaultRetention.
 	Retention time.Duration
+	// MaxConns caps the connection pool; 0 means pgxpool's default.
+	MaxConns int32
+	// Now is the clock RunRetention uses; nil means time.Now.
+	Now func() time.Time
 }
 
-// Store is a store.Store on PostgreSQL.
+// Store is a store.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
+
+	mu    sync.Mutex
+	parts map[int64]bool // day start (unix ns) -> partitions exist
 }
 
 var _ store.Store = (*Store)(nil)
 
-var errTODO = errors.New("postgres: not implemented yet")
-
-// Open connects to dsn and migrates the schema.
+// Open connects to dsn (a libpq URL or keyword/value string), applies the
+// schema migrations and returns the store.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	if opts.Retention == 0 {
+	if opts.Retention <= 0 {
 		opts.Retention = DefaultRetention
 	}
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return nil, err
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	return &Store{pool: pool, opts: opts}, nil
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, stagingDDL)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{pool: pool, opts: opts, parts: map[int64]bool{}}, nil
 }
 
-// Append stores events.
-func (s *Store) Append(ctx context.Context, events []store.Event) error { return errTODO }
-
-// Trace runs a trace.
-func (s *Store) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
-	return store.Page{}, errTODO
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
 }
 
-// Count counts matching rows per status.
-func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
-	return store.Counts{}, errTODO
+// stagingDDL creates, once per connection, the temporary tables an append
+// copies its events into before merging them set-wise.
+const stagingDDL = `
+CREATE TEMP TABLE IF NOT EXISTS mt_stage (
+    seq int NOT NULL, key text COLLATE "C" NOT NULL, trace_id text COLLATE "C" NOT NULL,
+    recipient text COLLATE "C" NOT NULL, rdomain text COLLATE "C" NOT NULL,
+    time bigint NOT NULL, received bigint, o_time bigint, o_rank int,
+    message_id text COLLATE "C" NOT NULL, message_id_lc text COLLATE "C" NOT NULL,
+    sender text COLLATE "C" NOT NULL, sender_domain text COLLATE "C" NOT NULL,
+    subject text COLLATE "C" NOT NULL, subject_lc text COLLATE "C" NOT NULL,
+    size bigint NOT NULL, direction text COLLATE "C" NOT NULL,
+    orig_ip text COLLATE "C" NOT NULL, orig_inet inet, from_ip text COLLATE "C" NOT NULL, from_inet inet,
+    to_ip text COLLATE "C" NOT NULL, to_inet inet, expanded_from text COLLATE "C" NOT NULL,
+    body text NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS mt_touched (
+    trace_id text COLLATE "C" PRIMARY KEY, received bigint NOT NULL
+) ON COMMIT DELETE ROWS;`
+
+// Ping checks that the pool reaches the server.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
 }
-
-// Events returns one message's events for one recipient.
-func (s *Store) Events(ctx context.Context, id, rcpt string) ([]store.Event, error) {
-	return nil, errTODO
-}
-
-// Prune removes everything received before cutoff.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) error { return errTODO }
-
-// Ping checks the pool.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Close closes the pool.
-func (s *Store) Close() error { s.pool.Close(); return nil }
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// --- outcomes ---------------------------------------------------------------
+
+// ranks orders the status-deciding statuses as Outcome.Supersedes does at
+// equal times (derived from it, so the SQL cannot drift from the reference).
+var ranks, statusByRank = func() (map[store.Status]int, []store.Status) {
+	var deciding []store.Status
+	for _, s := range store.AllStatuses {
+		if s != store.StatusGettingStatus {
+			deciding = append(deciding, s)
+		}
+	}
+	t := time.Unix(0, 0)
+	r := map[store.Status]int{}
+	for _, a := range deciding {
+		for _, b := range deciding {
+			if a != b && (store.Outcome{Status: a, Time: t}).Supersedes(store.Outcome{Status: b, Time: t}) {
+				r[a]++
+			}
+		}
+	}
+	by := make([]store.Status, len(deciding))
+	for s, n := range r {
+		by[n] = s
+	}
+	for _, s := range deciding {
+		if _, ok := r[s]; !ok {
+			r[s] = 0
+			by[0] = s
+		}
+	}
+	return r, by
+}()
+
+// statusSQL is the SQL expression turning a rank column into a status name.
+func statusSQL(rank string) string {
+	var b strings.Builder
+	b.WriteString("CASE " + rank)
+	for n, s := range statusByRank {
+		fmt.Fprintf(&b, " WHEN %d THEN '%s'", n, s)
+	}
+	b.WriteString(" ELSE 'GettingStatus' END")
+	return b.String()
+}
+
+// betterSQL is true when outcome (t1, r1) supersedes (t2, r2); NULL times are GettingStatus.
+func betterSQL(t1, r1, t2, r2 string) string {
+	return fmt.Sprintf("(%[1]s IS NOT NULL AND (%[3]s IS NULL OR %[1]s > %[3]s OR (%[1]s = %[3]s AND %[2]s > %[4]s)))", t1, r1, t2, r2)
+}
+
+// --- partitions -------------------------------------------------------------
+
+const day = int64(24 * time.Hour)
+
+func dayOf(ns int64) int64 {
+	d := ns - ns%day
+	if ns < 0 && ns%day != 0 {
+		d -= day
+	}
+	return d
+}
+
+func partName(table string, dayNS int64) string {
+	return table + "_p" + time.Unix(0, dayNS).UTC().Format("20060102")
+}
+
+// ensurePartitions creates the daily partitions of rows and events for days
+// (unix ns of day starts) that this Store has not seen yet.
+func (s *Store) ensurePartitions(ctx context.Context, days map[int64]bool) error {
+	s.mu.Lock()
+	var missing []int64
+	for d := range days {
+		if !s.parts[d] {
+			missing = append(missing, d)
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(partitionLockID)); err != nil {
+			return err
+		}
+		// Look before creating: CREATE TABLE ... PARTITION OF locks the
+		// parent exclusively even when the partition exists.
+		existing := map[string]bool{}
+		rs, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent IN ('rows'::regclass, 'events'::regclass)`)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var n string
+			if err := rs.Scan(&n); err != nil {
+				return err
+			}
+			existing[n] = true
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		for _, d := range missing {
+			for _, t := range []string{"rows", "events"} {
+				n := partName(t, d)
+				if existing[n] {
+					continue
+				}
+				q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM (%d) TO (%d)`,
+					pgx.Identifier{n}.Sanitize(), t, d, d+day)
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return fmt.Errorf("create partition %s: %w", n, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: partitions: %w", err)
+	}
+	s.mu.Lock()
+	for _, d := range missing {
+		s.parts[d] = true
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) forgetPartitions() {
+	s.mu.Lock()
+	s.parts = map[int64]bool{}
+	s.mu.Unlock()
+}
+
+// --- append -----------------------------------------------------------------
+
+var stageCols = []string{"seq", "key", "trace_id", "recipient", "rdomain", "time", "received", "o_time", "o_rank",
+	"message_id", "message_id_lc", "sender", "sender_domain", "subject", "subject_lc", "size", "direction",
+	"orig_ip", "orig_inet", "from_ip", "from_inet", "to_ip", "to_inet", "expanded_from", "body"}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return ""
+}
+
+func inet(ip string) any {
+	if ip == "" {
+		return nil
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+func nullNS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// stageRows validates events and turns them into staging rows; it also
+// returns the days whose partitions the append may need.
+func stageRows(events []store.Event) ([][]any, map[int64]bool, error) {
+	out := make([][]any, 0, len(events))
+	days := map[int64]bool{}
+	seen := map[[2]string]bool{}
+	for i := range events {
+		e := events[i]
+		if err := e.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		e.Time = e.Time.UTC()
+		if !e.Received.IsZero() {
+			e.Received = e.Received.UTC()
+		}
+		key := e.Key()
+		if seen[[2]string{e.MessageTraceID, key}] {
+			continue
+		}
+		seen[[2]string{e.MessageTraceID, key}] = true
+		days[dayOf(e.Time.UnixNano())] = true
+		if !e.Received.IsZero() {
+			days[dayOf(e.Received.UnixNano())] = true
+		}
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		rcpt := store.NormalizeAddress(e.Recipient)
+		sender := store.NormalizeAddress(e.Sender)
+		var oTime, oRank any
+		if st, ok := store.StatusOf(e.Type); ok {
+			oTime, oRank = e.Time.UnixNano(), ranks[st]
+		}
+		mid := store.NormalizeMessageID(e.MessageID)
+		out = append(out, []any{
+			i, key, e.MessageTraceID, rcpt, domainOf(rcpt), e.Time.UnixNano(), nullNS(e.Received), oTime, oRank,
+			e.MessageID, strings.ToLower(mid), sender, domainOf(sender), e.Subject, strings.ToLower(e.Subject),
+			e.Size, string(e.Direction),
+			e.OriginalClientIP, inet(e.OriginalClientIP), e.FromIP, inet(e.FromIP), e.ToIP, inet(e.ToIP),
+			e.ExpandedFrom, string(body),
+		})
+	}
+	return out, days, nil
+}
+
+// pick is the last non-empty value of col in append order.
+func pick(col, nonEmpty string) string {
+	return fmt.Sprintf("(array_agg(%s ORDER BY seq DESC) FILTER (WHERE %s))[1]", col, nonEmpty)
+}
+
+// msgAttrs are the message-level attributes: column and its "is known" test.
+var msgAttrs = [][3]string{
+	// messages column, stage column, stage non-empty test
+	{"message_id", "message_id", "message_id <> ''"},
+	{"message_id_lc", "message_id_lc", "message_id <> ''"},
+	{"sender", "sender", "sender <> ''"},
+	{"sender_domain", "sender_domain", "sender <> ''"},
+	{"subject", "subject", "subject <> ''"},
+	{"subject_lc", "subject_lc", "subject <> ''"},
+	{"size", "size", "size > 0"},
+	{"direction", "direction", "direction <> ''"},
+	{"original_client_ip", "orig_ip", "orig_ip <> ''"},
+	{"original_client_inet", "orig_inet", "orig_ip <> ''"},
+	{"from_ip", "from_ip", "from_ip <> ''"},
+	{"from_inet", "from_inet", "from_ip <> ''"},
+}
+
+// rowMsgCols are the columns of rows copied from messages.
+var rowMsgCols = []string{"sender", "sender_domain", "subject", "subject_lc", "message_id", "message_id_lc",
+	"size", "direction", "original_client_ip", "original_client_inet", "from_ip", "from_inet"}
+
+var mergeSQL = func() []string {
+	var aggs, sets []string
+	for _, a := range msgAttrs {
+		aggs = append(aggs, pick(a[1], a[2])+" AS "+a[1])
+		sets = append(sets, fmt.Sprintf("%s = COALESCE(a.%s, m.%s)", a[0], a[1], a[0]))
+	}
+	bestMsg := "FILTER (WHERE recipient = '' AND o_rank IS NOT NULL)"
+	msgBetter := betterSQL("a.ot", "a.orank", "m.o_time", "m.o_rank")
+	updMessages := `WITH a AS (SELECT trace_id, min(time) AS ft, min(received) AS rx, ` + strings.Join(aggs, ", ") + `,
+		(array_agg(o_time ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS ot,
+		(array_agg(o_rank ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS orank
+		FROM mt_stage GROUP BY trace_id)
+	UPDATE messages m SET first_event = LEAST(m.first_event, a.ft),
+		received_explicit = LEAST(m.received_explicit, a.rx),
+		received = COALESCE(LEAST(m.received_explicit, a.rx), LEAST(m.first_event, a.ft)),
+		` + strings.Join(sets, ",\n\t\t") + `,
+		o_time = CASE WHEN ` + msgBetter + ` THEN a.ot ELSE m.o_time END,
+		o_rank = CASE WHEN ` + msgBetter + ` THEN a.orank ELSE m.o_rank END
+	FROM a WHERE m.trace_id = a.trace_id`
+
+	var rowSets []string
+	for _, c := range rowMsgCols {
+		rowSets = append(rowSets, fmt.Sprintf("%s = m.%s", c, c))
+	}
+	rowBetter := betterSQL("m.o_time", "m.o_rank", "r.status_time", "r.status_rank")
+	updRows := `UPDATE rows r SET received = m.received, ` + strings.Join(rowSets, ", ") + `,
+		status = CASE WHEN ` + rowBetter + ` THEN ` + statusSQL("m.o_rank") + ` ELSE r.status END,
+		status_time = CASE WHEN ` + rowBetter + ` THEN m.o_time ELSE r.status_time END,
+		status_rank = CASE WHEN ` + rowBetter + ` THEN m.o_rank ELSE r.status_rank END
+	FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
+	WHERE r.trace_id = t.trace_id AND r.received = t.received`
+
+	mcols := "m." + strings.Join(rowMsgCols, ", m.")
+	insCols := "received, trace_id, recipient, recipient_domain, " + strings.Join(rowMsgCols, ", ") +
+		", to_ip, to_inet, expanded_from, status, status_time, status_rank"
+	newBetter := betterSQL("a.ot", "a.orank", "m.o_time", "m.o_rank")
+	exBetter := betterSQL("excluded.status_time", "excluded.status_rank", "rows.status_time", "rows.status_rank")
+	bestAny := "FILTER (WHERE o_rank IS NOT NULL)"
+	upsertRows := `WITH a AS (SELECT trace_id, recipient, min(rdomain) AS rdomain,
+		` + pick("to_ip", "to_ip <> ''") + ` AS to_ip, ` + pick("to_inet", "to_ip <> ''") + ` AS to_inet,
+		` + pick("expanded_from", "expanded_from <> ''") + ` AS expanded_from,
+		(array_agg(o_time ORDER BY o_time DESC, o_rank DESC) ` + bestAny + `)[1] AS ot,
+		(array_agg(o_rank ORDER BY o_time DESC, o_rank DESC) ` + bestAny + `)[1] AS orank
+		FROM mt_stage WHERE recipient <> '' GROUP BY trace_id, recipient)
+	INSERT INTO rows (` + insCols + `)
+	SELECT m.received, a.trace_id, a.recipient, a.rdomain, ` + mcols + `,
+		COALESCE(a.to_ip, ''), a.to_inet, COALESCE(a.expanded_from, ''),
+		CASE WHEN ` + newBetter + ` THEN ` + statusSQL("a.orank") + ` ELSE ` + statusSQL("m.o_rank") + ` END,
+		CASE WHEN ` + newBetter + ` THEN a.ot ELSE m.o_time END,
+		CASE WHEN ` + newBetter + ` THEN a.orank ELSE m.o_rank END
+	FROM a JOIN messages m ON m.trace_id = a.trace_id
+	ON CONFLICT (trace_id, recipient, received) DO UPDATE SET
+		to_ip = CASE WHEN excluded.to_ip <> '' THEN excluded.to_ip ELSE rows.to_ip END,
+		to_inet = CASE WHEN excluded.to_ip <> '' THEN excluded.to_inet ELSE rows.to_inet END,
+		expanded_from = CASE WHEN excluded.expanded_from <> '' THEN excluded.expanded_from ELSE rows.expanded_from END,
+		status = CASE WHEN ` + exBetter + ` THEN excluded.status ELSE rows.status END,
+		status_time = CASE WHEN ` + exBetter + ` THEN excluded.status_time ELSE rows.status_time END,
+		status_rank = CASE WHEN ` + exBetter + ` THEN excluded.status_rank ELSE rows.status_rank END`
+
+	return []string{
+		// New messages, in key order (concurrent appends lock in the same order).
+		`INSERT INTO messages (trace_id, received_explicit, first_event, received)
+		SELECT trace_id, min(received), min(time), COALESCE(min(received), min(time))
+		FROM mt_stage GROUP BY trace_id ORDER BY trace_id
+		ON CONFLICT (trace_id) DO NOTHING`,
+		// Lock every message this append touches; remember where it lives now.
+		`WITH l AS (SELECT m.trace_id, m.received FROM messages m
+			WHERE m.trace_id IN (SELECT trace_id FROM mt_stage) ORDER BY m.trace_id FOR UPDATE)
+		INSERT INTO mt_touched SELECT trace_id, received FROM l`,
+		// Idempotency: forget events already stored.
+		`DELETE FROM mt_stage s USING mt_touched t, events e
+		WHERE s.trace_id = t.trace_id AND e.trace_id = s.trace_id AND e.key = s.key AND e.received = t.received`,
+		updMessages,
+		// Rows follow their message: received time (partition), attributes, message-level outcome.
+		updRows,
+		`UPDATE events e SET received = m.received FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
+		WHERE e.trace_id = t.trace_id AND e.received = t.received AND m.received <> t.received`,
+		`INSERT INTO events (received, trace_id, key, recipient, time, body)
+		SELECT m.received, s.trace_id, s.key, s.recipient, s.time, s.body
+		FROM mt_stage s JOIN messages m ON m.trace_id = s.trace_id ORDER BY s.seq`,
+		upsertRows,
+		// The placeholder row goes once a recipient row exists, and exists while none does.
+		`DELETE FROM rows r USING mt_touched t JOIN messages m ON m.trace_id = t.trace_id
+		WHERE r.trace_id = t.trace_id AND r.received = m.received AND r.recipient = ''
+		AND EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = t.trace_id AND x.received = m.received AND x.recipient <> '')`,
+		`INSERT INTO rows (` + insCols + `)
+		SELECT m.received, m.trace_id, '', '', ` + mcols + `, '', NULL, '', ` + statusSQL("m.o_rank") + `, m.o_time, m.o_rank
+		FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
+		WHERE NOT EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = m.trace_id AND x.received = m.received)`,
+	}
+}()
+
+// Append stores events atomically: all of them or, on error, none. Events
+// already stored (same message trace id and Event.Key) change nothing.
+func (s *Store) Append(ctx context.Context, events []store.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	rows, days, err := stageRows(events)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		if err := s.ensurePartitions(ctx, days); err != nil {
+			return err
+		}
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mt_stage"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			for _, q := range mergeSQL {
+				b.Queue(q)
+			}
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if err == nil {
+			return nil
+		}
+		var pe *pgconn.PgError
+		if attempt < 3 && errors.As(err, &pe) {
+			switch pe.Code {
+			case "23514", "42P01": // no partition for a row, or one dropped under us: recreate
+				s.forgetPartitions()
+				continue
+			case "40P01", "40001", "23505": // deadlock, serialization, a concurrent first insert
+				continue
+			}
+		}
+		return fmt.Errorf("postgres: append: %w", err)
+	}
+}
+
+// --- queries ----------------------------------------------------------------
+
+const rowCols = `received, sender, recipient, subject, status, message_id, trace_id, size,
+	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
+
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) arg(v any) string {
+	w.args = append(w.args, v)
+	return fmt.Sprintf("$%d", len(w.args))
+}
+
+func (w *where) add(c string) { w.conds = append(w.conds, c) }
+
+func addressConds(w *where, col, domainCol string, patterns []string) {
+	if len(patterns) == 0 {
+		return
+	}
+	var eq, dom, like []string
+	for _, p := range patterns {
+		lp := strings.ToLower(p)
+		switch {
+		case !store.HasWildcard(lp):
+			eq = append(eq, lp)
+		case strings.HasPrefix(lp, "*@") && !strings.ContainsAny(lp[2:], "*@"):
+			dom = append(dom, lp[2:])
+		default:
+			like = append(like, store.LikePattern(p))
+		}
+	}
+	var ors []string
+	if len(eq) > 0 {
+		ors = append(ors, col+" = ANY("+w.arg(eq)+")")
+	}
+	if len(dom) > 0 {
+		ors = append(ors, domainCol+" = ANY("+w.arg(dom)+")")
+	}
+	for _, l := range like {
+		ors = append(ors, col+" LIKE "+w.arg(l)+` ESCAPE '\'`)
+	}
+	w.add("(" + strings.Join(ors, " OR ") + ")")
+}
+
+func buildWhere(q store.Query) *where {
+	w := &where{}
+	w.add("received >= " + w.arg(q.Start.UnixNano()))
+	w.add("received < " + w.arg(q.End.UnixNano()))
+	addressConds(w, "sender", "sender_domain", q.Senders)
+	addressConds(w, "recipient", "recipient_domain", q.Recipients)
+	if len(q.Statuses) > 0 {
+		ss := make([]string, len(q.Statuses))
+		for i, s := range q.Statuses {
+			ss[i] = string(s)
+		}
+		w.add("status = ANY(" + w.arg(ss) + ")")
+	}
+	if q.MessageID != "" {
+		w.add("message_id_lc = " + w.arg(strings.ToLower(store.NormalizeMessageID(q.MessageID))))
+	}
+	if q.MessageTraceID != "" {
+		w.add("trace_id = " + w.arg(q.MessageTraceID))
+	}
+	if q.Direction != "" && q.Direction != store.DirectionAll {
+		w.add("direction = " + w.arg(string(q.Direction)))
+	}
+	for _, f := range []struct {
+		col string
+		p   netip.Prefix
+	}{{"original_client_inet", q.OriginalClientIP}, {"from_inet", q.FromIP}, {"to_inet", q.ToIP}} {
+		if f.p.IsValid() {
+			w.add(f.col + " <<= " + w.arg(f.p.Masked().String()) + "::cidr")
+		}
+	}
+	if like := q.SubjectLike(); like != "" {
+		w.add("subject_lc LIKE " + w.arg(like) + ` ESCAPE '\'`)
+	}
+	return w
+}
+
+// Trace returns up to limit rows matching q after cursor (keyset
+// pagination), newest received first, ties by message trace id then
+// recipient ascending.
+func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
+	if err := q.Validate(); err != nil {
+		return store.Page{}, err
+	}
+	rcv, mtid, rcpt, ok, err := store.DecodeCursor(cursor)
+	if err != nil {
+		return store.Page{}, err
+	}
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	w := buildWhere(q)
+	if ok {
+		r := w.arg(rcv.UnixNano())
+		m := w.arg(mtid)
+		c := w.arg(rcpt)
+		w.add(fmt.Sprintf("received <= %s AND (received < %s OR (received = %s AND (trace_id > %s OR (trace_id = %s AND recipient > %s))))", r, r, r, m, m, c))
+	}
+	sqlText := `SELECT ` + rowCols + ` FROM rows WHERE ` + strings.Join(w.conds, " AND ") +
+		fmt.Sprintf(` ORDER BY received DESC, trace_id, recipient LIMIT %d`, limit+1)
+	rs, err := s.pool.Query(ctx, sqlText, w.args...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+	}
+	defer rs.Close()
+	var page store.Page
+	for rs.Next() {
+		var r store.Row
+		var received int64
+		var statusTime *int64
+		var status, direction string
+		if err := rs.Scan(&received, &r.Sender, &r.Recipient, &r.Subject, &status, &r.MessageID, &r.MessageTraceID, &r.Size,
+			&r.OriginalClientIP, &r.FromIP, &r.ToIP, &direction, &r.ExpandedFrom, &statusTime); err != nil {
+			return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+		}
+		r.Received = time.Unix(0, received).UTC()
+		r.Status = store.Status(status)
+		r.Direction = store.Direction(direction)
+		if statusTime != nil {
+			r.StatusTime = time.Unix(0, *statusTime).UTC()
+		}
+		page.Rows = append(page.Rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+	}
+	if len(page.Rows) > limit {
+		page.Rows = page.Rows[:limit]
+		page.Next = store.NewCursor(page.Rows[limit-1])
+	}
+	return page, nil
+}
+
+// Count counts the rows matching q per status.
+func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+	if err := q.Validate(); err != nil {
+		return store.Counts{}, err
+	}
+	w := buildWhere(q)
+	rs, err := s.pool.Query(ctx, `SELECT status, count(*) FROM rows WHERE `+strings.Join(w.conds, " AND ")+` GROUP BY status`, w.args...)
+	if err != nil {
+		return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+	}
+	defer rs.Close()
+	c := store.Counts{ByStatus: map[store.Status]int64{}}
+	for rs.Next() {
+		var st string
+		var n int64
+		if err := rs.Scan(&st, &n); err != nil {
+			return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+		}
+		c.ByStatus[store.Status(st)] = n
+		c.Total += n
+	}
+	if err := rs.Err(); err != nil {
+		return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+	}
+	return c, nil
+}
+
+// Events returns one message's events for one recipient in time order: the
+// message-level events and that recipient's own.
+func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+	rs, err := s.pool.Query(ctx, `SELECT e.body FROM events e JOIN messages m ON m.trace_id = e.trace_id AND e.received = m.received
+		WHERE e.trace_id = $1 AND e.recipient IN ('', $2) ORDER BY e.time, e.seq`,
+		messageTraceID, store.NormalizeAddress(recipient))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: events: %w", err)
+	}
+	defer rs.Close()
+	var out []store.Event
+	for rs.Next() {
+		var body string
+		if err := rs.Scan(&body); err != nil {
+			return nil, fmt.Errorf("postgres: events: %w", err)
+		}
+		var e store.Event
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return nil, fmt.Errorf("postgres: events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: events: %w", err)
+	}
+	return out, nil
+}
+
+// --- retention --------------------------------------------------------------
+
+// Prune removes every message received before cutoff: the daily partitions
+// that end at or before cutoff are dropped (instant, whatever their size),
+// and what remains before cutoff in the boundary day is deleted.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) error {
+	c := cutoff.UnixNano()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(partitionLockID)); err != nil {
+			return err
+		}
+		rs, err := tx.Query(ctx, `SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent IN ('rows'::regclass, 'events'::regclass)`)
+		if err != nil {
+			return err
+		}
+		var drop []string
+		for rs.Next() {
+			var name, bound string
+			if err := rs.Scan(&name, &bound); err != nil {
+				return err
+			}
+			var from, to int64
+			if _, err := fmt.Sscanf(bound, "FOR VALUES FROM ('%d') TO ('%d')", &from, &to); err != nil {
+				return fmt.Errorf("partition %s: unexpected bound %q", name, bound)
+			}
+			if to <= c {
+				drop = append(drop, name)
+			}
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		for _, n := range drop {
+			if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{n}.Sanitize()); err != nil {
+				return err
+			}
+		}
+		for _, t := range []string{"rows", "events", "messages"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+t+` WHERE received < $1`, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.forgetPartitions()
+	if err != nil {
+		return fmt.Errorf("postgres: prune: %w", err)
+	}
+	return nil
+}
+
+// RunRetention prunes everything received more than Options.Retention ago,
+// now and then every `every` (an hour when 0), until ctx ends. Errors are
+// passed to onError (which may be nil) and the loop goes on.
+func (s *Store) RunRetention(ctx context.Context, every time.Duration, onError func(error)) {
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Prune(ctx, s.opts.Now().Add(-s.opts.Retention)); err != nil && onError != nil && ctx.Err() == nil {
+			onError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/postgres"
+	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// D0 is midnight of the first day the focused tests use.
+var D0 = time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, dsn string) *postgres.Store {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newStore(t *testing.T) (*postgres.Store, string) {
+	dsn := pgtest.DSN(t)
+	return open(t, dsn), dsn
+}
+
+func sql1[T any](t *testing.T, dsn, q string, args ...any) []T {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rs, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rs, pgx.RowTo[T])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func partitions(t *testing.T, dsn, parent string) []string {
+	t.Helper()
+	return sql1[string](t, dsn, `SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = $1::regclass ORDER BY 1`, parent)
+}
+
+func msg(id string, recv time.Time, sender, rcpt string, outcome store.EventType) []store.Event {
+	evs := []store.Event{{ID: id + "-r", Time: recv, MessageTraceID: id, Type: store.EventReceive, Sender: sender, Subject: "s " + id}}
+	if rcpt != "" {
+		evs = append(evs, store.Event{ID: id + "-o", Time: recv.Add(time.Minute), MessageTraceID: id, Recipient: rcpt, Type: outcome})
+	}
+	return evs
+}
+
+func appendAll(t *testing.T, st store.Store, evs ...store.Event) {
+	t.Helper()
+	if err := st.Append(context.Background(), evs); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+}
+
+func trace(t *testing.T, st store.Store, q store.Query) []string {
+	t.Helper()
+	var out []string
+	var cur store.Cursor
+	for {
+		p, err := st.Trace(context.Background(), q, cur, 2)
+		if err != nil {
+			t.Fatalf("Trace: %v", err)
+		}
+		for _, r := range p.Rows {
+			out = append(out, fmt.Sprintf("%s %s %s", r.MessageTraceID, r.Recipient, r.Status))
+		}
+		if p.Next == "" {
+			return out
+		}
+		cur = p.Next
+	}
+}
+
+func span(days int) store.Query {
+	return store.Query{Start: D0.Add(-24 * time.Hour), End: D0.Add(time.Duration(days) * 24 * time.Hour)}
+}
+
+func TestDailyPartitionsAreCreatedOnDemand(t *testing.T) {
+	st, dsn := newStore(t)
+	if got := partitions(t, dsn, "rows"); len(got) != 0 {
+		t.Fatalf("partitions before any append: %v", got)
+	}
+	var evs []store.Event
+	for d := 0; d < 3; d++ {
+		evs = append(evs, msg(fmt.Sprintf("m%d", d), D0.Add(time.Duration(d)*24*time.Hour+time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	}
+	appendAll(t, st, evs...)
+	want := []string{"rows_p20260310", "rows_p20260311", "rows_p20260312"}
+	if got := partitions(t, dsn, "rows"); !slices.Equal(got, want) {
+		t.Errorf("rows partitions %v, want %v", got, want)
+	}
+	if got := partitions(t, dsn, "events"); len(got) != 3 {
+		t.Errorf("events partitions %v, want 3", got)
+	}
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM pg_partitioned_table WHERE partdefid <> 0`)[0]; n != 0 {
+		t.Errorf("%d partitioned tables have a default partition", n)
+	}
+	// A second store (another process) finds them and appends to them.
+	st2 := open(t, dsn)
+	appendAll(t, st2, msg("n1", D0.Add(2*time.Hour), "a@x.example", "c@y.example", store.EventDefer)...)
+	got := trace(t, st2, span(3))
+	wantRows := []string{"m2 b@y.example Delivered", "m1 b@y.example Delivered", "n1 c@y.example Pending", "m0 b@y.example Delivered"}
+	if !slices.Equal(got, wantRows) {
+		t.Errorf("trace %q, want %q", got, wantRows)
+	}
+}
+
+func TestPruneDropsWholeDaysAndTrimsTheBoundaryDay(t *testing.T) {
+	st, dsn := newStore(t)
+	var evs []store.Event
+	for d := 0; d < 3; d++ {
+		base := D0.Add(time.Duration(d) * 24 * time.Hour)
+		evs = append(evs, msg(fmt.Sprintf("d%d-early", d), base.Add(6*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+		evs = append(evs, msg(fmt.Sprintf("d%d-late", d), base.Add(20*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	}
+	appendAll(t, st, evs...)
+	cutoff := D0.Add(24*time.Hour + 12*time.Hour) // noon of the second day
+	if err := st.Prune(context.Background(), cutoff); err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if got, want := partitions(t, dsn, "rows"), []string{"rows_p20260311", "rows_p20260312"}; !slices.Equal(got, want) {
+		t.Errorf("rows partitions after prune %v, want %v", got, want)
+	}
+	if got, want := partitions(t, dsn, "events"), []string{"events_p20260311", "events_p20260312"}; !slices.Equal(got, want) {
+		t.Errorf("events partitions after prune %v, want %v", got, want)
+	}
+	got := trace(t, st, span(3))
+	want := []string{"d2-late b@y.example Delivered", "d2-early b@y.example Delivered", "d1-late b@y.example Delivered"}
+	if !slices.Equal(got, want) {
+		t.Errorf("trace after prune %q, want %q", got, want)
+	}
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM messages`)[0]; n != 3 {
+		t.Errorf("%d messages left, want 3", n)
+	}
+	evts, err := st.Events(context.Background(), "d1-early", "b@y.example")
+	if err != nil || len(evts) != 0 {
+		t.Errorf("events of a pruned message: %v, %v", evts, err)
+	}
+	// Appending to a pruned day again recreates its partition (the cache is not stale).
+	appendAll(t, st, msg("again", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventFail)...)
+	if got := trace(t, st, store.Query{Start: D0, End: D0.Add(24 * time.Hour)}); !slices.Equal(got, []string{"again b@y.example Failed"}) {
+		t.Errorf("trace of the recreated day: %q", got)
+	}
+}
+
+func TestRunRetentionPrunesByTheClock(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	now := D0.Add(100 * 24 * time.Hour)
+	st, err := postgres.Open(context.Background(), dsn, postgres.Options{Retention: 95 * 24 * time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	appendAll(t, st, msg("old", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	appendAll(t, st, msg("new", D0.Add(10*24*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { st.RunRetention(ctx, time.Hour, func(err error) { t.Error(err) }); close(done) }()
+	for i := 0; ; i++ {
+		if n := sql1[int64](t, dsn, `SELECT count(*) FROM messages WHERE trace_id = 'old'`)[0]; n == 0 {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("RunRetention did not prune")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := trace(t, st, store.Query{Start: D0, End: D0.Add(20 * 24 * time.Hour)}); !slices.Equal(got, []string{"new b@y.example Delivered"}) {
+		t.Errorf("after retention: %q", got)
+	}
+}
+
+func TestMigrationsRunTwiceAndConcurrently(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+			if err == nil {
+				err = st.Ping(context.Background())
+				st.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	st := open(t, dsn) // and once more, on a migrated database
+	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`)[0]; n != 1 {
+		t.Errorf("%d migrations recorded, want 1", n)
+	}
+}
+
+func TestLateReceiveMovesTheMessageToItsDay(t *testing.T) {
+	st, dsn := newStore(t)
+	recv := D0.Add(-10 * time.Minute) // 23:50 the day before D0
+	appendAll(t, st, store.Event{ID: "o", Time: D0.Add(10 * time.Minute), MessageTraceID: "late", Recipient: "B@Y.example", Type: store.EventDeliver, ToIP: "10.0.0.1"})
+	if got := sql1[string](t, dsn, `SELECT tableoid::regclass::text FROM rows`); !slices.Equal(got, []string{"rows_p20260310"}) {
+		t.Fatalf("row first lands in %v", got)
+	}
+	appendAll(t, st, store.Event{ID: "r", Time: recv, MessageTraceID: "late", Type: store.EventReceive, Sender: "A@X.example", Subject: "Hi"})
+	if got := sql1[string](t, dsn, `SELECT tableoid::regclass::text FROM rows`); !slices.Equal(got, []string{"rows_p20260309"}) {
+		t.Errorf("row after the late Receive is in %v, want rows_p20260309", got)
+	}
+	if got := sql1[string](t, dsn, `SELECT DISTINCT tableoid::regclass::text FROM events`); !slices.Equal(got, []string{"events_p20260309"}) {
+		t.Errorf("events after the late Receive are in %v, want events_p20260309", got)
+	}
+	p, err := st.Trace(context.Background(), store.Query{Start: D0.Add(-24 * time.Hour), End: D0, Senders: []string{"*@x.EXAMPLE"}}, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rows) != 1 {
+		t.Fatalf("trace of the earlier day: %+v", p.Rows)
+	}
+	r := p.Rows[0]
+	if !r.Received.Equal(recv) || r.Sender != "a@x.example" || r.Recipient != "b@y.example" || r.Status != store.StatusDelivered || r.Subject != "Hi" || r.ToIP != "10.0.0.1" {
+		t.Errorf("row %+v", r)
+	}
+	evs, err := st.Events(context.Background(), "late", "b@y.example")
+	if err != nil || len(evs) != 2 || evs[0].Type != store.EventReceive || evs[1].Type != store.EventDeliver {
+		t.Errorf("Events: %+v, %v", evs, err)
+	}
+	// Replaying both changes nothing.
+	appendAll(t, st, evs...)
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM events`)[0]; n != 2 {
+		t.Errorf("%d events after replay, want 2", n)
+	}
+}
+
+func TestConcurrentAppendsOfTheSameEventsStoreThemOnce(t *testing.T) {
+	st, dsn := newStore(t)
+	var evs []store.Event
+	for i := 0; i < 50; i++ {
+		evs = append(evs, msg(fmt.Sprintf("m%02d", i), D0.Add(time.Duration(i)*time.Minute), "a@x.example", "b@y.example", store.EventDeliver)...)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			mine := slices.Clone(evs)
+			if g%2 == 1 {
+				slices.Reverse(mine)
+			}
+			if err := st.Append(context.Background(), mine); err != nil {
+				t.Errorf("Append: %v", err)
+			}
+		}(g)
+	}
+	wg.Wait()
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM events`)[0]; n != 100 {
+		t.Errorf("%d events, want 100", n)
+	}
+	if n := sql1[int64](t, dsn, `SELECT count(*) FROM rows`)[0]; n != 50 {
+		t.Errorf("%d rows, want 50", n)
+	}
+}
+
+func TestStoreDownThenBack(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	pgtest.Stop(t)
+	if err := st.Ping(ctx); err == nil {
+		t.Error("Ping succeeded with the server stopped")
+	}
+	if err := st.Append(ctx, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)); err == nil {
+		t.Error("Append succeeded with the server stopped")
+	}
+	pgtest.Start(t)
+	if err := st.Ping(ctx); err != nil {
+		t.Errorf("Ping after restart: %v", err)
+	}
+	appendAll(t, st, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	if got := trace(t, st, span(1)); len(got) != 2 {
+		t.Errorf("after restart: %q", got)
+	}
+}
