@@ -1,0 +1,297 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/util/duration"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/demo"
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/sqlite"
+)
+
+// DemoOptions configure `mailtrace demo`.
+type DemoOptions struct {
+	// Assets is the directory with kube-apiserver and etcd.
+	Assets string
+	// Dir is the work directory: kubeconfig and mailtrace.db go there.
+	Dir string
+	// Wait keeps the control plane and the manager running until ctx ends.
+	Wait bool
+	// Timeout bounds the wait for the sample traces.
+	Timeout time.Duration
+	// Verbose shows the manager's logs.
+	Verbose bool
+	// Namespace the samples are created in.
+	Namespace string
+}
+
+// demoShowcase is the sample whose rows and first message's timeline the demo prints.
+const demoShowcase = "failed-last-7-days"
+
+func newDemoCommand() *cobra.Command {
+	o := DemoOptions{Namespace: "default"}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run mailtrace end to end on this machine: control plane, manager, sample data and traces",
+		Long: `Start a local control plane (kube-apiserver and etcd, built by hack/envtest.sh)
+with mailtrace's CRDs, seed a SQLite trace store with two weeks of realistic
+mail flow of example.com, run the manager in-process, apply the sample
+MessageTraces of config/samples, wait for their answers and print them.
+
+With --wait (the default when stdin is a terminal) everything keeps running
+until Ctrl-C, so you can explore with kubectl and "mailtrace query".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return RunDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Assets, "assets", demo.DefaultAssets(), "directory with the kube-apiserver and etcd binaries (hack/envtest.sh prints it; env KUBEBUILDER_ASSETS)")
+	fl.StringVar(&o.Dir, "dir", ".demo", "work directory for the kubeconfig and the SQLite store (recreated on every run)")
+	fl.BoolVar(&o.Wait, "wait", term.IsTerminal(int(os.Stdin.Fd())), "keep the control plane and manager running until Ctrl-C (default: true when stdin is a terminal)")
+	fl.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "how long to wait for the sample traces to succeed")
+	fl.BoolVar(&o.Verbose, "verbose", false, "show the manager's logs")
+	return cmd
+}
+
+// RunDemo runs the demo; it returns when everything has stopped.
+func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err error) {
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	level := zapcore.ErrorLevel
+	if o.Verbose {
+		level = zapcore.InfoLevel
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(errOut), zap.UseDevMode(true), zap.Level(level)))
+
+	if err := demo.CheckAssets(o.Assets); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(dir, "mailtrace.db")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(dbPath + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+
+	// The store, seeded.
+	now := time.Now().UTC()
+	events := demo.Generate(now)
+	fmt.Fprintf(out, "seeding %d events (%d messages over the last %d days) into %s...\n", len(events), demo.Messages(events), demo.Days, dbPath)
+	st, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i := 0; i < len(events); i += loadBatch {
+		if err := st.Append(ctx, events[i:min(i+loadBatch, len(events))]); err != nil {
+			return fmt.Errorf("seed the store: %w", err)
+		}
+	}
+
+	// The control plane.
+	fmt.Fprintf(out, "starting control plane (kube-apiserver and etcd from %s)...\n", o.Assets)
+	started := time.Now()
+	cp, err := demo.StartControlPlane(o.Assets, dir, NewScheme())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(out, "stopping control plane...")
+		if serr := cp.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stop the control plane: %w", serr)
+		}
+	}()
+	if err := cp.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "control plane ready in %s (CRDs from %s); kubeconfig written to %s\n",
+		time.Since(started).Round(100*time.Millisecond), cp.CRDSource, kubeconfig)
+
+	// The manager, in-process, sharing the `manager` command's wiring.
+	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0"})
+	if err != nil {
+		return err
+	}
+	mctx, stopManager := context.WithCancel(ctx)
+	mdone := make(chan error, 1)
+	go func() { mdone <- mgr.Start(mctx) }()
+	defer func() {
+		stopManager()
+		fmt.Fprintln(out, "stopping manager...")
+		if merr := <-mdone; merr != nil && !errors.Is(merr, context.Canceled) && err == nil {
+			err = fmt.Errorf("manager: %w", merr)
+		}
+	}()
+	fmt.Fprintln(out, "manager started")
+
+	// The samples.
+	c, err := client.New(cp.Config, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return err
+	}
+	mts, files, err := demo.SampleTraces()
+	if err != nil {
+		return err
+	}
+	for i := range mts {
+		mts[i].Namespace = o.Namespace
+		if err := c.Create(ctx, &mts[i]); err != nil {
+			return fmt.Errorf("create MessageTrace %s (config/samples/%s): %w", mts[i].Name, files[i], err)
+		}
+		fmt.Fprintf(out, "messagetrace.mailtrace.io/%s created (config/samples/%s)\n", mts[i].Name, files[i])
+	}
+	fmt.Fprintf(out, "waiting for %d MessageTraces to succeed...\n", len(mts))
+	done, err := waitForTraces(ctx, c, mts, o.Timeout, mdone)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n$ kubectl get mt\n")
+	printTraceList(out, done, time.Now())
+
+	if show := findTrace(done, demoShowcase); show != nil {
+		fmt.Fprintf(out, "\n$ kubectl get mt %s -o yaml   # status.rows, as a table:\n", show.Name)
+		tw := &rowTable{w: out}
+		for _, r := range show.Status.Rows {
+			if err := tw.Write(rowFromStatus(r)); err != nil {
+				return err
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(show.Status.Rows) > 0 {
+			first := show.Status.Rows[0]
+			evs, err := st.Events(ctx, first.MessageTraceID, first.Recipient)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\n$ mailtrace details --store sqlite://%s --trace-id %s --recipient %s\n", dbPath, first.MessageTraceID, first.Recipient)
+			if err := printTimeline(out, evs); err != nil {
+				return err
+			}
+		}
+	}
+
+	fmt.Fprintf(out, `
+To keep exploring%s:
+  export KUBECONFIG=%s
+  kubectl get mt
+  kubectl get mt %s -o yaml
+  kubectl wait --for=condition=Succeeded mt/%s
+  bin/mailtrace query --store sqlite://%s --since 7d --status Failed
+  bin/mailtrace query --store sqlite://%s --sender '*@example.com' --since 24h -o csv
+`, map[bool]string{true: " (while this runs)", false: " (run with --wait to keep the control plane up)"}[o.Wait],
+		kubeconfig, demoShowcase, demoShowcase, dbPath, dbPath)
+
+	if o.Wait {
+		fmt.Fprintln(out, "\nThe control plane and the manager keep running; press Ctrl-C to stop.")
+		select {
+		case <-ctx.Done():
+		case merr := <-mdone:
+			mdone <- merr
+		}
+		fmt.Fprintln(out)
+	}
+	return nil
+}
+
+// waitForTraces polls until every trace is finished; it fails when one
+// fails, when the manager stops, or after timeout.
+func waitForTraces(ctx context.Context, c client.Client, mts []v1alpha1.MessageTrace, timeout time.Duration, mdone chan error) ([]v1alpha1.MessageTrace, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var got []v1alpha1.MessageTrace
+		pending := []string{}
+		for _, mt := range mts {
+			var cur v1alpha1.MessageTrace
+			if err := c.Get(ctx, client.ObjectKeyFromObject(&mt), &cur); err != nil {
+				return nil, err
+			}
+			if !cur.IsFinished() {
+				pending = append(pending, cur.Name)
+				continue
+			}
+			if cond := cur.Condition(v1alpha1.ConditionFailed); cond != nil && cond.Status == "True" {
+				return nil, fmt.Errorf("MessageTrace %s failed: %s: %s", cur.Name, cond.Reason, cond.Message)
+			}
+			got = append(got, cur)
+		}
+		if len(pending) == 0 {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("MessageTraces %v did not succeed within %s (run with --verbose to see the manager's logs)", pending, timeout)
+		case err := <-mdone:
+			mdone <- err
+			return nil, fmt.Errorf("the manager stopped: %v", err)
+		case <-tick.C:
+		}
+	}
+}
+
+func findTrace(mts []v1alpha1.MessageTrace, name string) *v1alpha1.MessageTrace {
+	for i := range mts {
+		if mts[i].Name == name {
+			return &mts[i]
+		}
+	}
+	return nil
+}
+
+// printTraceList prints MessageTraces the way `kubectl get mt` does.
+func printTraceList(w io.Writer, mts []v1alpha1.MessageTrace, now time.Time) {
+	sorted := append([]v1alpha1.MessageTrace(nil), mts...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	var t table
+	t.add("NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "AGE")
+	for _, mt := range sorted {
+		rng := ""
+		if mt.Status.TimeRange != nil {
+			rng = mt.Status.TimeRange.Duration
+		}
+		t.add(mt.Name, string(mt.Status.Phase), rng, fmt.Sprint(mt.Status.TotalMatches), fmt.Sprint(mt.Status.ReturnedRows),
+			duration.HumanDuration(now.Sub(mt.CreationTimestamp.Time)))
+	}
+	_ = t.print(w)
+}
+
+func rowFromStatus(r v1alpha1.TraceRow) store.Row {
+	return store.Row{
+		Received: r.Received.Time, Sender: r.Sender, Recipient: r.Recipient, Subject: r.Subject,
+		Status: store.Status(r.Status), MessageID: r.MessageID, MessageTraceID: r.MessageTraceID,
+		Size: r.Size, FromIP: r.FromIP, ToIP: r.ToIP, Direction: store.Direction(r.Direction),
+	}
+}

@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/controllers/messagetrace"
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+)
+
+// DefaultRetention is how long the store keeps messages unless --retention says otherwise.
+const DefaultRetention = 90 * 24 * time.Hour
+
+// pruneInterval is how often the manager removes messages older than the retention.
+const pruneInterval = time.Hour
+
+// ManagerOptions configure the manager; the `manager` command fills them from
+// flags, the demo from its own defaults.
+type ManagerOptions struct {
+	MetricsBindAddress     string // "0" turns the metrics endpoint off
+	HealthProbeBindAddress string // "0" turns the probes off
+	LeaderElection         bool
+	// QueryTimeout bounds one trace against the store (0: the controller's default).
+	QueryTimeout time.Duration
+	// MaxConcurrentReconciles is how many traces run at once (0: the controller's default).
+	MaxConcurrentReconciles int
+	// Retention is how long messages are kept; older ones are pruned hourly. 0 turns pruning off.
+	Retention time.Duration
+}
+
+// NewScheme returns a scheme with client-go's kinds and mailtrace.io/v1alpha1.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager builds the controller-runtime manager with the MessageTrace
+// controller on st, health and readiness checks (readiness pings the store),
+// and the retention pruner. It is shared by `mailtrace manager` and
+// `mailtrace demo`.
+func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manager, error) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		LeaderElection:         o.LeaderElection,
+		LeaderElectionID:       "mailtrace-manager.mailtrace.io",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("store", storeCheck(st)); err != nil {
+		return nil, err
+	}
+	r := &messagetrace.Reconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Store:    st,
+		Recorder: mgr.GetEventRecorder(messagetrace.ControllerName),
+		Clock:    clock.RealClock{},
+		Options: messagetrace.Options{
+			QueryTimeout:            o.QueryTimeout,
+			MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
+	}
+	if o.Retention > 0 {
+		log := ctrl.Log.WithName("retention")
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			pruneLoop(ctx, st, o.Retention, clock.RealClock{}, log)
+			return nil
+		})); err != nil {
+			return nil, err
+		}
+	}
+	return mgr, nil
+}
+
+// storeCheck is a readiness check: the manager is ready while the store answers.
+func storeCheck(st store.Store) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("trace store: %w", err)
+		}
+		return nil
+	}
+}
+
+// pruneLoop removes messages received before now-retention, now and then
+// every pruneInterval, until ctx ends. It runs on the leader only.
+func pruneLoop(ctx context.Context, st store.Store, retention time.Duration, clk clock.Clock, log logr.Logger) {
+	for {
+		cutoff := clk.Now().Add(-retention)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		if err := st.Prune(pctx, cutoff); err != nil && ctx.Err() == nil {
+			log.Error(err, "pruning the trace store failed; retrying later", "cutoff", cutoff)
+		} else if err == nil {
+			log.V(1).Info("pruned the trace store", "cutoff", cutoff)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-clk.After(pruneInterval):
+		}
+	}
+}
+
+type managerFlags struct {
+	store string
+	opts  ManagerOptions
+	zap   zap.Options
+}
+
+func newManagerCommand() *cobra.Command {
+	f := managerFlags{zap: zap.Options{Development: false}}
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the operator: reconcile MessageTraces against the trace store",
+		Long: `Run the controller manager. It connects to the cluster named by --kubeconfig
+(or the in-cluster configuration, or $KUBECONFIG), opens the trace store, and
+answers every MessageTrace in the cluster. /healthz and /readyz are served on
+--health-probe-bind-address (readyz fails while the store does not answer);
+Prometheus metrics on --metrics-bind-address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
+			return runManager(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	addStoreFlag(cmd, &f.store)
+	fl.StringVar(&f.opts.MetricsBindAddress, "metrics-bind-address", ":8080", `address the metrics endpoint binds to ("0" turns it off)`)
+	fl.StringVar(&f.opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address the health probe endpoint binds to")
+	fl.BoolVar(&f.opts.LeaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas reconciles")
+	fl.DurationVar(&f.opts.QueryTimeout, "query-timeout", 0, "longest a trace may run against the store (default: the controller's, 30s)")
+	fl.IntVar(&f.opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "traces run at once (default: the controller's)")
+	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
+	// --kubeconfig, registered by controller-runtime's config package.
+	gofs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	config.RegisterFlags(gofs)
+	f.zap.BindFlags(gofs)
+	fl.AddGoFlagSet(gofs)
+	return cmd
+}
+
+func runManager(ctx context.Context, f managerFlags) error {
+	log := ctrl.Log.WithName("setup")
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	st, err := storeopen.OpenWithOptions(ctx, f.store, storeopen.Options{Retention: f.opts.Retention})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	mgr, err := NewManager(cfg, st, f.opts)
+	if err != nil {
+		return err
+	}
+	log.Info("starting manager", "version", versionString(), "store", storeopen.Redact(f.store))
+	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("manager: %w", err)
+	}
+	return nil
+}
