@@ -157,10 +157,12 @@ var (
 // TestMain. setup, when not nil, runs once the control plane is up. Without
 // the binaries the tests that call Get skip (fail when CI is set).
 func Main(m *testing.M, setup func(env *Env)) {
-	os.Exit(run(m, setup))
+	os.Exit(Run(m, setup))
 }
 
-func run(m *testing.M, setup func(env *Env)) int {
+// Run is Main without the exit, for a TestMain that has more to tear down
+// (pgtest.Shutdown): it returns the exit code of m.Run.
+func Run(m *testing.M, setup func(env *Env)) int {
 	env, err := Start()
 	if err != nil {
 		if os.Getenv("CI") != "" {
