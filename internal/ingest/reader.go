@@ -1,0 +1,122 @@
+package ingest
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// BatchSize is how many events IngestReader hands the sink at a time.
+const BatchSize = 1000
+
+// IngestReader reads a whole log (plain or gzip, detected by its magic
+// bytes), correlates it and hands the events to sink in batches of at most
+// BatchSize. At the end every held message is released (Flush). It returns
+// what was read; the error is the reader's, the sink's or ctx's: the events
+// handed to sink before it stay handed.
+func IngestReader(ctx context.Context, r io.Reader, cfg Config, sink func([]store.Event) error) (Stats, error) {
+	return ingestWith(ctx, r, cfg, sink, nil)
+}
+
+// ingestWith is IngestReader with a hook that sees the correlator (tests).
+func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.Event) error, hook func(*Correlator)) (Stats, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return Stats{}, fmt.Errorf("ingest: gzip: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 64<<10)
+	}
+	var batch []store.Event
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := sink(batch)
+		batch = nil
+		return err
+	}
+	c := NewCorrelator(cfg, func(evs []store.Event) error {
+		batch = append(batch, evs...)
+		if len(batch) >= BatchSize {
+			return flush()
+		}
+		return nil
+	})
+	if hook != nil {
+		hook(c)
+	}
+	max := c.cfg.MaxLineBytes
+	n := 0
+	for {
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return c.Stats(), err
+			}
+		}
+		line, tooLong, err := readLine(br, max)
+		if len(line) > 0 || tooLong || err == nil {
+			if tooLong {
+				c.stats.Lines++
+				c.stats.skip(ReasonTooLong)
+			} else if len(line) > 0 || err == nil {
+				if ferr := c.Feed(line); ferr != nil {
+					return c.Stats(), ferr
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// keep what was read: release it before reporting the error
+			_ = c.Flush()
+			_ = flush()
+			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return c.Stats(), err
+	}
+	return c.Stats(), flush()
+}
+
+// readLine reads one line of at most max bytes; a longer line is skipped to
+// its end and reported as tooLong. A last line without a newline is
+// returned with io.EOF.
+func readLine(br *bufio.Reader, max int) (line string, tooLong bool, err error) {
+	var buf []byte
+	for {
+		frag, e := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(frag) > max+1 {
+				tooLong = true
+				buf = nil
+			} else {
+				buf = append(buf, frag...)
+			}
+		}
+		if e == bufio.ErrBufferFull {
+			continue
+		}
+		if e != nil {
+			err = e
+		}
+		break
+	}
+	if tooLong {
+		return "", true, err
+	}
+	n := len(buf)
+	if n > 0 && buf[n-1] == '\n' {
+		n--
+	}
+	return string(buf[:n]), false, err
+}
