@@ -367,7 +367,7 @@ func stageRows(events []store.Event) ([][]any, map[int64]bool, error) {
 			e.MessageID, strings.ToLower(mid), sender, domainOf(sender), e.Subject, strings.ToLower(e.Subject),
 			e.Size, string(e.Direction),
 			e.OriginalClientIP, inet(e.OriginalClientIP), e.FromIP, inet(e.FromIP), e.ToIP, inet(e.ToIP),
-			e.ExpandedFrom, string(body),
+			store.NormalizeAddress(e.ExpandedFrom), string(body),
 		})
 	}
 	return out, days, nil
@@ -423,7 +423,8 @@ var mergeSQL = func() []string {
 	for _, c := range rowMsgCols {
 		rowSets = append(rowSets, fmt.Sprintf("%s = m.%s", c, c))
 	}
-	rowBetter := betterSQL("m.o_time", "m.o_rank", "r.status_time", "r.status_rank")
+	// Message-level outcomes decide the placeholder row only.
+	rowBetter := "(r.recipient = '' AND " + betterSQL("m.o_time", "m.o_rank", "r.status_time", "r.status_rank") + ")"
 	updRows := `UPDATE rows r SET received = m.received, ` + strings.Join(rowSets, ", ") + `,
 		status = CASE WHEN ` + rowBetter + ` THEN ` + statusSQL("m.o_rank") + ` ELSE r.status END,
 		status_time = CASE WHEN ` + rowBetter + ` THEN m.o_time ELSE r.status_time END,
@@ -434,7 +435,6 @@ var mergeSQL = func() []string {
 	mcols := "m." + strings.Join(rowMsgCols, ", m.")
 	insCols := "received, trace_id, recipient, recipient_domain, " + strings.Join(rowMsgCols, ", ") +
 		", to_ip, to_inet, expanded_from, status, status_time, status_rank"
-	newBetter := betterSQL("a.ot", "a.orank", "m.o_time", "m.o_rank")
 	exBetter := betterSQL("excluded.status_time", "excluded.status_rank", "rows.status_time", "rows.status_rank")
 	bestAny := "FILTER (WHERE o_rank IS NOT NULL)"
 	upsertRows := `WITH a AS (SELECT trace_id, recipient, min(rdomain) AS rdomain,
@@ -446,9 +446,7 @@ var mergeSQL = func() []string {
 	INSERT INTO rows (` + insCols + `)
 	SELECT m.received, a.trace_id, a.recipient, a.rdomain, ` + mcols + `,
 		COALESCE(a.to_ip, ''), a.to_inet, COALESCE(a.expanded_from, ''),
-		CASE WHEN ` + newBetter + ` THEN ` + statusSQL("a.orank") + ` ELSE ` + statusSQL("m.o_rank") + ` END,
-		CASE WHEN ` + newBetter + ` THEN a.ot ELSE m.o_time END,
-		CASE WHEN ` + newBetter + ` THEN a.orank ELSE m.o_rank END
+		` + statusSQL("a.orank") + `, a.ot, a.orank
 	FROM a JOIN messages m ON m.trace_id = a.trace_id
 	ON CONFLICT (trace_id, recipient, received) DO UPDATE SET
 		to_ip = CASE WHEN excluded.to_ip <> '' THEN excluded.to_ip ELSE rows.to_ip END,

@@ -26,7 +26,7 @@ CREATE TABLE messages (
     from_ip            text COLLATE "C" NOT NULL DEFAULT '',
     from_inet          inet,
     -- the best message-level outcome (an outcome event with no recipient):
-    -- it counts for every recipient, as Events(id, rcpt) returns it too.
+    -- the status of the message's placeholder row (recipients have their own).
     o_time             bigint,
     o_rank             int
 );
