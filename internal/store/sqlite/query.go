@@ -1,0 +1,233 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// where translates a validated query into a WHERE clause over rows.
+func where(q *store.Query) (string, []any) {
+	var b strings.Builder
+	args := []any{q.Start.UnixNano(), q.End.UnixNano()}
+	b.WriteString("received >= ? AND received < ?")
+	addrs := func(patterns []string, col, domainCol string) {
+		if len(patterns) == 0 {
+			return
+		}
+		b.WriteString(" AND (")
+		for i, p := range patterns {
+			if i > 0 {
+				b.WriteString(" OR ")
+			}
+			lp := strings.ToLower(p)
+			switch {
+			case !store.HasWildcard(lp):
+				b.WriteString(col + " = ?")
+				args = append(args, lp)
+			case isDomainPattern(lp):
+				b.WriteString(domainCol + " = ?")
+				args = append(args, lp[2:])
+			default:
+				b.WriteString(col + ` LIKE ? ESCAPE '\'`)
+				args = append(args, store.LikePattern(p))
+			}
+		}
+		b.WriteString(")")
+	}
+	addrs(q.Senders, "sender", "sender_domain")
+	addrs(q.Recipients, "recipient", "recipient_domain")
+	if len(q.Statuses) > 0 {
+		b.WriteString(" AND status IN (?" + strings.Repeat(",?", len(q.Statuses)-1) + ")")
+		for _, s := range q.Statuses {
+			args = append(args, string(s))
+		}
+	}
+	if q.MessageID != "" {
+		b.WriteString(" AND message_id_lc = ?")
+		args = append(args, msgIDKey(q.MessageID))
+	}
+	if q.MessageTraceID != "" {
+		b.WriteString(" AND mtid = ?")
+		args = append(args, q.MessageTraceID)
+	}
+	if q.Direction != "" && q.Direction != store.DirectionAll {
+		b.WriteString(" AND direction = ?")
+		args = append(args, string(q.Direction))
+	}
+	ipf := func(col string, p netip.Prefix) {
+		if !p.IsValid() {
+			return
+		}
+		lo, hi := prefixRange(p)
+		b.WriteString(" AND " + col + " BETWEEN ? AND ?")
+		args = append(args, lo, hi)
+	}
+	ipf("original_client_ipb", q.OriginalClientIP)
+	ipf("from_ipb", q.FromIP)
+	ipf("to_ipb", q.ToIP)
+	if like := q.SubjectLike(); like != "" {
+		b.WriteString(` AND subject_lc LIKE ? ESCAPE '\'`)
+		args = append(args, like)
+	}
+	return b.String(), args
+}
+
+// isDomainPattern reports whether a lower-cased pattern is exactly `*@domain`
+// (no other wildcard, no other '@'): an equality on the domain column.
+func isDomainPattern(p string) bool {
+	if !strings.HasPrefix(p, "*@") || len(p) == 2 {
+		return false
+	}
+	rest := p[2:]
+	return !strings.ContainsAny(rest, "*@")
+}
+
+const rowColumns = `mtid, recipient, received, sender, subject, status, message_id, size,
+	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
+
+// Trace returns a page of matching rows, newest received first, continuing
+// after cursor (keyset pagination).
+func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
+	if err := q.Validate(); err != nil {
+		return store.Page{}, err
+	}
+	if limit <= 0 {
+		return store.Page{}, fmt.Errorf("%w: limit %d is not positive", store.ErrInvalidQuery, limit)
+	}
+	cr, cm, cc, ok, err := store.DecodeCursor(cursor)
+	if err != nil {
+		return store.Page{}, err
+	}
+	w, args := where(&q)
+	if ok {
+		n := cr.UnixNano()
+		w += " AND received <= ? AND (received < ? OR (mtid, recipient) > (?, ?))"
+		args = append(args, n, n, cm, cc)
+	}
+	args = append(args, limit+1)
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+rowColumns+" FROM rows WHERE "+w+
+		" ORDER BY received DESC, mtid, recipient LIMIT ?", args...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+	}
+	defer rows.Close()
+	var page store.Page
+	for rows.Next() {
+		var r store.Row
+		var recv, stime int64
+		var status, dir string
+		if err := rows.Scan(&r.MessageTraceID, &r.Recipient, &recv, &r.Sender, &r.Subject, &status,
+			&r.MessageID, &r.Size, &r.OriginalClientIP, &r.FromIP, &r.ToIP, &dir, &r.ExpandedFrom, &stime); err != nil {
+			return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+		}
+		r.Received, r.StatusTime = fromNanos(recv), fromNanos(stime)
+		r.Status, r.Direction = store.Status(status), store.Direction(dir)
+		page.Rows = append(page.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+	}
+	if len(page.Rows) > limit {
+		page.Rows = page.Rows[:limit]
+		page.Next = store.NewCursor(page.Rows[limit-1])
+	}
+	return page, nil
+}
+
+// Count counts matching rows per status.
+func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+	if err := q.Validate(); err != nil {
+		return store.Counts{}, err
+	}
+	w, args := where(&q)
+	rows, err := s.rdb.QueryContext(ctx, "SELECT status, count(*) FROM rows WHERE "+w+" GROUP BY status", args...)
+	if err != nil {
+		return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+	}
+	defer rows.Close()
+	c := store.Counts{ByStatus: map[store.Status]int64{}}
+	for _, st := range store.AllStatuses {
+		c.ByStatus[st] = 0
+	}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+		}
+		c.ByStatus[store.Status(st)] += n
+		c.Total += n
+	}
+	if err := rows.Err(); err != nil {
+		return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+	}
+	return c, nil
+}
+
+// Events returns the message-level events and the recipient's own, in time order.
+func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT body FROM events WHERE mtid = ? AND recipient IN ('', ?) ORDER BY time, seq`,
+		messageTraceID, store.NormalizeAddress(recipient))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: events: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, fmt.Errorf("sqlite: events: %w", err)
+		}
+		var e store.Event
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return nil, fmt.Errorf("sqlite: events: stored event: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: events: %w", err)
+	}
+	return out, nil
+}
+
+// Prune removes the messages received before cutoff: their events and rows.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: prune: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	c := cutoff.UnixNano()
+	for _, stmt := range []string{
+		`DELETE FROM events WHERE mtid IN (SELECT mtid FROM messages WHERE received < ?)`,
+		`DELETE FROM rows WHERE received < ?`,
+		`DELETE FROM messages WHERE received < ?`,
+	} {
+		if _, err = tx.ExecContext(ctx, stmt, c); err != nil {
+			return fmt.Errorf("sqlite: prune: %w", err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: prune: %w", err)
+	}
+	return nil
+}
