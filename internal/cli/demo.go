@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -178,7 +179,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	printTraceList(out, done, time.Now())
 
 	if show := findTrace(done, demoShowcase); show != nil {
-		fmt.Fprintf(out, "\n$ kubectl get mt %s -o yaml   # status.rows, as a table:\n", show.Name)
+		fmt.Fprintf(out, "\nstatus.rows of %s (kubectl get mt %s -o yaml), as a table:\n", show.Name, show.Name)
 		tw := &rowTable{w: out}
 		for _, r := range show.Status.Rows {
 			if err := tw.Write(rowFromStatus(r)); err != nil {
@@ -194,23 +195,27 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\n$ mailtrace details --store sqlite://%s --trace-id %s --recipient %s\n", dbPath, first.MessageTraceID, first.Recipient)
+			fmt.Fprintf(out, "\nwhy the newest one failed: %s details --store sqlite://%s --trace-id %s --recipient %s\n",
+				selfPath(), dbPath, first.MessageTraceID, first.Recipient)
 			if err := printTimeline(out, evs); err != nil {
 				return err
 			}
 		}
 	}
 
-	fmt.Fprintf(out, `
-To keep exploring%s:
-  export KUBECONFIG=%s
-  kubectl get mt
-  kubectl get mt %s -o yaml
-  kubectl wait --for=condition=Succeeded mt/%s
-  bin/mailtrace query --store sqlite://%s --since 7d --status Failed
-  bin/mailtrace query --store sqlite://%s --sender '*@example.com' --since 24h -o csv
-`, map[bool]string{true: " (while this runs)", false: " (run with --wait to keep the control plane up)"}[o.Wait],
-		kubeconfig, demoShowcase, demoShowcase, dbPath, dbPath)
+	self := selfPath()
+	if o.Wait {
+		fmt.Fprintf(out, "\nTo keep exploring, in another terminal:\n")
+	} else {
+		fmt.Fprintf(out, "\nThe store stays in %s; to explore it:\n", dbPath)
+	}
+	fmt.Fprintf(out, "  %s query --store sqlite://%s --since 7d --status Failed\n", self, dbPath)
+	fmt.Fprintf(out, "  %s query --store sqlite://%s --sender '*@example.com' --since 24h -o csv\n", self, dbPath)
+	if !o.Wait {
+		fmt.Fprintf(out, "To explore with kubectl too, run the demo with --wait (it keeps the control plane up until Ctrl-C), then:\n")
+	}
+	fmt.Fprintf(out, "  export KUBECONFIG=%s\n  kubectl get mt\n  kubectl get mt %s -o yaml\n  kubectl wait --for=condition=Succeeded mt/%s\n",
+		kubeconfig, demoShowcase, demoShowcase)
 
 	if o.Wait {
 		fmt.Fprintln(out, "\nThe control plane and the manager keep running; press Ctrl-C to stop.")
@@ -294,4 +299,18 @@ func rowFromStatus(r v1alpha1.TraceRow) store.Row {
 		Status: store.Status(r.Status), MessageID: r.MessageID, MessageTraceID: r.MessageTraceID,
 		Size: r.Size, FromIP: r.FromIP, ToIP: r.ToIP, Direction: store.Direction(r.Direction),
 	}
+}
+
+// selfPath is how to run this binary again: its path relative to the working
+// directory when it lies below it.
+func selfPath() string {
+	exe := os.Args[0]
+	if abs, err := filepath.Abs(exe); err == nil {
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, abs); err == nil && !strings.HasPrefix(rel, "..") {
+				return rel
+			}
+		}
+	}
+	return exe
 }

@@ -186,7 +186,7 @@ func (m *msg) receive() {
 	})
 	m.add(time.Second, store.Event{
 		Type: store.EventSubmit, Source: "postfix/qmgr",
-		Detail: fmt.Sprintf("queued: from=<%s>, size=%d, nrcpt=1", m.sender, m.size),
+		Detail: fmt.Sprintf("queued: from=<%s>, size=%d", m.sender, m.size),
 	})
 }
 
