@@ -304,8 +304,6 @@ func (s *server) runLocked() error {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	s.cmd, s.exited = cmd, exited
 
-	hc := &http.Client{Timeout: 2 * time.Second}
-	live := "http://" + s.endpoint() + "/minio/health/live"
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -315,20 +313,39 @@ func (s *server) runLocked() error {
 			return fmt.Errorf("miniotest: minio exited at start:\n%s", tail(string(log), 2000))
 		default:
 		}
-		resp, err := hc.Get(live)
+		err := s.ready()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("%s answered %s", live, resp.Status)
+			return nil
 		}
 		if time.Now().After(deadline) {
 			_ = s.stopLocked()
-			return fmt.Errorf("miniotest: minio was not live within a minute: %v", err)
+			return fmt.Errorf("miniotest: minio was not ready within a minute: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ready reports whether the server is live and its object layer is up:
+// /minio/health/live answers 200 as soon as the HTTP server listens (with
+// X-Minio-Server-Status: offline until the drives are initialised), and
+// /minio/health/cluster answers 200 once it can take writes.
+func (s *server) ready() error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, path := range []string{"/minio/health/live", "/minio/health/cluster"} {
+		u := "http://" + s.endpoint() + path
+		resp, err := hc.Get(u)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %s", u, resp.Status)
+		}
+		if st := resp.Header.Get("X-Minio-Server-Status"); st != "" {
+			return fmt.Errorf("%s: server status %s", u, st)
+		}
+	}
+	return nil
 }
 
 // stopLocked asks minio to stop, then kills it.
