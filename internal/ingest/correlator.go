@@ -115,7 +115,6 @@ const (
 	ReasonNotPostfix    = "not postfix"
 	ReasonUnknownLine   = "unknown postfix line"
 	ReasonTooLong       = "too long"
-	ReasonInvalidUTF8   = "invalid utf-8"
 	ReasonUnknownQueue  = "line for an unknown message" // e.g. a filter verdict never claimed
 	ReasonUnusableEvent = "unusable event"
 )
@@ -127,6 +126,9 @@ type Stats struct {
 	Ignored  int64 // understood, nothing to trace (connect, TLS, statistics...)
 	Events   int64 // events emitted
 	Messages int64 // messages (trace IDs) started
+	// InvalidUTF8 counts lines that were not valid UTF-8: they are read
+	// with the bad bytes replaced by U+FFFD.
+	InvalidUTF8 int64
 	// NotUnderstood counts skipped lines by reason.
 	NotUnderstood map[string]int64
 }
@@ -277,8 +279,10 @@ func (c *Correlator) Feed(line string) error {
 		return nil
 	}
 	if !utf8.ValidString(line) {
-		c.stats.skip(ReasonInvalidUTF8)
-		return nil
+		// Repair rather than drop: a Latin-1 subject must not cost the
+		// delivery line it is on.
+		c.stats.InvalidUTF8++
+		line = strings.ToValidUTF8(line, "\uFFFD")
 	}
 	l, err := c.parser.Parse(line)
 	if err != nil {

@@ -11,23 +11,23 @@ type Kind int
 
 // Kinds of log message the correlator understands.
 const (
-	KindUnknown      Kind = iota // not understood
-	KindIgnored                  // understood, nothing to trace (connect, TLS, statistics...)
-	KindClient                   // smtpd  QID: client=name[ip][, orig_client=...][, sasl_username=...]
-	KindPickup                   // pickup QID: uid=N from=<x>
-	KindMessageID                // cleanup QID: message-id=<x>
-	KindQueued                   // qmgr   QID: from=<x>, size=N, nrcpt=N (queue active)
-	KindDelivery                 // smtp/lmtp/local/virtual/pipe/error/discard QID: to=<x>, ... status=S (text)
-	KindExpired                  // qmgr   QID: from=<x>, status=expired, returned to sender
-	KindRemoved                  // qmgr   QID: removed
-	KindNotify                   // bounce QID: sender non-delivery notification: NEWID
-	KindReject                   // smtpd/postscreen NOQUEUE|QID: reject: STAGE from name[ip]: CODE DSN text; from=<> to=<>
-	KindAction                   // cleanup/smtpd QID: milter-reject|milter-hold|milter-discard|reject|hold|discard|redirect: ...
-	KindSubject                  // cleanup QID: warning|info: header Subject: S from ...
-	KindProxy                    // smtpd proxy-accept|proxy-reject: END-OF-MESSAGE: CODE DSN text (FILTERID); from=<> to=<>
-	KindSession                  // smtpd NOQUEUE: client=name[ip] (a before-queue filter session)
-	KindFilter                   // pmg-smtp-filter FILTERID: ...
-	KindAmavis                   // amavis (ID) Passed|Blocked CATEGORY {flags}, ...
+	KindUnknown   Kind = iota // not understood
+	KindIgnored               // understood, nothing to trace (connect, TLS, statistics...)
+	KindClient                // smtpd  QID: client=name[ip][, orig_client=...][, sasl_username=...]
+	KindPickup                // pickup QID: uid=N from=<x>
+	KindMessageID             // cleanup QID: message-id=<x>
+	KindQueued                // qmgr   QID: from=<x>, size=N, nrcpt=N (queue active)
+	KindDelivery              // smtp/lmtp/local/virtual/pipe/error/discard QID: to=<x>, ... status=S (text)
+	KindExpired               // qmgr   QID: from=<x>, status=expired, returned to sender
+	KindRemoved               // qmgr   QID: removed
+	KindNotify                // bounce QID: sender non-delivery notification: NEWID
+	KindReject                // smtpd/postscreen NOQUEUE|QID: reject: STAGE from name[ip]: CODE DSN text; from=<> to=<>
+	KindAction                // cleanup/smtpd QID: milter-reject|milter-hold|milter-discard|reject|hold|discard|redirect: ...
+	KindSubject               // cleanup QID: warning|info: header Subject: S from ...
+	KindProxy                 // smtpd proxy-accept|proxy-reject: END-OF-MESSAGE: CODE DSN text (FILTERID); from=<> to=<>
+	KindSession               // smtpd NOQUEUE: client=name[ip] (a before-queue filter session)
+	KindFilter                // pmg-smtp-filter FILTERID: ...
+	KindAmavis                // amavis (ID) Passed|Blocked CATEGORY {flags}, ...
 )
 
 // Record is one parsed log message body.
@@ -214,7 +214,12 @@ func ParseMessage(daemon, msg string) Record {
 			s = s[:i]
 		}
 		r.Subject = strings.TrimSpace(s)
+	case rest == "placed on hold":
+		r.Kind = KindAction
+		r.Action = "hold"
+		r.Reason = "placed on hold by postsuper"
 	case strings.HasPrefix(rest, "warning: "), strings.HasPrefix(rest, "info: "),
+		rest == "requeued", rest == "released from hold", strings.HasPrefix(rest, "SASL authentication failed"),
 		strings.HasPrefix(rest, "filter: "), strings.HasPrefix(rest, "replace: "),
 		strings.HasPrefix(rest, "prepend: "), strings.HasPrefix(rest, "host "),
 		strings.HasPrefix(rest, "lost connection"), strings.HasPrefix(rest, "conversation with"),
@@ -253,6 +258,9 @@ func parseAction(r *Record, rest string) {
 	r.Action = act
 	body := rest[len(act)+2:]
 	kvStart := strings.LastIndex(body, "; from=")
+	if kvStart < 0 {
+		kvStart = strings.LastIndex(body, "; to=")
+	}
 	var text, tail string
 	if kvStart >= 0 {
 		text, tail = body[:kvStart], body[kvStart+2:]
@@ -270,11 +278,12 @@ func parseAction(r *Record, rest string) {
 	if i := strings.Index(text, " from "); i >= 0 {
 		after := text[i+len(" from "):]
 		if j := strings.Index(after, ": "); j >= 0 && (r.Stage == "RCPT" || r.Stage == "DATA" || r.Stage == "END-OF-MESSAGE" || r.Stage == "CONNECT" || r.Stage == "MAIL" || r.Stage == "HELO" || r.Stage == "EHLO" || r.Stage == "VRFY" || r.Stage == "ETRN" || r.Stage == "BDAT") {
-			r.ClientName, r.ClientIP = splitNameAddr(strings.TrimSuffix(after[:j], ":"))
-			if r.ClientName == "" && strings.HasPrefix(after, "[") { // postscreen: [ip]:port
+			if strings.HasPrefix(after, "[") { // postscreen: [ip]:port
 				if k := strings.IndexByte(after, ']'); k > 0 {
 					r.ClientIP = validIP(after[1:k])
 				}
+			} else {
+				r.ClientName, r.ClientIP = splitNameAddr(after[:j])
 			}
 			reason = after[j+2:]
 		} else if r.Stage == "header" || r.Stage == "body" {
@@ -406,7 +415,7 @@ func parseDelivery(r *Record, rest string) {
 	}
 	// PMG: "250 2.5.0 OK (FILTERID)", "250 2.7.0 BLOCKED (FILTERID)"
 	if a := strings.LastIndexByte(r.Response, '('); a >= 0 {
-		if b := strings.IndexByte(r.Response[a:], ')'); b > 0 {
+		if b := strings.IndexByte(r.Response[a:], ')'); b > 0 && isPMGID(r.Response[a+1:a+b]) {
 			r.FilterID = r.Response[a+1 : a+b]
 		}
 	}
@@ -507,14 +516,8 @@ func parsePMG(r *Record, msg string) {
 		return
 	}
 	id := msg[:i]
-	if len(id) < 10 || len(id) > 24 {
+	if !isPMGID(id) {
 		return
-	}
-	for j := 0; j < len(id); j++ {
-		c := id[j]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
-			return
-		}
 	}
 	r.FilterID = id
 	rest := msg[i+2:]
@@ -568,6 +571,20 @@ func parsePMG(r *Record, msg string) {
 			r.Reason = rest[:k]
 		}
 	}
+}
+
+// isPMGID reports whether s looks like a PMG filter id (upper-case hex).
+func isPMGID(s string) bool {
+	if len(s) < 10 || len(s) > 24 {
+		return false
+	}
+	for j := 0; j < len(s); j++ {
+		c := s[j]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseKV reads key=value pairs separated by ", " or " ". Values in angle
