@@ -313,8 +313,12 @@ func start() (*server, error) {
 		gid, _ = strconv.Atoi(u.Gid)
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
+	removeStale()
 	s.dir, err = os.MkdirTemp("", "mailtrace-pgtest-")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	ok := false
@@ -463,4 +467,44 @@ func spawn(cmd *exec.Cmd) error {
 	r := spawnReq{cmd: cmd, done: make(chan error)}
 	spawnCh <- r
 	return <-r.done
+}
+
+// removeStale removes the directories of throwaway clusters whose test
+// process died without reaching Main's clean-up (killed, or a test timeout).
+// Their servers stopped with them (Pdeathsig); only the files remain.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "mailtrace-pgtest-*"))
+	for _, d := range dirs {
+		owner := filepath.Join(d, "owner.pid")
+		if _, err := os.Stat(owner); err != nil {
+			// Being created by another process right now, or left by an old
+			// version of this package: only an old one goes.
+			if st, err := os.Stat(d); err != nil || time.Since(st.ModTime()) < 10*time.Minute {
+				continue
+			}
+		} else if !dead(owner) {
+			continue
+		}
+		if !dead(filepath.Join(d, "data", "postmaster.pid")) {
+			continue
+		}
+		os.RemoveAll(d)
+	}
+}
+
+// dead reports whether the process whose pid is the first line of file is
+// gone; a missing file counts as gone, an unreadable one as alive.
+func dead(file string) bool {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
