@@ -281,14 +281,18 @@ func printTraceList(w io.Writer, mts []v1alpha1.MessageTrace, now time.Time) {
 	sorted := append([]v1alpha1.MessageTrace(nil), mts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	var t table
-	t.add("NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "AGE")
+	t.add("NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REASON", "AGE")
 	for _, mt := range sorted {
 		rng := ""
 		if mt.Status.TimeRange != nil {
 			rng = mt.Status.TimeRange.Duration
 		}
+		reason := ""
+		if c := mt.Condition(v1alpha1.ConditionSucceeded); c != nil {
+			reason = c.Reason
+		}
 		t.add(mt.Name, string(mt.Status.Phase), rng, fmt.Sprint(mt.Status.TotalMatches), fmt.Sprint(mt.Status.ReturnedRows),
-			duration.HumanDuration(now.Sub(mt.CreationTimestamp.Time)))
+			reason, duration.HumanDuration(now.Sub(mt.CreationTimestamp.Time)))
 	}
 	_ = t.print(w)
 }

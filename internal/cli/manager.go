@@ -40,6 +40,9 @@ type ManagerOptions struct {
 	MetricsBindAddress     string // "0" turns the metrics endpoint off
 	HealthProbeBindAddress string // "0" turns the probes off
 	LeaderElection         bool
+	// LeaderElectionNamespace holds the leader election Lease; empty means
+	// the manager's own namespace (in-cluster only).
+	LeaderElectionNamespace string
 	// QueryTimeout bounds one trace against the store (0: the controller's default).
 	QueryTimeout time.Duration
 	// MaxConcurrentReconciles is how many traces run at once (0: the controller's default).
@@ -62,11 +65,15 @@ func NewScheme() *runtime.Scheme {
 // `mailtrace demo`.
 func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 NewScheme(),
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
-		HealthProbeBindAddress: o.HealthProbeBindAddress,
-		LeaderElection:         o.LeaderElection,
-		LeaderElectionID:       "mailtrace-manager.mailtrace.io",
+		Scheme:                  NewScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "mailtrace-manager.mailtrace.io",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		// The process exits when the manager stops, so handing the lease
+		// over at once is safe and lets a new replica lead without waiting.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -162,6 +169,7 @@ Prometheus metrics on --metrics-bind-address.`,
 	fl.StringVar(&f.opts.MetricsBindAddress, "metrics-bind-address", ":8080", `address the metrics endpoint binds to ("0" turns it off)`)
 	fl.StringVar(&f.opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address the health probe endpoint binds to")
 	fl.BoolVar(&f.opts.LeaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas reconciles")
+	fl.StringVar(&f.opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required out of cluster)")
 	fl.DurationVar(&f.opts.QueryTimeout, "query-timeout", 0, "longest a trace may run against the store (default: the controller's, 30s)")
 	fl.IntVar(&f.opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "traces run at once (default: the controller's)")
 	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
