@@ -112,3 +112,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
+
+// migrationCount is the number of embedded schema migrations (the schema version).
+func migrationCount() (int, error) {
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}

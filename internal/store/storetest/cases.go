@@ -155,6 +155,20 @@ func testUnicodeAddresses(t *testing.T, f *fixture) {
 	f.expectKeys(recipients("鈴@*"))
 }
 
+// A quoted local part may hold an '@': the domain is what follows the last one.
+func testTwoAtSigns(t *testing.T, f *fixture) {
+	f.append(receive("q1", `"Odd@Local"@Example.com`, at(0)), deliver("q1", `"x@y"@Contoso.com`, at(1)))
+	f.expectKeys(day(), `q1 "x@y"@contoso.com`)
+	f.expectKeys(senders("*@example.com"), `q1 "x@y"@contoso.com`)
+	f.expectKeys(senders(`*@local"@example.com`), `q1 "x@y"@contoso.com`)
+	f.expectKeys(senders(`"odd@*`), `q1 "x@y"@contoso.com`)
+	f.expectKeys(senders(`*@local"@*`), `q1 "x@y"@contoso.com`)
+	f.expectKeys(senders(`*@local`))
+	f.expectKeys(recipients("*@contoso.com"), `q1 "x@y"@contoso.com`)
+	f.expectKeys(recipients(`*@y"@contoso.com`), `q1 "x@y"@contoso.com`)
+	f.expectKeys(recipients(`*@y"@contoso.co`))
+}
+
 func testRecipientPatterns(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	f.expectKeys(recipients("*@example.com"), sM02Alice, sM02Carol, sM04Alice, sM05Alice, sM05All, sM05Bob, sM06Eve, sM09X)

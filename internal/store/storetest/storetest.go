@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PatternMetacharactersAreLiteral", testPatternMetacharacters},
 		{"AddressesAreCaseInsensitive", testAddressCase},
 		{"UnicodeAddresses", testUnicodeAddresses},
+		{"AddressWithTwoAtSigns", testTwoAtSigns},
 		{"RecipientPatterns", testRecipientPatterns},
 		{"SeveralPatternsAreOred", testPatternsOred},
 		{"StatusFilter", testStatusFilter},
