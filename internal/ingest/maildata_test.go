@@ -133,7 +133,8 @@ type ingested struct {
 }
 
 // ingestFile feeds a maildata file through a correlator into a memStore.
-func ingestFile(t testing.TB, file string) ingested {
+// Every batch also goes to the extra sinks (a real store).
+func ingestFile(t testing.TB, file string, extra ...func([]store.Event) error) ingested {
 	t.Helper()
 	f, err := os.Open(filepath.Join(maildata, file))
 	if err != nil {
@@ -142,8 +143,19 @@ func ingestFile(t testing.TB, file string) ingested {
 	defer f.Close()
 	s := newMemStore()
 	var c *Correlator
+	sink := func(evs []store.Event) error {
+		if err := s.Append(evs); err != nil {
+			return err
+		}
+		for _, x := range extra {
+			if err := x(evs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	// Same path as IngestReader, but keeping the correlator for lookups.
-	st, err := ingestWith(context.Background(), f, configFor(file), s.Append, func(x *Correlator) { c = x })
+	st, err := ingestWith(context.Background(), f, configFor(file), sink, func(x *Correlator) { c = x })
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
