@@ -224,8 +224,7 @@ func ParseMessage(daemon, msg string) Record {
 		strings.HasPrefix(rest, "prepend: "), strings.HasPrefix(rest, "host "),
 		strings.HasPrefix(rest, "lost connection"), strings.HasPrefix(rest, "conversation with"),
 		strings.HasPrefix(rest, "enabling PIX"), strings.HasPrefix(rest, "Cannot start TLS"),
-		strings.HasPrefix(rest, "skipped, still being delivered"),
-		strings.HasPrefix(rest, "to="):
+		strings.HasPrefix(rest, "skipped, still being delivered"):
 		r.Kind = KindIgnored
 	default:
 		parseAction(&r, rest)

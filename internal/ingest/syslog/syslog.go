@@ -91,6 +91,9 @@ func (p *Parser) Parse(line string) (Line, error) {
 // Last is the latest time seen so far (zero before the first line).
 func (p *Parser) Last() time.Time { return p.last }
 
+// Resume continues after a restart as if the latest line seen had time last.
+func (p *Parser) Resume(last time.Time) { p.last = last }
+
 func location(loc *time.Location) *time.Location {
 	if loc == nil {
 		return time.UTC

@@ -1,0 +1,356 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// run feeds lines to a fresh correlator and returns the memStore and it.
+func run(t testing.TB, cfg Config, lines ...string) (*memStore, *Correlator) {
+	t.Helper()
+	s := newMemStore()
+	c := NewCorrelator(cfg, s.Append)
+	for _, l := range lines {
+		if err := c.Feed(l); err != nil {
+			t.Fatalf("Feed(%q): %v", l, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+func rowOf(t testing.TB, s *memStore, traceID, rcpt string) memRow {
+	t.Helper()
+	for _, r := range s.rows(traceID) {
+		if r.Recipient == rcpt {
+			return r
+		}
+	}
+	t.Fatalf("trace %q: no row for %q; traces %d", traceID, rcpt, len(s.traces))
+	return memRow{}
+}
+
+var testCfg = Config{AcceptedDomains: []string{"example.com", "*.example.org"}, Reference: time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC)}
+
+// The second hop of an after-queue PMG filter is delivered before the first
+// hop's lmtp line names the filter run that links them (real file
+// pmg-log-tracker/tests/test_input_after_queue_relay_before_lmtp).
+func TestCorrelatorRelayBeforeLMTP(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Jan 21 07:33:20 pmghost postfix/smtpd[29361]: DEF2520A69: client=mx.example.net[192.0.2.1]",
+		"Jan 21 07:33:20 pmghost postfix/qmgr[529]: DEF2520A69: from=<a@example.net>, size=161138, nrcpt=1 (queue active)",
+		"Jan 21 07:33:21 pmghost pmg-smtp-filter[28437]: 20A9560092030F3374: new mail message-id=<m@x>#012",
+		"Jan 21 07:33:24 pmghost postfix/smtpd[29375]: A673520AB5: client=localhost[127.0.0.1], orig_client=mx.example.net[192.0.2.1]",
+		"Jan 21 07:33:24 pmghost pmg-smtp-filter[28437]: 20A9560092030F3374: accept mail to <b@example.com> (A673520AB5) (rule: default-accept)",
+		"Jan 21 07:33:24 pmghost postfix/qmgr[529]: A673520AB5: from=<a@example.net>, size=162287, nrcpt=1 (queue active)",
+		"Jan 21 07:33:24 pmghost postfix/smtp[29376]: A673520AB5: to=<b@example.com>, relay=192.0.2.2[192.0.2.2]:25, delay=0.07, delays=0.06/0/0/0.01, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as B6B682E547)",
+		"Jan 21 07:33:24 pmghost postfix/qmgr[529]: A673520AB5: removed",
+		"Jan 21 07:33:24 pmghost postfix/lmtp[29365]: DEF2520A69: to=<b@example.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.9, delays=0.05/0.04/0.01/3.8, dsn=2.5.0, status=sent (250 2.5.0 OK (20A9560092030F3374))",
+		"Jan 21 07:33:24 pmghost postfix/qmgr[529]: DEF2520A69: removed",
+	)
+	id := c.TraceID("pmghost", "DEF2520A69")
+	if id == "" || c.TraceID("pmghost", "A673520AB5") != id {
+		t.Fatalf("two hops, two traces: %q %q", id, c.TraceID("pmghost", "A673520AB5"))
+	}
+	if len(s.traces) != 1 {
+		t.Errorf("%d traces, want 1", len(s.traces))
+	}
+	r := rowOf(t, s, id, "b@example.com")
+	if r.Status != store.StatusDelivered {
+		t.Errorf("status %s\n%s", r.Status, dumpEvents(r.Events))
+	}
+	for _, e := range s.traces[id] {
+		if e.OriginalClientIP != "192.0.2.1" || e.Direction != "" && e.Direction != store.DirectionInbound {
+			t.Errorf("event %s: original client %q, direction %q", e.Type, e.OriginalClientIP, e.Direction)
+		}
+	}
+}
+
+// Short queue ids are reused: a new client= after `removed` is a new message.
+func TestCorrelatorQueueIDReuse(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=a.example.net[192.0.2.1]",
+		"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<x@example.net>, size=10, nrcpt=1 (queue active)",
+		"Mar  1 10:00:02 mx postfix/local[3]: ABCDE12345: to=<u@example.com>, relay=local, delay=1, dsn=2.0.0, status=sent (delivered to mailbox)",
+		"Mar  1 10:00:02 mx postfix/qmgr[2]: ABCDE12345: removed",
+		"Mar  3 09:00:00 mx postfix/smtpd[1]: ABCDE12345: client=b.example.net[192.0.2.9]",
+		"Mar  3 09:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<y@example.net>, size=10, nrcpt=1 (queue active)",
+		"Mar  3 09:00:02 mx postfix/smtp[3]: ABCDE12345: to=<v@example.com>, relay=mx.example.com[192.0.2.3]:25, delay=1, dsn=4.4.1, status=deferred (connect timed out)",
+	)
+	if len(s.traces) != 2 {
+		t.Fatalf("%d traces, want 2", len(s.traces))
+	}
+	second := c.TraceID("mx", "ABCDE12345")
+	if r := rowOf(t, s, second, "v@example.com"); r.Status != store.StatusPending || r.Sender != "y@example.net" {
+		t.Errorf("second lifecycle: %+v", r)
+	}
+	for id := range s.traces {
+		if id != second {
+			if r := rowOf(t, s, id, "u@example.com"); r.Status != store.StatusDelivered {
+				t.Errorf("first lifecycle: %s", r.Status)
+			}
+		}
+	}
+}
+
+// A restart mid-lifecycle with no state: long queue ids keep their trace ID.
+func TestCorrelatorRestartLongQueueID(t *testing.T) {
+	first := []string{
+		"2023-03-14T00:08:33.579644+01:00 helga postfix/smtpd[297535]: 4PbC4x469Jz3tBr: client=mail.example.net[185.31.160.120]",
+		"2023-03-14T00:08:33.787870+01:00 helga postfix/qmgr[3163066]: 4PbC4x469Jz3tBr: from=<a@example.net>, size=175061, nrcpt=1 (queue active)",
+	}
+	second := []string{
+		"2023-03-14T00:10:35.948047+01:00 helga postfix/smtp[302609]: 4PbC4x469Jz3tBr: to=<b@example.com>, relay=mx.example.com[192.0.2.3]:25, delay=2.4, dsn=2.0.0, status=sent (250 ok)",
+		"2023-03-14T00:10:35.948639+01:00 helga postfix/qmgr[3163066]: 4PbC4x469Jz3tBr: removed",
+	}
+	_, c1 := run(t, testCfg, first...)
+	s2, c2 := run(t, testCfg, second...)
+	if a, b := c1.TraceID("helga", "4PbC4x469Jz3tBr"), c2.TraceID("helga", "4PbC4x469Jz3tBr"); a == "" || a != b {
+		t.Fatalf("trace IDs before and after a restart: %q %q", a, b)
+	}
+	if r := rowOf(t, s2, c2.TraceID("helga", "4PbC4x469Jz3tBr"), "b@example.com"); r.Status != store.StatusDelivered {
+		t.Errorf("%s", r.Status)
+	}
+}
+
+// A restart with State/Restore continues a short queue id's lifecycle, and
+// a held re-injected message still joins its first hop.
+func TestCorrelatorStateRestore(t *testing.T) {
+	lines := []string{
+		"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=a.example.net[192.0.2.1]",
+		"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<x@example.net>, size=10, nrcpt=1 (queue active)",
+		"Mar  1 10:00:02 mx postfix/10025/smtpd[5]: FEDCB98765: client=localhost[127.0.0.1]",
+		"Mar  1 10:00:02 mx postfix/qmgr[2]: FEDCB98765: from=<x@example.net>, size=12, nrcpt=1 (queue active)",
+		// restart here
+		"Mar  1 10:00:03 mx postfix/smtp[3]: ABCDE12345: to=<u@example.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=1, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as FEDCB98765)",
+		"Mar  1 10:00:03 mx postfix/qmgr[2]: ABCDE12345: removed",
+		"Mar  1 10:00:04 mx postfix/local[6]: FEDCB98765: to=<u@example.com>, relay=local, delay=1, dsn=2.0.0, status=sent (delivered to mailbox)",
+		"Mar  1 10:00:04 mx postfix/qmgr[2]: FEDCB98765: removed",
+	}
+	all, call := run(t, testCfg, lines...)
+
+	s := newMemStore()
+	c1 := NewCorrelator(testCfg, s.Append)
+	for _, l := range lines[:4] {
+		if err := c1.Feed(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c1.State()
+	c2 := NewCorrelator(testCfg, s.Append)
+	if err := c2.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines[4:] {
+		if err := c2.Feed(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := call.TraceID("mx", "ABCDE12345")
+	if got := c2.TraceID("mx", "FEDCB98765"); got != want {
+		t.Errorf("after restore: second hop trace %q, want %q", got, want)
+	}
+	if len(s.order) != len(all.order) {
+		t.Errorf("after restore %d events, in one go %d", len(s.order), len(all.order))
+	}
+	for k := range all.byKey {
+		if _, ok := s.byKey[k]; !ok {
+			t.Errorf("event %s (%s) missing after restore", k, all.byKey[k].Type)
+		}
+	}
+}
+
+func TestCorrelatorDirection(t *testing.T) {
+	for _, tc := range []struct {
+		name, client, from, to string
+		want                   store.Direction
+	}{
+		{"inbound", "client=mx.example.net[192.0.2.1]", "a@example.net", "b@example.com", store.DirectionInbound},
+		{"outbound", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@example.net", store.DirectionOutbound},
+		{"internal", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", store.DirectionInternal},
+		{"authenticated relay", "client=pc[192.0.2.5], sasl_method=PLAIN, sasl_username=joe", "joe@gmail.example", "b@example.net", store.DirectionOutbound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, c := run(t, testCfg,
+				"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: "+tc.client,
+				"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<"+tc.from+">, size=10, nrcpt=1 (queue active)",
+				"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<"+tc.to+">, relay=r[192.0.2.7]:25, delay=1, dsn=2.0.0, status=sent (250 ok)",
+			)
+			evs := s.traces[c.TraceID("mx", "ABCDE12345")]
+			if got := evs[len(evs)-1].Direction; got != tc.want {
+				t.Errorf("direction %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A hold or block in the same second as the filter's "sent" wins (store
+// rank), and a later sent through the filter is not a delivery.
+func TestCorrelatorFilterVerdictWins(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]",
+		"Mar  1 10:00:00 mx postfix/cleanup[4]: ABCDE12345: warning: header Subject: Invoice from mx.example.net[192.0.2.1]; from=<a@example.net> to=<b@example.com> proto=ESMTP helo=<mx>",
+		"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, size=10, nrcpt=1 (queue active)",
+		"Mar  1 10:00:02 mx amavis[9]: (9-01) Blocked SPAM {DiscardedInbound,Quarantined}, [192.0.2.1]:1 <a@example.net> -> <b@example.com>, Queue-ID: ABCDE12345, Message-ID: <m@x>, Hits: 20, size: 10, Subject: \"Invoice\", 100 ms",
+		"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=1, dsn=2.7.0, status=sent (250 2.7.0 Ok, discarded, id=9-01 - spam)",
+	)
+	r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "b@example.com")
+	if r.Status != store.StatusQuarantined {
+		t.Errorf("%s\n%s", r.Status, dumpEvents(r.Events))
+	}
+	for _, e := range r.Events {
+		if e.Subject != "Invoice" {
+			t.Errorf("%s: subject %q", e.Type, e.Subject)
+		}
+	}
+}
+
+func TestCorrelatorNoQueueReject(t *testing.T) {
+	s, _ := run(t, testCfg,
+		"Jul 12 07:47:48 saturn postfix/smtpd[8738]: NOQUEUE: reject: RCPT from h.example.net[192.0.2.4]: 554 5.7.1 <smtp@example.com>: Relay access denied; from=<john@example.net> to=<smtp@example.org> proto=SMTP helo=<x>",
+		"Jul 12 07:47:49 saturn postfix/smtpd[8738]: NOQUEUE: reject: RCPT from h.example.net[192.0.2.4]: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in local recipient table; from=<john@example.net> to=<nobody@example.com> proto=SMTP helo=<x>",
+	)
+	got := map[string]memRow{}
+	for _, r := range s.allRows() {
+		got[r.Recipient] = r
+	}
+	if r := got["smtp@example.org"]; r.Status != store.StatusFilteredAsSpam || r.Sender != "john@example.net" {
+		t.Errorf("relay denied: %+v", r)
+	}
+	if r := got["nobody@example.com"]; r.Status != store.StatusFailed {
+		t.Errorf("user unknown: %+v", r)
+	}
+	for _, e := range s.byKey {
+		if e.Type == store.EventFilterAsSpam && (e.ClientIP != "192.0.2.4" || e.DSN != "5.7.1") {
+			t.Errorf("reject event: %+v", e)
+		}
+	}
+}
+
+// Lines a little out of order (a delivery before the client= line) still
+// make one message.
+func TestCorrelatorOutOfOrder(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, size=10, nrcpt=1 (queue active)",
+		"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=r[192.0.2.7]:25, delay=1, dsn=2.0.0, status=sent (250 ok)",
+		"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]",
+		"Mar  1 10:00:02 mx postfix/qmgr[2]: ABCDE12345: removed",
+	)
+	if len(s.traces) != 1 {
+		t.Fatalf("%d traces", len(s.traces))
+	}
+	r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "b@example.com")
+	if r.Status != store.StatusDelivered || !r.Received.Equal(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("%+v", r)
+	}
+}
+
+// Garbage never crashes or stalls and is counted by reason.
+func TestIngestReaderGarbage(t *testing.T) {
+	var in bytes.Buffer
+	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]\n")
+	in.WriteString("random garbage\n")
+	in.WriteString("\x00\x01\x02\xff\xfe binary\n")
+	in.WriteString("Mar  1 10:00:00 mx dovecot: imap-login: Login: user=<u>\n")
+	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: something postfix never said\n")
+	in.WriteString("Mar  1 10:00:00 mx postfix/qmgr[2]: ABCDE12345: from=<a@exa\xffmple.net>, size=10, nrcpt=1 (queue active)\n")
+	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: " + strings.Repeat("x", 1<<20) + "\n")
+	in.WriteString("\n")
+	in.WriteString("Mar  1 10:00:01 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=r[192.0.2.7]:25, dsn=2.0.0, status=sent (250 ok)\n")
+	in.WriteString("Mar  1 10:00:01 mx postfix/smtp[3]: ABCDE12345: to=<c@exa") // half a line, no newline
+	var evs []store.Event
+	st, err := IngestReader(context.Background(), &in, testCfg, func(b []store.Event) error {
+		for _, e := range b {
+			if err := e.Validate(); err != nil {
+				t.Errorf("invalid event %+v: %v", e, err)
+			}
+		}
+		evs = append(evs, b...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lines != 10 {
+		t.Errorf("lines %d, want 10", st.Lines)
+	}
+	for reason, n := range map[string]int64{ReasonNotSyslog: 2, ReasonNotPostfix: 1, ReasonUnknownLine: 2, ReasonTooLong: 1, ReasonEmpty: 1} {
+		if st.NotUnderstood[reason] != n {
+			t.Errorf("%s: %d, want %d (%v)", reason, st.NotUnderstood[reason], n, st.NotUnderstood)
+		}
+	}
+	if st.InvalidUTF8 != 2 {
+		t.Errorf("invalid utf-8: %d", st.InvalidUTF8)
+	}
+	found := false
+	for _, e := range evs {
+		found = found || (e.Type == store.EventDeliver && e.Recipient == "b@example.com")
+	}
+	if !found {
+		t.Errorf("the delivery after the garbage was lost: %+v", evs)
+	}
+}
+
+func TestIngestReaderGzip(t *testing.T) {
+	var plain, zipped bytes.Buffer
+	plain.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]\n")
+	plain.WriteString("Mar  1 10:00:01 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=r[192.0.2.7]:25, dsn=2.0.0, status=sent (250 ok)\n")
+	zw := gzip.NewWriter(&zipped)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	count := func(r *bytes.Buffer) int {
+		n := 0
+		if _, err := IngestReader(context.Background(), r, testCfg, func(b []store.Event) error { n += len(b); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a, b := count(bytes.NewBuffer(plain.Bytes())), count(&zipped)
+	if a == 0 || a != b {
+		t.Errorf("plain %d events, gzip %d", a, b)
+	}
+}
+
+func FuzzCorrelator(f *testing.F) {
+	for _, s := range seedLines(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		var ids []string
+		for round := 0; round < 2; round++ {
+			var got []string
+			c := NewCorrelator(Config{AcceptedDomains: []string{"example.com"}, Reference: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, func(evs []store.Event) error {
+				for _, e := range evs {
+					if err := e.Validate(); err != nil {
+						t.Fatalf("invalid event %+v: %v", e, err)
+					}
+					got = append(got, e.ID)
+				}
+				return nil
+			})
+			for _, l := range strings.Split(input, "\n") {
+				if err := c.Feed(l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if round == 1 && strings.Join(got, ",") != strings.Join(ids, ",") {
+				t.Fatalf("replay emitted other events")
+			}
+			ids = got
+		}
+	})
+}
