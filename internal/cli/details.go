@@ -97,6 +97,7 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 		}
 	}
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
 	found := false
 	for i, rcpt := range recipients {
 		events, err := st.Events(ctx, f.traceID, rcpt)

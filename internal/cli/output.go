@@ -45,7 +45,9 @@ func newRowWriter(format string, w io.Writer) (rowWriter, error) {
 	case formatWide:
 		return &rowTable{w: w, wide: true}, nil
 	case formatJSON:
-		return &jsonLines{enc: json.NewEncoder(w)}, nil
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false) // Message-IDs keep their <angle brackets>
+		return &jsonLines{enc: enc}, nil
 	case formatCSV:
 		return NewSummaryCSVWriter(w)
 	}
