@@ -12,10 +12,21 @@
 //     recipient's current status, which is derived from that recipient's events
 //     (see DeriveStatus). A message whose recipients are not yet known has a
 //     single placeholder row with an empty recipient and status GettingStatus;
-//     it disappears when the first recipient row appears.
+//     it disappears when the first recipient row appears. The placeholder's
+//     status is derived from the message-level events (a message discarded
+//     before its recipients were logged shows that outcome); message-level
+//     events never decide a recipient row's status.
 //
 // Events may arrive out of order and may be appended more than once: appending
 // an event whose ID is already stored changes nothing.
+//
+// Conventions every adapter follows (the conformance suite checks them): rows
+// hold addresses (Sender, Recipient, ExpandedFrom) as NormalizeAddress gives
+// them, lower-cased with strings.ToLower in Go, never with the database's
+// lower(); a row's Received is the earliest Event.Received stated by any of
+// the message's events, else the earliest event time of the message, and
+// moves (on every row of the message) when an earlier one arrives; the
+// sender's and recipient's domain is what follows the last '@'.
 package store
 
 import (
