@@ -1,0 +1,41 @@
+package storeopen
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// A postgres:// URL, with a retention parameter, opens a working store on a
+// real PostgreSQL.
+func TestOpenPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("retention", "30d")
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := Open(ctx, u.String())
+	if err != nil {
+		t.Fatalf("Open(%s): %v", Redact(u.String()), err)
+	}
+	defer st.Close()
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := st.Append(ctx, []store.Event{{Time: now, MessageTraceID: "m1", Type: store.EventReceive, Sender: "a@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := st.Count(ctx, store.Query{Start: now.Add(-time.Hour), End: now.Add(time.Hour)})
+	if err != nil || c.Total != 1 {
+		t.Fatalf("Count = %+v, %v; want 1 row", c, err)
+	}
+}
