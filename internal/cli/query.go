@@ -55,7 +55,8 @@ Output formats (-o):
   table  aligned columns (default); a footer on stderr tells how many rows matched
   wide   the table plus direction, IPs and Message-ID
   json   one JSON object per row, one per line (NDJSON)
-  csv    the summary report columns of PRODUCT.md, RFC 4180, formulas neutralised`,
+  csv    the columns of Exchange's historical-search summary CSV, RFC 4180,
+         formulas neutralised`,
 		Example: `  mailtrace query --store sqlite://.demo/mailtrace.db --since 7d --status Failed
   mailtrace query --sender '*@example.com' --recipient '*@partner.example' --since 24h
   mailtrace query --subject invoice --subject-match StartsWith -o csv --all > report.csv

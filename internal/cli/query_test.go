@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -98,5 +100,19 @@ func TestQueryFlagsParse(t *testing.T) {
 	if !reflect.DeepEqual(senders, []string{"a@example.com", "*@partner.example"}) ||
 		!reflect.DeepEqual(statuses, []string{"Failed", "Pending", "Quarantined"}) || !all || limit != 500 {
 		t.Fatalf("senders %v statuses %v all %v limit %d", senders, statuses, all, limit)
+	}
+}
+
+// --help shows --store's default; a password from MAILTRACE_STORE stays hidden.
+func TestHelpHidesStorePassword(t *testing.T) {
+	t.Setenv(EnvStore, "postgres://mt:s3cret@db/mailtrace")
+	for _, args := range [][]string{{"query", "--help"}, {"manager", "--help"}, {"events", "load", "--help"}} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
+		}
+		if strings.Contains(out.String()+errOut.String(), "s3cret") || !strings.Contains(out.String(), "postgres://mt:xxxxx@db/mailtrace") {
+			t.Errorf("%v help:\n%s", args, out.String())
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
 
 // EnvStore names the environment variable that sets --store's default.
@@ -91,4 +93,7 @@ func storeDefault() string {
 func addStoreFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVar(p, "store", storeDefault(),
 		"trace store URL: sqlite:///abs/path.db, sqlite://relative/path.db, or postgres://user:pass@host/db (env "+EnvStore+")")
+	// --help shows the default; a password from MAILTRACE_STORE must not appear there.
+	f := cmd.Flags().Lookup("store")
+	f.DefValue = storeopen.Redact(f.DefValue)
 }
