@@ -315,10 +315,11 @@ func (s *s3Store) AbortIncomplete(ctx context.Context, prefix string) error {
 	// Ask with the prefix (what S3 does right), then list everything and
 	// filter here (MinIO lists only an exact key's uploads when given a
 	// prefix, and all recent ones without).
-	for _, p := range []string{full, ""} {
-		if p == "" && full == "" && len(seen) > 0 {
-			break
-		}
+	lists := []string{full}
+	if full != "" {
+		lists = append(lists, "")
+	}
+	for _, p := range lists {
 		for u := range s.c.ListIncompleteUploads(ctx, s.bucket, p, true) {
 			if u.Err != nil {
 				return s.wrap(ctx, "list incomplete uploads", full, u.Err)
