@@ -232,6 +232,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 // waitForTraces polls until every trace is finished; it fails when one
 // fails, when the manager stops, or after timeout.
 func waitForTraces(ctx context.Context, c client.Client, mts []v1alpha1.MessageTrace, timeout time.Duration, mdone chan error) ([]v1alpha1.MessageTrace, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -258,6 +259,9 @@ func waitForTraces(ctx context.Context, c client.Client, mts []v1alpha1.MessageT
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return nil, fmt.Errorf("interrupted while waiting for the MessageTraces: %w", parent.Err())
+			}
 			return nil, fmt.Errorf("MessageTraces %v did not succeed within %s (run with --verbose to see the manager's logs)", pending, timeout)
 		case err := <-mdone:
 			mdone <- err
