@@ -210,3 +210,26 @@ func TestDeadline(t *testing.T) {
 		t.Errorf("Check with an expired context = %v (%s)", err, objectstore.Reason(err))
 	}
 }
+
+// TestCABundle: an HTTPS endpoint whose certificate is signed by a private
+// CA works with that CA in CABundle, and is unreachable (with a TLS error,
+// not a hang or an access error) without it.
+func TestCABundle(t *testing.T) {
+	ep, ca := miniotest.TLSServer(t)
+	bucket := miniotest.TLSBucket(t)
+	ctx := context.Background()
+	cfg := objectstore.Config{Endpoint: "https://" + ep, Bucket: bucket, AccessKey: miniotest.AccessKey,
+		SecretKey: miniotest.SecretKey, CABundle: ca, MaxRetries: 1}
+	s := newStore(t, cfg)
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check with the CA bundle: %v", err)
+	}
+	if _, err := s.Upload(ctx, "tls.csv", strings.NewReader("a,b\r\n"), objectstore.UploadOptions{}); err != nil {
+		t.Fatalf("Upload over TLS: %v", err)
+	}
+	cfg.CABundle = nil
+	err := newStore(t, cfg).Check(ctx)
+	if !errors.Is(err, objectstore.ErrUnreachable) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Check without the CA bundle = %v (%s), want ErrUnreachable for the certificate", err, objectstore.Reason(err))
+	}
+}

@@ -9,14 +9,24 @@
 // bin/minio-* of the repository (built by hack/minio.sh, or `make test`).
 // Tests never build it: when it is missing they skip with a message saying
 // how to build it, or fail with that message when CI is set.
+//
+// TLSServer starts a second server, on HTTPS with a self-signed certificate,
+// for tests of custom CA bundles.
 package miniotest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -54,8 +64,9 @@ func (e errMissing) Error() string { return e.msg }
 type server struct {
 	mu      sync.Mutex
 	bin     string
-	dir     string // temp root: data/ and minio.log
+	dir     string // temp root: data/, certs/ and minio.log
 	port    int
+	caPEM   []byte // the TLS server's certificate (self-signed); nil for plain HTTP
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logFile *os.File
@@ -65,6 +76,9 @@ var (
 	startOnce sync.Once
 	srv       *server
 	startErr  error
+	tlsOnce   sync.Once
+	tlsSrv    *server
+	tlsErr    error
 	seqMu     sync.Mutex
 	seq       int
 )
@@ -77,18 +91,20 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Shutdown stops the server and removes its directory. Main calls it.
+// Shutdown stops the servers and removes their directories. Main calls it.
 func Shutdown() {
-	if srv == nil {
-		return
+	for _, s := range []*server{srv, tlsSrv} {
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		_ = s.stopLocked()
+		if s.logFile != nil {
+			s.logFile.Close()
+		}
+		os.RemoveAll(s.dir)
+		s.mu.Unlock()
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	_ = srv.stopLocked()
-	if srv.logFile != nil {
-		srv.logFile.Close()
-	}
-	os.RemoveAll(srv.dir)
 }
 
 func fail(t testing.TB, err error) {
@@ -149,11 +165,40 @@ func isExec(p string) bool {
 // of the server, starting it on first use.
 func Server(t testing.TB) (endpoint, accessKey, secretKey string) {
 	t.Helper()
-	startOnce.Do(func() { srv, startErr = start() })
+	startOnce.Do(func() { srv, startErr = start(false) })
 	if startErr != nil {
 		fail(t, startErr)
 	}
 	return srv.endpoint(), AccessKey, SecretKey
+}
+
+// TLSServer returns the endpoint (host:port, HTTPS) of a second server that
+// serves TLS with a self-signed certificate for 127.0.0.1, and that
+// certificate (PEM), starting it on first use. It has the same root
+// credentials and no buckets: create them with TLSBucket.
+func TLSServer(t testing.TB) (endpoint string, caPEM []byte) {
+	t.Helper()
+	tlsOnce.Do(func() { tlsSrv, tlsErr = start(true) })
+	if tlsErr != nil {
+		fail(t, tlsErr)
+	}
+	return tlsSrv.endpoint(), tlsSrv.caPEM
+}
+
+// TLSBucket creates a fresh bucket on the TLS server.
+func TLSBucket(t testing.TB) string {
+	t.Helper()
+	ep, ca := TLSServer(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c, err := minio.New(ep, &minio.Options{
+		Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Secure: true, MaxRetries: 1,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	})
+	if err != nil {
+		t.Fatalf("miniotest: client: %v", err)
+	}
+	return makeBucket(t, c)
 }
 
 // Client returns a minio-go client with the root credentials (one attempt
@@ -174,7 +219,11 @@ var nonName = regexp.MustCompile(`[^a-z0-9]+`)
 // with its content, when the test ends (when the server still runs).
 func Bucket(t testing.TB) string {
 	t.Helper()
-	c := Client(t)
+	return makeBucket(t, Client(t))
+}
+
+func makeBucket(t testing.TB, c *minio.Client) string {
+	t.Helper()
 	seqMu.Lock()
 	seq++
 	n := seq
@@ -245,7 +294,7 @@ func ClosedEndpoint(t testing.TB) string {
 
 func (s *server) endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
-func start() (*server, error) {
+func start(withTLS bool) (*server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -260,8 +309,15 @@ func start() (*server, error) {
 			os.RemoveAll(s.dir)
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(s.dir, "data"), 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{"data", "certs"} {
+		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if withTLS {
+		if s.caPEM, err = selfSigned(filepath.Join(s.dir, "certs")); err != nil {
+			return nil, err
+		}
 	}
 	if s.logFile, err = os.Create(filepath.Join(s.dir, "minio.log")); err != nil {
 		return nil, err
@@ -286,7 +342,8 @@ func (s *server) runLocked() error {
 		return err
 	}
 	cmd := exec.Command(s.bin, "server", filepath.Join(s.dir, "data"),
-		"--address", s.endpoint(), "--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
+		"--address", s.endpoint(), "--console-address", fmt.Sprintf("127.0.0.1:%d", console),
+		"--certs-dir", filepath.Join(s.dir, "certs"), "--quiet")
 	// Pdeathsig stops the server even when the test binary dies without
 	// reaching Main (a test timeout panics); see spawn.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -331,8 +388,15 @@ func (s *server) runLocked() error {
 // /minio/health/cluster answers 200 once it can take writes.
 func (s *server) ready() error {
 	hc := &http.Client{Timeout: 2 * time.Second}
+	scheme := "http://"
+	if s.caPEM != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(s.caPEM)
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		scheme = "https://"
+	}
 	for _, path := range []string{"/minio/health/live", "/minio/health/cluster"} {
-		u := "http://" + s.endpoint() + path
+		u := scheme + s.endpoint() + path
 		resp, err := hc.Get(u)
 		if err != nil {
 			return err
@@ -363,6 +427,44 @@ func (s *server) stopLocked() error {
 		}
 	}
 	return errors.New("minio did not exit")
+}
+
+// selfSigned writes public.crt and private.key (what MinIO looks for in its
+// certs dir) for a self-signed certificate valid for 127.0.0.1 and
+// localhost, and returns the certificate as PEM.
+func selfSigned(dir string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "miniotest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "public.crt"), crt, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "private.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return nil, err
+	}
+	return crt, nil
 }
 
 func tail(s string, n int) string {
