@@ -27,6 +27,7 @@ $(CONTROLLER_GEN):
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API markers.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=false rbac:roleName=mailtrace-manager paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/*.yaml internal/demo/crds/  # the binary embeds the CRDs for `mailtrace demo`
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -60,9 +61,16 @@ run: build ## Run the manager against the current kubeconfig with the embedded s
 envtest: ## Build the envtest control plane into bin/k8s (once).
 	@hack/envtest.sh >/dev/null
 
+.PHONY: test-deps
+test-deps: ## Build or install what the tests start: envtest control plane, PostgreSQL, MinIO (once).
+	@hack/envtest.sh >/dev/null
+	@hack/postgres.sh
+	@hack/minio.sh >/dev/null
+
 .PHONY: test
-test: envtest ## Run every test: unit, store conformance (SQLite and PostgreSQL), envtest.
-	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test -count=1 -timeout 30m ./...
+test: test-deps lint ## Run every test: unit, store conformance (SQLite and PostgreSQL), S3, envtest.
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" MAILTRACE_TEST_MINIO="$$(hack/minio.sh)" \
+		$(GO) test -count=1 -timeout 45m ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
