@@ -33,6 +33,10 @@ import (
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
+// ErrTraceStore wraps every error of the trace store (Trace, Events), so a
+// caller can tell a failing store from a failing writer or object store.
+var ErrTraceStore = errors.New("trace store")
+
 // Kind of report.
 type Kind string
 
@@ -346,7 +350,7 @@ func fetch(ctx context.Context, st store.Store, q store.Query, size int, detaile
 	for {
 		pg, err := st.Trace(ctx, q, cur, size)
 		if err != nil {
-			err = fmt.Errorf("report: trace: %w", err)
+			err = fmt.Errorf("report: %w: trace: %w", ErrTraceStore, err)
 		}
 		p := page{rows: pg.Rows, err: err}
 		if err == nil && detailed {
@@ -399,7 +403,7 @@ func events(ctx context.Context, st store.Store, rows []store.Row) ([][]store.Ev
 	}
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("report: events of %s for %q: %w", rows[i].MessageTraceID, rows[i].Recipient, err)
+			return nil, fmt.Errorf("report: %w: events of %s for %q: %w", ErrTraceStore, rows[i].MessageTraceID, rows[i].Recipient, err)
 		}
 	}
 	return out, nil

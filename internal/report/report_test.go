@@ -185,7 +185,7 @@ func TestWriteReportsStoreErrors(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	res, err := report.Write(context.Background(), &buf, f, anyQuery, report.Options{PageSize: 10}, nil)
-	if !errors.Is(err, boom) {
+	if !errors.Is(err, boom) || !errors.Is(err, report.ErrTraceStore) {
 		t.Fatalf("Write = %v, want the store's error", err)
 	}
 	if res.Rows != 20 {

@@ -277,7 +277,7 @@ func TestUploadFailures(t *testing.T) {
 		st := &failingStore{Store: newGen(20000, 0), pages: 5, err: boom}
 		key := report.Key("", "ns", "t", "u", false)
 		_, _, err := report.Upload(ctx, obj, key, st, anyQuery, report.Options{PageSize: 1000}, nil)
-		if !errors.Is(err, boom) || errors.Is(err, objectstore.ErrUnreachable) {
+		if !errors.Is(err, boom) || !errors.Is(err, report.ErrTraceStore) || errors.Is(err, objectstore.ErrUnreachable) {
 			t.Fatalf("Upload = %v, want the trace store's error", err)
 		}
 		if _, err := obj.Stat(ctx, key); !errors.Is(err, objectstore.ErrNotFound) {

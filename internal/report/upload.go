@@ -33,9 +33,8 @@ const (
 // rewriting the metadata would copy the object and make it visible before
 // it is final.
 //
-// The error is the trace store's (wrapped by this package) when reading the
-// trace failed, and the object store's (with its kind, see
-// objectstore.Reason) when uploading failed.
+// The error wraps ErrTraceStore when reading the trace failed, and is the
+// object store's (with its kind, see objectstore.Reason) when uploading failed.
 func Upload(ctx context.Context, obj objectstore.Store, key string, st store.Store, q store.Query, opts Options, progress func(int64)) (Result, objectstore.UploadInfo, error) {
 	kind := opts.Kind
 	if kind == "" {
