@@ -329,14 +329,15 @@ func nullNS(t time.Time) any {
 
 // stageRows validates events and turns them into staging rows; it also
 // returns the days whose partitions the append may need.
-func stageRows(events []store.Event) ([][]any, map[int64]bool, error) {
+func stageRows(events []store.Event) (rows [][]any, days map[int64]bool, messages int, err error) {
 	out := make([][]any, 0, len(events))
-	days := map[int64]bool{}
+	days = map[int64]bool{}
 	seen := map[[2]string]bool{}
+	msgs := map[string]bool{}
 	for i := range events {
 		e := events[i]
 		if err := e.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+			return nil, nil, 0, fmt.Errorf("event %d: %w", i, err)
 		}
 		e.Time = e.Time.UTC()
 		if !e.Received.IsZero() {
@@ -353,8 +354,9 @@ func stageRows(events []store.Event) ([][]any, map[int64]bool, error) {
 		}
 		body, err := json.Marshal(e)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
+		msgs[e.MessageTraceID] = true
 		rcpt := store.NormalizeAddress(e.Recipient)
 		sender := store.NormalizeAddress(e.Sender)
 		var oTime, oRank any
@@ -370,7 +372,7 @@ func stageRows(events []store.Event) ([][]any, map[int64]bool, error) {
 			store.NormalizeAddress(e.ExpandedFrom), string(body),
 		})
 	}
-	return out, days, nil
+	return out, days, len(msgs), nil
 }
 
 // pick is the last non-empty value of col in append order.
@@ -399,7 +401,14 @@ var msgAttrs = [][3]string{
 var rowMsgCols = []string{"sender", "sender_domain", "subject", "subject_lc", "message_id", "message_id_lc",
 	"size", "direction", "original_client_ip", "original_client_inet", "from_ip", "from_inet"}
 
-var mergeSQL = func() []string {
+// mergeStmts are the statements that merge mt_stage into the tables.
+type mergeStmts struct {
+	insertMessages string   // inserts the batch's new messages
+	existing       []string // only when the batch touches messages stored before
+	common         []string
+}
+
+var mergeSQL = func() mergeStmts {
 	var aggs, sets []string
 	for _, a := range msgAttrs {
 		aggs = append(aggs, pick(a[1], a[2])+" AS "+a[1])
@@ -407,10 +416,27 @@ var mergeSQL = func() []string {
 	}
 	bestMsg := "FILTER (WHERE recipient = '' AND o_rank IS NOT NULL)"
 	msgBetter := betterSQL("a.ot", "a.orank", "m.o_time", "m.o_rank")
-	updMessages := `WITH a AS (SELECT trace_id, min(time) AS ft, min(received) AS rx, ` + strings.Join(aggs, ", ") + `,
+	aggMessages := `WITH a AS (SELECT trace_id, min(time) AS ft, min(received) AS rx, ` + strings.Join(aggs, ", ") + `,
 		(array_agg(o_time ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS ot,
 		(array_agg(o_rank ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS orank
-		FROM mt_stage GROUP BY trace_id)
+		FROM mt_stage GROUP BY trace_id)`
+	var cols, vals []string
+	for _, a := range msgAttrs {
+		cols = append(cols, a[0])
+		def := "''"
+		if a[0] == "size" {
+			def = "0"
+		} else if strings.HasSuffix(a[0], "_inet") {
+			def = "NULL"
+		}
+		vals = append(vals, fmt.Sprintf("COALESCE(a.%s, %s)", a[1], def))
+	}
+	insMessages := aggMessages + `
+	INSERT INTO messages (trace_id, received_explicit, first_event, received, ` + strings.Join(cols, ", ") + `, o_time, o_rank)
+	SELECT a.trace_id, a.rx, a.ft, COALESCE(a.rx, a.ft), ` + strings.Join(vals, ", ") + `, a.ot, a.orank
+	FROM a ORDER BY a.trace_id
+	ON CONFLICT (trace_id) DO NOTHING`
+	updMessages := aggMessages + `
 	UPDATE messages m SET first_event = LEAST(m.first_event, a.ft),
 		received_explicit = LEAST(m.received_explicit, a.rx),
 		received = COALESCE(LEAST(m.received_explicit, a.rx), LEAST(m.first_event, a.ft)),
@@ -456,36 +482,40 @@ var mergeSQL = func() []string {
 		status_time = CASE WHEN ` + exBetter + ` THEN excluded.status_time ELSE rows.status_time END,
 		status_rank = CASE WHEN ` + exBetter + ` THEN excluded.status_rank ELSE rows.status_rank END`
 
-	return []string{
-		// New messages, in key order (concurrent appends lock in the same order).
-		`INSERT INTO messages (trace_id, received_explicit, first_event, received)
-		SELECT trace_id, min(received), min(time), COALESCE(min(received), min(time))
-		FROM mt_stage GROUP BY trace_id ORDER BY trace_id
-		ON CONFLICT (trace_id) DO NOTHING`,
-		// Lock every message this append touches; remember where it lives now.
-		`WITH l AS (SELECT m.trace_id, m.received FROM messages m
-			WHERE m.trace_id IN (SELECT trace_id FROM mt_stage) ORDER BY m.trace_id FOR UPDATE)
-		INSERT INTO mt_touched SELECT trace_id, received FROM l`,
-		// Idempotency: forget events already stored.
-		`DELETE FROM mt_stage s USING mt_touched t, events e
-		WHERE s.trace_id = t.trace_id AND e.trace_id = s.trace_id AND e.key = s.key AND e.received = t.received`,
-		updMessages,
-		// Rows follow their message: received time (partition), attributes, message-level outcome.
-		updRows,
-		`UPDATE events e SET received = m.received FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
-		WHERE e.trace_id = t.trace_id AND e.received = t.received AND m.received <> t.received`,
-		`INSERT INTO events (received, trace_id, key, recipient, time, body)
-		SELECT m.received, s.trace_id, s.key, s.recipient, s.time, s.body
-		FROM mt_stage s JOIN messages m ON m.trace_id = s.trace_id ORDER BY s.seq`,
-		upsertRows,
-		// The placeholder row goes once a recipient row exists, and exists while none does.
-		`DELETE FROM rows r USING mt_touched t JOIN messages m ON m.trace_id = t.trace_id
-		WHERE r.trace_id = t.trace_id AND r.received = m.received AND r.recipient = ''
-		AND EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = t.trace_id AND x.received = m.received AND x.recipient <> '')`,
-		`INSERT INTO rows (` + insCols + `)
-		SELECT m.received, m.trace_id, '', '', ` + mcols + `, '', NULL, '', ` + statusSQL("m.o_rank") + `, m.o_time, m.o_rank
-		FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
-		WHERE NOT EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = m.trace_id AND x.received = m.received)`,
+	return mergeStmts{
+		// New messages with everything the batch says of them, in key order
+		// (concurrent appends lock in the same order). Existing ones are left
+		// to the existing steps, which first take out events already stored.
+		insertMessages: insMessages,
+		existing: []string{
+			// Lock every message this append touches; remember where it lives now.
+			`WITH l AS (SELECT m.trace_id, m.received FROM messages m
+				WHERE m.trace_id IN (SELECT trace_id FROM mt_stage) ORDER BY m.trace_id FOR UPDATE)
+			INSERT INTO mt_touched SELECT trace_id, received FROM l`,
+			// Idempotency: forget events already stored.
+			`DELETE FROM mt_stage s USING mt_touched t, events e
+			WHERE s.trace_id = t.trace_id AND e.trace_id = s.trace_id AND e.key = s.key AND e.received = t.received`,
+			// (For messages inserted above this applies the same values again.)
+			updMessages,
+			// Rows follow their message: received time (partition), attributes, message-level outcome.
+			updRows,
+			`UPDATE events e SET received = m.received FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
+			WHERE e.trace_id = t.trace_id AND e.received = t.received AND m.received <> t.received`,
+		},
+		common: []string{
+			`INSERT INTO events (received, trace_id, key, recipient, time, body)
+			SELECT m.received, s.trace_id, s.key, s.recipient, s.time, s.body
+			FROM mt_stage s JOIN messages m ON m.trace_id = s.trace_id ORDER BY s.seq`,
+			upsertRows,
+			// The placeholder row goes once a recipient row exists, and exists while none does.
+			`DELETE FROM rows r USING messages m
+			WHERE m.trace_id IN (SELECT trace_id FROM mt_stage WHERE recipient <> '')
+			AND r.trace_id = m.trace_id AND r.received = m.received AND r.recipient = ''`,
+			`INSERT INTO rows (` + insCols + `)
+			SELECT m.received, m.trace_id, '', '', ` + mcols + `, '', NULL, '', ` + statusSQL("m.o_rank") + `, m.o_time, m.o_rank
+			FROM messages m WHERE m.trace_id IN (SELECT trace_id FROM mt_stage)
+			AND NOT EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = m.trace_id AND x.received = m.received)`,
+		},
 	}
 }()
 
@@ -495,7 +525,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	rows, days, err := stageRows(events)
+	rows, days, nmsg, err := stageRows(events)
 	if err != nil {
 		return err
 	}
@@ -507,8 +537,17 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mt_stage"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
+			tag, err := tx.Exec(ctx, mergeSQL.insertMessages)
+			if err != nil {
+				return err
+			}
 			b := &pgx.Batch{}
-			for _, q := range mergeSQL {
+			if tag.RowsAffected() < int64(nmsg) {
+				for _, q := range mergeSQL.existing {
+					b.Queue(q)
+				}
+			}
+			for _, q := range mergeSQL.common {
 				b.Queue(q)
 			}
 			return tx.SendBatch(ctx, b).Close()
