@@ -336,6 +336,19 @@ func (c *Correlator) drain() error {
 	return c.emit(evs)
 }
 
+// Advance moves the correlator's clock (log time) to now when no line has
+// done so, releasing what waited too long for a link. A live reader calls it
+// during quiet periods so that held messages do not wait for the next line.
+func (c *Correlator) Advance(now time.Time) error {
+	now = now.UTC()
+	if now.After(c.now) {
+		c.now = now
+		c.sweep()
+		c.lastSweep = c.now
+	}
+	return c.drain()
+}
+
 // Flush releases every held message and unclaimed filter run as a message
 // of its own (call it at the end of a file, or before a shutdown without
 // State). Remembered lifecycles are kept.

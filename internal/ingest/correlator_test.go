@@ -354,3 +354,46 @@ func FuzzCorrelator(f *testing.F) {
 		}
 	})
 }
+
+// An alias expanded to two members: the alias row is Expanded, each member
+// has its own row naming the alias. A message that expires fails.
+func TestCorrelatorExpandAndExpire(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]",
+		"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, size=10, nrcpt=2 (queue active)",
+		"Mar  1 10:00:02 mx postfix/virtual[3]: ABCDE12345: to=<m1@example.com>, orig_to=<team@example.com>, relay=virtual, delay=1, dsn=2.0.0, status=sent (delivered to maildir)",
+		"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<m2@example.net>, orig_to=<team@example.com>, relay=r[192.0.2.7]:25, delay=1, dsn=4.4.1, status=deferred (connect to r[192.0.2.7]:25: Connection timed out)",
+		"Mar  6 10:00:03 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, status=expired, returned to sender",
+		"Mar  6 10:00:03 mx postfix/qmgr[2]: ABCDE12345: removed",
+	)
+	id := c.TraceID("mx", "ABCDE12345")
+	want := map[string]store.Status{"team@example.com": store.StatusExpanded, "m1@example.com": store.StatusDelivered, "m2@example.net": store.StatusFailed}
+	for rc, st := range want {
+		r := rowOf(t, s, id, rc)
+		if r.Status != st {
+			t.Errorf("%s: %s, want %s\n%s", rc, r.Status, st, dumpEvents(r.Events))
+		}
+		if rc != "team@example.com" && r.ExpandedFrom != "team@example.com" {
+			t.Errorf("%s: expanded from %q", rc, r.ExpandedFrom)
+		}
+	}
+}
+
+// A held re-injected message with no link is released by Advance in a
+// quiet period, not only by the next line.
+func TestCorrelatorAdvanceReleasesHeld(t *testing.T) {
+	s := newMemStore()
+	c := NewCorrelator(testCfg, s.Append)
+	if err := c.Feed("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=localhost[127.0.0.1]"); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.order) != 0 {
+		t.Fatalf("a loopback message was emitted before its link could appear")
+	}
+	if err := c.Advance(time.Date(2024, 3, 1, 10, 30, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.order) != 1 || c.TraceID("mx", "ABCDE12345") == "" {
+		t.Fatalf("held message not released: %d events", len(s.order))
+	}
+}
