@@ -46,7 +46,7 @@ func benchStore(b *testing.B, rows int) *Store {
 		if err := storetest.SeedBench(ctx, s, rows); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE); ANALYZE"); err != nil {
+		if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.Close(); err != nil {
