@@ -11,6 +11,10 @@ import (
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
+// DefaultLimit is the page size Trace uses when asked for limit <= 0 (as the
+// PostgreSQL adapter does).
+const DefaultLimit = 1000
+
 func fromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
@@ -123,7 +127,7 @@ func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 		return store.Page{}, err
 	}
 	if limit <= 0 {
-		return store.Page{}, fmt.Errorf("%w: limit %d is not positive", store.ErrInvalidQuery, limit)
+		limit = DefaultLimit
 	}
 	cr, cm, cc, ok, err := store.DecodeCursor(cursor)
 	if err != nil {

@@ -468,6 +468,17 @@ func testCursors(t *testing.T, f *fixture) {
 	}
 }
 
+func testZeroLimit(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	p, err := f.st.Trace(f.ctx, day(), "", 0)
+	if err != nil {
+		t.Fatalf("Trace with limit 0: %v", err)
+	}
+	if got := keys(p.Rows); !slices.Equal(got, allDayKeys) || p.Next != "" {
+		t.Errorf("Trace with limit 0 (a default page size of at least 13): %q, Next %q; want every row", got, p.Next)
+	}
+}
+
 func testCursorWithFilter(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	want := []string{sM02Alice, sM02Carol, sM04Alice, sM05Alice, sM05All, sM05Bob, sM06Eve, sM09X}

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OrderingTieBreakByTraceIDThenRecipient", testOrdering},
 		{"CursorPagesHaveNoGapsOrDuplicates", testCursors},
 		{"CursorWithFilters", testCursorWithFilter},
+		{"ZeroLimitMeansDefaultPageSize", testZeroLimit},
 		{"InvalidQueriesAreRefused", testInvalid},
 		{"EventsArrivingOutOfOrder", testOutOfOrder},
 		{"StatusIndependentOfArrivalOrder", testArrivalOrderPermutations},
