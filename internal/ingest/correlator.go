@@ -125,7 +125,11 @@ type Stats struct {
 	Used     int64 // lines that produced or changed something
 	Ignored  int64 // understood, nothing to trace (connect, TLS, statistics...)
 	Events   int64 // events emitted
-	Messages int64 // messages (trace IDs) started
+	Messages int64 // messages (trace IDs) that emitted an event
+	// Abandoned counts smtpd transactions that got a queue id but ended
+	// without DATA (sender address verification probes, clients that quit
+	// after RCPT): they are not messages and emit nothing.
+	Abandoned int64
 	// InvalidUTF8 counts lines that were not valid UTF-8: they are read
 	// with the bad bytes replaced by U+FFFD.
 	InvalidUTF8 int64
@@ -161,6 +165,7 @@ type trace struct {
 	expandedFrom map[string]string
 	verdict      map[string]bool // a filter verdict decided this recipient
 	direction    store.Direction
+	counted      bool // counted in Stats.Messages
 }
 
 // message is one queue id lifecycle (one hop).
@@ -172,6 +177,7 @@ type message struct {
 	tr          *trace
 	held        []store.Event
 	linked      bool       // a parent is known; wait for it
+	pendingRoot bool       // received from outside; emitted once DATA shows it is a message
 	waiting     []*message // children linked while this one was held
 	noticeOf    string     // for a bounce notice: the original's queue id
 	removed     bool
@@ -206,6 +212,7 @@ type filterRec struct {
 
 type session struct {
 	clientName, clientIP string
+	qid                  string // the queue id of the session's current transaction
 	seen                 time.Time
 }
 
@@ -310,7 +317,7 @@ func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
 	}
 	rec := ParseMessage(daemon, l.Message)
 	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
-		delete(c.sessions, l.Host+"\x00"+strconv.Itoa(l.PID))
+		c.disconnect(l.Host, l.PID, l.Message)
 	}
 	used := c.apply(l.Host, t, raw, rec, l.PID)
 	switch {
@@ -324,6 +331,29 @@ func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
 		c.stats.Used++
 	}
 	return c.drain()
+}
+
+// disconnect ends an smtpd session: a transaction still waiting for DATA
+// was abandoned (or was a verification probe) unless the session did send
+// DATA or BDAT (then it is a message whose other lines are late).
+func (c *Correlator) disconnect(host string, pid int, msg string) {
+	k := host + "\x00" + strconv.Itoa(pid)
+	s := c.sessions[k]
+	delete(c.sessions, k)
+	if s.qid == "" {
+		return
+	}
+	mk := host + "\x00" + s.qid
+	m := c.msgs[mk]
+	if m == nil || !m.pendingRoot || m.tr != nil {
+		return
+	}
+	if strings.Contains(msg, " data=") || strings.Contains(msg, " bdat=") {
+		c.releaseRoot(m)
+		return
+	}
+	delete(c.msgs, mk)
+	c.stats.Abandoned++
 }
 
 func (c *Correlator) drain() error {
@@ -499,7 +529,6 @@ func (c *Correlator) releaseRoot(m *message) {
 	if m.tr != nil {
 		return
 	}
-	c.stats.Messages++
 	c.release(m, newTrace(traceIDFor(m.host, m.qid, m.start), m.host))
 }
 
@@ -592,6 +621,10 @@ func (c *Correlator) add(m *message, e store.Event) {
 
 // fill sets the message-level attributes of an event from its trace.
 func (c *Correlator) fill(tr *trace, e store.Event) store.Event {
+	if !tr.counted {
+		tr.counted = true
+		c.stats.Messages++
+	}
 	e.MessageTraceID = tr.id
 	e.Sender = tr.sender
 	e.MessageID = tr.messageID
@@ -694,6 +727,11 @@ func (c *Correlator) newEvent(m *message, t time.Time, raw string, typ store.Eve
 
 // apply handles one record and reports whether it was used.
 func (c *Correlator) apply(host string, t time.Time, raw string, r Record, pid int) bool {
+	if r.QueueID != "" && r.Kind != KindClient && r.Kind != KindIgnored && r.Kind != KindUnknown {
+		if m := c.msgs[host+"\x00"+r.QueueID]; m != nil && m.pendingRoot && m.tr == nil {
+			c.releaseRoot(m)
+		}
+	}
 	switch r.Kind {
 	case KindIgnored, KindUnknown:
 		return false
@@ -718,7 +756,15 @@ func (c *Correlator) apply(host string, t time.Time, raw string, r Record, pid i
 		}
 		c.add(m, e)
 		if m.tr == nil && !m.linked && (!m.loopback || m.sasl != "") {
-			c.releaseRoot(m)
+			// From outside: a message once DATA begins (its next line),
+			// nothing if the session ends without it.
+			m.pendingRoot = true
+		}
+		if pid > 0 {
+			k := host + "\x00" + strconv.Itoa(pid)
+			s := c.sessions[k]
+			s.qid, s.seen = r.QueueID, t
+			c.sessions[k] = s
 		}
 		return true
 	case KindPickup:
@@ -1073,7 +1119,6 @@ func (c *Correlator) expireFilter(f *filterRec) {
 	m.start = f.first
 	m.messageID = f.messageID
 	if m.tr == nil {
-		c.stats.Messages++
 		c.release(m, newTrace(digest(f.host, "filter", f.id, f.first.Format(time.RFC3339Nano)), f.host))
 	}
 	c.claimFilter(f, m, f.first)
@@ -1096,7 +1141,6 @@ func (c *Correlator) proxy(host string, t time.Time, raw string, r Record, pid i
 		m.first = f.first
 	}
 	if m.tr == nil {
-		c.stats.Messages++
 		first := t
 		if f != nil {
 			first = f.first

@@ -397,3 +397,17 @@ func TestCorrelatorAdvanceReleasesHeld(t *testing.T) {
 		t.Fatalf("held message not released: %d events", len(s.order))
 	}
 }
+
+// A transaction that ends after RCPT without DATA (a sender address
+// verification probe) is not a message; one that sent DATA is.
+func TestCorrelatorAbandonedTransaction(t *testing.T) {
+	s, c := run(t, testCfg,
+		"Mar  1 10:00:00 mx postfix/smtpd[7]: ABCDE12345: client=mx.example.net[192.0.2.1]",
+		"Mar  1 10:00:00 mx postfix/smtpd[7]: disconnect from mx.example.net[192.0.2.1] ehlo=2 starttls=1 mail=1 rcpt=1 quit=1 commands=6",
+		"Mar  1 10:00:05 mx postfix/smtpd[7]: BCDEF12345: client=mx.example.net[192.0.2.1]",
+		"Mar  1 10:00:06 mx postfix/smtpd[7]: disconnect from mx.example.net[192.0.2.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+	)
+	if st := c.Stats(); st.Abandoned != 1 || len(s.traces) != 1 || c.TraceID("mx", "BCDEF12345") == "" {
+		t.Errorf("abandoned %d, traces %d", st.Abandoned, len(s.traces))
+	}
+}

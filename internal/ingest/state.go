@@ -57,6 +57,7 @@ type MessageState struct {
 	TraceID     string                  `json:"traceId,omitempty"` // empty while held
 	Held        []store.Event           `json:"held,omitempty"`
 	Linked      bool                    `json:"linked,omitempty"`
+	PendingRoot bool                    `json:"pendingRoot,omitempty"`
 	WaitingFor  string                  `json:"waitingFor,omitempty"` // queue id of a held parent
 	NoticeOf    string                  `json:"noticeOf,omitempty"`
 	Removed     bool                    `json:"removed,omitempty"`
@@ -108,7 +109,7 @@ func (c *Correlator) State() State {
 	for _, m := range c.sortedMsgs(func(*message) bool { return true }) {
 		ms := MessageState{
 			Host: m.host, QueueID: m.qid, First: m.first, Last: m.last, Start: m.start, Started: m.started,
-			Held: m.held, Linked: m.linked, NoticeOf: m.noticeOf, Removed: m.removed, RemovedAt: m.removedAt,
+			Held: m.held, Linked: m.linked, PendingRoot: m.pendingRoot, NoticeOf: m.noticeOf, Removed: m.removed, RemovedAt: m.removedAt,
 			Submitted: m.submitted, Recipients: m.rcpt, Verdicts: keys(m.verdict),
 			ClientName: m.clientName, ClientIP: m.clientIP, OrigIP: m.origIP, SASL: m.sasl, Loopback: m.loopback,
 			Sender: m.sender, SenderKnown: m.senderKnown, MessageID: m.messageID, Size: m.size, Subject: m.subject,
@@ -183,6 +184,7 @@ func (c *Correlator) Restore(st State) error {
 		tr.received, tr.sender, tr.senderKnown, tr.messageID, tr.subject = ts.Received, ts.Sender, ts.SenderKnown, ts.MessageID, ts.Subject
 		tr.size, tr.origClientIP, tr.fromIP, tr.clientName, tr.local, tr.sasl = ts.Size, ts.OrigClientIP, ts.FromIP, ts.ClientName, ts.Local, ts.SASL
 		tr.rcpts, tr.verdict = set(ts.Recipients), set(ts.Verdicts)
+		tr.counted = true
 		if ts.ExpandedFrom != nil {
 			tr.expandedFrom = ts.ExpandedFrom
 		}
@@ -191,7 +193,7 @@ func (c *Correlator) Restore(st State) error {
 	for _, ms := range st.Messages {
 		m := &message{
 			host: ms.Host, qid: ms.QueueID, first: ms.First, last: ms.Last, start: ms.Start, started: ms.Started,
-			held: ms.Held, linked: ms.Linked, noticeOf: ms.NoticeOf, removed: ms.Removed, removedAt: ms.RemovedAt,
+			held: ms.Held, linked: ms.Linked, pendingRoot: ms.PendingRoot, noticeOf: ms.NoticeOf, removed: ms.Removed, removedAt: ms.RemovedAt,
 			submitted: ms.Submitted, rcpt: ms.Recipients, verdict: set(ms.Verdicts),
 			clientName: ms.ClientName, clientIP: ms.ClientIP, origIP: ms.OrigIP, sasl: ms.SASL, loopback: ms.Loopback,
 			sender: ms.Sender, senderKnown: ms.SenderKnown, messageID: ms.MessageID, size: ms.Size, subject: ms.Subject,
