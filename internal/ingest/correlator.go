@@ -184,7 +184,8 @@ type message struct {
 	removedAt   time.Time
 	submitted   bool
 	rcpt        map[string]store.Status
-	verdict     map[string]bool // a filter verdict decided this recipient
+	verdict     map[string]bool   // a filter verdict decided this recipient
+	expanded    map[string]string // recipient -> the address it was expanded from
 
 	clientName, clientIP string
 	origIP, sasl         string
@@ -572,6 +573,11 @@ func (c *Correlator) merge(m *message) {
 	if tr.sasl == "" {
 		tr.sasl = m.sasl
 	}
+	for to, from := range m.expanded {
+		if tr.expandedFrom[to] == "" {
+			tr.expandedFrom[to] = from
+		}
+	}
 	if tr.origClientIP == "" {
 		switch {
 		case m.origIP != "":
@@ -874,7 +880,11 @@ func (c *Correlator) delivery(host string, t time.Time, raw string, r Record) {
 	m := c.get(host, r.QueueID, t)
 	rcpt := store.NormalizeAddress(r.To)
 	if orig := store.NormalizeAddress(r.OrigTo); orig != "" && orig != rcpt {
-		if m.tr != nil {
+		if m.expanded == nil {
+			m.expanded = map[string]string{}
+		}
+		m.expanded[rcpt] = orig
+		if m.tr != nil && m.tr.expandedFrom[rcpt] == "" {
 			m.tr.expandedFrom[rcpt] = orig
 		}
 		ex := c.newEvent(m, t, raw, store.EventExpand, orig, r.Daemon)
@@ -916,9 +926,6 @@ func (c *Correlator) delivery(host string, t time.Time, raw string, r Record) {
 		typ = store.EventFail
 	default: // "deliverable" and other address verification probes
 		typ = store.EventSend
-	}
-	if m.tr != nil && m.tr.expandedFrom[rcpt] == "" && r.OrigTo != "" && store.NormalizeAddress(r.OrigTo) != rcpt {
-		m.tr.expandedFrom[rcpt] = store.NormalizeAddress(r.OrigTo)
 	}
 	e := c.newEvent(m, t, raw, typ, rcpt, r.Daemon)
 	e.Detail = detail

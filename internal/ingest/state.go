@@ -65,6 +65,7 @@ type MessageState struct {
 	Submitted   bool                    `json:"submitted,omitempty"`
 	Recipients  map[string]store.Status `json:"recipients,omitempty"`
 	Verdicts    []string                `json:"verdicts,omitempty"`
+	Expanded    map[string]string       `json:"expanded,omitempty"`
 	ClientName  string                  `json:"clientName,omitempty"`
 	ClientIP    string                  `json:"clientIp,omitempty"`
 	OrigIP      string                  `json:"origIp,omitempty"`
@@ -110,7 +111,7 @@ func (c *Correlator) State() State {
 		ms := MessageState{
 			Host: m.host, QueueID: m.qid, First: m.first, Last: m.last, Start: m.start, Started: m.started,
 			Held: m.held, Linked: m.linked, PendingRoot: m.pendingRoot, NoticeOf: m.noticeOf, Removed: m.removed, RemovedAt: m.removedAt,
-			Submitted: m.submitted, Recipients: m.rcpt, Verdicts: keys(m.verdict),
+			Submitted: m.submitted, Recipients: m.rcpt, Verdicts: keys(m.verdict), Expanded: m.expanded,
 			ClientName: m.clientName, ClientIP: m.clientIP, OrigIP: m.origIP, SASL: m.sasl, Loopback: m.loopback,
 			Sender: m.sender, SenderKnown: m.senderKnown, MessageID: m.messageID, Size: m.size, Subject: m.subject,
 		}
@@ -194,7 +195,7 @@ func (c *Correlator) Restore(st State) error {
 		m := &message{
 			host: ms.Host, qid: ms.QueueID, first: ms.First, last: ms.Last, start: ms.Start, started: ms.Started,
 			held: ms.Held, linked: ms.Linked, pendingRoot: ms.PendingRoot, noticeOf: ms.NoticeOf, removed: ms.Removed, removedAt: ms.RemovedAt,
-			submitted: ms.Submitted, rcpt: ms.Recipients, verdict: set(ms.Verdicts),
+			submitted: ms.Submitted, rcpt: ms.Recipients, verdict: set(ms.Verdicts), expanded: ms.Expanded,
 			clientName: ms.ClientName, clientIP: ms.ClientIP, origIP: ms.OrigIP, sasl: ms.SASL, loopback: ms.Loopback,
 			sender: ms.Sender, senderKnown: ms.SenderKnown, messageID: ms.MessageID, size: ms.Size, subject: ms.Subject,
 		}
