@@ -15,7 +15,7 @@
 //
 // Retention: Prune(cutoff) drops the daily partitions entirely before cutoff
 // and deletes what remains before cutoff in the boundary day. Nothing prunes
-// on its own: a long-running process calls RunRetention (the manager does),
+// on its own: a long-running process (the manager) must call RunRetention,
 // which prunes every `every` with the cutoff now - Options.Retention.
 package postgres
 
