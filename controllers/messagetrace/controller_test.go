@@ -70,6 +70,7 @@ func TestTraceAnswersFromTheStore(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	fake := clocktesting.NewFakePassiveClock(now)
 	succeededBefore := metricValue(t, tracesTotal.WithLabelValues("succeeded"))
+	durationsBefore, rowsBefore := metricValue(t, traceDuration), metricValue(t, traceRows)
 	startManager(t, env, ns, st, fake, Options{})
 
 	all := v1alpha1.MessageTraceSpec{StartTime: abs(d0.Add(-time.Hour)), EndTime: abs(d0.Add(5 * day))}
@@ -167,6 +168,9 @@ func TestTraceAnswersFromTheStore(t *testing.T) {
 	})
 	if got := metricValue(t, tracesTotal.WithLabelValues("succeeded")) - succeededBefore; got < float64(len(cases)) {
 		t.Errorf("mailtrace_traces_total{result=succeeded} grew by %v, want at least %d", got, len(cases))
+	}
+	if d, r := metricValue(t, traceDuration)-durationsBefore, metricValue(t, traceRows)-rowsBefore; d < float64(len(cases)) || r < float64(len(cases)) {
+		t.Errorf("trace duration and rows histograms observed %v and %v runs, want at least %d", d, r, len(cases))
 	}
 }
 
