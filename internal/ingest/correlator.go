@@ -135,6 +135,9 @@ type Stats struct {
 	InvalidUTF8 int64
 	// NotUnderstood counts skipped lines by reason.
 	NotUnderstood map[string]int64
+
+	skipped    int64  // sum of NotUnderstood
+	lastReason string // reason of the latest skipped line
 }
 
 func (s *Stats) skip(reason string) {
@@ -142,6 +145,8 @@ func (s *Stats) skip(reason string) {
 		s.NotUnderstood = map[string]int64{}
 	}
 	s.NotUnderstood[reason]++
+	s.skipped++
+	s.lastReason = reason
 }
 
 // trace is one message as the store sees it: one or more hops.
@@ -263,6 +268,15 @@ func (c *Correlator) Stats() Stats {
 	}
 	return s
 }
+
+// Skipped returns how many lines were not understood so far and the reason
+// of the latest one: a live reader compares it around Feed to count and log
+// a bad line without copying Stats for every line.
+func (c *Correlator) Skipped() (int64, string) { return c.stats.skipped, c.stats.lastReason }
+
+// Now is the correlator's clock: the latest log time it has seen or been
+// advanced to.
+func (c *Correlator) Now() time.Time { return c.now }
 
 // TraceID returns the trace ID of the latest lifecycle of a queue id on a
 // host, while the correlator still remembers it ("" otherwise, or while the
