@@ -1,0 +1,249 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
+)
+
+// Handler serves POST /ingest (and POST /): a body of raw syslog lines
+// (text/plain, one per line), or JSON (application/json,
+// application/x-ndjson): one record, an array of records, or records one
+// per line, in the shapes Fluent Bit's http output and Vector's http sink
+// send. The answer is 204 once the events are stored; 400 for a body that
+// is not what its type says (the records before the bad part are kept),
+// 401 without the right bearer token, 413 for a body over the limit, 503
+// when the ingester is shutting down.
+func (s *Server) Handler(p *Pipeline) http.Handler {
+	mux := http.NewServeMux()
+	h := func(w http.ResponseWriter, r *http.Request) { s.serveIngest(p, w, r) }
+	mux.HandleFunc("POST /ingest", h)
+	mux.HandleFunc("POST /{$}", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	return mux
+}
+
+func (s *Server) authorized(r *http.Request) (bool, error) {
+	want, err := s.token.get()
+	if err != nil {
+		return false, err
+	}
+	if want == "" {
+		return true, nil
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false, nil
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) == 1, nil
+}
+
+func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request) {
+	ok, err := s.authorized(r)
+	if err != nil {
+		s.log.Error(err, "cannot read the ingest token; refusing HTTP ingest")
+		http.Error(w, "ingest token unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if !ok {
+		p.Dropped(ReasonUnauthorized, "http", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mailtrace-ingest"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	body := io.Reader(http.MaxBytesReader(w, r.Body, s.o.MaxRequestBytes))
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			http.Error(w, "bad gzip body", http.StatusBadRequest)
+			return
+		}
+		defer zr.Close()
+		// the limit applies to the decompressed body too
+		body = io.LimitReader(zr, s.o.MaxRequestBytes+1)
+	}
+	data, err := io.ReadAll(body)
+	if err == nil && int64(len(data)) > s.o.MaxRequestBytes {
+		err = &http.MaxBytesError{Limit: s.o.MaxRequestBytes}
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			p.Dropped(ReasonRequestTooBig, "http", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("request body over %d bytes", s.o.MaxRequestBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		p.Dropped(ReasonHalfLine, "http", r.RemoteAddr)
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var lines []string
+	var bad error
+	switch {
+	case strings.Contains(mt, "json"):
+		lines, bad = jsonLines(data, s.o.MaxLineBytes, func(reason string) { p.Dropped(reason, "http", "") })
+	default:
+		lines = textLines(data)
+	}
+	if len(lines) > 0 {
+		if err := p.SubmitWait(r.Context(), "http", lines); err != nil {
+			http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if bad != nil {
+		p.Dropped(ReasonBadJSON, "http", bad.Error())
+		http.Error(w, fmt.Sprintf("%d records stored, then: %v", len(lines), bad), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func textLines(data []byte) []string {
+	var out []string
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		var l []byte
+		if i < 0 {
+			l, data = data, nil
+		} else {
+			l, data = data[:i], data[i+1:]
+		}
+		l = bytes.TrimRight(l, "\r")
+		if len(l) > 0 {
+			out = append(out, Normalize(string(l)))
+		}
+	}
+	return out
+}
+
+// jsonLines reads JSON values one after another (one value, an array, or
+// NDJSON) and turns each record into a log line.
+func jsonLines(data []byte, maxLine int, drop func(reason string)) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var out []string
+	add := func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, Normalize(v))
+		case map[string]any:
+			if l, ok := recordLine(v); ok {
+				out = append(out, l)
+			} else {
+				drop(ReasonEmptyRecord)
+			}
+		default:
+			drop(ReasonEmptyRecord)
+		}
+	}
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if arr, ok := v.([]any); ok {
+			for _, e := range arr {
+				add(e)
+			}
+		} else {
+			add(v)
+		}
+	}
+}
+
+func str(m map[string]any, keys ...string) string {
+	for _, k := range keys {
+		switch v := m[k].(type) {
+		case string:
+			if v != "" {
+				return v
+			}
+		case json.Number:
+			return v.String()
+		}
+	}
+	return ""
+}
+
+// recordLine makes a log line of one JSON record. The text is in
+// "message" (Vector, Fluent Bit's syslog input), "log" (Fluent Bit's tail
+// input), "msg" or "MESSAGE" (journald). When the text is a whole syslog
+// line it is used as it is; when it is only the message part (Vector's
+// syslog source, Fluent Bit's syslog parser, journald), the header is
+// rebuilt from the record's timestamp, host, program and pid fields.
+func recordLine(m map[string]any) (string, bool) {
+	text := str(m, "message", "log", "msg", "MESSAGE")
+	if text == "" {
+		return "", false
+	}
+	text = strings.TrimRight(text, "\r\n")
+	if n := Normalize(text); n != text {
+		return n, true // carried a <PRI>
+	}
+	if _, err := syslog.ParseLine(text, time.Now(), nil); err == nil {
+		return text, true
+	}
+	host := str(m, "hostname", "host", "HOSTNAME", "_HOSTNAME")
+	prog := str(m, "appname", "ident", "program", "app_name", "SYSLOG_IDENTIFIER", "syslog_identifier")
+	ts, ok := recordTime(m)
+	if host == "" || prog == "" || !ok {
+		return text, true // the correlator counts it as not syslog
+	}
+	var b strings.Builder
+	b.WriteString(ts.Format(time.RFC3339Nano))
+	b.WriteByte(' ')
+	b.WriteString(host)
+	b.WriteByte(' ')
+	b.WriteString(prog)
+	if pid := str(m, "procid", "pid", "_PID", "SYSLOG_PID"); pid != "" {
+		b.WriteByte('[')
+		b.WriteString(pid)
+		b.WriteByte(']')
+	}
+	b.WriteString(": ")
+	b.WriteString(text)
+	return b.String(), true
+}
+
+func recordTime(m map[string]any) (time.Time, bool) {
+	for _, k := range []string{"timestamp", "time", "@timestamp", "date"} {
+		switch v := m[k].(type) {
+		case string:
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				return t, true
+			}
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return epoch(f), true
+			}
+		case json.Number:
+			if f, err := v.Float64(); err == nil {
+				return epoch(f), true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// epoch reads Fluent Bit's "date": seconds since 1970 with a fraction.
+func epoch(f float64) time.Time {
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+}

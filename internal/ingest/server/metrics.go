@@ -1,0 +1,117 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the ingester's Prometheus metrics.
+type Metrics struct {
+	LinesRead     *prometheus.CounterVec // by transport
+	NotUnderstood *prometheus.CounterVec // by reason
+	EventsWritten prometheus.Counter
+	StoreErrors   prometheus.Counter
+	Lag           prometheus.Histogram
+	QueueDepth    prometheus.Gauge
+	StateSaves    *prometheus.CounterVec // by result
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered). A collector already registered under the same name (a
+// second ingester in one process, tests) is reused.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		LinesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_lines_read_total",
+			Help: "Log lines read, by transport (tcp, tls, udp, http, file).",
+		}, []string{"transport"}),
+		NotUnderstood: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_lines_not_understood_total",
+			Help: "Lines (or requests) skipped, by reason.",
+		}, []string{"reason"}),
+		EventsWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_events_written_total",
+			Help: "Trace events appended to the store.",
+		}),
+		StoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_store_errors_total",
+			Help: "Failed appends to the trace store (each is retried).",
+		}),
+		Lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailtrace_ingest_lag_seconds",
+			Help:    "Time from an event's log timestamp to the moment it was queryable in the store (live ingest only).",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900},
+		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailtrace_ingest_queue_depth",
+			Help: "Lines read and waiting for the correlator.",
+		}),
+		StateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_state_saves_total",
+			Help: "Correlator state saves, by result (ok, error).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		m.LinesRead = register(reg, m.LinesRead)
+		m.NotUnderstood = register(reg, m.NotUnderstood)
+		m.EventsWritten = register(reg, m.EventsWritten)
+		m.StoreErrors = register(reg, m.StoreErrors)
+		m.Lag = register(reg, m.Lag)
+		m.QueueDepth = register(reg, m.QueueDepth)
+		m.StateSaves = register(reg, m.StateSaves)
+	}
+	return m
+}
+
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(T); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+// rateLog logs at most one message per key and interval, saying how many
+// were suppressed in between: bad input is counted always, logged rarely.
+type rateLog struct {
+	log   logr.Logger
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+	quiet map[string]int
+}
+
+func newRateLog(log logr.Logger, every time.Duration) *rateLog {
+	return &rateLog{log: log, every: every, last: map[string]time.Time{}, quiet: map[string]int{}}
+}
+
+func (r *rateLog) Info(key, msg string, kv ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if t, ok := r.last[key]; ok && now.Sub(t) < r.every {
+		r.quiet[key]++
+		r.mu.Unlock()
+		return
+	}
+	n := r.quiet[key]
+	r.last[key], r.quiet[key] = now, 0
+	r.mu.Unlock()
+	r.log.Info(msg, append(kv, "suppressedSinceLast", n)...)
+}
+
+// sample shortens a bad line for a log message.
+func sample(s string) string {
+	const max = 200
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}

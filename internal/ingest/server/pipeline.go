@@ -1,0 +1,403 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// PipelineOptions configure the way from lines to the store.
+type PipelineOptions struct {
+	Correlator ingest.Config
+	// BatchSize: events are appended when this many are waiting (default 500)...
+	BatchSize int
+	// BatchWait: ...or when the oldest waiting event is this old (default 200ms).
+	BatchWait time.Duration
+	// QueueChunks bounds the lines read but not yet correlated, in chunks of
+	// up to 256 lines (default 64). A full queue blocks the readers.
+	QueueChunks int
+	// StateFile, when set, keeps the correlator's state across restarts:
+	// restored at start, saved every StateInterval (default 10s) and at
+	// shutdown, each time after every event emitted so far is stored.
+	StateFile     string
+	StateInterval time.Duration
+	// MaxBackoff caps the wait between retries of a failed append (default 10s).
+	MaxBackoff time.Duration
+	// ShutdownGrace bounds how long a shutdown waits for a store that is down
+	// (default 30s); what is not stored by then is lost, and the state is
+	// not saved, so that the next start does not believe it was.
+	ShutdownGrace time.Duration
+	// Live: lines come from running mail servers, so the correlator's clock
+	// follows the wall clock in quiet periods (releasing held messages) and
+	// ingest lag is observed. Off for backfills from files.
+	Live bool
+}
+
+func (o *PipelineOptions) defaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 200 * time.Millisecond
+	}
+	if o.QueueChunks <= 0 {
+		o.QueueChunks = 64
+	}
+	if o.StateInterval <= 0 {
+		o.StateInterval = 10 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+}
+
+// chunkLines is the most lines a reader hands over at once.
+const chunkLines = 256
+
+type chunk struct {
+	lines     []string
+	transport string
+	// done, when set, receives the outcome once every event of these lines
+	// (but the ones held for a link) is stored.
+	done chan error
+}
+
+type batch struct {
+	events []store.Event
+	done   []chan error
+}
+
+// Pipeline is the single correlator of an ingester and its writer: readers
+// Submit chunks of lines; one goroutine correlates them; another appends
+// the events in batches, retrying while the store fails. Every queue is
+// bounded, so a slow store slows the readers down instead of filling memory.
+type Pipeline struct {
+	o       PipelineOptions
+	st      store.Store
+	m       *Metrics
+	log     logr.Logger
+	badLog  *rateLog
+	in      chan chunk
+	batches chan batch
+	c       *ingest.Correlator
+
+	pending      []store.Event
+	pendingSince time.Time
+	lastLine     time.Time // wall time of the latest line
+	lastState    time.Time
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	corrDone  chan error
+	writeDone chan struct{}
+	writeCtx  context.Context
+	stopWrite context.CancelFunc
+	writeErr  error
+}
+
+// NewPipeline restores the state file, if any, and starts the pipeline.
+func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger) (*Pipeline, error) {
+	o.defaults()
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	p := &Pipeline{
+		o: o, st: st, m: m, log: log, badLog: newRateLog(log, 10*time.Second),
+		in:        make(chan chunk, o.QueueChunks),
+		batches:   make(chan batch, 2),
+		closed:    make(chan struct{}),
+		corrDone:  make(chan error, 1),
+		writeDone: make(chan struct{}),
+	}
+	p.c = ingest.NewCorrelator(o.Correlator, func(evs []store.Event) error {
+		if len(p.pending) == 0 {
+			p.pendingSince = time.Now()
+		}
+		p.pending = append(p.pending, evs...)
+		return nil
+	})
+	if o.StateFile != "" {
+		if err := p.restore(); err != nil {
+			return nil, err
+		}
+	}
+	p.writeCtx, p.stopWrite = context.WithCancel(context.Background())
+	go p.write()
+	go func() { p.corrDone <- p.correlate() }()
+	return p, nil
+}
+
+func (p *Pipeline) restore() error {
+	b, err := os.ReadFile(p.o.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ingest state: %w", err)
+	}
+	var s ingest.State
+	if err := json.Unmarshal(b, &s); err == nil {
+		err = p.c.Restore(s)
+	}
+	if err != nil {
+		// A damaged state costs the short queue ids in flight their trace
+		// IDs, not the ingester: start afresh and keep the file to look at.
+		p.log.Error(err, "cannot restore the ingest state; starting without it", "file", p.o.StateFile)
+		_ = os.Rename(p.o.StateFile, p.o.StateFile+".bad")
+		return nil
+	}
+	p.log.Info("restored the ingest state", "file", p.o.StateFile, "messages", len(s.Messages))
+	return nil
+}
+
+// Submit hands lines to the correlator, blocking while the queue is full.
+// It returns an error only when ctx ends or the pipeline is closed.
+func (p *Pipeline) Submit(ctx context.Context, transport string, lines []string) error {
+	return p.submit(ctx, chunk{lines: lines, transport: transport})
+}
+
+// SubmitWait is Submit, then waits until the events of these lines are
+// stored (or are held for a link, which the state file keeps).
+func (p *Pipeline) SubmitWait(ctx context.Context, transport string, lines []string) error {
+	done := make(chan error, 1)
+	if err := p.submit(ctx, chunk{lines: lines, transport: transport, done: done}); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Pipeline) submit(ctx context.Context, ch chunk) error {
+	select {
+	case <-p.closed:
+		return errors.New("ingest: pipeline closed")
+	default:
+	}
+	p.m.LinesRead.WithLabelValues(ch.transport).Add(float64(len(ch.lines)))
+	p.m.QueueDepth.Add(float64(len(ch.lines)))
+	select {
+	case p.in <- ch:
+		return nil
+	case <-ctx.Done():
+		p.m.QueueDepth.Sub(float64(len(ch.lines)))
+		return ctx.Err()
+	case <-p.closed:
+		p.m.QueueDepth.Sub(float64(len(ch.lines)))
+		return errors.New("ingest: pipeline closed")
+	}
+}
+
+// Dropped counts a frame or request dropped before the correlator.
+func (p *Pipeline) Dropped(reason, transport, what string) {
+	p.m.NotUnderstood.WithLabelValues(reason).Inc()
+	p.badLog.Info(reason, "dropped input", "reason", reason, "transport", transport, "sample", sample(what))
+}
+
+// Close stops taking lines (the readers must have stopped submitting),
+// correlates what is queued, stores it and saves the state (or, without a
+// state file, releases the held messages and stores them). It returns the
+// first error that lost events.
+func (p *Pipeline) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		close(p.in)
+		err = <-p.corrDone
+	})
+	return err
+}
+
+// Stats returns what the correlator has read (call it after Close).
+func (p *Pipeline) Stats() ingest.Stats { return p.c.Stats() }
+
+func (p *Pipeline) correlate() error {
+	tick := time.NewTicker(p.o.BatchWait / 2)
+	defer tick.Stop()
+	p.lastState = time.Now()
+	for {
+		select {
+		case ch, ok := <-p.in:
+			if !ok {
+				return p.finish()
+			}
+			p.feed(ch)
+		case now := <-tick.C:
+			p.idle(now)
+		}
+	}
+}
+
+func (p *Pipeline) feed(ch chunk) {
+	for _, l := range ch.lines {
+		n0, _ := p.c.Skipped()
+		_ = p.c.Feed(l) // emit never fails
+		if n, reason := p.c.Skipped(); n != n0 {
+			p.m.NotUnderstood.WithLabelValues(reason).Inc()
+			p.badLog.Info(reason, "line not understood", "reason", reason, "transport", ch.transport, "sample", sample(l))
+		}
+		if len(p.pending) >= p.o.BatchSize {
+			p.send(nil)
+		}
+	}
+	p.m.QueueDepth.Sub(float64(len(ch.lines)))
+	p.lastLine = time.Now()
+	if ch.done != nil {
+		p.send(ch.done)
+	}
+}
+
+// idle runs between chunks: it appends a batch that waited long enough,
+// lets log time pass in quiet periods, and saves the state now and then.
+func (p *Pipeline) idle(now time.Time) {
+	if p.o.Live && !p.lastLine.IsZero() && now.Sub(p.lastLine) >= time.Second {
+		// No line for a while: log time moves on with the wall clock from
+		// the latest line, so a held message is released after LinkWait.
+		if t := p.c.Now(); !t.IsZero() {
+			_ = p.c.Advance(t.Add(now.Sub(p.lastLine)))
+			p.lastLine = now
+		}
+	}
+	if len(p.pending) > 0 && now.Sub(p.pendingSince) >= p.o.BatchWait {
+		p.send(nil)
+	}
+	if p.o.StateFile != "" && now.Sub(p.lastState) >= p.o.StateInterval {
+		p.lastState = now
+		if err := p.sync(); err == nil {
+			p.saveState()
+		}
+	}
+}
+
+// send hands the pending events to the writer (blocking while it is busy).
+func (p *Pipeline) send(done chan error) {
+	b := batch{events: p.pending}
+	if done != nil {
+		b.done = []chan error{done}
+	}
+	p.pending = nil
+	if len(b.events) == 0 && done == nil {
+		return
+	}
+	p.batches <- b
+}
+
+// sync waits until every event emitted so far is stored.
+func (p *Pipeline) sync() error {
+	done := make(chan error, 1)
+	p.send(done)
+	return <-done
+}
+
+func (p *Pipeline) finish() error {
+	if p.o.StateFile == "" {
+		_ = p.c.Flush()
+	}
+	// a store that is down gets ShutdownGrace, then the writer gives up
+	t := time.AfterFunc(p.o.ShutdownGrace, p.stopWrite)
+	err := p.sync()
+	t.Stop()
+	if err == nil && p.o.StateFile != "" {
+		p.saveState()
+	}
+	close(p.batches)
+	<-p.writeDone
+	p.stopWrite()
+	return err
+}
+
+func (p *Pipeline) saveState() {
+	if err := writeFileAtomic(p.o.StateFile, p.c.State()); err != nil {
+		p.m.StateSaves.WithLabelValues("error").Inc()
+		p.log.Error(err, "saving the ingest state failed", "file", p.o.StateFile)
+		return
+	}
+	p.m.StateSaves.WithLabelValues("ok").Inc()
+}
+
+func writeFileAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
+}
+
+// write appends batches in order, retrying each until it is stored.
+func (p *Pipeline) write() {
+	defer close(p.writeDone)
+	for b := range p.batches {
+		var err error
+		if len(b.events) > 0 {
+			err = p.appendRetry(b.events)
+		}
+		for _, d := range b.done {
+			d <- err
+		}
+	}
+}
+
+func (p *Pipeline) appendRetry(evs []store.Event) error {
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(p.writeCtx, time.Minute)
+		err := p.st.Append(ctx, evs)
+		cancel()
+		if err == nil {
+			p.m.EventsWritten.Add(float64(len(evs)))
+			if p.o.Live {
+				now := time.Now()
+				for i := range evs {
+					p.m.Lag.Observe(now.Sub(evs[i].Time).Seconds())
+				}
+			}
+			return nil
+		}
+		p.m.StoreErrors.Inc()
+		if p.writeCtx.Err() != nil {
+			p.log.Error(err, "giving up on the trace store at shutdown; these events are lost", "events", len(evs))
+			return err
+		}
+		p.badLog.Info("store", "appending to the trace store failed; retrying", "error", err.Error(), "events", len(evs), "retryIn", backoff.String())
+		select {
+		case <-time.After(backoff):
+		case <-p.writeCtx.Done():
+		}
+		if backoff *= 2; backoff > p.o.MaxBackoff {
+			backoff = p.o.MaxBackoff
+		}
+	}
+}

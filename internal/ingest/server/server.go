@@ -1,0 +1,398 @@
+// Package server is the live side of ingest: it takes Postfix log lines from
+// the network (syslog over TCP, TLS and UDP; HTTP POSTs of raw lines or of
+// the JSON records Fluent Bit and Vector send) or from files, correlates
+// them with one ingest.Correlator and appends the events to the trace store.
+//
+// # Nothing lost, nothing doubled
+//
+// Lines go through bounded queues: readers hand chunks of lines to the one
+// correlator goroutine, which hands batches of events (PipelineOptions
+// BatchSize/BatchWait, 500 events or 200 ms) to the one writer goroutine,
+// which appends them with store.Append and retries with backoff while the
+// store fails. When the store is slow or down the queues fill and the
+// readers stop reading: TCP senders see a full window, HTTP senders a slow
+// answer; nothing grows without bound. An HTTP POST is answered 204 only
+// once its events are stored, so a sender that retries on an error loses
+// nothing. Event IDs are digests of the line, and Append is idempotent per
+// event, so a replay (a retried POST, a backfill of a file already read)
+// stores nothing twice.
+//
+// The correlator's state (messages in flight, trace IDs of short queue ids,
+// events held while a message waits for its link) lives in memory. With a
+// state file (PipelineOptions.StateFile, `--state-file`) it is saved every
+// StateInterval and at shutdown, each time after every event emitted before
+// it is stored, and restored at start: an ingester restarted in the middle
+// of a message's lifecycle gives the later lines the same trace ID. The
+// state is kept in a file rather than in the store because it is private to
+// one ingester (see below) and written often; on Kubernetes put it on the
+// same volume as the SQLite store, or on an emptyDir/PVC of the ingester's
+// pod. Lines a syslog sender had written to a connection that was cut by a
+// crash (not a shutdown) are lost, as with every syslog receiver without
+// RELP; HTTP senders retry.
+//
+// # Several ingesters
+//
+// Each ingester correlates the lines it sees. A message's lines must reach
+// the same ingester: point each mail server (host) at one ingester, e.g.
+// with a Service with sessionAffinity: ClientIP, or one ingester per mail
+// server; a TCP syslog connection already sticks to one pod. When a host's
+// lines are spread over ingesters anyway, messages with long queue ids
+// (enable_long_queue_ids = yes, the default since Postfix 3.x in many
+// distributions' configs) still get one trace ID, since that ID is a digest
+// of the host and the queue id only and the store merges the events; short
+// queue ids and content filter hops need one ingester per host.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// Options configure an ingest server.
+type Options struct {
+	Pipeline PipelineOptions
+	// Listen addresses; empty means off.
+	SyslogTCP string // syslog over TCP (TLS when TLSCertFile is set)
+	SyslogUDP string
+	HTTP      string // POST /ingest
+	// TLSCertFile and TLSKeyFile turn on TLS on the TCP syslog and HTTP listeners.
+	TLSCertFile, TLSKeyFile string
+	// Token is the bearer token HTTP senders must present; TokenFile names
+	// a file holding it (a mounted Secret), re-read when it changes. Both
+	// empty: no token is asked for.
+	Token     string
+	TokenFile string
+	// MaxLineBytes: longer lines or frames are dropped and counted (default 64 KiB).
+	MaxLineBytes int
+	// MaxRequestBytes bounds an HTTP request body (default 16 MiB).
+	MaxRequestBytes int64
+	// LinesPerSecond limits each TCP connection (0: no limit): a sender
+	// above it is slowed down, not cut off.
+	LinesPerSecond float64
+	// Registerer receives the metrics (nil: a private registry).
+	Registerer prometheus.Registerer
+	Log        logr.Logger
+}
+
+// Enabled reports whether any listener is configured.
+func (o Options) Enabled() bool { return o.SyslogTCP != "" || o.SyslogUDP != "" || o.HTTP != "" }
+
+// Server runs the listeners and the pipeline. Start it with Start (it is a
+// controller-runtime Runnable that runs on every replica, leader or not).
+type Server struct {
+	o       Options
+	st      store.Store
+	Metrics *Metrics
+	log     logr.Logger
+
+	mu    sync.Mutex
+	addrs map[string]net.Addr
+	ready chan struct{}
+	token *tokenSource
+}
+
+// New returns a server; nothing listens until Start.
+func New(st store.Store, o Options) *Server {
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = defaultMaxFrameBytes
+	}
+	if o.MaxRequestBytes <= 0 {
+		o.MaxRequestBytes = 16 << 20
+	}
+	if o.Pipeline.Correlator.MaxLineBytes <= 0 {
+		o.Pipeline.Correlator.MaxLineBytes = o.MaxLineBytes
+	}
+	o.Pipeline.Live = true
+	log := o.Log
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	return &Server{o: o, st: st, Metrics: NewMetrics(o.Registerer), log: log,
+		addrs: map[string]net.Addr{}, ready: make(chan struct{}),
+		token: &tokenSource{static: o.Token, file: o.TokenFile}}
+}
+
+// NeedLeaderElection: every replica takes lines (controller-runtime).
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Addr returns the bound address of a listener ("tcp", "udp", "http")
+// once Start has bound them (it waits for that), nil when off.
+func (s *Server) Addr(name string) net.Addr {
+	<-s.ready
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+// Start listens until ctx ends, then stops reading, stores what was read
+// and saves the state. It returns an error when a listener cannot start
+// or events were lost at shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	p, err := NewPipeline(s.st, s.o.Pipeline, s.Metrics, s.log)
+	if err != nil {
+		close(s.ready)
+		return err
+	}
+	var tlsCfg *tls.Config
+	if s.o.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.o.TLSCertFile, s.o.TLSKeyFile)
+		if err != nil {
+			close(s.ready)
+			_ = p.Close()
+			return fmt.Errorf("ingest TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	var (
+		wg      sync.WaitGroup
+		closers []func()
+		lerr    error
+	)
+	rctx, stopReaders := context.WithCancel(context.Background())
+	defer stopReaders()
+	if s.o.SyslogTCP != "" {
+		ln, err := net.Listen("tcp", s.o.SyslogTCP)
+		if err == nil {
+			transport := "tcp"
+			if tlsCfg != nil {
+				ln, transport = tls.NewListener(ln, tlsCfg), "tls"
+			}
+			s.setAddr("tcp", ln.Addr())
+			t := &tcpServer{s: s, p: p, ln: ln, transport: transport, conns: map[net.Conn]bool{}}
+			wg.Add(1)
+			go func() { defer wg.Done(); t.serve(rctx) }()
+			closers = append(closers, t.close)
+		} else {
+			lerr = errors.Join(lerr, fmt.Errorf("ingest syslog TCP: %w", err))
+		}
+	}
+	if s.o.SyslogUDP != "" {
+		pc, err := net.ListenPacket("udp", s.o.SyslogUDP)
+		if err == nil {
+			s.setAddr("udp", pc.LocalAddr())
+			wg.Add(1)
+			go func() { defer wg.Done(); s.serveUDP(rctx, p, pc) }()
+			closers = append(closers, func() { _ = pc.Close() })
+		} else {
+			lerr = errors.Join(lerr, fmt.Errorf("ingest syslog UDP: %w", err))
+		}
+	}
+	if s.o.HTTP != "" {
+		ln, err := net.Listen("tcp", s.o.HTTP)
+		if err == nil {
+			if tlsCfg != nil {
+				ln = tls.NewListener(ln, tlsCfg)
+			}
+			s.setAddr("http", ln.Addr())
+			hs := &http.Server{Handler: s.Handler(p), ReadHeaderTimeout: 10 * time.Second}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = hs.Serve(ln) }()
+			closers = append(closers, func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			})
+		} else {
+			lerr = errors.Join(lerr, fmt.Errorf("ingest HTTP: %w", err))
+		}
+	}
+	close(s.ready)
+	if lerr == nil {
+		s.log.Info("ingest listening", "syslogTCP", s.Addr("tcp"), "syslogUDP", s.Addr("udp"), "http", s.Addr("http"),
+			"tls", tlsCfg != nil, "stateFile", s.o.Pipeline.StateFile)
+		if s.o.HTTP != "" && s.o.Token == "" && s.o.TokenFile == "" {
+			s.log.Info("the HTTP ingest endpoint asks for no token: anyone who reaches it can write traces")
+		}
+		<-ctx.Done()
+	}
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+	// readers hand over what they read: the pipeline still takes it
+	wg.Wait()
+	perr := p.Close()
+	st := p.Stats()
+	s.log.Info("ingest stopped", "lines", st.Lines, "events", st.Events, "messages", st.Messages)
+	return errors.Join(lerr, perr)
+}
+
+func (s *Server) setAddr(name string, a net.Addr) {
+	s.mu.Lock()
+	s.addrs[name] = a
+	s.mu.Unlock()
+}
+
+type tcpServer struct {
+	s         *Server
+	p         *Pipeline
+	ln        net.Listener
+	transport string
+	mu        sync.Mutex
+	conns     map[net.Conn]bool
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+func (t *tcpServer) serve(ctx context.Context) {
+	defer t.wg.Wait()
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		t.mu.Lock()
+		if t.closing {
+			t.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		t.conns[c] = true
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go func() {
+			defer t.wg.Done()
+			t.s.readStream(ctx, t.p, c, t.transport)
+			t.mu.Lock()
+			delete(t.conns, c)
+			t.mu.Unlock()
+			_ = c.Close()
+		}()
+	}
+}
+
+// close stops accepting and cuts the open connections (their reader goroutines then hand over what they read).
+func (t *tcpServer) close() {
+	t.mu.Lock()
+	t.closing = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	_ = t.ln.Close()
+}
+
+// readStream reads syslog frames from one connection (or file) until it ends.
+func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string) {
+	d := NewDecoder(r, s.o.MaxLineBytes)
+	var lim *rate.Limiter
+	if s.o.LinesPerSecond > 0 {
+		burst := int(s.o.LinesPerSecond)
+		if burst < chunkLines {
+			burst = chunkLines
+		}
+		lim = rate.NewLimiter(rate.Limit(s.o.LinesPerSecond), burst)
+	}
+	lines := make([]string, 0, chunkLines)
+	flush := func() bool {
+		if len(lines) == 0 {
+			return true
+		}
+		if lim != nil && lim.WaitN(ctx, len(lines)) != nil {
+			return false
+		}
+		if p.Submit(ctx, transport, lines) != nil {
+			return false
+		}
+		lines = make([]string, 0, chunkLines)
+		return true
+	}
+	for {
+		frame, reason, err := d.Next()
+		if reason != "" {
+			p.Dropped(reason, transport, string(frame))
+		} else if frame != nil {
+			lines = append(lines, Normalize(string(frame)))
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.V(1).Info("syslog connection ended", "transport", transport, "error", err.Error())
+			}
+			flush()
+			return
+		}
+		if len(lines) >= chunkLines || !d.Buffered() {
+			if !flush() {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) serveUDP(ctx context.Context, p *Pipeline, pc net.PacketConn) {
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if n > s.o.MaxLineBytes {
+			p.Dropped(ReasonFrameTooLong, "udp", string(buf[:200]))
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(string(buf[:n]), "\r\n\x00"), "\n") {
+			if l = strings.TrimRight(l, "\r"); l != "" {
+				lines = append(lines, Normalize(l))
+			}
+		}
+		if len(lines) > 0 && p.Submit(ctx, "udp", lines) != nil {
+			return
+		}
+	}
+}
+
+// tokenSource returns the bearer token, re-reading its file when the file
+// changes (a rotated Secret).
+type tokenSource struct {
+	static, file string
+	mu           sync.Mutex
+	mod          time.Time
+	size         int64
+	cached       string
+	err          error
+}
+
+func (t *tokenSource) get() (string, error) {
+	if t.file == "" {
+		return t.static, nil
+	}
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fi.ModTime().Equal(t.mod) && fi.Size() == t.size && t.err == nil && t.cached != "" {
+		return t.cached, nil
+	}
+	b, err := os.ReadFile(t.file)
+	t.mod, t.size, t.err = fi.ModTime(), fi.Size(), err
+	t.cached = strings.TrimSpace(string(b))
+	if err == nil && t.cached == "" {
+		t.err = errors.New("token file " + t.file + " is empty")
+	}
+	return t.cached, t.err
+}
