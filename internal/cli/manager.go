@@ -47,6 +47,8 @@ type ManagerOptions struct {
 	QueryTimeout time.Duration
 	// MaxConcurrentReconciles is how many traces run at once (0: the controller's default).
 	MaxConcurrentReconciles int
+	// Ingest, when a listener is set, takes Postfix logs into st (see ingest.go).
+	Ingest IngestOptions
 	// Retention is how long messages are kept; older ones are pruned hourly. 0 turns pruning off.
 	Retention time.Duration
 }
@@ -97,6 +99,11 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
+	}
+	if o.Ingest.Enabled() {
+		if err := addIngestToManager(mgr, st, o.Ingest); err != nil {
+			return nil, err
+		}
 	}
 	if o.Retention > 0 {
 		log := ctrl.Log.WithName("retention")
@@ -173,6 +180,7 @@ Prometheus metrics on --metrics-bind-address.`,
 	fl.DurationVar(&f.opts.QueryTimeout, "query-timeout", 0, "longest a trace may run against the store (default: the controller's, 30s)")
 	fl.IntVar(&f.opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "traces run at once (default: the controller's)")
 	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
+	addIngestFlags(fl, "ingest-", &f.opts.Ingest)
 	// --kubeconfig, registered by controller-runtime's config package.
 	gofs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	config.RegisterFlags(gofs)

@@ -77,6 +77,7 @@ The same traces can be run straight against a store with "mailtrace query".`,
 		newDetailsCommand(),
 		newEventsCommand(),
 		newDemoCommand(),
+		newIngestCommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+)
+
+// EnvIngestToken names the environment variable holding the HTTP ingest
+// bearer token (when --token-file is not given).
+const EnvIngestToken = "MAILTRACE_INGEST_TOKEN"
+
+// IngestOptions configure the ingest server the manager may run.
+type IngestOptions = server.Options
+
+// addIngestFlags binds the ingest server's flags, each name prefixed
+// (the manager uses "ingest-", the ingest command none).
+func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
+	c := &o.Pipeline.Correlator
+	fl.StringVar(&o.SyslogTCP, prefix+"syslog-tcp", o.SyslogTCP, `address for syslog over TCP, e.g. ":5140" (newline or octet-counted framing; TLS with --`+prefix+`tls-cert); empty: off`)
+	fl.StringVar(&o.SyslogUDP, prefix+"syslog-udp", o.SyslogUDP, `address for syslog over UDP, e.g. ":5140"; empty: off`)
+	fl.StringVar(&o.HTTP, prefix+"http", o.HTTP, `address for HTTP POST /ingest (raw lines, Fluent Bit or Vector JSON), e.g. ":8090"; empty: off`)
+	fl.StringVar(&o.TLSCertFile, prefix+"tls-cert", "", "PEM certificate: serve syslog TCP and HTTP over TLS")
+	fl.StringVar(&o.TLSKeyFile, prefix+"tls-key", "", "PEM key of --"+prefix+"tls-cert")
+	fl.StringVar(&o.TokenFile, prefix+"token-file", "", "file holding the bearer token HTTP senders must present (a mounted Secret; re-read when it changes); default: $"+EnvIngestToken+", else no token")
+	fl.StringSliceVar(&c.AcceptedDomains, prefix+"accepted-domain", nil, `the organisation's domain (repeatable; "*.example.com" for subdomains): decides Inbound/Outbound/Internal`)
+	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
+	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
+	fl.Var(&locationValue{&c.Location}, prefix+"timezone", "time zone of RFC 3164 timestamps, e.g. Europe/Berlin (default UTC)")
+	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown)")
+	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved")
+	fl.IntVar(&o.Pipeline.BatchSize, prefix+"batch-size", 500, "append to the store when this many events wait...")
+	fl.DurationVar(&o.Pipeline.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "...or when the oldest has waited this long")
+	fl.IntVar(&o.MaxLineBytes, prefix+"max-line-bytes", 64<<10, "longer lines are dropped and counted")
+	fl.Int64Var(&o.MaxRequestBytes, prefix+"max-request-bytes", 16<<20, "largest HTTP request body")
+	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP connection: a faster sender is slowed down (0: no limit)")
+}
+
+type locationValue struct{ p **time.Location }
+
+func (l *locationValue) String() string {
+	if l.p == nil || *l.p == nil {
+		return ""
+	}
+	return (*l.p).String()
+}
+
+func (l *locationValue) Set(s string) error {
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return err
+	}
+	*l.p = loc
+	return nil
+}
+
+func (l *locationValue) Type() string { return "zone" }
+
+// addIngestToManager runs the ingest server inside the manager (for the
+// embedded store): on every replica, metrics in controller-runtime's registry.
+func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) error {
+	o.Registerer = crmetrics.Registry
+	o.Log = ctrl.Log.WithName("ingest")
+	if o.TokenFile == "" && o.Token == "" {
+		o.Token = os.Getenv(EnvIngestToken)
+	}
+	return mgr.Add(server.New(st, o))
+}
+
+type ingestFlags struct {
+	store       string
+	files       []string
+	metricsAddr string
+	opts        server.Options
+	zap         zap.Options
+}
+
+func newIngestCommand() *cobra.Command {
+	f := ingestFlags{opts: server.Options{SyslogTCP: ":5140", HTTP: ":8090"}}
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Read Postfix logs (syslog, HTTP, files) into the trace store",
+		Long: `Read Postfix logs into the trace store, correlated into messages.
+
+Live: listen for syslog over TCP (--syslog-tcp, newline or octet-counted
+framing, TLS with --tls-cert/--tls-key) and UDP (--syslog-udp), and for HTTP
+POSTs to /ingest (--http) of raw lines (text/plain) or of the JSON records
+Fluent Bit and Vector send, with a bearer token (--token-file or
+$` + EnvIngestToken + `). Prometheus metrics, /healthz and /readyz are served on
+--metrics-bind-address. Run it as its own Deployment for PostgreSQL; with the
+embedded SQLite store, use the manager's --ingest-* flags instead. Each
+mail server's lines must reach one ingester (see README, "Ingest").
+
+Backfill: --file (repeatable; plain or gzip, oldest first) reads the files,
+stores their events and exits:
+
+  mailtrace ingest --file mail.log.1.gz --file mail.log --store postgres://...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
+			if len(f.files) > 0 {
+				return runIngestFiles(cmd, f)
+			}
+			return runIngest(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	addStoreFlag(cmd, &f.store)
+	fl.StringArrayVar(&f.files, "file", nil, "log file to backfill (repeatable, plain or gzip, oldest first); the command exits when they are read")
+	fl.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics, /healthz and /readyz ("0": off)`)
+	addIngestFlags(fl, "", &f.opts)
+	return cmd
+}
+
+func runIngestFiles(cmd *cobra.Command, f ingestFlags) error {
+	ctx := cmd.Context()
+	st, err := storeopen.Open(ctx, f.store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	stats, err := server.IngestFiles(ctx, st, f.files, server.FileOptions{
+		Pipeline:     f.opts.Pipeline,
+		MaxLineBytes: f.opts.MaxLineBytes,
+		Log:          ctrl.Log.WithName("ingest"),
+	})
+	printIngestStats(cmd, stats, time.Since(start))
+	return err
+}
+
+func printIngestStats(cmd *cobra.Command, s ingest.Stats, d time.Duration) {
+	out := cmd.OutOrStdout()
+	rate := 0.0
+	if d > 0 {
+		rate = float64(s.Lines) / d.Seconds()
+	}
+	fmt.Fprintf(out, "lines %d (used %d, ignored %d), events %d, messages %d in %s (%.0f lines/s)\n",
+		s.Lines, s.Used, s.Ignored, s.Events, s.Messages, d.Round(time.Millisecond), rate)
+	var reasons []string
+	for r := range s.NotUnderstood {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(out, "  not understood, %s: %d\n", r, s.NotUnderstood[r])
+	}
+	if s.InvalidUTF8 > 0 {
+		fmt.Fprintf(out, "  invalid UTF-8 (repaired): %d\n", s.InvalidUTF8)
+	}
+}
+
+func runIngest(ctx context.Context, f ingestFlags) error {
+	log := ctrl.Log.WithName("ingest")
+	if !f.opts.Enabled() {
+		return errors.New("nothing to listen on: give --syslog-tcp, --syslog-udp or --http (or --file to backfill)")
+	}
+	st, err := storeopen.Open(ctx, f.store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o := f.opts
+	o.Registerer, o.Log = reg, log
+	if o.TokenFile == "" {
+		o.Token = os.Getenv(EnvIngestToken)
+	}
+	srv := server.New(st, o)
+	stopMetrics, err := serveIngestMetrics(f.metricsAddr, reg, st, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	log.Info("starting ingest", "version", versionString(), "store", storeopen.Redact(f.store))
+	return srv.Start(ctx)
+}
+
+func serveIngestMetrics(addr string, reg *prometheus.Registry, st store.Store, log logr.Logger) (func(), error) {
+	if addr == "" || addr == "0" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := storeCheck(st)(r); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "metrics server")
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	}, nil
+}
