@@ -530,10 +530,14 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		if err := s.ensurePartitions(ctx, days); err != nil {
+		err := s.ensurePartitions(ctx, days)
+		if err != nil {
+			if attempt < 3 && connectionLost(ctx, err) {
+				continue
+			}
 			return err
 		}
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mt_stage"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
@@ -555,6 +559,9 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 		if err == nil {
 			return nil
 		}
+		if attempt < 3 && connectionLost(ctx, err) {
+			continue // Append is idempotent: safe to run again whatever reached the server
+		}
 		var pe *pgconn.PgError
 		if attempt < 3 && errors.As(err, &pe) {
 			switch pe.Code {
@@ -570,6 +577,31 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 }
 
 // --- queries ----------------------------------------------------------------
+
+// connectionLost reports whether err is a failure to talk to the server
+// while ctx is still live: a network error, or the server ending the session
+// (SQLSTATE classes 08 and 57: a restart). The pool may hold connections the
+// server closed when it restarted.
+func connectionLost(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil || errors.Is(err, store.ErrInvalidQuery) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57")
+	}
+	return true
+}
+
+// retryRead runs a read again (a few times: each stale pooled connection
+// fails once) when its connection was lost.
+func (s *Store) retryRead(ctx context.Context, f func() error) error {
+	err := f()
+	for i := 0; i < 3 && connectionLost(ctx, err); i++ {
+		err = f()
+	}
+	return err
+}
 
 const rowCols = `received, sender, recipient, subject, status, message_id, trace_id, size,
 	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
@@ -655,6 +687,12 @@ func buildWhere(q store.Query) *where {
 // pagination), newest received first, ties by message trace id then
 // recipient ascending.
 func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
+	var p store.Page
+	err := s.retryRead(ctx, func() (err error) { p, err = s.trace(ctx, q, cursor, limit); return err })
+	return p, err
+}
+
+func (s *Store) trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
 	if err := q.Validate(); err != nil {
 		return store.Page{}, err
 	}
@@ -709,6 +747,12 @@ func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 
 // Count counts the rows matching q per status.
 func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+	var c store.Counts
+	err := s.retryRead(ctx, func() (err error) { c, err = s.count(ctx, q); return err })
+	return c, err
+}
+
+func (s *Store) count(ctx context.Context, q store.Query) (store.Counts, error) {
 	if err := q.Validate(); err != nil {
 		return store.Counts{}, err
 	}
@@ -737,6 +781,12 @@ func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) 
 // Events returns one message's events for one recipient in time order: the
 // message-level events and that recipient's own.
 func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+	var evs []store.Event
+	err := s.retryRead(ctx, func() (err error) { evs, err = s.events(ctx, messageTraceID, recipient); return err })
+	return evs, err
+}
+
+func (s *Store) events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
 	rs, err := s.pool.Query(ctx, `SELECT e.body FROM events e JOIN messages m ON m.trace_id = e.trace_id AND e.received = m.received
 		WHERE e.trace_id = $1 AND e.recipient IN ('', $2) ORDER BY e.time, e.seq`,
 		messageTraceID, store.NormalizeAddress(recipient))

@@ -294,6 +294,15 @@ func TestStoreDownThenBack(t *testing.T) {
 	st, _ := newStore(t)
 	ctx := context.Background()
 	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	// The pool holds connections the restart kills; the first calls after it
+	// must not fail because of them.
+	pgtest.Restart(t)
+	if got := trace(t, st, span(1)); len(got) != 1 {
+		t.Errorf("trace right after a restart: %q", got)
+	}
+	pgtest.Restart(t)
+	appendAll(t, st, msg("k", D0.Add(3*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+
 	pgtest.Stop(t)
 	if err := st.Ping(ctx); err == nil {
 		t.Error("Ping succeeded with the server stopped")
@@ -301,12 +310,15 @@ func TestStoreDownThenBack(t *testing.T) {
 	if err := st.Append(ctx, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)); err == nil {
 		t.Error("Append succeeded with the server stopped")
 	}
+	if _, err := st.Trace(ctx, span(1), "", 10); err == nil {
+		t.Error("Trace succeeded with the server stopped")
+	}
 	pgtest.Start(t)
 	if err := st.Ping(ctx); err != nil {
 		t.Errorf("Ping after restart: %v", err)
 	}
 	appendAll(t, st, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
-	if got := trace(t, st, span(1)); len(got) != 2 {
+	if got := trace(t, st, span(1)); len(got) != 3 {
 		t.Errorf("after restart: %q", got)
 	}
 }
