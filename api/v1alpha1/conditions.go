@@ -15,6 +15,22 @@ const (
 	ConditionStoreAvailable ConditionType = "StoreAvailable"
 )
 
+// Condition types of a MessageTraceSchedule.
+const (
+	// ConditionReady is True while the schedule is valid and running its ticks.
+	ConditionReady ConditionType = "Ready"
+)
+
+// Reasons of a MessageTraceSchedule's Ready condition.
+const (
+	// ReasonScheduled: the schedule is valid and waits for its next tick.
+	ReasonScheduled Reason = "Scheduled"
+	// ReasonSuspended: spec.suspend is true; no tick runs.
+	ReasonSuspended Reason = "Suspended"
+	// ReasonInvalidSchedule: the cron schedule or time zone cannot be read.
+	ReasonInvalidSchedule Reason = "InvalidSchedule"
+)
+
 // Reason is the stable CamelCase reason of a condition.
 type Reason string
 

@@ -110,6 +110,12 @@ type MessageTraceSpec struct {
 	// +optional
 	Subject *SubjectFilter `json:"subject,omitempty"`
 
+	// Notify asks to be told when the trace finishes (succeeded or failed):
+	// a signed webhook and/or an email. Delivery is recorded in
+	// status.notifications; a failed notification never fails the trace.
+	// +optional
+	Notify *NotifySpec `json:"notify,omitempty"`
+
 	// ResultLimit is the most result rows written into status (default 500, at
 	// most 1000). Rows are also cut to keep the object small; status.truncated
 	// says when there were more.
@@ -204,6 +210,9 @@ type MessageTraceStatus struct {
 	// Truncated is true when more rows matched than status holds.
 	// +optional
 	Truncated bool `json:"truncated,omitempty"`
+	// Notifications records the delivery of what spec.notify asked for.
+	// +optional
+	Notifications *NotificationsStatus `json:"notifications,omitempty"`
 	// Rows are the newest matching rows, newest first.
 	// +listType=atomic
 	// +optional

@@ -4,6 +4,9 @@ package main
 
 import (
 	"os"
+	// The IANA time zone database, for MessageTraceSchedule's timeZone:
+	// the distroless image has no /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/mailtrace/mailtrace/internal/cli"
 )

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
+	"github.com/mailtrace/mailtrace/controllers/messagetraceschedule"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -99,6 +100,9 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
+	}
+	if err := (&messagetraceschedule.Reconciler{Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up the MessageTraceSchedule controller: %w", err)
 	}
 	if o.Ingest.Enabled() {
 		if err := addIngestToManager(mgr, st, o.Ingest); err != nil {
