@@ -538,6 +538,13 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 			return err
 		}
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// Every merge statement is driven by the (small) staging batch:
+			// nested loops over index probes cost O(batch). Without statistics
+			// on the temporary tables the planner may otherwise hash whole
+			// messages or rows tables, making each append O(store).
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`); err != nil {
+				return err
+			}
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mt_stage"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
