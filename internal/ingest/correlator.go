@@ -295,7 +295,9 @@ func (c *Correlator) Feed(line string) error {
 		c.stats.skip(ReasonTooLong)
 		return nil
 	}
-	line = strings.TrimRight(line, "\r\n")
+	for n := len(line); n > 0 && (line[n-1] == '\n' || line[n-1] == '\r'); n-- {
+		line = line[:n-1]
+	}
 	if strings.TrimSpace(line) == "" {
 		c.stats.skip(ReasonEmpty)
 		return nil

@@ -92,9 +92,23 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 // its end and reported as tooLong. A last line without a newline is
 // returned with io.EOF.
 func readLine(br *bufio.Reader, max int) (line string, tooLong bool, err error) {
+	// fast path: the whole line is in the buffer (one allocation, the string)
+	frag, e := br.ReadSlice('\n')
+	if e != bufio.ErrBufferFull {
+		if len(frag) > max+1 {
+			return "", true, e
+		}
+		n := len(frag)
+		if n > 0 && frag[n-1] == '\n' {
+			n--
+		}
+		return string(frag[:n]), false, e
+	}
 	var buf []byte
-	for {
-		frag, e := br.ReadSlice('\n')
+	for first := true; ; first = false {
+		if !first {
+			frag, e = br.ReadSlice('\n')
+		}
 		if !tooLong {
 			if len(buf)+len(frag) > max+1 {
 				tooLong = true

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -151,8 +152,11 @@ func parse(line string, place placeFunc, ref time.Time) (Line, error) {
 	l.Host, rest = rest[:i], rest[i+1:]
 	rest = strings.TrimLeft(rest, " ")
 	// tag: program[pid]: or program: or program[pid] (colon missing)
-	end := strings.IndexAny(rest, "[: ")
-	if end <= 0 {
+	end := 0
+	for end < len(rest) && rest[end] != '[' && rest[end] != ':' && rest[end] != ' ' {
+		end++
+	}
+	if end <= 0 || end == len(rest) {
 		return Line{}, ErrNotSyslog
 	}
 	l.Program = rest[:end]
@@ -162,8 +166,8 @@ func parse(line string, place placeFunc, ref time.Time) (Line, error) {
 		if j < 0 {
 			return Line{}, ErrNotSyslog
 		}
-		pid, err := strconv.Atoi(rest[1:j])
-		if err != nil || pid < 0 {
+		pid, err := atoiDigits(rest[1:j])
+		if err != nil || j == 1 || j > 11 {
 			return Line{}, ErrNotSyslog
 		}
 		l.PID = pid
@@ -232,7 +236,7 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 		if len(frac) > 9 {
 			frac = frac[:9]
 		}
-		n, _ := strconv.Atoi(frac)
+		n, _ := atoiDigits(frac)
 		for k := len(frac); k < 9; k++ {
 			n *= 10
 		}
@@ -267,7 +271,7 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 	if i == 0 || i > 4 || i >= len(s) || s[i] != '-' {
 		return time.Time{}, "", false
 	}
-	y, _ := strconv.Atoi(s[:i])
+	y, _ := atoiDigits(s[:i])
 	if i < 4 {
 		y = completeYear(y, i, ref)
 	}
@@ -311,7 +315,7 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 		if err1 != nil || err2 != nil || oh > 14 || om > 59 {
 			return time.Time{}, "", false
 		}
-		loc = time.FixedZone("", sign*(oh*3600+om*60))
+		loc = fixedZone(sign * (oh*3600 + om*60))
 	}
 	if len(rest) == 0 || rest[0] != ' ' {
 		return time.Time{}, "", false
@@ -321,6 +325,22 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 		return time.Time{}, "", false
 	}
 	return t, rest, true
+}
+
+// zones caches the fixed zones of offsets that are not whole hours (the
+// time package caches those itself): every line of a file carries the same
+// one or two, and a new *time.Location per line is an allocation per line.
+var zones sync.Map // int -> *time.Location
+
+func fixedZone(offset int) *time.Location {
+	if offset%3600 == 0 {
+		return time.FixedZone("", offset)
+	}
+	if z, ok := zones.Load(offset); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(offset, time.FixedZone("", offset))
+	return z.(*time.Location)
 }
 
 func completeYear(y, digits int, ref time.Time) int {

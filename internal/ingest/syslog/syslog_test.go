@@ -174,3 +174,21 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+// Offsets that are not whole hours keep their offset (from the zone cache).
+func TestParseHalfHourOffset(t *testing.T) {
+	for i := 0; i < 2; i++ {
+		l, err := ParseLine("2023-03-14T00:00:31.5+05:30 mx postfix/qmgr[7]: ABCDE12345: removed", time.Time{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, off := l.Time.Zone(); off != 5*3600+1800 || l.Time.UTC().Format(time.RFC3339Nano) != "2023-03-13T18:30:31.5Z" || l.PID != 7 {
+			t.Fatalf("%v offset %d pid %d", l.Time, off, l.PID)
+		}
+	}
+	for _, bad := range []string{"2023-03-14T00:00:31Z mx postfix/qmgr[]: x", "2023-03-14T00:00:31Z mx postfix/qmgr[-1]: x", "2023-03-14T00:00:31Z mx postfixqmgr"} {
+		if _, err := ParseLine(bad, time.Time{}, nil); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
