@@ -4,7 +4,8 @@ package samples
 
 import "embed"
 
-// FS holds every YAML file of config/samples.
+// FS holds the YAML files of config/samples and the one-off default
+// queries of default-queries/traces.
 //
-//go:embed *.yaml
+//go:embed *.yaml default-queries/traces/*.yaml
 var FS embed.FS

@@ -168,9 +168,13 @@ func (c *ControlPlane) Stop() error {
 // SampleTraces returns the MessageTraces of config/samples, in file name
 // order, with the sample file each came from.
 func SampleTraces() ([]v1alpha1.MessageTrace, []string, error) {
-	entries, err := fs.Glob(samples.FS, "*.yaml")
-	if err != nil {
-		return nil, nil, err
+	var entries []string
+	for _, pattern := range []string{"*.yaml", "default-queries/traces/*.yaml"} {
+		m, err := fs.Glob(samples.FS, pattern)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, m...)
 	}
 	var out []v1alpha1.MessageTrace
 	var files []string
