@@ -101,6 +101,10 @@ type Pipeline struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// sending is held (read) by every Submit while it may send on in, so
+	// that Close never closes in under a sender (an HTTP handler that
+	// outlived the server's shutdown grace, say).
+	sending   sync.RWMutex
 	corrDone  chan error
 	writeDone chan struct{}
 	writeCtx  context.Context
@@ -185,6 +189,8 @@ func (p *Pipeline) SubmitWait(ctx context.Context, transport string, lines []str
 }
 
 func (p *Pipeline) submit(ctx context.Context, ch chunk) error {
+	p.sending.RLock()
+	defer p.sending.RUnlock()
 	select {
 	case <-p.closed:
 		return errors.New("ingest: pipeline closed")
@@ -217,8 +223,10 @@ func (p *Pipeline) Dropped(reason, transport, what string) {
 func (p *Pipeline) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
-		close(p.closed)
+		close(p.closed)  // blocked senders give up...
+		p.sending.Lock() // ...and are gone once this is held
 		close(p.in)
+		p.sending.Unlock()
 		err = <-p.corrDone
 	})
 	return err

@@ -729,3 +729,32 @@ func val(m prometheus.Metric) float64 {
 	}
 	return -1
 }
+
+// Submitting while the pipeline closes never panics: a late sender gets an
+// error, what was taken is stored.
+func TestSubmitDuringClose(t *testing.T) {
+	st := openStore(t)
+	p, err := NewPipeline(st, PipelineOptions{Correlator: testCorr, QueueChunks: 1}, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				if p.Submit(context.Background(), "test", outOfOrder) != nil {
+					return
+				}
+			}
+		}()
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := p.Submit(context.Background(), "test", outOfOrder); err == nil {
+		t.Error("Submit after Close succeeded")
+	}
+}
