@@ -13,6 +13,9 @@ const (
 	ConditionFailed ConditionType = "Failed"
 	// ConditionStoreAvailable tells whether the trace store answered the last attempt.
 	ConditionStoreAvailable ConditionType = "StoreAvailable"
+	// ConditionAvailable is the condition of a ReportStore: True when the last
+	// check could reach it, find its bucket and write to it.
+	ConditionAvailable ConditionType = "Available"
 )
 
 // Condition types of a MessageTraceSchedule.
@@ -53,6 +56,29 @@ const (
 	ReasonReportRequired Reason = "ReportRequired"
 	// ReasonQueryFailed: the store refused the query for good. Terminal.
 	ReasonQueryFailed Reason = "QueryFailed"
+
+	// Reasons of reports (MessageTrace) and of a ReportStore's Available
+	// condition. The object-store ones match objectstore.Reason.
+
+	// ReasonExporting: the CSV report is being written to the report store.
+	ReasonExporting Reason = "Exporting"
+	// ReasonReportStoreNotFound: the named ReportStore does not exist (yet); the trace waits for it.
+	ReasonReportStoreNotFound Reason = "ReportStoreNotFound"
+	// ReasonNoDefaultReportStore: the trace uses the default report store and the operator has none.
+	ReasonNoDefaultReportStore Reason = "NoDefaultReportStore"
+	// ReasonReportStoreUnavailable: the named ReportStore is not Available; the trace waits for it.
+	ReasonReportStoreUnavailable Reason = "ReportStoreUnavailable"
+	// ReasonReportAttemptsExhausted: the export failed (or was interrupted) too many times. Terminal.
+	ReasonReportAttemptsExhausted Reason = "ReportAttemptsExhausted"
+	// ReasonChecked: the ReportStore was reachable, its bucket exists and a probe could be written.
+	ReasonChecked Reason = "Checked"
+	// ReasonCredentialsMissing: the credentials Secret (or a key of it) or the CA bundle is missing.
+	ReasonCredentialsMissing Reason = "CredentialsMissing"
+	// Object-store failures (objectstore.Reason).
+	ReasonStoreUnreachable Reason = "StoreUnreachable"
+	ReasonBucketMissing    Reason = "BucketMissing"
+	ReasonAccessDenied     Reason = "AccessDenied"
+	ReasonQuotaExceeded    Reason = "QuotaExceeded"
 )
 
 // Phase summarises the conditions for printer columns; it is derived from

@@ -124,6 +124,120 @@ type MessageTraceSpec struct {
 	// +kubebuilder:default=500
 	// +optional
 	ResultLimit int32 `json:"resultLimit,omitempty"`
+
+	// Report asks for a CSV report and says where it goes and what it holds.
+	// A report is made when the range is longer than the operator's status
+	// threshold (10 days by default), when more rows match than status holds,
+	// or when report.always is true. Without this section the operator's
+	// default report store and a Summary report are used.
+	// +optional
+	Report *ReportSpec `json:"report,omitempty"`
+	// TTLSecondsAfterFinished deletes the MessageTrace this long after it
+	// finished (like a Job's). Unset: it is kept.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+}
+
+// ReportType is the kind of CSV report.
+// +kubebuilder:validation:Enum=Summary;Detailed
+type ReportType string
+
+// ReportDeletionPolicy says what happens to the report object when its MessageTrace is deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type ReportDeletionPolicy string
+
+// Report types and deletion policies.
+const (
+	ReportSummary  ReportType           = "Summary"
+	ReportDetailed ReportType           = "Detailed"
+	ReportRetain   ReportDeletionPolicy = "Retain"
+	ReportDelete   ReportDeletionPolicy = "Delete"
+)
+
+// ReportSpec says how a trace's CSV report is made.
+type ReportSpec struct {
+	// StoreName is a ReportStore in the trace's namespace. Empty: the
+	// operator's default report store (set at install time).
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	StoreName string `json:"storeName,omitempty"`
+	// Type is Summary (one row per message and recipient, the default) or
+	// Detailed (one row per event).
+	// +kubebuilder:default=Summary
+	// +optional
+	Type ReportType `json:"type,omitempty"`
+	// Gzip compresses the report (messagetrace.csv.gz, Content-Encoding gzip).
+	// +optional
+	Gzip bool `json:"gzip,omitempty"`
+	// Always makes a report even when the answer fits in status.
+	// +optional
+	Always bool `json:"always,omitempty"`
+	// DeletionPolicy: Retain (default) keeps the report object when the
+	// MessageTrace is deleted; Delete removes it (best effort: a store that
+	// is gone or keeps failing never blocks the deletion for long).
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy ReportDeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// ReportPhase is where a report stands.
+type ReportPhase string
+
+// Report phases.
+const (
+	ReportPhaseRunning   ReportPhase = "Running"
+	ReportPhaseRetrying  ReportPhase = "Retrying"
+	ReportPhaseCompleted ReportPhase = "Completed"
+	ReportPhaseFailed    ReportPhase = "Failed"
+)
+
+// ReportStatus references the uploaded report. It never holds a presigned
+// URL: readers fetch the object with their own credentials.
+type ReportStatus struct {
+	// Phase: Running, Retrying, Completed or Failed.
+	// +optional
+	Phase ReportPhase `json:"phase,omitempty"`
+	// Store is the ReportStore's name; empty for the operator's default store.
+	// +optional
+	Store string `json:"store,omitempty"`
+	// Endpoint of the S3 API.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Bucket holding the report.
+	Bucket string `json:"bucket"`
+	// Key of the object in the bucket (with the store's prefix).
+	Key string `json:"key"`
+	// Type of the report.
+	// +optional
+	Type ReportType `json:"type,omitempty"`
+	// Rows is the number of data rows of the finished report (header not counted).
+	// +optional
+	Rows int64 `json:"rows,omitempty"`
+	// RowsWritten is the progress of a running export, updated every few seconds.
+	// +optional
+	RowsWritten int64 `json:"rowsWritten,omitempty"`
+	// Bytes of the object.
+	// +optional
+	Bytes int64 `json:"bytes,omitempty"`
+	// SHA256 of the object's bytes (hex).
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+	// ContentType of the object.
+	// +optional
+	ContentType string `json:"contentType,omitempty"`
+	// ContentEncoding of the object: gzip or empty.
+	// +optional
+	ContentEncoding string `json:"contentEncoding,omitempty"`
+	// Attempts counts the exports started.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// RetryAfter is when the next export attempt may start.
+	// +optional
+	RetryAfter *metav1.Time `json:"retryAfter,omitempty"`
+	// LastError is the reason of the last failed attempt.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // TimeRange is the resolved range a trace covered.
@@ -217,6 +331,9 @@ type MessageTraceStatus struct {
 	// +listType=atomic
 	// +optional
 	Rows []TraceRow `json:"rows,omitempty"`
+	// Report references the CSV report, when the trace makes one.
+	// +optional
+	Report *ReportStatus `json:"report,omitempty"`
 }
 
 // MessageTrace follows messages through the organisation's mail flow: it
@@ -231,6 +348,7 @@ type MessageTraceStatus struct {
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`,priority=1
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.counts.pending`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Succeeded")].reason`
+// +kubebuilder:printcolumn:name="Report",type=string,JSONPath=`.status.report.phase`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MessageTrace struct {
 	metav1.TypeMeta   `json:",inline"`
