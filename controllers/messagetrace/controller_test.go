@@ -196,8 +196,9 @@ func TestByteBudgetTruncates(t *testing.T) {
 	}
 }
 
-// TestLongRangeWaitsForReport: a range over the status limit is not failed
-// and not run; it says a report is required, once, and is not retried.
+// TestLongRangeWaitsForReport: a range over the status limit is answered by
+// a report; with no report store at all it is not failed and not run: it
+// waits with a reason that says what is missing, and queries nothing.
 func TestLongRangeWaitsForReport(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := kubetest.Namespace(t, env.Client)
@@ -208,9 +209,9 @@ func TestLongRangeWaitsForReport(t *testing.T) {
 	long := create(t, env.Client, ns, "eleven-days", v1alpha1.MessageTraceSpec{Window: &metav1.Duration{Duration: 11 * day}})
 	atLimit := create(t, env.Client, ns, "ten-days", v1alpha1.MessageTraceSpec{Window: &metav1.Duration{Duration: 10 * day}})
 
-	mt := waitUntil(t, env.Client, long, "waiting for a report", reasonIs(v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonReportRequired))
-	c := requireCondition(t, mt, v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonReportRequired)
-	if !strings.Contains(c.Message, "264h") || !strings.Contains(c.Message, "240h") || !strings.Contains(c.Message, "report") {
+	mt := waitUntil(t, env.Client, long, "waiting for a report store", reasonIs(v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonNoDefaultReportStore))
+	c := requireCondition(t, mt, v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonNoDefaultReportStore)
+	if !strings.Contains(c.Message, "report store") || !strings.Contains(c.Message, "storeName") {
 		t.Errorf("message does not explain itself: %q", c.Message)
 	}
 	if mt.Condition(v1alpha1.ConditionFailed) != nil || mt.IsFinished() || mt.Status.Phase != v1alpha1.PhasePending {
@@ -219,19 +220,20 @@ func TestLongRangeWaitsForReport(t *testing.T) {
 	if mt.Status.TimeRange == nil || mt.Status.TimeRange.Duration != "264h" || mt.Status.StartTime != nil {
 		t.Errorf("timeRange %+v, startTime %v", mt.Status.TimeRange, mt.Status.StartTime)
 	}
-	waitForEvents(t, env.Client, mt, "ReportRequired")
+	waitForEvents(t, env.Client, mt, string(v1alpha1.ReasonNoDefaultReportStore))
 
 	ok := waitUntil(t, env.Client, atLimit, "finished", isFinished)
 	requireCondition(t, ok, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
 
-	// Not retried: reconciling again queries nothing and asks for no requeue.
+	// Reconciling again queries nothing and waits long (a ReportStore or a
+	// restart with a default store wakes it).
 	before := st.queries.Load()
 	res, err := r.Reconcile(testCtx(t), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(long)})
-	if err != nil || res != (ctrl.Result{}) {
-		t.Errorf("Reconcile = %+v, %v; want no requeue", res, err)
+	if err != nil || res.RequeueAfter != DefaultMaxRetryBackoff {
+		t.Errorf("Reconcile = %+v, %v; want a requeue after %s", res, err, DefaultMaxRetryBackoff)
 	}
 	if got := st.queries.Load() - before; got != 0 {
-		t.Errorf("a range needing a report queried the store %d times", got)
+		t.Errorf("a range waiting for a report store queried the store %d times", got)
 	}
 }
 

@@ -25,8 +25,12 @@ var (
 		Name: "mailtrace_traces_total",
 		Help: "MessageTraces finished, by result: succeeded, failed, report_required.",
 	}, []string{"result"})
+	reportErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailtrace_report_errors_total",
+		Help: "Failed report export attempts, by reason (StoreUnreachable, AccessDenied, ...).",
+	}, []string{"reason"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(traceDuration, traceRows, storeErrors, tracesTotal)
+	metrics.Registry.MustRegister(traceDuration, traceRows, storeErrors, tracesTotal, reportErrors)
 }

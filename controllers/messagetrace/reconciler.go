@@ -13,16 +13,21 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -37,6 +42,9 @@ const (
 	DefaultMaxConcurrentReconciles = 2
 	DefaultRetryBackoff            = 5 * time.Second
 	DefaultMaxRetryBackoff         = 5 * time.Minute
+	DefaultMaxReportAttempts       = 5
+	DefaultProgressInterval        = 5 * time.Second
+	DefaultDeletionTimeout         = 10 * time.Minute
 )
 
 // Options tune the reconciler. Zero values take the defaults above.
@@ -53,6 +61,21 @@ type Options struct {
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between retries.
 	MaxRetryBackoff time.Duration
+
+	// Workers is the size of the report export pool (DefaultWorkers).
+	Workers int
+	// MaxReportAttempts bounds the export attempts of one trace, interrupted ones included.
+	MaxReportAttempts int32
+	// ProgressInterval is how often the rows written by a running export go to status.
+	ProgressInterval time.Duration
+	// ReportPageSize is the page size of the store reads of an export (report.DefaultPageSize).
+	ReportPageSize int
+	// PartSize of report uploads (objectstore.DefaultPartSize).
+	PartSize int64
+	// ObjectStoreMaxRetries of one object-store request (minio-go's default when 0).
+	ObjectStoreMaxRetries int
+	// DeletionTimeout is how long the finalizer tries to delete a report before giving up.
+	DeletionTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -65,6 +88,14 @@ func (o Options) withDefaults() Options {
 	def(&o.StatusRangeLimit, DefaultStatusRangeLimit)
 	def(&o.RetryBackoff, DefaultRetryBackoff)
 	def(&o.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	def(&o.ProgressInterval, DefaultProgressInterval)
+	def(&o.DeletionTimeout, DefaultDeletionTimeout)
+	if o.MaxReportAttempts <= 0 {
+		o.MaxReportAttempts = DefaultMaxReportAttempts
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
 	if o.MaxStatusBytes <= 0 {
 		o.MaxStatusBytes = DefaultMaxStatusBytes
 	}
@@ -74,19 +105,31 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Reconciler runs MessageTraces. Client, Scheme, Recorder and Clock default
-// (in SetupWithManager) to the manager's client, scheme, an events.k8s.io
-// recorder and the real clock; Store is required.
+// Reconciler runs MessageTraces. Client, APIReader, Scheme, Recorder and
+// Clock default (in SetupWithManager) to the manager's client, uncached
+// reader, scheme, an events.k8s.io recorder and the real clock; Store is
+// required. Reports go to the trace's ReportStore or to DefaultReportStore,
+// written by a pool of Options.Workers inside the manager.
 type Reconciler struct {
-	Client   client.Client
-	Scheme   *runtime.Scheme
-	Store    store.Store
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
-	Options  Options
+	Client    client.Client
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Store     store.Store
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Options   Options
+	// DefaultReportStore is the operator-wide report store (nil: none).
+	DefaultReportStore *DefaultReportStore
+	// NewObjectStore opens a ReportStore's object store (objectstore.New when nil).
+	NewObjectStore func(objectstore.Config) (objectstore.Store, error)
+
+	pool *Pool
 }
 
-// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces/finalizers,verbs=update
+// +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
 // +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -110,9 +153,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	// Finished exports wake their trace through this channel.
+	finished := make(chan event.GenericEvent, 64)
+	r.pool = &Pool{Workers: r.Options.withDefaults().Workers, Notify: func(k types.NamespacedName) {
+		ev := event.GenericEvent{Object: &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
+		select {
+		case finished <- ev:
+		default: // never block a worker: the trace's progress requeue picks the outcome up
+		}
+	}}
+	if err := mgr.Add(r.pool); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&v1alpha1.MessageTrace{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.MessageTrace{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, deletionStarted{}))).
+		Watches(&v1alpha1.ReportStore{}, handler.EnqueueRequestsFromMapFunc(r.tracesOfStore)).
+		WatchesRawSource(source.Channel(finished, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.withDefaults().MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -125,6 +186,12 @@ type run struct {
 	start time.Time
 	end   time.Time
 	query store.Query
+	// report: the trace makes a CSV report; skipQuery: its answer comes
+	// from the report alone (a long range, or an export already started).
+	report, skipQuery bool
+	// events are emitted and afterWrite run once status is written.
+	events     []Event
+	afterWrite []func()
 }
 
 type phase func(ctx context.Context, t *run) (*ctrl.Result, error)
@@ -136,21 +203,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if err := r.Client.Get(ctx, req.NamespacedName, mt); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if mt.DeletionTimestamp != nil {
+		return r.finalize(ctx, mt)
+	}
 	if mt.IsFinished() {
-		return ctrl.Result{}, nil
+		return r.expire(ctx, mt)
+	}
+	if err := r.ensureFinalizer(ctx, mt); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	orig := mt.DeepCopy()
+	t := &run{mt: mt, now: r.now(), opts: r.Options.withDefaults()}
 	defer func() {
-		if perr := r.writeStatus(ctx, orig, mt); perr != nil {
+		if perr := r.writeStatus(ctx, orig, mt, t.events); perr != nil {
 			if apierrors.IsConflict(perr) { // our cached copy was stale: read it again
 				res, err = ctrl.Result{RequeueAfter: time.Second}, nil
 				return
 			}
 			res, err = ctrl.Result{}, errors.Join(err, perr)
+			return
+		}
+		for _, f := range t.afterWrite {
+			f()
 		}
 	}()
-	t := &run{mt: mt, now: r.now(), opts: r.Options.withDefaults()}
-	for _, p := range []phase{r.resolve, r.validate, r.checkRange, r.runQuery} {
+	for _, p := range []phase{r.resolve, r.validate, r.checkRange, r.runQuery, r.export} {
 		if res, err := p(ctx, t); res != nil || err != nil {
 			if res == nil {
 				res = &ctrl.Result{}
@@ -197,22 +277,21 @@ func (r *Reconciler) validate(_ context.Context, t *run) (*ctrl.Result, error) {
 	return nil, nil
 }
 
-// checkRange stops ranges too long for status: they need a report, which
-// this version cannot write. Not a failure and not silent, and not retried.
+// checkRange decides whether the trace makes a report before anything is
+// queried: ranges longer than the status threshold are answered by the
+// report alone, as is a trace whose export has already started.
 func (r *Reconciler) checkRange(_ context.Context, t *run) (*ctrl.Result, error) {
-	if d := t.end.Sub(t.start); d > t.opts.StatusRangeLimit {
-		limit := FormatDuration(t.opts.StatusRangeLimit)
-		r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonReportRequired, fmt.Sprintf(
-			"the range is %s; ranges longer than %s are answered by a CSV report, which comes with a later version of mailtrace. "+
-				"To get the answer in status now, create a trace of at most %s", FormatDuration(d), limit, limit))
-		t.mt.Status.ObservedGeneration = t.mt.Generation
-		return &ctrl.Result{}, nil
-	}
+	long := t.end.Sub(t.start) > t.opts.StatusRangeLimit
+	t.report = ReportUpFront(&t.mt.Spec, t.end.Sub(t.start), t.opts.StatusRangeLimit) || t.mt.Status.Report != nil
+	t.skipQuery = long || t.mt.Status.Report != nil
 	return nil, nil
 }
 
 // runQuery counts and fetches the newest rows under a deadline.
 func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error) {
+	if t.skipQuery {
+		return nil, nil
+	}
 	st := &t.mt.Status
 	if st.StartTime == nil {
 		st.StartTime = ptrTime(t.now)
@@ -241,16 +320,22 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 	st.TotalMatches = max(counts.Total, int64(len(rows)))
 	st.Truncated = st.TotalMatches > int64(len(rows))
 	st.Counts = CountsOf(counts)
+	if t.report || (st.Truncated && r.hasReportStore(t.mt)) {
+		// The whole answer goes to a report; status keeps the newest rows.
+		t.report = true
+		r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
+		return nil, nil
+	}
 	st.CompletionTime = ptrTime(t.now)
 	st.ObservedGeneration = t.mt.Generation
 	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
 	msg := fmt.Sprintf("%d matches, all shown", st.TotalMatches)
 	if st.Truncated {
-		msg = fmt.Sprintf("%d matches, the newest %d shown (status is bounded)", st.TotalMatches, len(rows))
+		msg = fmt.Sprintf("%d matches, the newest %d shown (status is bounded; with a report store, spec.report or the operator's default, the whole answer would go to a CSV report)", st.TotalMatches, len(rows))
 	}
 	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted, msg)
 	r.setCondition(t, v1alpha1.ConditionFailed, metav1.ConditionFalse, v1alpha1.ReasonCompleted, "the trace has its answer")
-	return &ctrl.Result{}, nil
+	return ttlResult(t), nil
 }
 
 // storeFailed records a store error: terminal when the store refused the
@@ -294,7 +379,7 @@ func (r *Reconciler) setCondition(t *run, ct v1alpha1.ConditionType, s metav1.Co
 // writeStatus is the one status write of a reconcile: a merge patch from the
 // object as read, refused if the object changed since (a stale cache must
 // not re-run a finished trace). Events and metrics follow a successful write.
-func (r *Reconciler) writeStatus(ctx context.Context, orig, mt *v1alpha1.MessageTrace) error {
+func (r *Reconciler) writeStatus(ctx context.Context, orig, mt *v1alpha1.MessageTrace, extra []Event) error {
 	mt.Status.Phase = PhaseOf(mt.Status.Conditions)
 	if equality.Semantic.DeepEqual(orig.Status, mt.Status) {
 		return nil
@@ -307,7 +392,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, orig, mt *v1alpha1.Message
 		tracesTotal.WithLabelValues(o).Inc()
 	}
 	if r.Recorder != nil {
-		for _, e := range Transitions(&orig.Status, &mt.Status) {
+		for _, e := range append(Transitions(&orig.Status, &mt.Status), extra...) {
 			r.Recorder.Eventf(mt, nil, e.Type, e.Reason, "Trace", "%s", e.Message)
 		}
 	}

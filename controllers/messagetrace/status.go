@@ -33,9 +33,12 @@ func PhaseOf(conds []metav1.Condition) v1alpha1.Phase {
 	}
 	if c := meta.FindStatusCondition(conds, string(v1alpha1.ConditionSucceeded)); c != nil {
 		switch v1alpha1.Reason(c.Reason) {
-		case v1alpha1.ReasonRunning, v1alpha1.ReasonStoreUnavailable:
-			return v1alpha1.PhaseRunning
+		case v1alpha1.ReasonReportRequired, v1alpha1.ReasonReportStoreNotFound, v1alpha1.ReasonNoDefaultReportStore,
+			v1alpha1.ReasonReportStoreUnavailable, v1alpha1.ReasonCredentialsMissing:
+			return v1alpha1.PhasePending // waiting for someone to provide a report store
 		}
+		// Running, retrying the store, exporting, retrying an export.
+		return v1alpha1.PhaseRunning
 	}
 	return v1alpha1.PhasePending
 }

@@ -23,12 +23,14 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
+	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	code := kubetest.Run(m, nil)
 	pgtest.Shutdown()
+	miniotest.Shutdown()
 	os.Exit(code)
 }
 
