@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,6 +26,7 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
 	"github.com/mailtrace/mailtrace/controllers/messagetraceschedule"
+	"github.com/mailtrace/mailtrace/controllers/reportstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -52,6 +54,8 @@ type ManagerOptions struct {
 	Ingest IngestOptions
 	// Retention is how long messages are kept; older ones are pruned hourly. 0 turns pruning off.
 	Retention time.Duration
+	// Reports: the export pool, the status threshold, the default report store.
+	Reports ReportOptions
 }
 
 // NewScheme returns a scheme with client-go's kinds and mailtrace.io/v1alpha1.
@@ -87,6 +91,10 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	if err := mgr.AddReadyzCheck("store", storeCheck(st)); err != nil {
 		return nil, err
 	}
+	defStore, err := openDefaultReportStore(context.Background(), o.Reports.Default)
+	if err != nil {
+		return nil, err
+	}
 	r := &messagetrace.Reconciler{
 		Client:   mgr.GetClient(),
 		Scheme:   mgr.GetScheme(),
@@ -96,10 +104,17 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 		Options: messagetrace.Options{
 			QueryTimeout:            o.QueryTimeout,
 			MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+			Workers:                 o.Reports.Workers,
+			StatusRangeLimit:        o.Reports.Threshold,
 		},
 	}
+	r.DefaultReportStore = defStore
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
+	}
+	rsr := &reportstore.Reconciler{Options: reportstore.Options{CheckInterval: o.Reports.CheckInterval}}
+	if err := rsr.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up the ReportStore controller: %w", err)
 	}
 	if err := (&messagetraceschedule.Reconciler{Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTraceSchedule controller: %w", err)
@@ -154,6 +169,7 @@ func pruneLoop(ctx context.Context, st store.Store, retention time.Duration, clk
 }
 
 type managerFlags struct {
+	rf    reportFlags
 	store string
 	opts  ManagerOptions
 	zap   zap.Options
@@ -183,6 +199,7 @@ Prometheus metrics on --metrics-bind-address.`,
 	fl.StringVar(&f.opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required out of cluster)")
 	fl.DurationVar(&f.opts.QueryTimeout, "query-timeout", 0, "longest a trace may run against the store (default: the controller's, 30s)")
 	fl.IntVar(&f.opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "traces run at once (default: the controller's)")
+	addReportFlags(fl, &f.opts.Reports, &f.rf)
 	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
 	addIngestFlags(fl, "ingest-", &f.opts.Ingest)
 	// --kubeconfig, registered by controller-runtime's config package.
@@ -198,6 +215,9 @@ func runManager(ctx context.Context, f managerFlags) error {
 	cfg, err := config.GetConfig()
 	if err != nil {
 		return fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	if f.opts.Reports.Default, err = f.rf.defaultStoreConfig(os.Getenv); err != nil {
+		return err
 	}
 	st, err := storeopen.OpenWithOptions(ctx, f.store, storeopen.Options{Retention: f.opts.Retention})
 	if err != nil {
