@@ -54,6 +54,8 @@ type ManagerOptions struct {
 	Ingest IngestOptions
 	// Retention is how long messages are kept; older ones are pruned hourly. 0 turns pruning off.
 	Retention time.Duration
+	// Notify configures the SMTP relay of email notifications.
+	Notify NotifyOptions
 	// Reports: the export pool, the status threshold, the default report store.
 	Reports ReportOptions
 }
@@ -118,6 +120,9 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	}
 	if err := (&messagetraceschedule.Reconciler{Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTraceSchedule controller: %w", err)
+	}
+	if err := setupNotifications(mgr, o.Notify); err != nil {
+		return nil, err
 	}
 	if o.Ingest.Enabled() {
 		if err := addIngestToManager(mgr, st, o.Ingest); err != nil {
@@ -193,6 +198,7 @@ Prometheus metrics on --metrics-bind-address.`,
 	}
 	fl := cmd.Flags()
 	addStoreFlag(cmd, &f.store)
+	addNotifyFlags(fl, &f.opts.Notify)
 	fl.StringVar(&f.opts.MetricsBindAddress, "metrics-bind-address", ":8080", `address the metrics endpoint binds to ("0" turns it off)`)
 	fl.StringVar(&f.opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address the health probe endpoint binds to")
 	fl.BoolVar(&f.opts.LeaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas reconciles")

@@ -1,0 +1,57 @@
+package notification
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+)
+
+func TestDue(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	both := &v1alpha1.NotifySpec{Webhook: &v1alpha1.WebhookNotification{URL: "https://h.example"}, Email: &v1alpha1.EmailNotification{To: []v1alpha1.EmailAddress{"a@example.com"}}}
+	hook := &v1alpha1.NotifySpec{Webhook: both.Webhook}
+	cases := []struct {
+		name     string
+		finished bool
+		notify   *v1alpha1.NotifySpec
+		st       *v1alpha1.NotificationsStatus
+		want     string
+		retry    time.Duration
+	}{
+		{"no notify", true, nil, nil, "[]", 0},
+		{"not finished yet", false, both, nil, "[]", 0},
+		{"finished: both due", true, both, nil, "[webhook email]", 0},
+		{"delivered webhook, email pending", true, both, &v1alpha1.NotificationsStatus{Webhook: &v1alpha1.NotificationDelivery{Delivered: true}}, "[email]", 0},
+		{"first retry after the base backoff", true, hook, &v1alpha1.NotificationsStatus{Webhook: &v1alpha1.NotificationDelivery{Attempts: 1, LastAttemptTime: at(-4 * time.Second)}}, "[]", 6 * time.Second},
+		{"due once the backoff passed", true, hook, &v1alpha1.NotificationsStatus{Webhook: &v1alpha1.NotificationDelivery{Attempts: 1, LastAttemptTime: at(-10 * time.Second)}}, "[webhook]", 0},
+		{"backoff doubles", true, hook, &v1alpha1.NotificationsStatus{Webhook: &v1alpha1.NotificationDelivery{Attempts: 3, LastAttemptTime: at(-30 * time.Second)}}, "[]", 10 * time.Second},
+		{"given up", true, hook, &v1alpha1.NotificationsStatus{Webhook: &v1alpha1.NotificationDelivery{Attempts: 8, GaveUp: true, LastAttemptTime: at(-time.Hour)}}, "[]", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mt := &v1alpha1.MessageTrace{Spec: v1alpha1.MessageTraceSpec{Notify: c.notify}}
+			mt.Status.Notifications = c.st
+			if c.finished {
+				meta.SetStatusCondition(&mt.Status.Conditions, metav1.Condition{Type: "Succeeded", Status: "True", Reason: "Completed"})
+			}
+			due, retry := Due(mt, now, 10*time.Second, time.Minute)
+			if fmt.Sprint(due) != c.want || retry != c.retry {
+				t.Errorf("due %v retry %s, want %s %s", due, retry, c.want, c.retry)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n, want := range map[int32]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 4: 80 * time.Second, 7: 10 * time.Minute, 30: 10 * time.Minute} {
+		if got := Backoff(n, 10*time.Second, 10*time.Minute); got != want {
+			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
