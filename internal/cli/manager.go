@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"net/http"
 	"os"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -83,6 +85,10 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 		// The process exits when the manager stops, so handing the lease
 		// over at once is safe and lets a new replica lead without waiting.
 		LeaderElectionReleaseOnCancel: true,
+		// One manager per process in production; the demo and the tests start
+		// several in one process, which controller-runtime's guard against
+		// duplicate controller names (and so duplicate metrics) would refuse.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
