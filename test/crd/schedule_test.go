@@ -1,0 +1,100 @@
+package crd
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
+)
+
+func newSchedule(ns, name string, spec map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "MessageTraceSchedule",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec":       spec,
+	}}
+}
+
+func scheduleSpec(over map[string]any) map[string]any {
+	s := map[string]any{"schedule": "0 6 * * 1", "window": "168h", "template": map[string]any{}}
+	maps.Copy(s, over)
+	return s
+}
+
+// The MessageTraceSchedule schema: defaults, and each rule rejecting what it
+// is meant to reject with its message.
+func TestScheduleValidation(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := kubetest.Namespace(t, env.Client)
+	good := []map[string]any{
+		scheduleSpec(nil),
+		scheduleSpec(map[string]any{"schedule": "@daily", "timeZone": "America/New_York", "window": "24h"}),
+		scheduleSpec(map[string]any{"schedule": "*/15 8-18 * * 1-5", "window": "15m", "concurrencyPolicy": "Replace",
+			"startingDeadlineSeconds": int64(300), "suspend": true, "successfulRunsHistoryLimit": int64(0), "failedRunsHistoryLimit": int64(0)}),
+		scheduleSpec(map[string]any{"template": map[string]any{
+			"metadata": map[string]any{"labels": map[string]any{"team": "mail"}},
+			"spec": map[string]any{"deliveryStatuses": []any{"Failed"}, "notify": map[string]any{
+				"webhook": map[string]any{"url": "https://hooks.example.com/x", "secretRef": map[string]any{"name": "s"}},
+				"email":   map[string]any{"to": []any{"ops@example.com"}}}}}}),
+	}
+	for i, spec := range good {
+		obj := newSchedule(ns, fmt.Sprintf("good-%d", i), spec)
+		if err := env.Client.Create(ctx(t), obj); err != nil {
+			t.Errorf("valid schedule %v refused: %v", spec, err)
+		}
+	}
+	// Defaults.
+	got := &v1alpha1.MessageTraceSchedule{}
+	if err := env.Client.Get(ctx(t), client.ObjectKey{Namespace: ns, Name: "good-0"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.TimeZone != "UTC" || got.Spec.ConcurrencyPolicy != v1alpha1.ForbidConcurrent ||
+		got.Spec.SuccessfulRunsHistoryLimit == nil || *got.Spec.SuccessfulRunsHistoryLimit != 10 ||
+		got.Spec.FailedRunsHistoryLimit == nil || *got.Spec.FailedRunsHistoryLimit != 3 {
+		t.Errorf("defaults: %+v", got.Spec)
+	}
+
+	bad := []struct {
+		name string
+		spec map[string]any
+		want string
+	}{
+		{"4 cron fields", scheduleSpec(map[string]any{"schedule": "0 6 * *"}), "schedule must have 5 cron fields"},
+		{"6 cron fields", scheduleSpec(map[string]any{"schedule": "0 0 6 * * 1"}), "schedule must have 5 cron fields"},
+		{"time zone in the schedule", scheduleSpec(map[string]any{"schedule": "CRON_TZ=UTC 0 6 * * 1"}), "schedule must have 5 cron fields"},
+		{"@every", scheduleSpec(map[string]any{"schedule": "@every 1h"}), "schedule must have 5 cron fields"},
+		{"window 0", scheduleSpec(map[string]any{"window": "0s"}), "window must be a duration from 1m to 2160h"},
+		{"window over 90 days", scheduleSpec(map[string]any{"window": "2161h"}), "window must be a duration from 1m to 2160h"},
+		{"template with a window", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"window": "24h"}}}), "the template has no time range"},
+		{"template with a startTime", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"startTime": "2026-01-01T00:00:00Z"}}}), "the template has no time range"},
+		{"unknown policy", scheduleSpec(map[string]any{"concurrencyPolicy": "Queue"}), `Unsupported value: "Queue"`},
+		{"deadline 0", scheduleSpec(map[string]any{"startingDeadlineSeconds": int64(0)}), "should be greater than or equal to 1"},
+		{"negative history", scheduleSpec(map[string]any{"failedRunsHistoryLimit": int64(-1)}), "should be greater than or equal to 0"},
+		{"no window", map[string]any{"schedule": "0 6 * * 1", "template": map[string]any{}}, "spec.window: Required value"},
+		{"bad template filter", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"senderAddresses": []any{"nobody"}}}}), "an address pattern must look like local@domain"},
+		{"empty notify", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"notify": map[string]any{}}}}), "notify needs a webhook or an email"},
+		{"ftp webhook", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"notify": map[string]any{"webhook": map[string]any{"url": "ftp://x.example/"}}}}}), "url must be an http or https URL"},
+		{"bad email", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"notify": map[string]any{"email": map[string]any{"to": []any{"Ops <ops@example.com>"}}}}}}), "must be a plain address"},
+	}
+	for i, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			err := env.Client.Create(ctx(t), newSchedule(ns, fmt.Sprintf("bad-%d", i), tc.spec))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("name over 63 characters", func(t *testing.T) {
+		err := env.Client.Create(ctx(t), newSchedule(ns, strings.Repeat("a", 64), scheduleSpec(nil)))
+		if err == nil || !strings.Contains(err.Error(), "at most 63 characters") {
+			t.Fatalf("error %v", err)
+		}
+	})
+}
