@@ -57,7 +57,27 @@ func addresses(u *unstructured.Unstructured) []string {
 // out as five MessageTraces and five MessageTraceSchedules for the primary
 // domain, and the domain ConfigMap (local-config) is never output.
 func TestKustomizationsBuild(t *testing.T) {
-	for _, dir := range []string{".", "default-queries", "default-queries/traces", "default-queries/schedules"} {
+	var dirs []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "kustomization.yaml" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(b, []byte("kind: Component")) { // a component builds only inside a kustomization
+			dirs = append(dirs, filepath.Dir(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) < 4 {
+		t.Errorf("kustomizations %v: want config/samples, default-queries and its traces and schedules at least", dirs)
+	}
+	for _, dir := range dirs {
 		objs := build(t, dir)
 		if len(objs) == 0 {
 			t.Errorf("%s: no objects", dir)

@@ -323,3 +323,34 @@ func TestInvalidTimeZoneIsReported(t *testing.T) {
 }
 
 var _ = corev1.EventTypeNormal
+
+// A replaced run held by a finalizer (a report with deletionPolicy Delete
+// being cleaned up) is no longer counted as active.
+func TestReplacedRunHeldByAFinalizerIsNotActive(t *testing.T) {
+	h := newHarness(t)
+	s := h.create(hourly("held", func(s *v1alpha1.MessageTraceSchedule) { s.Spec.ConcurrencyPolicy = v1alpha1.ReplaceConcurrent }))
+	one := v1alpha1.RunName("held", h.tick(1))
+	h.at(s, h.tick(1))
+	h.waitRuns(s, one)
+	mt := &v1alpha1.MessageTrace{}
+	if err := h.c.Get(h.ctx(), client.ObjectKey{Namespace: h.ns, Name: one}, mt); err != nil {
+		t.Fatal(err)
+	}
+	mt.Finalizers = []string{"test.mailtrace.io/hold"}
+	if err := h.c.Update(h.ctx(), mt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.c.Get(h.ctx(), client.ObjectKeyFromObject(mt), mt); err == nil {
+			mt.Finalizers = nil
+			_ = h.c.Update(h.ctx(), mt)
+		}
+	})
+	two := v1alpha1.RunName("held", h.tick(2))
+	h.at(s, h.tick(2))
+	h.waitRuns(s, two)
+	h.poke(s)
+	h.waitSchedule(s, "only the new run active", func(g *v1alpha1.MessageTraceSchedule) bool {
+		return len(g.Status.Active) == 1 && g.Status.Active[0].Name == two
+	})
+}

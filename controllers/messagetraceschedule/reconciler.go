@@ -173,6 +173,9 @@ func (r *Reconciler) refreshRuns(p *pass) {
 	st := &p.s.Status
 	st.Active = nil
 	for _, mt := range p.runs {
+		if !mt.DeletionTimestamp.IsZero() {
+			continue // replaced or pruned, waiting for a finalizer: not active any more
+		}
 		switch stateOf(&mt) {
 		case RunActive:
 			p.active = append(p.active, mt)
@@ -335,6 +338,9 @@ func (r *Reconciler) prune(ctx context.Context, p *pass) error {
 	byName := map[string]*v1alpha1.MessageTrace{}
 	for i := range p.runs {
 		mt := &p.runs[i]
+		if !mt.DeletionTimestamp.IsZero() {
+			continue
+		}
 		byName[mt.Name] = mt
 		runs = append(runs, Run{Name: mt.Name, Tick: tickOf(mt), State: stateOf(mt)})
 	}
