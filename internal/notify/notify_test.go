@@ -6,14 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"mime/quotedprintable"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtrace/mailtrace/internal/testutil/smtptest"
 )
 
 var (
@@ -93,110 +93,26 @@ func TestWebhookErrorStatusIsAnError(t *testing.T) {
 	}
 }
 
-// smtpServer is a tiny SMTP server on loopback: enough of RFC 5321 for
-// net/smtp (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT).
-type smtpServer struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []received
-	wg   sync.WaitGroup
-}
-
-type received struct {
-	from string
-	to   []string
-	data string
-	auth string
-}
-
-func startSMTP(t *testing.T) *smtpServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpServer{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
-	return s
-}
-
-func (s *smtpServer) serve(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	tp := textproto.NewConn(c)
-	_ = tp.PrintfLine("220 test ESMTP")
-	var m received
-	for {
-		line, err := tp.ReadLine()
-		if err != nil {
-			return
-		}
-		cmd := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
-		switch {
-		case cmd == "EHLO" || cmd == "HELO":
-			_ = tp.PrintfLine("250-test\r\n250-AUTH PLAIN\r\n250 8BITMIME")
-		case cmd == "AUTH":
-			m.auth = line
-			_ = tp.PrintfLine("235 ok")
-		case strings.HasPrefix(strings.ToUpper(line), "MAIL FROM:"):
-			m.from = strings.Trim(strings.Fields(line[len("MAIL FROM:"):])[0], "<>")
-			_ = tp.PrintfLine("250 ok")
-		case strings.HasPrefix(strings.ToUpper(line), "RCPT TO:"):
-			m.to = append(m.to, strings.Trim(line[len("RCPT TO:"):], "<> "))
-			_ = tp.PrintfLine("250 ok")
-		case cmd == "DATA":
-			_ = tp.PrintfLine("354 go on")
-			b, err := io.ReadAll(tp.DotReader())
-			if err != nil {
-				return
-			}
-			m.data = string(b)
-			s.mu.Lock()
-			s.msgs = append(s.msgs, m)
-			s.mu.Unlock()
-			m = received{auth: m.auth}
-			_ = tp.PrintfLine("250 queued")
-		case cmd == "QUIT":
-			_ = tp.PrintfLine("221 bye")
-			return
-		default:
-			_ = tp.PrintfLine("250 ok")
-		}
-	}
-}
-
 // An email reaches a test SMTP server on loopback, authenticated, with the
 // outcome, counts and report location in a readable body.
 func TestEmailReachesTheRelay(t *testing.T) {
-	srv := startSMTP(t)
-	m := &Mailer{Config: SMTPConfig{Addr: srv.ln.Addr().String(), From: "mailtrace@example.com", Username: "u", Password: "p"}}
+	srv := smtptest.Start(t)
+	m := &Mailer{Config: SMTPConfig{Addr: srv.Addr, From: "mailtrace@example.com", Username: "u", Password: "p"}}
 	subject, body := FormatEmail(testDoc())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := m.Send(ctx, []string{"ops@example.com", "oncall@example.com"}, subject, body); err != nil {
 		t.Fatal(err)
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if len(srv.msgs) != 1 {
-		t.Fatalf("%d messages received", len(srv.msgs))
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages received", len(msgs))
 	}
-	got := srv.msgs[0]
-	if got.from != "mailtrace@example.com" || strings.Join(got.to, ",") != "ops@example.com,oncall@example.com" || !strings.HasPrefix(got.auth, "AUTH PLAIN") {
-		t.Errorf("envelope from %q to %v auth %q", got.from, got.to, got.auth)
+	got := msgs[0]
+	if got.From != "mailtrace@example.com" || strings.Join(got.To, ",") != "ops@example.com,oncall@example.com" || !strings.HasPrefix(got.Auth, "AUTH PLAIN") {
+		t.Errorf("envelope from %q to %v auth %q", got.From, got.To, got.Auth)
 	}
-	msg, err := textproto.NewReader(bufio.NewReader(strings.NewReader(got.data))).ReadMIMEHeader()
+	msg, err := textproto.NewReader(bufio.NewReader(strings.NewReader(got.Data))).ReadMIMEHeader()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +120,8 @@ func TestEmailReachesTheRelay(t *testing.T) {
 		msg.Get("Message-Id") == "" || msg.Get("Date") == "" {
 		t.Errorf("headers %v", msg)
 	}
-	i := strings.Index(got.data, "\r\n\r\n")
-	text, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(got.data[i+4:])))
+	i := strings.Index(got.Data, "\r\n\r\n")
+	text, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(got.Data[i+4:])))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +138,8 @@ func TestEmailWithoutRelayOrRefusedStartTLSFails(t *testing.T) {
 	if err := (&Mailer{}).Send(context.Background(), []string{"a@example.com"}, "s", "b"); err == nil || !strings.Contains(err.Error(), "--smtp-relay") {
 		t.Errorf("err = %v", err)
 	}
-	srv := startSMTP(t)
-	m := &Mailer{Config: SMTPConfig{Addr: srv.ln.Addr().String(), From: "mailtrace@example.com", StartTLS: true}}
+	srv := smtptest.Start(t)
+	m := &Mailer{Config: SMTPConfig{Addr: srv.Addr, From: "mailtrace@example.com", StartTLS: true}}
 	if err := m.Send(context.Background(), []string{"a@example.com"}, "s", "b"); err == nil || !strings.Contains(err.Error(), "STARTTLS") {
 		t.Errorf("a relay without STARTTLS was used: %v", err)
 	}
