@@ -38,12 +38,15 @@ type IngestOptions = server.Options
 // (the manager uses "ingest-", the ingest command none).
 func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	c := &o.Pipeline.Correlator
+	o.FlagPrefix = prefix
 	fl.StringVar(&o.SyslogTCP, prefix+"syslog-tcp", o.SyslogTCP, `address for syslog over TCP, e.g. ":5140" (newline or octet-counted framing; TLS with --`+prefix+`tls-cert); empty: off`)
 	fl.StringVar(&o.SyslogUDP, prefix+"syslog-udp", o.SyslogUDP, `address for syslog over UDP, e.g. ":5140"; empty: off`)
 	fl.StringVar(&o.HTTP, prefix+"http", o.HTTP, `address for HTTP POST /ingest (raw lines, Fluent Bit or Vector JSON), e.g. ":8090"; empty: off`)
-	fl.StringVar(&o.TLSCertFile, prefix+"tls-cert", "", "PEM certificate: serve syslog TCP and HTTP over TLS")
+	fl.StringVar(&o.TLSCertFile, prefix+"tls-cert", "", "PEM certificate: serve syslog TCP and HTTP over TLS only (plain-text connections are refused)")
 	fl.StringVar(&o.TLSKeyFile, prefix+"tls-key", "", "PEM key of --"+prefix+"tls-cert")
-	fl.StringVar(&o.TokenFile, prefix+"token-file", "", "file holding the bearer token HTTP senders must present (a mounted Secret; re-read when it changes); default: $"+EnvIngestToken+", else no token")
+	fl.StringVar(&o.TLSClientCAFile, prefix+"tls-client-ca", "", "PEM CA bundle: senders authenticate with a client certificate it signed (required on syslog TCP; on HTTP instead of the token)")
+	fl.StringVar(&o.TokenFile, prefix+"token-file", "", "file holding the bearer token HTTP senders must present (a mounted Secret; re-read when it changes); default: $"+EnvIngestToken)
+	fl.BoolVar(&o.InsecureNoAuth, prefix+"insecure-no-auth", false, "start listeners that cannot authenticate senders (syslog without --"+prefix+"tls-client-ca, HTTP without token or client CA, UDP): only on a trusted network")
 	fl.StringSliceVar(&c.AcceptedDomains, prefix+"accepted-domain", nil, `the organisation's domain (repeatable; "*.example.com" for subdomains): decides Inbound/Outbound/Internal`)
 	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
 	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
@@ -54,7 +57,8 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.DurationVar(&o.Pipeline.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "...or when the oldest has waited this long")
 	fl.IntVar(&o.MaxLineBytes, prefix+"max-line-bytes", 64<<10, "longer lines are dropped and counted")
 	fl.Int64Var(&o.MaxRequestBytes, prefix+"max-request-bytes", 16<<20, "largest HTTP request body")
-	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP connection: a faster sender is slowed down (0: no limit)")
+	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP or HTTP connection: a faster sender is slowed down (0: no limit)")
+	fl.IntVar(&o.MaxConnections, prefix+"max-connections", 512, "open syslog TCP connections; more are refused and counted")
 }
 
 type locationValue struct{ p **time.Location }
@@ -85,6 +89,9 @@ func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) e
 	if o.TokenFile == "" && o.Token == "" {
 		o.Token = os.Getenv(EnvIngestToken)
 	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	return mgr.Add(server.New(st, o))
 }
 
@@ -106,8 +113,11 @@ func newIngestCommand() *cobra.Command {
 Live: listen for syslog over TCP (--syslog-tcp, newline or octet-counted
 framing, TLS with --tls-cert/--tls-key) and UDP (--syslog-udp), and for HTTP
 POSTs to /ingest (--http) of raw lines (text/plain) or of the JSON records
-Fluent Bit and Vector send, with a bearer token (--token-file or
-$` + EnvIngestToken + `). Prometheus metrics, /healthz and /readyz are served on
+Fluent Bit and Vector send. Senders must authenticate: HTTP with a bearer
+token (--token-file or $` + EnvIngestToken + `) or a client certificate,
+syslog over TCP with a client certificate (--tls-client-ca); a listener that
+cannot authenticate its senders refuses to start unless --insecure-no-auth
+says the network is trusted. Prometheus metrics, /healthz and /readyz are served on
 --metrics-bind-address. Run it as its own Deployment for PostgreSQL; with the
 embedded SQLite store, use the manager's --ingest-* flags instead. Each
 mail server's lines must reach one ingester (see README, "Ingest").
@@ -176,6 +186,13 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	if !f.opts.Enabled() {
 		return errors.New("nothing to listen on: give --syslog-tcp, --syslog-udp or --http (or --file to backfill)")
 	}
+	o := f.opts
+	if o.TokenFile == "" {
+		o.Token = os.Getenv(EnvIngestToken)
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {
 		return err
@@ -183,11 +200,7 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	o := f.opts
 	o.Registerer, o.Log = reg, log
-	if o.TokenFile == "" {
-		o.Token = os.Getenv(EnvIngestToken)
-	}
 	srv := server.New(st, o)
 	stopMetrics, err := serveIngestMetrics(f.metricsAddr, reg, st, log)
 	if err != nil {

@@ -58,8 +58,9 @@ func TestManagerIngestEndToEnd(t *testing.T) {
 	mgr, err := NewManager(env.Config, st, ManagerOptions{
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		Ingest: server.Options{
-			SyslogTCP: addr,
-			Pipeline:  server.PipelineOptions{Correlator: ingest.Config{AcceptedDomains: []string{"example.com"}}},
+			SyslogTCP:      addr,
+			InsecureNoAuth: true, // plain syslog on loopback
+			Pipeline:       server.PipelineOptions{Correlator: ingest.Config{AcceptedDomains: []string{"example.com"}}},
 		},
 	})
 	if err != nil {
@@ -219,4 +220,21 @@ func TestIngestFileCommand(t *testing.T) {
 		}
 	}
 	t.Error("nothing stored")
+}
+
+// `mailtrace ingest` with its default listeners and no credentials refuses
+// to start, naming the flags that would fix it; so does the manager with
+// an --ingest-* listener.
+func TestIngestRequiresAuth(t *testing.T) {
+	t.Setenv(EnvIngestToken, "")
+	db := "sqlite://" + filepath.Join(t.TempDir(), "trace.db")
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"ingest", "--store", db, "--syslog-tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--metrics-bind-address", "0"}, nil, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "--insecure-no-auth") || !strings.Contains(errOut.String(), "--tls-client-ca") {
+		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+	err := addIngestToManager(nil, nil, server.Options{HTTP: "127.0.0.1:0", FlagPrefix: "ingest-"})
+	if err == nil || !strings.Contains(err.Error(), "--ingest-insecure-no-auth") {
+		t.Errorf("manager: %v", err)
+	}
 }

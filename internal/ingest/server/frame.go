@@ -15,7 +15,9 @@ const (
 	ReasonHalfLine       = "half line" // the stream ended in the middle of a frame
 	ReasonBadJSON        = "bad json"
 	ReasonRequestTooBig  = "request too large"
-	ReasonUnauthorized   = "unauthorized"
+	ReasonUnauthorized   = "unauthorized"         // no or a wrong token, no or an unverified client certificate
+	ReasonTLSHandshake   = "tls handshake failed" // a plain-text client on a TLS listener, among others
+	ReasonTooManyConns   = "too many connections"
 	ReasonEmptyRecord    = "record without a message"
 	maxOctetCountDigits  = 9
 	defaultMaxFrameBytes = 64 << 10

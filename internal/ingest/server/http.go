@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
@@ -24,8 +26,8 @@ import (
 // per line, in the shapes Fluent Bit's http output and Vector's http sink
 // send. The answer is 204 once the events are stored; 400 for a body that
 // is not what its type says (the records before the bad part are kept),
-// 401 without the right bearer token, 413 for a body over the limit, 503
-// when the ingester is shutting down.
+// 401 without the right bearer token or a verified client certificate,
+// 413 for a body over the limit, 503 when the ingester is shutting down.
 func (s *Server) Handler(p *Pipeline) http.Handler {
 	mux := http.NewServeMux()
 	h := func(w http.ResponseWriter, r *http.Request) { s.serveIngest(p, w, r) }
@@ -35,13 +37,22 @@ func (s *Server) Handler(p *Pipeline) http.Handler {
 	return mux
 }
 
+// authorized: a verified client certificate, or the bearer token when one
+// is configured; with neither configured (only with InsecureNoAuth, see
+// Validate) everyone.
 func (s *Server) authorized(r *http.Request) (bool, error) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true, nil
+	}
+	if s.o.Token == "" && s.o.TokenFile == "" {
+		return s.o.TLSClientCAFile == "" && s.o.InsecureNoAuth, nil
+	}
 	want, err := s.token.get()
 	if err != nil {
 		return false, err
 	}
 	if want == "" {
-		return true, nil
+		return false, nil
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
@@ -58,9 +69,20 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		return
 	}
 	if !ok {
-		p.Dropped(ReasonUnauthorized, "http", r.RemoteAddr)
+		cause := "no bearer token"
+		if r.Header.Get("Authorization") != "" {
+			cause = "wrong bearer token" // never the token itself
+		}
+		p.Refused(ReasonUnauthorized, "http", r.RemoteAddr, cause)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mailtrace-ingest"`)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		http.Error(w, s.unauthorizedMessage(), http.StatusUnauthorized)
+		return
+	}
+	// bodies in memory are bounded: a few requests at a time, the others wait
+	select {
+	case s.reqs <- struct{}{}:
+		defer func() { <-s.reqs }()
+	case <-r.Context().Done():
 		return
 	}
 	body := io.Reader(http.MaxBytesReader(w, r.Body, s.o.MaxRequestBytes))
@@ -82,7 +104,7 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			p.Dropped(ReasonRequestTooBig, "http", r.RemoteAddr)
-			http.Error(w, fmt.Sprintf("request body over %d bytes", s.o.MaxRequestBytes), http.StatusRequestEntityTooLarge)
+			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes (--max-request-bytes): nothing of it was stored; send smaller batches", s.o.MaxRequestBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
 		p.Dropped(ReasonHalfLine, "http", r.RemoteAddr)
@@ -99,6 +121,11 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		lines = textLines(data)
 	}
 	if len(lines) > 0 {
+		if lim, _ := r.Context().Value(limiterKey{}).(*rate.Limiter); lim != nil {
+			if err := waitLines(r.Context(), lim, len(lines)); err != nil {
+				return // the sender went away before anything was stored
+			}
+		}
 		if err := p.SubmitWait(r.Context(), "http", lines); err != nil {
 			http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -110,6 +137,17 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) unauthorizedMessage() string {
+	var ways []string
+	if s.o.Token != "" || s.o.TokenFile != "" {
+		ways = append(ways, "an Authorization: Bearer header with the ingest token")
+	}
+	if s.o.TLSClientCAFile != "" {
+		ways = append(ways, "a client certificate signed by the ingest client CA")
+	}
+	return "unauthorized: this endpoint needs " + strings.Join(ways, " or ")
 }
 
 func textLines(data []byte) []string {

@@ -18,6 +18,7 @@ type Metrics struct {
 	Lag           prometheus.Histogram
 	QueueDepth    prometheus.Gauge
 	StateSaves    *prometheus.CounterVec // by result
+	Refused       *prometheus.CounterVec // by reason and transport
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -54,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mailtrace_ingest_state_saves_total",
 			Help: "Correlator state saves, by result (ok, error).",
 		}, []string{"result"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_refused_total",
+			Help: "Connections and requests refused before a line was read, by reason (unauthorized, tls handshake failed, too many connections) and transport.",
+		}, []string{"reason", "transport"}),
 	}
 	if reg != nil {
 		m.LinesRead = register(reg, m.LinesRead)
@@ -63,6 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Lag = register(reg, m.Lag)
 		m.QueueDepth = register(reg, m.QueueDepth)
 		m.StateSaves = register(reg, m.StateSaves)
+		m.Refused = register(reg, m.Refused)
 	}
 	return m
 }

@@ -64,8 +64,13 @@ func (o *PipelineOptions) defaults() {
 	}
 }
 
-// chunkLines is the most lines a reader hands over at once.
-const chunkLines = 256
+// chunkLines is the most lines a reader hands over at once, chunkBytes
+// about the most bytes (a chunk ends after the line that reaches it), so
+// the queue holds at most QueueChunks x (chunkBytes + MaxLineBytes) of lines.
+const (
+	chunkLines = 256
+	chunkBytes = 256 << 10
+)
 
 type chunk struct {
 	lines     []string

@@ -70,20 +70,39 @@ type Options struct {
 	SyslogTCP string // syslog over TCP (TLS when TLSCertFile is set)
 	SyslogUDP string
 	HTTP      string // POST /ingest
-	// TLSCertFile and TLSKeyFile turn on TLS on the TCP syslog and HTTP listeners.
+	// TLSCertFile and TLSKeyFile turn on TLS on the TCP syslog and HTTP
+	// listeners: a plain-text connection to them is refused.
 	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile (PEM) authenticates senders by client certificate
+	// (mTLS): required on syslog over TCP, an alternative to the token on
+	// HTTP. Needs TLSCertFile.
+	TLSClientCAFile string
 	// Token is the bearer token HTTP senders must present; TokenFile names
-	// a file holding it (a mounted Secret), re-read when it changes. Both
-	// empty: no token is asked for.
+	// a file holding it (a mounted Secret), re-read when it changes.
 	Token     string
 	TokenFile string
+	// InsecureNoAuth lets a listener without a way to authenticate its
+	// senders start (syslog without client certificates, HTTP without
+	// token or certificates, UDP): for a trusted network only. Without it
+	// such a server refuses to start (see Validate). A credential that is
+	// configured is required either way.
+	InsecureNoAuth bool
+	// FlagPrefix names the flags in Validate's messages ("ingest-" in the manager).
+	FlagPrefix string
 	// MaxLineBytes: longer lines or frames are dropped and counted (default 64 KiB).
 	MaxLineBytes int
 	// MaxRequestBytes bounds an HTTP request body (default 16 MiB).
 	MaxRequestBytes int64
-	// LinesPerSecond limits each TCP connection (0: no limit): a sender
-	// above it is slowed down, not cut off.
+	// LinesPerSecond limits each TCP connection and each HTTP connection
+	// (0: no limit): a sender above it is slowed down, not cut off.
 	LinesPerSecond float64
+	// MaxConnections bounds the open syslog TCP connections (default 512);
+	// one more is closed at once and counted.
+	MaxConnections int
+	// MaxConcurrentRequests bounds the HTTP ingest requests read at once
+	// (default 4), so request bodies in memory stay under
+	// MaxConcurrentRequests x MaxRequestBytes; more wait their turn.
+	MaxConcurrentRequests int
 	// Registerer receives the metrics (nil: a private registry).
 	Registerer prometheus.Registerer
 	Log        logr.Logger
@@ -104,6 +123,10 @@ type Server struct {
 	addrs map[string]net.Addr
 	ready chan struct{}
 	token *tokenSource
+	reqs  chan struct{} // HTTP requests being read
+	// unthrottled ends when the server stops: rate-limited readers then
+	// hand over what they read without waiting their turn.
+	unthrottled context.Context
 }
 
 // New returns a server; nothing listens until Start.
@@ -113,6 +136,12 @@ func New(st store.Store, o Options) *Server {
 	}
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 16 << 20
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 512
+	}
+	if o.MaxConcurrentRequests <= 0 {
+		o.MaxConcurrentRequests = 4
 	}
 	if o.Pipeline.Correlator.MaxLineBytes <= 0 {
 		o.Pipeline.Correlator.MaxLineBytes = o.MaxLineBytes
@@ -124,7 +153,7 @@ func New(st store.Store, o Options) *Server {
 	}
 	return &Server{o: o, st: st, Metrics: NewMetrics(o.Registerer), log: log,
 		addrs: map[string]net.Addr{}, ready: make(chan struct{}),
-		token: &tokenSource{static: o.Token, file: o.TokenFile}}
+		token: &tokenSource{static: o.Token, file: o.TokenFile}, reqs: make(chan struct{}, o.MaxConcurrentRequests)}
 }
 
 // NeedLeaderElection: every replica takes lines (controller-runtime).
@@ -141,22 +170,22 @@ func (s *Server) Addr(name string) net.Addr {
 
 // Start listens until ctx ends, then stops reading, stores what was read
 // and saves the state. It returns an error when a listener cannot start
-// or events were lost at shutdown.
+// or events were lost at shutdown, and at once when the options do not
+// authenticate senders (see Validate).
 func (s *Server) Start(ctx context.Context) error {
-	p, err := NewPipeline(s.st, s.o.Pipeline, s.Metrics, s.log)
+	if err := s.o.Validate(); err != nil {
+		close(s.ready)
+		return err
+	}
+	syslogTLS, httpTLS, err := s.tlsConfigs()
 	if err != nil {
 		close(s.ready)
 		return err
 	}
-	var tlsCfg *tls.Config
-	if s.o.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.o.TLSCertFile, s.o.TLSKeyFile)
-		if err != nil {
-			close(s.ready)
-			_ = p.Close()
-			return fmt.Errorf("ingest TLS: %w", err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	p, err := NewPipeline(s.st, s.o.Pipeline, s.Metrics, s.log)
+	if err != nil {
+		close(s.ready)
+		return err
 	}
 	var (
 		wg      sync.WaitGroup
@@ -165,12 +194,15 @@ func (s *Server) Start(ctx context.Context) error {
 	)
 	rctx, stopReaders := context.WithCancel(context.Background())
 	defer stopReaders()
+	var stopThrottling context.CancelFunc
+	s.unthrottled, stopThrottling = context.WithCancel(context.Background())
+	defer stopThrottling()
 	if s.o.SyslogTCP != "" {
 		ln, err := net.Listen("tcp", s.o.SyslogTCP)
 		if err == nil {
 			transport := "tcp"
-			if tlsCfg != nil {
-				ln, transport = tls.NewListener(ln, tlsCfg), "tls"
+			if syslogTLS != nil {
+				ln, transport = tls.NewListener(ln, syslogTLS), "tls"
 			}
 			s.setAddr("tcp", ln.Addr())
 			t := &tcpServer{s: s, p: p, ln: ln, transport: transport, conns: map[net.Conn]bool{}}
@@ -195,11 +227,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.o.HTTP != "" {
 		ln, err := net.Listen("tcp", s.o.HTTP)
 		if err == nil {
-			if tlsCfg != nil {
-				ln = tls.NewListener(ln, tlsCfg)
+			if httpTLS != nil {
+				ln = tls.NewListener(ln, httpTLS)
 			}
 			s.setAddr("http", ln.Addr())
-			hs := &http.Server{Handler: s.Handler(p), ReadHeaderTimeout: 10 * time.Second}
+			hs := &http.Server{Handler: s.Handler(p), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+				ErrorLog: newHTTPErrorLog(p), ConnContext: s.connLimiter}
 			wg.Add(1)
 			go func() { defer wg.Done(); _ = hs.Serve(ln) }()
 			closers = append(closers, func() {
@@ -214,12 +247,20 @@ func (s *Server) Start(ctx context.Context) error {
 	close(s.ready)
 	if lerr == nil {
 		s.log.Info("ingest listening", "syslogTCP", s.Addr("tcp"), "syslogUDP", s.Addr("udp"), "http", s.Addr("http"),
-			"tls", tlsCfg != nil, "stateFile", s.o.Pipeline.StateFile)
-		if s.o.HTTP != "" && s.o.Token == "" && s.o.TokenFile == "" {
-			s.log.Info("the HTTP ingest endpoint asks for no token: anyone who reaches it can write traces")
+			"tls", syslogTLS != nil, "clientCertificates", s.o.TLSClientCAFile != "",
+			"bearerToken", s.o.Token != "" || s.o.TokenFile != "", "stateFile", s.o.Pipeline.StateFile)
+		if s.o.HTTP != "" && s.o.Token == "" && s.o.TokenFile == "" && s.o.TLSClientCAFile == "" {
+			s.log.Info("the HTTP ingest endpoint is unauthenticated (--insecure-no-auth): anyone who reaches it can write traces")
+		}
+		if s.o.SyslogTCP != "" && s.o.TLSClientCAFile == "" {
+			s.log.Info("syslog over TCP is unauthenticated (--insecure-no-auth): keep it on a trusted network")
+		}
+		if s.o.HTTP != "" && httpTLS == nil && (s.o.Token != "" || s.o.TokenFile != "") {
+			s.log.Info("the HTTP ingest token travels in plain text: serve TLS (--tls-cert, --tls-key) unless the network is trusted")
 		}
 		<-ctx.Done()
 	}
+	stopThrottling()
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]()
 	}
@@ -266,12 +307,20 @@ func (t *tcpServer) serve(ctx context.Context) {
 			_ = c.Close()
 			return
 		}
+		if len(t.conns) >= t.s.o.MaxConnections {
+			t.mu.Unlock()
+			t.p.Refused(ReasonTooManyConns, t.transport, c.RemoteAddr().String(), fmt.Sprintf("%d connections open", t.s.o.MaxConnections))
+			_ = c.Close()
+			continue
+		}
 		t.conns[c] = true
 		t.wg.Add(1)
 		t.mu.Unlock()
 		go func() {
 			defer t.wg.Done()
-			t.s.readStream(ctx, t.p, c, t.transport)
+			if t.s.handshake(ctx, t.p, c, t.transport) {
+				t.s.readStream(ctx, t.p, c, t.transport)
+			}
 			t.mu.Lock()
 			delete(t.conns, c)
 			t.mu.Unlock()
@@ -294,26 +343,18 @@ func (t *tcpServer) close() {
 // readStream reads syslog frames from one connection (or file) until it ends.
 func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string) {
 	d := NewDecoder(r, s.o.MaxLineBytes)
-	var lim *rate.Limiter
-	if s.o.LinesPerSecond > 0 {
-		burst := int(s.o.LinesPerSecond)
-		if burst < chunkLines {
-			burst = chunkLines
-		}
-		lim = rate.NewLimiter(rate.Limit(s.o.LinesPerSecond), burst)
-	}
+	lim := s.newLimiter()
 	lines := make([]string, 0, chunkLines)
+	size := 0
 	flush := func() bool {
 		if len(lines) == 0 {
 			return true
 		}
-		if lim != nil && lim.WaitN(ctx, len(lines)) != nil {
-			return false
-		}
+		_ = waitLines(s.unthrottled, lim, len(lines)) // at shutdown: no more waiting
 		if p.Submit(ctx, transport, lines) != nil {
 			return false
 		}
-		lines = make([]string, 0, chunkLines)
+		lines, size = make([]string, 0, chunkLines), 0
 		return true
 	}
 	for {
@@ -322,6 +363,7 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 			p.Dropped(reason, transport, string(frame))
 		} else if frame != nil {
 			lines = append(lines, Normalize(string(frame)))
+			size += len(frame)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -330,7 +372,7 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 			flush()
 			return
 		}
-		if len(lines) >= chunkLines || !d.Buffered() {
+		if len(lines) >= chunkLines || size >= chunkBytes || !d.Buffered() {
 			if !flush() {
 				return
 			}
@@ -362,6 +404,43 @@ func (s *Server) serveUDP(ctx context.Context, p *Pipeline, pc net.PacketConn) {
 			return
 		}
 	}
+}
+
+// newLimiter returns the per-connection line rate limiter (nil: no limit).
+func (s *Server) newLimiter() *rate.Limiter {
+	if s.o.LinesPerSecond <= 0 {
+		return nil
+	}
+	burst := int(s.o.LinesPerSecond)
+	if burst < chunkLines {
+		burst = chunkLines
+	}
+	return rate.NewLimiter(rate.Limit(s.o.LinesPerSecond), burst)
+}
+
+// waitLines waits until lim lets n lines through (in steps of its burst).
+func waitLines(ctx context.Context, lim *rate.Limiter, n int) error {
+	if lim == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, lim.Burst())
+		if err := lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+type limiterKey struct{}
+
+// connLimiter gives each HTTP connection its own rate limiter.
+func (s *Server) connLimiter(ctx context.Context, _ net.Conn) context.Context {
+	if lim := s.newLimiter(); lim != nil {
+		return context.WithValue(ctx, limiterKey{}, lim)
+	}
+	return ctx
 }
 
 // tokenSource returns the bearer token, re-reading its file when the file

@@ -87,6 +87,10 @@ func start(t testing.TB, st store.Store, o Options) *running {
 	if o.HTTP == "" {
 		o.HTTP = "127.0.0.1:0"
 	}
+	if o.TLSClientCAFile == "" {
+		// syslog over TCP is always on here, without client certificates
+		o.InsecureNoAuth = true
+	}
 	if o.Pipeline.Correlator.Reference.IsZero() {
 		o.Pipeline.Correlator = testCorr
 		o.Pipeline.Correlator.AcceptedDomains = append([]string(nil), testCorr.AcceptedDomains...)
