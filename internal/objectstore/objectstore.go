@@ -122,6 +122,12 @@ type Config struct {
 	SSE string
 	// PartSize of streaming uploads; DefaultPartSize when zero, at least MinPartSize.
 	PartSize int64
+	// UploadBuffers is how many parts of a streaming upload are held at
+	// once: while one is uploaded the next is filled, so producing the
+	// content and sending it overlap. 0 or 1: one part, filled then sent
+	// (half the memory, about the sum of both times). Memory is
+	// UploadBuffers * PartSize per upload.
+	UploadBuffers int
 	// MaxRetries of one request on transient errors; minio-go's default (10)
 	// when zero, 1 disables retries.
 	MaxRetries int

@@ -31,6 +31,7 @@ type s3Store struct {
 	bucket   string
 	prefix   string // "" or ending in "/"
 	partSize int64
+	buffers  int
 	sse      encrypt.ServerSide
 	secrets  []string // scrubbed from error messages
 }
@@ -40,7 +41,7 @@ var _ Store = (*s3Store)(nil)
 // New returns the S3 adapter for cfg. It does not contact the server: call
 // Check for that.
 func New(cfg Config) (Store, error) {
-	s := &s3Store{bucket: cfg.Bucket, partSize: cfg.PartSize}
+	s := &s3Store{bucket: cfg.Bucket, partSize: cfg.PartSize, buffers: cfg.UploadBuffers}
 	for _, v := range []string{cfg.SecretKey, cfg.SessionToken} {
 		if v != "" {
 			s.secrets = append(s.secrets, v)
@@ -204,6 +205,10 @@ func (s *s3Store) Upload(ctx context.Context, key string, r io.Reader, opts Uplo
 		UserMetadata:         opts.Metadata,
 		PartSize:             uint64(ps),
 		ServerSideEncryption: s.sse,
+		// With more than one buffer, minio-go fills them in turn and
+		// uploads them concurrently (and still aborts on any error).
+		ConcurrentStreamParts: s.buffers > 1,
+		NumThreads:            uint(max(s.buffers, 1)),
 	})
 	if err != nil {
 		if cr.err != nil && errors.Is(err, cr.err) && ctx.Err() == nil {

@@ -233,3 +233,19 @@ func TestCABundle(t *testing.T) {
 		t.Errorf("Check without the CA bundle = %v (%s), want ErrUnreachable for the certificate", err, objectstore.Reason(err))
 	}
 }
+
+// TestConformanceTwoBuffers runs the suite again with UploadBuffers 2, the
+// reports' setting: parts filled in turn and uploaded concurrently must keep
+// every promise (nothing visible on failure, incomplete uploads aborted).
+func TestConformanceTwoBuffers(t *testing.T) {
+	h := harness
+	h.New = func(t testing.TB, f objectstoretest.Fault) objectstore.Store {
+		s := harness.New(t, f)
+		configsMu.Lock()
+		cfg := configs[s]
+		configsMu.Unlock()
+		cfg.UploadBuffers = 2
+		return newStore(t, cfg)
+	}
+	objectstoretest.Run(t, h)
+}
