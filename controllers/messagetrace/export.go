@@ -112,6 +112,7 @@ func (r *Reconciler) newObjectStore(cfg objectstore.Config) (objectstore.Store, 
 	o := r.Options.withDefaults()
 	cfg.PartSize = o.PartSize
 	cfg.MaxRetries = o.ObjectStoreMaxRetries
+	cfg.UploadBuffers = o.UploadBuffers
 	if r.NewObjectStore != nil {
 		return r.NewObjectStore(cfg)
 	}

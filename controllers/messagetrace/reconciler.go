@@ -45,6 +45,8 @@ const (
 	DefaultMaxReportAttempts       = 5
 	DefaultProgressInterval        = 5 * time.Second
 	DefaultDeletionTimeout         = 10 * time.Minute
+	DefaultUploadBuffers           = 2
+	DefaultReportPageSize          = 5000
 )
 
 // Options tune the reconciler. Zero values take the defaults above.
@@ -68,10 +70,15 @@ type Options struct {
 	MaxReportAttempts int32
 	// ProgressInterval is how often the rows written by a running export go to status.
 	ProgressInterval time.Duration
-	// ReportPageSize is the page size of the store reads of an export (report.DefaultPageSize).
+	// ReportPageSize is the page size of the store reads of an export
+	// (DefaultReportPageSize: few enough queries over a partitioned store,
+	// and three pages in memory are still a few MiB).
 	ReportPageSize int
 	// PartSize of report uploads (objectstore.DefaultPartSize).
 	PartSize int64
+	// UploadBuffers of report uploads (DefaultUploadBuffers): parts held at
+	// once, so writing the CSV and sending a part overlap.
+	UploadBuffers int
 	// ObjectStoreMaxRetries of one object-store request (minio-go's default when 0).
 	ObjectStoreMaxRetries int
 	// DeletionTimeout is how long the finalizer tries to delete a report before giving up.
@@ -95,6 +102,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers
+	}
+	if o.ReportPageSize <= 0 {
+		o.ReportPageSize = DefaultReportPageSize
+	}
+	if o.UploadBuffers <= 0 {
+		o.UploadBuffers = DefaultUploadBuffers
 	}
 	if o.MaxStatusBytes <= 0 {
 		o.MaxStatusBytes = DefaultMaxStatusBytes

@@ -104,7 +104,11 @@ func openDefaultReportStore(_ context.Context, cfg *objectstore.Config) (*messag
 	if cfg == nil || cfg.Bucket == "" {
 		return nil, nil
 	}
-	os, err := objectstore.New(*cfg)
+	c := *cfg
+	if c.UploadBuffers == 0 {
+		c.UploadBuffers = messagetrace.DefaultUploadBuffers
+	}
+	os, err := objectstore.New(c)
 	if err != nil {
 		return nil, fmt.Errorf("default report store: %w", err)
 	}
