@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,9 +77,13 @@ func TestForbidSkipsWhileActive(t *testing.T) {
 	h.at(s, h.tick(1))
 	one := v1alpha1.RunName("forbid", h.tick(1))
 	h.waitRuns(s, one)
+	skipped := counterValue(scheduleActions.WithLabelValues(EventRunSkipped))
 	h.at(s, h.tick(2))
 	note := h.waitEvent(s, EventRunSkipped)
 	t.Log(note)
+	if got := counterValue(scheduleActions.WithLabelValues(EventRunSkipped)); got <= skipped {
+		t.Errorf("mailtrace_schedule_actions_total{reason=RunSkipped} %v, was %v", got, skipped)
+	}
 	h.waitSchedule(s, "tick 2 handled", func(g *v1alpha1.MessageTraceSchedule) bool {
 		return g.Status.LastScheduleTime != nil && g.Status.LastScheduleTime.Time.Equal(h.tick(2))
 	})
@@ -353,4 +359,13 @@ func TestReplacedRunHeldByAFinalizerIsNotActive(t *testing.T) {
 	h.waitSchedule(s, "only the new run active", func(g *v1alpha1.MessageTraceSchedule) bool {
 		return len(g.Status.Active) == 1 && g.Status.Active[0].Name == two
 	})
+}
+
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

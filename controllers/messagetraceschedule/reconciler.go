@@ -371,6 +371,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, orig *v1alpha1.MessageTrac
 			r.Recorder.Eventf(p.s, nil, e.typ, e.reason, "Schedule", "%s", e.msg)
 		}
 	}
+	for _, e := range p.outcomes {
+		scheduleActions.WithLabelValues(e.reason).Inc()
+	}
 	if equality.Semantic.DeepEqual(orig.Status, p.s.Status) {
 		return nil
 	}

@@ -48,7 +48,12 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	env := kubetest.Get(t)
 	// The fake clock starts at the real time, as the schedule's
-	// creationTimestamp (which it cannot fake) is the real time.
+	// creationTimestamp (which it cannot fake) is the real time. Close to
+	// the top of an hour, wait for it to pass, so that the schedule is
+	// surely created before the first tick after base.
+	if left := time.Until(time.Now().Truncate(time.Hour).Add(time.Hour)); left < 15*time.Second {
+		time.Sleep(left + time.Second)
+	}
 	base := time.Now().UTC().Truncate(time.Second)
 	h := &harness{t: t, env: env, c: env.Client, ns: kubetest.Namespace(t, env.Client), base: base,
 		clk: clocktesting.NewFakePassiveClock(base)}
@@ -96,11 +101,9 @@ func (h *harness) ctx() context.Context {
 	return ctx
 }
 
-// tick returns the n-th tick (1-based) of an hourly schedule after the
-// start; the first is at least 2 minutes after it, so after the schedule's
-// real creation.
+// tick returns the n-th tick (1-based) of an hourly schedule after base.
 func (h *harness) tick(n int) time.Time {
-	return h.base.Add(2 * time.Minute).Truncate(time.Hour).Add(time.Duration(n) * time.Hour)
+	return h.base.Truncate(time.Hour).Add(time.Duration(n) * time.Hour)
 }
 
 // at moves the fake clock and pokes the schedule so that it reconciles now

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,6 +180,7 @@ func TestFailingWebhookNeverFailsTheTrace(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	defer srv.Close()
+	gaveUp := counterValue(notifications.WithLabelValues("webhook", "failed"))
 	start(t, env, ns, &Reconciler{Options: Options{MaxAttempts: 3, Backoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}})
 	mt := finishedTrace(t, env.Client, ns, "daily-2", &v1alpha1.NotifySpec{
 		Webhook: &v1alpha1.WebhookNotification{URL: srv.URL},
@@ -190,7 +193,19 @@ func TestFailingWebhookNeverFailsTheTrace(t *testing.T) {
 	if w.Attempts != 3 || w.Delivered || w.LastError == "" || e.Attempts != 1 || e.Delivered {
 		t.Errorf("webhook %+v email %+v", w, e)
 	}
+	if n := counterValue(notifications.WithLabelValues("webhook", "failed")); n != gaveUp+1 {
+		t.Errorf("mailtrace_notifications_total{channel=webhook,result=failed} %v, want %v", n, gaveUp+1)
+	}
 	if !got.IsFinished() || meta.IsStatusConditionTrue(got.Status.Conditions, string(v1alpha1.ConditionFailed)) || got.Status.Phase != v1alpha1.PhaseSucceeded {
 		t.Errorf("a failing notification changed the outcome: %+v", got.Status.Conditions)
 	}
+}
+
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

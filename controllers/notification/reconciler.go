@@ -155,6 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		rec.LastAttemptTime = &metav1.Time{Time: now}
 		if err == nil {
 			rec.Delivered, rec.LastError, rec.DeliveredTime = true, "", &metav1.Time{Time: now}
+			notifications.WithLabelValues(string(ch), "delivered").Inc()
 			r.Recorder.Eventf(mt, nil, corev1.EventTypeNormal, "NotificationDelivered", "Notify", "%s notification delivered", ch)
 			continue
 		}
@@ -162,8 +163,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		var perm permanent
 		if errors.As(err, &perm) || rec.Attempts >= o.MaxAttempts {
 			rec.GaveUp = true
+			notifications.WithLabelValues(string(ch), "failed").Inc()
 			r.Recorder.Eventf(mt, nil, corev1.EventTypeWarning, "NotificationFailed", "Notify", "%s notification given up after %d attempt(s): %s", ch, rec.Attempts, rec.LastError)
 		} else {
+			notifications.WithLabelValues(string(ch), "retrying").Inc()
 			r.Recorder.Eventf(mt, nil, corev1.EventTypeWarning, "NotificationRetrying", "Notify", "%s notification attempt %d failed: %s", ch, rec.Attempts, rec.LastError)
 		}
 	}
