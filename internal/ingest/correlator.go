@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -289,7 +290,14 @@ func (c *Correlator) TraceID(host, queueID string) string {
 }
 
 // Feed reads one line (without its newline).
-func (c *Correlator) Feed(line string) error {
+func (c *Correlator) Feed(line string) error { return c.feed(line, false) }
+
+// feed is Feed. When view is set the bytes of line belong to the caller
+// and are reused after the call (a read buffer): the line is then copied
+// only when something of it is kept, which is not the case for the great
+// majority of a server's lines (connect, disconnect, postscreen, TLS,
+// statistics).
+func (c *Correlator) feed(line string, view bool) error {
 	c.stats.Lines++
 	if len(line) > c.cfg.MaxLineBytes {
 		c.stats.skip(ReasonTooLong)
@@ -298,27 +306,34 @@ func (c *Correlator) Feed(line string) error {
 	for n := len(line); n > 0 && (line[n-1] == '\n' || line[n-1] == '\r'); n-- {
 		line = line[:n-1]
 	}
-	if strings.TrimSpace(line) == "" {
-		c.stats.skip(ReasonEmpty)
-		return nil
+	// a line starting with a printable ASCII byte is not blank; only the
+	// others need the full (Unicode) test
+	if len(line) == 0 || !(line[0] > ' ' && line[0] < utf8.RuneSelf) {
+		if strings.TrimSpace(line) == "" {
+			c.stats.skip(ReasonEmpty)
+			return nil
+		}
 	}
 	if !utf8.ValidString(line) {
 		// Repair rather than drop: a Latin-1 subject must not cost the
 		// delivery line it is on.
 		c.stats.InvalidUTF8++
 		line = strings.ToValidUTF8(line, "\uFFFD")
+		view = false
 	}
-	l, err := c.parser.Parse(line)
-	if err != nil {
+	var l syslog.Line
+	if err := c.parser.ParseInto(&l, line); err != nil {
 		c.stats.skip(ReasonNotSyslog)
 		return nil
 	}
-	return c.FeedLine(l, line)
+	return c.feedLine(&l, line, view)
 }
 
 // FeedLine reads one already parsed line; raw is the whole line (it makes
 // event IDs unique).
-func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
+func (c *Correlator) FeedLine(l syslog.Line, raw string) error { return c.feedLine(&l, raw, false) }
+
+func (c *Correlator) feedLine(l *syslog.Line, raw string, view bool) error {
 	daemon, ok := daemonOf(l.Program)
 	if !ok {
 		c.stats.skip(ReasonNotPostfix)
@@ -331,6 +346,22 @@ func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
 	if c.now.Sub(c.lastSweep) >= 10*time.Second {
 		c.sweep()
 		c.lastSweep = c.now
+	}
+	if ignorable(daemon, l.Message) {
+		// What ParseMessage and apply would make of it, without building
+		// a Record: KindIgnored, nothing kept.
+		if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
+			c.disconnect(l.Host, l.PID, l.Message)
+		}
+		c.stats.Ignored++
+		return c.drain()
+	}
+	if view {
+		// this line may be kept: give it bytes of its own
+		owned := strings.Clone(raw)
+		l.Host, l.Program, l.Message = rebase(l.Host, raw, owned), rebase(l.Program, raw, owned), rebase(l.Message, raw, owned)
+		raw = owned
+		daemon, _ = daemonOf(l.Program)
 	}
 	rec := ParseMessage(daemon, l.Message)
 	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
@@ -348,6 +379,19 @@ func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
 		c.stats.Used++
 	}
 	return c.drain()
+}
+
+// rebase returns the substring of to at the place sub has in from (sub is a
+// substring of from, to a copy of from).
+func rebase(sub, from, to string) string {
+	if len(sub) == 0 {
+		return ""
+	}
+	off := int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(from))))
+	if off < 0 || off+len(sub) > len(from) || len(to) != len(from) {
+		return strings.Clone(sub)
+	}
+	return to[off : off+len(sub)]
 }
 
 // disconnect ends an smtpd session: a transaction still waiting for DATA

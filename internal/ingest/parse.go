@@ -122,14 +122,41 @@ func isLongQueueID(s string) bool {
 
 // splitQueueID splits "QID: rest".
 func splitQueueID(msg string) (qid, rest string, ok bool) {
-	i := strings.Index(msg, ": ")
-	if i < 0 {
+	// A queue id is letters and digits only, so the first ": " can only
+	// end one if everything before it is letters and digits: look no
+	// further than the longest queue id (strings.Index(msg, ": ") would
+	// scan the whole message of every line that has none).
+	i := 0
+	for i < len(msg) && i <= 20 && isAlnum(msg[i]) {
+		i++
+	}
+	if i+1 >= len(msg) || msg[i] != ':' || msg[i+1] != ' ' {
 		return "", "", false
 	}
 	if !isQueueID(msg[:i]) {
 		return "", "", false
 	}
 	return msg[:i], msg[i+2:], true
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+// ignorable reports, by a few byte comparisons, that ParseMessage(daemon,
+// msg) is KindIgnored (connect, disconnect, postscreen, TLS, statistics:
+// most of a server's lines): a Postfix message that is neither NOQUEUE nor
+// proxy- nor "QID: ...".
+func ignorable(daemon, msg string) bool {
+	switch daemon {
+	case "amavis", "pmg-smtp-filter":
+		return false
+	}
+	if strings.HasPrefix(msg, "NOQUEUE: ") || strings.HasPrefix(msg, "proxy-") {
+		return false
+	}
+	_, _, ok := splitQueueID(msg)
+	return !ok
 }
 
 // ParseMessage parses the message part of a syslog line logged by daemon

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -67,7 +68,9 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 				c.stats.Lines++
 				c.stats.skip(ReasonTooLong)
 			} else if len(line) > 0 || err == nil {
-				if ferr := c.Feed(line); ferr != nil {
+				// the line's bytes are the reader's buffer: feed copies
+				// what it keeps
+				if ferr := c.feed(unsafe.String(unsafe.SliceData(line), len(line)), true); ferr != nil {
 					return c.Stats(), ferr
 				}
 			}
@@ -91,18 +94,19 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 // readLine reads one line of at most max bytes; a longer line is skipped to
 // its end and reported as tooLong. A last line without a newline is
 // returned with io.EOF.
-func readLine(br *bufio.Reader, max int) (line string, tooLong bool, err error) {
-	// fast path: the whole line is in the buffer (one allocation, the string)
+// The line is valid until the next read from br.
+func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	// fast path: the whole line is in the buffer (no copy)
 	frag, e := br.ReadSlice('\n')
 	if e != bufio.ErrBufferFull {
 		if len(frag) > max+1 {
-			return "", true, e
+			return nil, true, e
 		}
 		n := len(frag)
 		if n > 0 && frag[n-1] == '\n' {
 			n--
 		}
-		return string(frag[:n]), false, e
+		return frag[:n], false, e
 	}
 	var buf []byte
 	for first := true; ; first = false {
@@ -126,11 +130,11 @@ func readLine(br *bufio.Reader, max int) (line string, tooLong bool, err error) 
 		break
 	}
 	if tooLong {
-		return "", true, err
+		return nil, true, err
 	}
 	n := len(buf)
 	if n > 0 && buf[n-1] == '\n' {
 		n--
 	}
-	return string(buf[:n]), false, err
+	return buf[:n], false, err
 }

@@ -41,10 +41,39 @@ type Line struct {
 // ErrNotSyslog is returned for lines that do not start with a syslog header.
 var ErrNotSyslog = errors.New("not syslog")
 
-var months = map[string]time.Month{
-	"Jan": time.January, "Feb": time.February, "Mar": time.March, "Apr": time.April,
-	"May": time.May, "Jun": time.June, "Jul": time.July, "Aug": time.August,
-	"Sep": time.September, "Oct": time.October, "Nov": time.November, "Dec": time.December,
+// month reads a three-letter English month abbreviation (a switch, not a
+// map: this runs once per line).
+func month(s string) (time.Month, bool) {
+	if len(s) < 3 {
+		return 0, false
+	}
+	switch s[:3] {
+	case "Jan":
+		return time.January, true
+	case "Feb":
+		return time.February, true
+	case "Mar":
+		return time.March, true
+	case "Apr":
+		return time.April, true
+	case "May":
+		return time.May, true
+	case "Jun":
+		return time.June, true
+	case "Jul":
+		return time.July, true
+	case "Aug":
+		return time.August, true
+	case "Sep":
+		return time.September, true
+	case "Oct":
+		return time.October, true
+	case "Nov":
+		return time.November, true
+	case "Dec":
+		return time.December, true
+	}
+	return 0, false
 }
 
 // ParseLine parses one line. ref is the reference time that RFC 3164
@@ -53,9 +82,9 @@ var months = map[string]time.Month{
 // what a live tail needs, December lines read in January included. loc is
 // the time zone of RFC 3164 timestamps (UTC when nil).
 func ParseLine(line string, ref time.Time, loc *time.Location) (Line, error) {
-	return parse(line, func(m time.Month, d, hh, mm, ss, ns int) time.Time {
-		return yearNotAfter(m, d, hh, mm, ss, ns, ref, loc)
-	}, ref)
+	var l Line
+	err := parse(&l, line, &placer{ref: ref, loc: loc})
+	return l, err
 }
 
 // Parser parses the lines of one file or stream in order and infers the year
@@ -70,23 +99,27 @@ type Parser struct {
 
 // Parse parses the next line.
 func (p *Parser) Parse(line string) (Line, error) {
-	ref := p.last
-	if ref.IsZero() {
-		ref = p.Reference
-		if ref.IsZero() {
-			ref = time.Now()
+	var l Line
+	err := p.ParseInto(&l, line)
+	return l, err
+}
+
+// ParseInto is Parse into *l (which is overwritten; on error it is the zero
+// Line): a reader of many lines reuses one Line.
+func (p *Parser) ParseInto(l *Line, line string) error {
+	pl := placer{ref: p.last, loc: p.Location, closest: true}
+	if pl.ref.IsZero() {
+		pl.closest = false
+		pl.ref = p.Reference
+		if pl.ref.IsZero() {
+			pl.ref = time.Now()
 		}
 	}
-	l, err := parse(line, func(m time.Month, d, hh, mm, ss, ns int) time.Time {
-		if p.last.IsZero() {
-			return yearNotAfter(m, d, hh, mm, ss, ns, ref, p.Location)
-		}
-		return yearClosest(m, d, hh, mm, ss, ns, ref, p.Location)
-	}, ref)
+	err := parse(l, line, &pl)
 	if err == nil && l.Time.After(p.last) {
 		p.last = l.Time
 	}
-	return l, err
+	return err
 }
 
 // Last is the latest time seen so far (zero before the first line).
@@ -129,61 +162,86 @@ func yearClosest(m time.Month, d, hh, mm, ss, ns int, ref time.Time, loc *time.L
 	return t
 }
 
-type placeFunc func(m time.Month, d, hh, mm, ss, ns int) time.Time
+// placer places an RFC 3164 date (no year) in time: against ref, by
+// yearClosest once lines have been seen (closest), by yearNotAfter before.
+type placer struct {
+	ref     time.Time
+	loc     *time.Location
+	closest bool
+}
 
-func parse(line string, place placeFunc, ref time.Time) (Line, error) {
-	var l Line
+func (pl *placer) place(m time.Month, d, hh, mm, ss, ns int) time.Time {
+	if pl.closest {
+		return yearClosest(m, d, hh, mm, ss, ns, pl.ref, pl.loc)
+	}
+	return yearNotAfter(m, d, hh, mm, ss, ns, pl.ref, pl.loc)
+}
+
+// tagEnd marks the bytes that end a syslog tag's program name.
+var tagEnd = [256]bool{'[': true, ':': true, ' ': true}
+
+func parse(l *Line, line string, pl *placer) error {
+	*l = Line{}
 	rest, ok := "", false
 	if len(line) > 0 && line[0] >= '0' && line[0] <= '9' {
-		l.Time, rest, ok = parseISO(line, ref)
+		l.Time, rest, ok = parseISO(line, pl.ref)
 		l.HasYear = true
 	} else {
-		l.Time, rest, ok = parse3164(line, place)
+		l.Time, rest, ok = parse3164(line, pl)
 	}
 	if !ok {
-		return Line{}, ErrNotSyslog
+		*l = Line{}
+		return ErrNotSyslog
 	}
 	// host
-	rest = strings.TrimLeft(rest, " ")
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
 	i := strings.IndexByte(rest, ' ')
 	if i <= 0 {
-		return Line{}, ErrNotSyslog
+		*l = Line{}
+		return ErrNotSyslog
 	}
 	l.Host, rest = rest[:i], rest[i+1:]
-	rest = strings.TrimLeft(rest, " ")
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
 	// tag: program[pid]: or program: or program[pid] (colon missing)
 	end := 0
-	for end < len(rest) && rest[end] != '[' && rest[end] != ':' && rest[end] != ' ' {
+	for end < len(rest) && !tagEnd[rest[end]] {
 		end++
 	}
 	if end <= 0 || end == len(rest) {
-		return Line{}, ErrNotSyslog
+		*l = Line{}
+		return ErrNotSyslog
 	}
 	l.Program = rest[:end]
 	rest = rest[end:]
 	if rest[0] == '[' {
 		j := strings.IndexByte(rest, ']')
 		if j < 0 {
-			return Line{}, ErrNotSyslog
+			*l = Line{}
+			return ErrNotSyslog
 		}
 		pid, err := atoiDigits(rest[1:j])
 		if err != nil || j == 1 || j > 11 {
-			return Line{}, ErrNotSyslog
+			*l = Line{}
+			return ErrNotSyslog
 		}
 		l.PID = pid
 		rest = rest[j+1:]
 	}
 	rest = strings.TrimPrefix(rest, ":")
 	l.Message = strings.TrimPrefix(rest, " ")
-	return l, nil
+	return nil
 }
 
-func parse3164(s string, place placeFunc) (time.Time, string, bool) {
+func parse3164(s string, pl *placer) (time.Time, string, bool) {
 	// "Mmm dd hh:mm:ss" with dd space-padded; at least 15 bytes.
 	if len(s) < 16 {
 		return time.Time{}, "", false
 	}
-	m, ok := months[s[:3]]
+	m, ok := month(s)
 	if !ok || s[3] != ' ' {
 		return time.Time{}, "", false
 	}
@@ -201,7 +259,7 @@ func parse3164(s string, place placeFunc) (time.Time, string, bool) {
 	if !ok || len(rest) == 0 || rest[0] != ' ' {
 		return time.Time{}, "", false
 	}
-	t := place(m, d, hh, mm, ss, ns)
+	t := pl.place(m, d, hh, mm, ss, ns)
 	if t.Day() != d { // Feb 30 and the like
 		return time.Time{}, "", false
 	}
@@ -213,11 +271,11 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 	if len(s) < 8 || s[2] != ':' || s[5] != ':' {
 		return
 	}
-	var e1, e2, e3 error
-	hh, e1 = atoiDigits(s[0:2])
-	mm, e2 = atoiDigits(s[3:5])
-	ss, e3 = atoiDigits(s[6:8])
-	if e1 != nil || e2 != nil || e3 != nil || hh > 23 || mm > 59 || ss > 60 {
+	var ok1, ok2, ok3 bool
+	hh, ok1 = two(s[0], s[1])
+	mm, ok2 = two(s[3], s[4])
+	ss, ok3 = two(s[6], s[7])
+	if !ok1 || !ok2 || !ok3 || hh > 23 || mm > 59 || ss > 60 {
 		return
 	}
 	if ss == 60 {
@@ -245,6 +303,14 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 	}
 	ok = true
 	return
+}
+
+// two reads two decimal digits.
+func two(a, b byte) (int, bool) {
+	if a < '0' || a > '9' || b < '0' || b > '9' {
+		return 0, false
+	}
+	return int(a-'0')*10 + int(b-'0'), true
 }
 
 func atoiDigits(s string) (int, error) {
@@ -279,16 +345,16 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 	if len(s) < 6 || s[2] != '-' {
 		return time.Time{}, "", false
 	}
-	mo, e1 := atoiDigits(s[0:2])
-	d, e2 := atoiDigits(s[3:5])
-	if e1 != nil || e2 != nil || mo < 1 || mo > 12 || d < 1 || d > 31 || (s[5] != 'T' && s[5] != ' ') {
+	mo, ok1 := two(s[0], s[1])
+	d, ok2 := two(s[3], s[4])
+	if !ok1 || !ok2 || mo < 1 || mo > 12 || d < 1 || d > 31 || (s[5] != 'T' && s[5] != ' ') {
 		return time.Time{}, "", false
 	}
 	hh, mm, ss, ns, rest, ok := parseClock(s[6:])
 	if !ok {
 		return time.Time{}, "", false
 	}
-	loc := time.UTC
+	loc, off := time.UTC, 0
 	switch {
 	case strings.HasPrefix(rest, "Z"):
 		rest = rest[1:]
@@ -315,16 +381,51 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 		if err1 != nil || err2 != nil || oh > 14 || om > 59 {
 			return time.Time{}, "", false
 		}
-		loc = fixedZone(sign * (oh*3600 + om*60))
+		off = sign * (oh*3600 + om*60)
+		loc = fixedZone(off)
 	}
 	if len(rest) == 0 || rest[0] != ' ' {
 		return time.Time{}, "", false
 	}
-	t := time.Date(y, time.Month(mo), d, hh, mm, ss, ns, loc)
-	if t.Day() != d {
+	if d > daysIn(mo, y) { // Feb 30 and the like
 		return time.Time{}, "", false
 	}
-	return t, rest, true
+	// time.Date(y, mo, d, hh, mm, ss, ns, loc) for a fixed zone, without
+	// its zone lookup and normalisation (the fields are in range here).
+	sec := daysFromCivil(y, mo, d)*86400 + int64(hh*3600+mm*60+ss)
+	return time.Unix(sec-int64(off), int64(ns)).In(loc), rest, true
+}
+
+// daysIn returns the number of days of month mo (1-12) of year y.
+func daysIn(mo, y int) int {
+	switch mo {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian
+// date (Howard Hinnant's algorithm, valid for every year).
+func daysFromCivil(y, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y
+	if era < 0 {
+		era -= 399
+	}
+	era /= 400
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
 }
 
 // zones caches the fixed zones of offsets that are not whole hours (the
@@ -332,8 +433,20 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 // one or two, and a new *time.Location per line is an allocation per line.
 var zones sync.Map // int -> *time.Location
 
+// hourZones are time.FixedZone("", h*3600) for h in -12..14, which the time
+// package itself caches (the same pointers), without its sync.Once per call.
+var hourZones = func() (z [27]*time.Location) {
+	for h := -12; h <= 14; h++ {
+		z[h+12] = time.FixedZone("", h*3600)
+	}
+	return z
+}()
+
 func fixedZone(offset int) *time.Location {
 	if offset%3600 == 0 {
+		if h := offset / 3600; h >= -12 && h <= 14 {
+			return hourZones[h+12] // what time.FixedZone returns for these
+		}
 		return time.FixedZone("", offset)
 	}
 	if z, ok := zones.Load(offset); ok {
