@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -97,4 +98,32 @@ func TestScheduleValidation(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
+}
+
+// kubectl get mts shows schedule, time zone, suspend, last schedule, next and age.
+func TestSchedulePrinterColumns(t *testing.T) {
+	env := kubetest.Get(t)
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := env.Client.Get(ctx(t), client.ObjectKey{Name: "messagetraceschedules.mailtrace.io"}, &crd); err != nil {
+		t.Fatal(err)
+	}
+	if got := crd.Spec.Names.ShortNames; len(got) != 1 || got[0] != "mts" {
+		t.Errorf("short names %v, want [mts]", got)
+	}
+	want := []string{"Schedule=.spec.schedule", "TimeZone=.spec.timeZone", "Suspend=.spec.suspend",
+		"Last Schedule=.status.lastScheduleTime", "Next=.status.nextScheduleTime", "Age=.metadata.creationTimestamp"}
+	for _, v := range crd.Spec.Versions {
+		var got []string
+		for _, c := range v.AdditionalPrinterColumns {
+			if c.Priority == 0 {
+				got = append(got, c.Name+"="+c.JSONPath)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: default columns %v, want %v", v.Name, got, want)
+		}
+		if v.Subresources == nil || v.Subresources.Status == nil {
+			t.Errorf("%s: no status subresource", v.Name)
+		}
+	}
 }
