@@ -74,7 +74,7 @@ test: test-deps lint ## Run every test: unit, store conformance (SQLite and Post
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
-	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/...
+	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/
 
 ##@ Demo
 
