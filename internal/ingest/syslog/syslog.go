@@ -95,6 +95,7 @@ type Parser struct {
 	Reference time.Time
 	Location  *time.Location
 	last      time.Time
+	iso       isoCache
 }
 
 // Parse parses the next line.
@@ -115,6 +116,7 @@ func (p *Parser) ParseInto(l *Line, line string) error {
 			pl.ref = time.Now()
 		}
 	}
+	pl.iso = &p.iso
 	err := parse(l, line, &pl)
 	if err == nil && l.Time.After(p.last) {
 		p.last = l.Time
@@ -168,6 +170,7 @@ type placer struct {
 	ref     time.Time
 	loc     *time.Location
 	closest bool
+	iso     *isoCache // nil: none
 }
 
 func (pl *placer) place(m time.Month, d, hh, mm, ss, ns int) time.Time {
@@ -184,7 +187,7 @@ func parse(l *Line, line string, pl *placer) error {
 	*l = Line{}
 	rest, ok := "", false
 	if len(line) > 0 && line[0] >= '0' && line[0] <= '9' {
-		l.Time, rest, ok = parseISO(line, pl.ref)
+		l.Time, rest, ok = parseISOCached(line, pl.ref, pl.iso)
 		l.HasYear = true
 	} else {
 		l.Time, rest, ok = parse3164(line, pl)
@@ -218,13 +221,13 @@ func parse(l *Line, line string, pl *placer) error {
 	l.Program = rest[:end]
 	rest = rest[end:]
 	if rest[0] == '[' {
-		j := strings.IndexByte(rest, ']')
-		if j < 0 {
-			*l = Line{}
-			return ErrNotSyslog
+		// [digits]: at most 10 digits, closed by ']'
+		j, pid := 1, 0
+		for j < len(rest) && j <= 11 && rest[j] >= '0' && rest[j] <= '9' {
+			pid = pid*10 + int(rest[j]-'0')
+			j++
 		}
-		pid, err := atoiDigits(rest[1:j])
-		if err != nil || j == 1 || j > 11 {
+		if j >= len(rest) || rest[j] != ']' || j == 1 || j > 11 {
 			*l = Line{}
 			return ErrNotSyslog
 		}
@@ -294,7 +297,10 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 		if len(frac) > 9 {
 			frac = frac[:9]
 		}
-		n, _ := atoiDigits(frac)
+		n := 0
+		for k := 0; k < len(frac); k++ {
+			n = n*10 + int(frac[k]-'0')
+		}
 		for k := len(frac); k < 9; k++ {
 			n *= 10
 		}
@@ -330,69 +336,121 @@ func atoiDigits(s string) (int, error) {
 // real files) is completed from ref: the year ending in those digits that is
 // closest to ref.
 func parseISO(s string, ref time.Time) (time.Time, string, bool) {
-	i := 0
-	for i < len(s) && i < 5 && s[i] >= '0' && s[i] <= '9' {
-		i++
+	return parseISOCached(s, ref, nil)
+}
+
+// isoCache remembers the date and the zone of the latest RFC 3339
+// timestamp a Parser read: the lines of a file share them, and parsing a
+// date or a zone is a pure function of its bytes (a four-digit year's; a
+// truncated year depends on the reference and is not cached), so equal
+// bytes give the equal result without the arithmetic.
+type isoCache struct {
+	date   [10]byte // "YYYY-MM-DD"
+	days   int64    // days since 1970-01-01 of date
+	y      int
+	mo, d  int
+	dateOK bool
+	zone   [6]byte // "Z", "", "+hh:mm", "+hhmm" as it was written
+	zlen   int
+	off    int
+	loc    *time.Location
+	zoneOK bool
+}
+
+func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bool) {
+	var y, mo, d int
+	var days int64
+	if c != nil && c.dateOK && len(s) > 10 && s[:10] == string(c.date[:]) {
+		y, mo, d, days = c.y, c.mo, c.d, c.days
+		s = s[5:] // as below: s is "MM-DD" and the rest
+	} else {
+		full := s
+		i := 0
+		for i < len(s) && i < 5 && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == 0 || i > 4 || i >= len(s) || s[i] != '-' {
+			return time.Time{}, "", false
+		}
+		y, _ = atoiDigits(s[:i])
+		if i < 4 {
+			y = completeYear(y, i, ref)
+		}
+		s = s[i+1:]
+		if len(s) < 6 || s[2] != '-' {
+			return time.Time{}, "", false
+		}
+		var ok1, ok2 bool
+		mo, ok1 = two(s[0], s[1])
+		d, ok2 = two(s[3], s[4])
+		if !ok1 || !ok2 || mo < 1 || mo > 12 || d < 1 || d > 31 {
+			return time.Time{}, "", false
+		}
+		if d > daysIn(mo, y) { // Feb 30 and the like
+			return time.Time{}, "", false
+		}
+		days = daysFromCivil(y, mo, d)
+		if c != nil && i == 4 {
+			copy(c.date[:], full[:10])
+			c.y, c.mo, c.d, c.days, c.dateOK = y, mo, d, days, true
+		}
 	}
-	if i == 0 || i > 4 || i >= len(s) || s[i] != '-' {
-		return time.Time{}, "", false
-	}
-	y, _ := atoiDigits(s[:i])
-	if i < 4 {
-		y = completeYear(y, i, ref)
-	}
-	s = s[i+1:]
-	if len(s) < 6 || s[2] != '-' {
-		return time.Time{}, "", false
-	}
-	mo, ok1 := two(s[0], s[1])
-	d, ok2 := two(s[3], s[4])
-	if !ok1 || !ok2 || mo < 1 || mo > 12 || d < 1 || d > 31 || (s[5] != 'T' && s[5] != ' ') {
+	if s[5] != 'T' && s[5] != ' ' {
 		return time.Time{}, "", false
 	}
 	hh, mm, ss, ns, rest, ok := parseClock(s[6:])
 	if !ok {
 		return time.Time{}, "", false
 	}
-	loc, off := time.UTC, 0
-	switch {
-	case strings.HasPrefix(rest, "Z"):
-		rest = rest[1:]
-	case len(rest) > 0 && (rest[0] == '+' || rest[0] == '-'):
-		sign := 1
-		if rest[0] == '-' {
-			sign = -1
-		}
-		z := rest[1:]
-		var oh, om int
-		var err1, err2 error
+	var loc *time.Location
+	var off int
+	if c != nil && c.zoneOK && len(rest) > c.zlen && rest[c.zlen] == ' ' && rest[:c.zlen] == string(c.zone[:c.zlen]) {
+		loc, off, rest = c.loc, c.off, rest[c.zlen:]
+	} else {
+		zone := rest
+		loc, off = time.UTC, 0
 		switch {
-		case len(z) >= 5 && z[2] == ':':
-			oh, err1 = atoiDigits(z[0:2])
-			om, err2 = atoiDigits(z[3:5])
-			rest = z[5:]
-		case len(z) >= 4:
-			oh, err1 = atoiDigits(z[0:2])
-			om, err2 = atoiDigits(z[2:4])
-			rest = z[4:]
-		default:
+		case strings.HasPrefix(rest, "Z"):
+			rest = rest[1:]
+		case len(rest) > 0 && (rest[0] == '+' || rest[0] == '-'):
+			sign := 1
+			if rest[0] == '-' {
+				sign = -1
+			}
+			z := rest[1:]
+			var oh, om int
+			var err1, err2 error
+			switch {
+			case len(z) >= 5 && z[2] == ':':
+				oh, err1 = atoiDigits(z[0:2])
+				om, err2 = atoiDigits(z[3:5])
+				rest = z[5:]
+			case len(z) >= 4:
+				oh, err1 = atoiDigits(z[0:2])
+				om, err2 = atoiDigits(z[2:4])
+				rest = z[4:]
+			default:
+				return time.Time{}, "", false
+			}
+			if err1 != nil || err2 != nil || oh > 14 || om > 59 {
+				return time.Time{}, "", false
+			}
+			off = sign * (oh*3600 + om*60)
+			loc = fixedZone(off)
+		}
+		if len(rest) == 0 || rest[0] != ' ' {
 			return time.Time{}, "", false
 		}
-		if err1 != nil || err2 != nil || oh > 14 || om > 59 {
-			return time.Time{}, "", false
+		// (time.FixedZone makes a new Location for every whole-hour offset
+		// beyond -12..+14: those are not cached, so each line keeps its own)
+		if c != nil && (off%3600 != 0 || off >= -12*3600 && off <= 14*3600) {
+			c.zlen = copy(c.zone[:], zone[:len(zone)-len(rest)])
+			c.off, c.loc, c.zoneOK = off, loc, true
 		}
-		off = sign * (oh*3600 + om*60)
-		loc = fixedZone(off)
-	}
-	if len(rest) == 0 || rest[0] != ' ' {
-		return time.Time{}, "", false
-	}
-	if d > daysIn(mo, y) { // Feb 30 and the like
-		return time.Time{}, "", false
 	}
 	// time.Date(y, mo, d, hh, mm, ss, ns, loc) for a fixed zone, without
 	// its zone lookup and normalisation (the fields are in range here).
-	sec := daysFromCivil(y, mo, d)*86400 + int64(hh*3600+mm*60+ss)
+	sec := days*86400 + int64(hh*3600+mm*60+ss)
 	return time.Unix(sec-int64(off), int64(ns)).In(loc), rest, true
 }
 
