@@ -239,6 +239,9 @@ type Correlator struct {
 	stats        Stats
 	out          []store.Event
 	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
+	// emitCopies: emit copies the events and keeps nothing of the slice
+	// (IngestReader's), so the slice is reused for the next line's
+	emitCopies bool
 }
 
 // NewCorrelator returns a correlator that passes the events of each line to
@@ -424,7 +427,11 @@ func (c *Correlator) drain() error {
 	evs := c.out
 	c.out = nil
 	c.stats.Events += int64(len(evs))
-	return c.emit(evs)
+	err := c.emit(evs)
+	if c.emitCopies {
+		c.out = evs[:0]
+	}
+	return err
 }
 
 // Advance moves the correlator's clock (log time) to now when no line has
@@ -462,6 +469,9 @@ func (c *Correlator) sortedFilters(keep func(*filterRec) bool) []*filterRec {
 			out = append(out, f)
 		}
 	}
+	if len(out) < 2 {
+		return out
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].first.Equal(out[j].first) {
 			return out[i].first.Before(out[j].first)
@@ -477,6 +487,9 @@ func (c *Correlator) sortedMsgs(keep func(*message) bool) []*message {
 		if keep(m) {
 			out = append(out, m)
 		}
+	}
+	if len(out) < 2 {
+		return out
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].first.Equal(out[j].first) {
@@ -521,12 +534,21 @@ func (c *Correlator) sweep() {
 // ---- trace IDs and event IDs
 
 func digest(parts ...string) string {
-	h := sha256.New()
+	n := 0
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		n += len(p) + 1
 	}
-	return hex.EncodeToString(h.Sum(nil)[:10])
+	var stack [512]byte
+	buf := stack[:0]
+	if n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	for _, p := range parts {
+		buf = append(buf, p...)
+		buf = append(buf, 0)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:10])
 }
 
 func traceIDFor(host, qid string, start time.Time) string {
@@ -537,9 +559,26 @@ func traceIDFor(host, qid string, start time.Time) string {
 }
 
 func eventID(host, qid string, t time.Time, raw string, typ store.EventType, rcpt string) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00%s", host, qid, t.UnixNano(), raw, typ, store.NormalizeAddress(rcpt))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	// the bytes of fmt "%s\x00%s\x00%d\x00%s\x00%s\x00%s", built without fmt
+	rcpt = store.NormalizeAddress(rcpt)
+	var stack [1024]byte
+	buf := stack[:0]
+	if n := len(host) + len(qid) + 20 + len(raw) + len(typ) + len(rcpt) + 5; n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	buf = append(buf, host...)
+	buf = append(buf, 0)
+	buf = append(buf, qid...)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, t.UnixNano(), 10)
+	buf = append(buf, 0)
+	buf = append(buf, raw...)
+	buf = append(buf, 0)
+	buf = append(buf, typ...)
+	buf = append(buf, 0)
+	buf = append(buf, rcpt...)
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:16])
 }
 
 // ---- messages

@@ -176,7 +176,7 @@ func ParseMessage(daemon, msg string) Record {
 		case strings.HasPrefix(rest, "client="):
 			r.Kind = KindSession
 			kv := parseKV(rest)
-			r.ClientName, r.ClientIP = splitNameAddr(kv["client"])
+			r.ClientName, r.ClientIP = splitNameAddr(kv.get("client"))
 		default:
 			parseAction(&r, rest)
 		}
@@ -196,13 +196,13 @@ func ParseMessage(daemon, msg string) Record {
 	case strings.HasPrefix(rest, "client="):
 		r.Kind = KindClient
 		kv := parseKV(rest)
-		r.ClientName, r.ClientIP = splitNameAddr(kv["client"])
-		r.OrigClientName, r.OrigClientIP = splitNameAddr(kv["orig_client"])
-		r.SASLUsername = kv["sasl_username"]
+		r.ClientName, r.ClientIP = splitNameAddr(kv.get("client"))
+		r.OrigClientName, r.OrigClientIP = splitNameAddr(kv.get("orig_client"))
+		r.SASLUsername = kv.get("sasl_username")
 	case strings.HasPrefix(rest, "uid="):
 		r.Kind = KindPickup
 		kv := parseKV(rest)
-		r.UID = kv["uid"]
+		r.UID = kv.get("uid")
 		r.From, r.HasFrom = addr(kv, "from")
 	case strings.HasPrefix(rest, "message-id="):
 		r.Kind = KindMessageID
@@ -221,8 +221,8 @@ func ParseMessage(daemon, msg string) Record {
 		r.Kind = KindQueued
 		kv := parseKV(rest)
 		r.From, r.HasFrom = addr(kv, "from")
-		r.Size, _ = strconv.ParseInt(kv["size"], 10, 64)
-		r.NRcpt, _ = strconv.Atoi(kv["nrcpt"])
+		r.Size, _ = strconv.ParseInt(kv.get("size"), 10, 64)
+		r.NRcpt, _ = strconv.Atoi(kv.get("nrcpt"))
 	case strings.Contains(rest, " notification: "):
 		i := strings.Index(rest, " notification: ")
 		id := strings.TrimSpace(rest[i+len(" notification: "):])
@@ -414,8 +414,8 @@ func parseDelivery(r *Record, rest string) {
 	kv := parseKV(head)
 	r.To, _ = addr(kv, "to")
 	r.OrigTo, _ = addr(kv, "orig_to")
-	r.Relay = kv["relay"]
-	r.DSN = kv["dsn"]
+	r.Relay = kv.get("relay")
+	r.DSN = kv.get("dsn")
 	name, ip, port := splitRelay(r.Relay)
 	_ = name
 	r.RelayIP, r.RelayPort = ip, port
@@ -615,8 +615,8 @@ func isPMGID(s string) bool {
 
 // parseKV reads key=value pairs separated by ", " or " ". Values in angle
 // brackets may hold anything but '>'.
-func parseKV(s string) map[string]string {
-	kv := map[string]string{}
+func parseKV(s string) kvList {
+	var kv kvList
 	for len(s) > 0 {
 		s = strings.TrimLeft(s, " ,")
 		eq := strings.IndexByte(s, '=')
@@ -647,17 +647,55 @@ func parseKV(s string) map[string]string {
 				val, s = s[:end], s[end:]
 			}
 		}
-		if _, dup := kv[key]; !dup {
-			kv[key] = val
-		}
+		kv.add(key, val)
 	}
 	return kv
 }
 
+// kvList is the key=value pairs of a line in the order read, the first of
+// a repeated key kept: a handful of pairs, so a slice on the stack instead
+// of a map per line.
+type kvList struct {
+	n    int
+	fix  [12][2]string
+	more [][2]string
+}
+
+func (kv *kvList) lookup(key string) (string, bool) {
+	for i := 0; i < kv.n; i++ {
+		if kv.fix[i][0] == key {
+			return kv.fix[i][1], true
+		}
+	}
+	for _, p := range kv.more {
+		if p[0] == key {
+			return p[1], true
+		}
+	}
+	return "", false
+}
+
+func (kv *kvList) get(key string) string {
+	v, _ := kv.lookup(key)
+	return v
+}
+
+func (kv *kvList) add(key, val string) {
+	if _, dup := kv.lookup(key); dup {
+		return
+	}
+	if kv.n < len(kv.fix) {
+		kv.fix[kv.n] = [2]string{key, val}
+		kv.n++
+		return
+	}
+	kv.more = append(kv.more, [2]string{key, val})
+}
+
 // addr returns the address of kv[key] without angle brackets, and whether
 // the key was present.
-func addr(kv map[string]string, key string) (string, bool) {
-	v, ok := kv[key]
+func addr(kv kvList, key string) (string, bool) {
+	v, ok := kv.lookup(key)
 	if !ok {
 		return "", false
 	}

@@ -35,22 +35,30 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 64<<10)
 	}
+	// The sink may keep a batch, so each batch is a new slice; after a
+	// full one, the next is made full size at once instead of growing.
 	var batch []store.Event
+	next := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		err := sink(batch)
+		next = len(batch)
 		batch = nil
 		return err
 	}
 	c := NewCorrelator(cfg, func(evs []store.Event) error {
+		if batch == nil && next > 0 {
+			batch = make([]store.Event, 0, next)
+		}
 		batch = append(batch, evs...)
 		if len(batch) >= BatchSize {
 			return flush()
 		}
 		return nil
 	})
+	c.emitCopies = true
 	if hook != nil {
 		hook(c)
 	}
