@@ -68,9 +68,14 @@ test-deps: ## Build or install what the tests start: envtest control plane, Post
 	@hack/minio.sh >/dev/null
 
 .PHONY: test
-test: test-deps lint ## Run every test: unit, store conformance (SQLite and PostgreSQL), S3, envtest.
+test: test-deps lint test-faults ## Run every test: unit, store conformance (SQLite and PostgreSQL), S3, envtest.
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" MAILTRACE_TEST_MINIO="$$(hack/minio.sh)" \
 		$(GO) test -count=1 -timeout 45m ./...
+
+.PHONY: test-faults
+test-faults: test-deps ## Load and fault tests (test/faults: envtest + PostgreSQL) and the 1 GB ingest flood, with their figures.
+	MAILTRACE_FLOOD_BYTES=1G $(GO) test -count=1 -timeout 30m -v -run '^TestFloodMemoryBounded$$' ./internal/ingest/server/ | grep -E '^(---|ok|FAIL|PASS)|flood:'
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test -count=1 -timeout 30m -v ./test/faults/ | grep -vE '^=== RUN'
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
