@@ -28,6 +28,8 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API markers.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=false rbac:roleName=mailtrace-manager paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	cp config/crd/bases/*.yaml internal/demo/crds/  # the binary embeds the CRDs for `mailtrace demo`
+	rm -f charts/mailtrace/crds-src/*.yaml && cp config/crd/bases/*.yaml charts/mailtrace/crds-src/  # the Helm chart's CRDs (test/chart checks the copy)
+	cp config/rbac/role.yaml charts/mailtrace/rbac-src/role.yaml  # the Helm chart's ClusterRole rules
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
