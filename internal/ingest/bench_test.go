@@ -128,7 +128,17 @@ func parseCorrelate(b *testing.B, data []byte) {
 // pflogsumm's own processing of the same file (best of 5 runs, measured in
 // the same run, before the timed loop) for the ratio the issue asks for:
 // x-pflogsumm in wall time, x-pflogsumm-cpu in CPU time.
-func BenchmarkParseCorrelate(b *testing.B) {
+func BenchmarkParseCorrelate(b *testing.B) { benchParseCorrelate(b) }
+
+// BenchmarkParseCorrelateSequential: the same on one goroutine (what
+// IngestReader does with GOMAXPROCS=1), against the pipelined default.
+func BenchmarkParseCorrelateSequential(b *testing.B) {
+	defer func(v bool) { noPipeline = v }(noPipeline)
+	noPipeline = true
+	benchParseCorrelate(b)
+}
+
+func benchParseCorrelate(b *testing.B) {
 	data, n := readBenchLog(b)
 	whole, own, pcpu := pflogsummBest(b, data, 5)
 	parseCorrelate(b, data) // warm up

@@ -236,6 +236,7 @@ type Correlator struct {
 	sessions     map[string]session
 	now          time.Time
 	lastSweep    time.Time
+	sweepAt      time.Time // lastSweep + 10s: now.Sub(lastSweep) >= 10s is !now.Before(sweepAt), now never being before lastSweep
 	stats        Stats
 	out          []store.Event
 	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
@@ -251,7 +252,7 @@ func NewCorrelator(cfg Config, emit func([]store.Event) error) *Correlator {
 	for i, d := range cfg.AcceptedDomains {
 		cfg.AcceptedDomains[i] = strings.ToLower(strings.TrimSpace(d))
 	}
-	return &Correlator{
+	c := &Correlator{
 		cfg:          cfg,
 		emit:         emit,
 		parser:       syslog.Parser{Reference: cfg.Reference, Location: cfg.Location},
@@ -261,6 +262,8 @@ func NewCorrelator(cfg Config, emit func([]store.Event) error) *Correlator {
 		sessions:     map[string]session{},
 		traceIDs:     map[string]string{},
 	}
+	c.setLastSweep(time.Time{})
+	return c
 }
 
 // Stats returns what the correlator has read so far.
@@ -301,10 +304,55 @@ func (c *Correlator) Feed(line string) error { return c.feed(line, false) }
 // majority of a server's lines (connect, disconnect, postscreen, TLS,
 // statistics).
 func (c *Correlator) feed(line string, view bool) error {
-	c.stats.Lines++
+	var p prepared
+	c.prepareLine(&p, &c.parser, line, view, false)
+	return c.consume(&p)
+}
+
+// FeedLine reads one already parsed line; raw is the whole line (it makes
+// event IDs unique).
+func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
+	var p prepared
+	c.prepareParsed(&p, &l, raw, false, false)
+	return c.consume(&p)
+}
+
+// A line is read in two halves: prepare (checks, syslog header, daemon,
+// whether the line can matter: no correlator state but the syslog parser's)
+// and consume (counters, clock, correlation). IngestReader may run the
+// first half of the next lines on another core while the second half runs.
+type prepOp uint8
+
+const (
+	prepNone       prepOp = iota // nothing was read
+	prepTooLong                  // counted as too long
+	prepEmpty                    // counted as empty
+	prepNotSyslog                // counted as not syslog
+	prepNotPostfix               // counted as not postfix
+	prepIgnored                  // KindIgnored, known without ParseMessage
+	prepLine                     // to ParseMessage and apply
+)
+
+// prepared is a line after the first half.
+type prepared struct {
+	op         prepOp
+	invalid    bool // was not valid UTF-8 (repaired)
+	disconnect bool // smtpd "disconnect from"
+	data       bool // ... of a session that sent DATA or BDAT
+	t          time.Time
+	daemon     string
+	line       syslog.Line // prepLine: all of it; prepIgnored: Host and PID
+	raw        string      // prepLine
+	host       *string     // detach: the latest host seen, reused while it stays the same
+}
+
+// prepareLine is the first half of feed. view: line's bytes are reused
+// after the call; detach: p must stay valid after that (copies what it
+// keeps), else p may share line's bytes until consume.
+func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string, view, detach bool) {
 	if len(line) > c.cfg.MaxLineBytes {
-		c.stats.skip(ReasonTooLong)
-		return nil
+		p.op = prepTooLong
+		return
 	}
 	for n := len(line); n > 0 && (line[n-1] == '\n' || line[n-1] == '\r'); n-- {
 		line = line[:n-1]
@@ -313,64 +361,107 @@ func (c *Correlator) feed(line string, view bool) error {
 	// others need the full (Unicode) test
 	if len(line) == 0 || !(line[0] > ' ' && line[0] < utf8.RuneSelf) {
 		if strings.TrimSpace(line) == "" {
-			c.stats.skip(ReasonEmpty)
-			return nil
+			p.op = prepEmpty
+			return
 		}
 	}
 	if !utf8.ValidString(line) {
 		// Repair rather than drop: a Latin-1 subject must not cost the
 		// delivery line it is on.
-		c.stats.InvalidUTF8++
+		p.invalid = true
 		line = strings.ToValidUTF8(line, "\uFFFD")
 		view = false
 	}
-	var l syslog.Line
-	if err := c.parser.ParseInto(&l, line); err != nil {
-		c.stats.skip(ReasonNotSyslog)
-		return nil
+	if err := parser.ParseInto(&p.line, line); err != nil {
+		p.op = prepNotSyslog
+		return
 	}
-	return c.feedLine(&l, line, view)
+	c.prepareParsed(p, &p.line, line, view, detach)
 }
 
-// FeedLine reads one already parsed line; raw is the whole line (it makes
-// event IDs unique).
-func (c *Correlator) FeedLine(l syslog.Line, raw string) error { return c.feedLine(&l, raw, false) }
-
-func (c *Correlator) feedLine(l *syslog.Line, raw string, view bool) error {
+// prepareParsed is the first half of FeedLine (l may be &p.line).
+func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view, detach bool) {
 	daemon, ok := daemonOf(l.Program)
 	if !ok {
-		c.stats.skip(ReasonNotPostfix)
-		return nil
+		p.op = prepNotPostfix
+		return
 	}
-	t := l.Time.UTC()
-	if t.After(c.now) {
-		c.now = t
-	}
-	if c.now.Sub(c.lastSweep) >= 10*time.Second {
-		c.sweep()
-		c.lastSweep = c.now
+	p.t = l.Time.UTC()
+	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
+		p.disconnect = true
+		p.data = strings.Contains(l.Message, " data=") || strings.Contains(l.Message, " bdat=")
 	}
 	if ignorable(daemon, l.Message) {
 		// What ParseMessage and apply would make of it, without building
-		// a Record: KindIgnored, nothing kept.
-		if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
-			c.disconnect(l.Host, l.PID, l.Message)
+		// a Record: KindIgnored, nothing kept but a disconnect's host.
+		p.op = prepIgnored
+		p.line.Host, p.line.PID = l.Host, l.PID
+		if view && detach && p.disconnect && p.host != nil {
+			if *p.host != l.Host {
+				*p.host = strings.Clone(l.Host)
+			}
+			p.line.Host = *p.host
+		}
+		return
+	}
+	p.op = prepLine
+	if view {
+		// this line may be kept: give it bytes of its own
+		owned := strings.Clone(raw)
+		p.line.Time, p.line.PID, p.line.HasYear = l.Time, l.PID, l.HasYear
+		p.line.Host, p.line.Program, p.line.Message = rebase(l.Host, raw, owned), rebase(l.Program, raw, owned), rebase(l.Message, raw, owned)
+		raw = owned
+		daemon, _ = daemonOf(p.line.Program)
+	} else if l != &p.line {
+		p.line = *l
+	}
+	p.daemon, p.raw = daemon, raw
+}
+
+// consume is the second half of feed.
+func (c *Correlator) consume(p *prepared) error {
+	if p.op == prepNone {
+		return nil
+	}
+	c.stats.Lines++
+	if p.invalid {
+		c.stats.InvalidUTF8++
+	}
+	switch p.op {
+	case prepTooLong:
+		c.stats.skip(ReasonTooLong)
+		return nil
+	case prepEmpty:
+		c.stats.skip(ReasonEmpty)
+		return nil
+	case prepNotSyslog:
+		c.stats.skip(ReasonNotSyslog)
+		return nil
+	case prepNotPostfix:
+		c.stats.skip(ReasonNotPostfix)
+		return nil
+	}
+	t := p.t
+	if t.After(c.now) {
+		c.now = t
+	}
+	if !c.now.Before(c.sweepAt) {
+		c.sweep()
+		c.setLastSweep(c.now)
+	}
+	l := &p.line
+	if p.op == prepIgnored {
+		if p.disconnect {
+			c.disconnect(l.Host, l.PID, p.data)
 		}
 		c.stats.Ignored++
 		return c.drain()
 	}
-	if view {
-		// this line may be kept: give it bytes of its own
-		owned := strings.Clone(raw)
-		l.Host, l.Program, l.Message = rebase(l.Host, raw, owned), rebase(l.Program, raw, owned), rebase(l.Message, raw, owned)
-		raw = owned
-		daemon, _ = daemonOf(l.Program)
+	rec := ParseMessage(p.daemon, l.Message)
+	if p.disconnect {
+		c.disconnect(l.Host, l.PID, p.data)
 	}
-	rec := ParseMessage(daemon, l.Message)
-	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
-		c.disconnect(l.Host, l.PID, l.Message)
-	}
-	used := c.apply(l.Host, t, raw, rec, l.PID)
+	used := c.apply(l.Host, t, p.raw, rec, l.PID)
 	switch {
 	case rec.Kind == KindIgnored:
 		c.stats.Ignored++
@@ -400,7 +491,7 @@ func rebase(sub, from, to string) string {
 // disconnect ends an smtpd session: a transaction still waiting for DATA
 // was abandoned (or was a verification probe) unless the session did send
 // DATA or BDAT (then it is a message whose other lines are late).
-func (c *Correlator) disconnect(host string, pid int, msg string) {
+func (c *Correlator) disconnect(host string, pid int, data bool) {
 	k := host + "\x00" + strconv.Itoa(pid)
 	s := c.sessions[k]
 	delete(c.sessions, k)
@@ -412,7 +503,7 @@ func (c *Correlator) disconnect(host string, pid int, msg string) {
 	if m == nil || !m.pendingRoot || m.tr != nil {
 		return
 	}
-	if strings.Contains(msg, " data=") || strings.Contains(msg, " bdat=") {
+	if data {
 		c.releaseRoot(m)
 		return
 	}
@@ -442,7 +533,7 @@ func (c *Correlator) Advance(now time.Time) error {
 	if now.After(c.now) {
 		c.now = now
 		c.sweep()
-		c.lastSweep = c.now
+		c.setLastSweep(c.now)
 	}
 	return c.drain()
 }
@@ -458,6 +549,10 @@ func (c *Correlator) Flush() error {
 		c.releaseRoot(m)
 	}
 	return c.drain()
+}
+
+func (c *Correlator) setLastSweep(t time.Time) {
+	c.lastSweep, c.sweepAt = t, t.Add(10*time.Second)
 }
 
 // sortedFilters and sortedMsgs select in a stable order (first seen, then

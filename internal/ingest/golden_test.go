@@ -303,14 +303,20 @@ func TestMaildataGoldenEvents(t *testing.T) {
 	if len(files) != len(goldenDigests) {
 		t.Errorf("%d maildata files, %d golden digests", len(files), len(goldenDigests))
 	}
-	for _, f := range files {
-		want, ok := goldenDigests[f]
-		if !ok {
-			t.Errorf("%s: no golden digest", f)
-			continue
-		}
-		if got, n := eventsDigest(t, f); got != want {
-			t.Errorf("%s: events digest %s (%d events), want %s", f, got, n, want)
+	// IngestReader runs the pipeline when it has two cores: both ways must
+	// give the same bytes
+	defer func(v bool) { noPipeline = v }(noPipeline)
+	for _, off := range []bool{false, true} {
+		noPipeline = off
+		for _, f := range files {
+			want, ok := goldenDigests[f]
+			if !ok {
+				t.Errorf("%s: no golden digest", f)
+				continue
+			}
+			if got, n := eventsDigest(t, f); got != want {
+				t.Errorf("%s (pipelined %v): events digest %s (%d events), want %s", f, pipelined(), got, n, want)
+			}
 		}
 	}
 }

@@ -127,7 +127,7 @@ func splitQueueID(msg string) (qid, rest string, ok bool) {
 	// further than the longest queue id (strings.Index(msg, ": ") would
 	// scan the whole message of every line that has none).
 	i := 0
-	for i < len(msg) && i <= 20 && isAlnum(msg[i]) {
+	for i < len(msg) && i <= 20 && alnum[msg[i]] {
 		i++
 	}
 	if i+1 >= len(msg) || msg[i] != ':' || msg[i+1] != ' ' {
@@ -139,9 +139,16 @@ func splitQueueID(msg string) (qid, rest string, ok bool) {
 	return msg[:i], msg[i+2:], true
 }
 
-func isAlnum(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
-}
+// alnum marks the bytes of a queue id: ASCII letters and digits.
+var alnum = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c], t[c+'a'-'A'] = true, true
+	}
+	return t
+}()
 
 // ignorable reports, by a few byte comparisons, that ParseMessage(daemon,
 // msg) is KindIgnored (connect, disconnect, postscreen, TLS, statistics:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -62,6 +63,9 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 	if hook != nil {
 		hook(c)
 	}
+	if pipelined() {
+		return ingestPipelined(ctx, br, c, flush)
+	}
 	max := c.cfg.MaxLineBytes
 	n := 0
 	for {
@@ -93,6 +97,118 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
 		}
 	}
+	if err := c.Flush(); err != nil {
+		return c.Stats(), err
+	}
+	return c.Stats(), flush()
+}
+
+// noPipeline turns the two-core pipeline off (tests compare both ways).
+var noPipeline bool
+
+// pipelined: reading and the first half of each line (syslog header,
+// early rejection) on one goroutine, correlation on another, when there
+// are two cores to run them.
+func pipelined() bool { return !noPipeline && runtime.GOMAXPROCS(0) > 1 }
+
+// pipeItem is one read of the loop above: the line's first half and the
+// read's error.
+type pipeItem struct {
+	p   prepared
+	err error
+}
+
+const pipeBatch = 512
+
+// ingestPipelined is the loop of ingestWith with the reading and the first
+// half of each line (prepareLine) on a goroutine of its own, handing
+// batches of prepared lines over a channel: the correlator sees the very
+// same sequence of lines, counts and errors as in the loop, one core
+// reading ahead of the other.
+func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush func() error) (Stats, error) {
+	full := make(chan []pipeItem, 4)
+	free := make(chan []pipeItem, 6)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	for i := 0; i < cap(free); i++ {
+		free <- make([]pipeItem, 0, pipeBatch)
+	}
+	// The first half touches nothing of the correlator but the syslog
+	// parser (and the configuration, read only); the second half never
+	// touches the parser.
+	go func() {
+		defer close(exited)
+		defer close(full)
+		max := c.cfg.MaxLineBytes
+		var host string
+		var batch []pipeItem
+		select {
+		case batch = <-free:
+		case <-done:
+			return
+		}
+		for {
+			line, tooLong, err := readLine(br, max)
+			batch = append(batch, pipeItem{err: err})
+			it := &batch[len(batch)-1]
+			it.p.host = &host
+			if tooLong {
+				it.p.op = prepTooLong
+			} else if len(line) > 0 || err == nil {
+				c.prepareLine(&it.p, &c.parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+			}
+			if len(batch) == cap(batch) || err != nil {
+				select {
+				case full <- batch:
+				case <-done:
+					return
+				}
+				if err != nil {
+					return
+				}
+				select {
+				case batch = <-free:
+					batch = batch[:0]
+				case <-done:
+					return
+				}
+			}
+		}
+	}()
+	stop := func() {
+		close(done)
+		<-exited
+	}
+	n := 0
+	for batch := range full {
+		for i := range batch {
+			it := &batch[i]
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					stop()
+					return c.Stats(), err
+				}
+			}
+			if ferr := c.consume(&it.p); ferr != nil {
+				stop()
+				return c.Stats(), ferr
+			}
+			err := it.err
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				stop()
+				// keep what was read: release it before reporting the error
+				_ = c.Flush()
+				_ = flush()
+				return c.Stats(), fmt.Errorf("ingest: read: %w", err)
+			}
+		}
+		clear(batch) // let the lines go
+		free <- batch
+	}
+	stop()
 	if err := c.Flush(); err != nil {
 		return c.Stats(), err
 	}

@@ -175,7 +175,8 @@ func (c *Correlator) Restore(st State) error {
 	if c.stats.Lines != 0 || len(c.msgs) != 0 {
 		return errors.New("ingest: Restore on a correlator that has read lines")
 	}
-	c.now, c.lastSweep = st.Now, st.Now
+	c.now = st.Now
+	c.setLastSweep(st.Now)
 	if !st.ParserLast.IsZero() {
 		c.parser.Resume(st.ParserLast)
 	}
