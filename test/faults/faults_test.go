@@ -69,8 +69,8 @@ func TestTwoHundredTraces(t *testing.T) {
 	if mc := gauge("controller_runtime_max_concurrent_reconciles"); mc != workers {
 		t.Errorf("max concurrent reconciles %v, want %d", mc, workers)
 	}
-	if p := peak.Load(); p > workers || p < 1 {
-		t.Errorf("peak active workers %d, want 1..%d", p, workers)
+	if p := peak.Load(); p > workers { // sampled: a short peak may be missed, never invented
+		t.Errorf("peak active workers %d, over the bound of %d", p, workers)
 	}
 	if per := float64(writes) / n; per >= 10 {
 		t.Errorf("%.1f writes to the API server per trace, want < 10", per)
