@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,11 +70,11 @@ func (s *Server) tlsConfigs() (syslogCfg, httpCfg *tls.Config, err error) {
 	if s.o.TLSCertFile == "" {
 		return nil, nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(s.o.TLSCertFile, s.o.TLSKeyFile)
-	if err != nil {
+	certs := &certSource{certFile: s.o.TLSCertFile, keyFile: s.o.TLSKeyFile}
+	if _, err := certs.get(nil); err != nil {
 		return nil, nil, fmt.Errorf("ingest TLS: %w", err)
 	}
-	base := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	base := &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	if s.o.TLSClientCAFile != "" {
 		pem, err := os.ReadFile(s.o.TLSClientCAFile)
 		if err != nil {
@@ -96,6 +97,40 @@ func (s *Server) tlsConfigs() (syslogCfg, httpCfg *tls.Config, err error) {
 		}
 	}
 	return syslogCfg, httpCfg, nil
+}
+
+// certSource serves the certificate of TLSCertFile/TLSKeyFile, loading it
+// again when either file changes (a Secret renewed by cert-manager); a pair
+// that does not load (caught between the two files' updates) leaves the
+// previous one in use.
+type certSource struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	stamp             string
+	cert              *tls.Certificate
+}
+
+func (c *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	stamp := ""
+	for _, f := range []string{c.certFile, c.keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			stamp += fmt.Sprintf("%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && stamp == c.stamp {
+		return c.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil
+		}
+		return nil, err
+	}
+	c.cert, c.stamp = &cert, stamp
+	return c.cert, nil
 }
 
 // handshake completes the TLS handshake of a syslog connection (a no-op

@@ -429,3 +429,39 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// A renewed certificate (the Secret's files replaced) is served to the
+// next connection without a restart.
+func TestCertificateRenewal(t *testing.T) {
+	p := newPKI(t)
+	st := openStore(t)
+	r := start(t, st, Options{TLSCertFile: p.certFile, TLSKeyFile: p.keyFile, TLSClientCAFile: p.caFile})
+	serialOf := func() string {
+		c, err := tls.Dial("tcp", r.s.Addr("tcp").String(), p.clientTLS(p.client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serialOf()
+	q := newPKI(t) // another server certificate, of another CA the client now trusts too
+	caPEM, err := os.ReadFile(q.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.pool.AppendCertsFromPEM(caPEM)
+	for from, to := range map[string]string{q.certFile: p.certFile, q.keyFile: p.keyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // a distinct modification time
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := serialOf(); after == before {
+		t.Errorf("still serving certificate %s after the renewal", before)
+	}
+}
