@@ -465,3 +465,43 @@ func TestCertificateRenewal(t *testing.T) {
 		t.Errorf("still serving certificate %s after the renewal", before)
 	}
 }
+
+// Connections over --max-connections are closed at once and counted; the
+// open ones keep working.
+func TestMaxConnections(t *testing.T) {
+	st := openStore(t)
+	r := start(t, st, Options{MaxConnections: 2})
+	addr := r.s.Addr("tcp").String()
+	var open []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	// the server has taken both once a line of each is read
+	for i, c := range open {
+		fmt.Fprintf(c, "Mar  5 10:00:0%d mx postfix/qmgr[2]: ABCDEF000%d: removed\n", i, i)
+	}
+	lines := r.s.Metrics.LinesRead.WithLabelValues("tcp")
+	eventually(t, "both connections read", func() (bool, string) { return val(lines) == 2, fmt.Sprint(val(lines)) })
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Error("a third connection was kept open")
+	}
+	if n := val(r.s.Metrics.Refused.WithLabelValues(ReasonTooManyConns, "tcp")); n != 1 {
+		t.Errorf("refused connections counted %v times", n)
+	}
+	if _, err := open[0].Write([]byte(strings.Join(outOfOrder, "\n") + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	open[0].Close()
+	waitStatus(t, st, "b@example.com", store.StatusDelivered)
+}
