@@ -389,7 +389,7 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 	p.t = l.Time.UTC()
 	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
 		p.disconnect = true
-		p.data = strings.Contains(l.Message, " data=") || strings.Contains(l.Message, " bdat=")
+		p.data = sentData(l.Message)
 	}
 	if ignorable(daemon, l.Message) {
 		// What ParseMessage and apply would make of it, without building
@@ -416,6 +416,22 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 		p.line = *l
 	}
 	p.daemon, p.raw = daemon, raw
+}
+
+// sentData is strings.Contains(msg, " data=") || strings.Contains(msg,
+// " bdat="), in one pass over the '=' of the message.
+func sentData(msg string) bool {
+	for i := 0; ; {
+		j := strings.IndexByte(msg[i:], '=')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= 5 && (msg[i-5:i] == " data" || msg[i-5:i] == " bdat") {
+			return true
+		}
+		i++
+	}
 }
 
 // consume is the second half of feed.

@@ -14,11 +14,14 @@
 package syslog
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Line is one parsed syslog line.
@@ -183,6 +186,27 @@ func (pl *placer) place(m time.Month, d, hh, mm, ss, ns int) time.Time {
 // tagEnd marks the bytes that end a syslog tag's program name.
 var tagEnd = [256]bool{'[': true, ':': true, ' ': true}
 
+// indexTagEnd returns the index of the first '[', ':' or ' ' in s, or
+// len(s): eight bytes at a time (a program name is "postfix/postscreen"
+// and the like), then byte by byte.
+func indexTagEnd(s string) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		// a zero byte of v^c marks a byte equal to c; the lowest flag of
+		// (x - ones) &^ x & highs is exactly the first zero byte of x
+		a, b, c := v^(ones*'['), v^(ones*':'), v^(ones*' ')
+		m := ((a - ones) &^ a & highs) | ((b - ones) &^ b & highs) | ((c - ones) &^ c & highs)
+		if m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(s) && !tagEnd[s[i]]; i++ {
+	}
+	return i
+}
+
 func parse(l *Line, line string, pl *placer) error {
 	*l = Line{}
 	rest, ok := "", false
@@ -210,10 +234,7 @@ func parse(l *Line, line string, pl *placer) error {
 		rest = rest[1:]
 	}
 	// tag: program[pid]: or program: or program[pid] (colon missing)
-	end := 0
-	for end < len(rest) && !tagEnd[rest[end]] {
-		end++
-	}
+	end := indexTagEnd(rest)
 	if end <= 0 || end == len(rest) {
 		*l = Line{}
 		return ErrNotSyslog
