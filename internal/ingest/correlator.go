@@ -39,6 +39,7 @@ package ingest
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -365,7 +366,7 @@ func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string
 			return
 		}
 	}
-	if !utf8.ValidString(line) {
+	if !isASCII(line) && !utf8.ValidString(line) {
 		// Repair rather than drop: a Latin-1 subject must not cost the
 		// delivery line it is on.
 		p.invalid = true
@@ -416,6 +417,25 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 		p.line = *l
 	}
 	p.daemon, p.raw = daemon, raw
+}
+
+// isASCII reports whether s has no byte >= 0x80 (then it is valid UTF-8),
+// sixteen bytes at a time: nearly every log line is ASCII.
+func isASCII(s string) bool {
+	const highs = 0x8080808080808080
+	i := 0
+	for ; i+16 <= len(s); i += 16 {
+		b := unsafe.Slice(unsafe.StringData(s[i:]), 16)
+		if (binary.LittleEndian.Uint64(b)|binary.LittleEndian.Uint64(b[8:]))&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // sentData is strings.Contains(msg, " data=") || strings.Contains(msg,
