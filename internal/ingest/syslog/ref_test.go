@@ -338,3 +338,30 @@ func sameLine(a, b Line) bool {
 	a.Time, b.Time = time.Time{}, time.Time{}
 	return a == b
 }
+
+// FuzzParserMatchesReference: any line, parsed twice in a row by the fast
+// Parser and the reference (the second time with the date and zone
+// remembered), gives the same Line and error.
+func FuzzParserMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		"2023-03-14T00:00:31.185246+01:00 helga postfix/postscreen[3163107]: CONNECT from [1.2.3.4]:36942 to [5.6.7.8]:25",
+		"Mar  1 12:34:56 host postfix/smtpd[123]: connect from x[1.2.3.4]",
+		"021-02-06T10:57:57+01:00 mail.server.com postfix/smtpd[59633]: D6DDA23B0F: client=unknown[99.88.77.66]",
+		"2024-08-26T01:33:38Z machine postfix/submission/smtpd[60203]: warning: x",
+		"2023-03-14 00:00:31-0530 h p: m",
+	} {
+		f.Add(s, s)
+	}
+	ref := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, a, b string) {
+		fast := Parser{Reference: ref}
+		slow := refParser{Reference: ref}
+		for _, l := range []string{a, b, a} {
+			x, e1 := fast.Parse(l)
+			y, e2 := slow.Parse(l)
+			if !sameLine(x, y) || e1 != e2 {
+				t.Fatalf("%q:\nfast %#v %v\nref  %#v %v", l, x, e1, y, e2)
+			}
+		}
+	})
+}
