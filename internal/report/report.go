@@ -354,7 +354,7 @@ func fetch(ctx context.Context, st store.Store, q store.Query, size int, detaile
 		}
 		p := page{rows: pg.Rows, err: err}
 		if err == nil && detailed {
-			p.events, p.err = events(ctx, st, pg.Rows)
+			p.events, p.err = events(ctx, st, q.Scope, pg.Rows)
 		}
 		select {
 		case pages <- p:
@@ -375,8 +375,9 @@ func fetch(ctx context.Context, st store.Store, q store.Query, size int, detaile
 	}
 }
 
-// events reads the events of each row, eventWorkers at a time.
-func events(ctx context.Context, st store.Store, rows []store.Row) ([][]store.Event, error) {
+// events reads the events of each row, eventWorkers at a time, within the
+// query's scope (the store answers only for rows the scope can see).
+func events(ctx context.Context, st store.Store, scope []string, rows []store.Row) ([][]store.Event, error) {
 	out := make([][]store.Event, len(rows))
 	errs := make([]error, len(rows))
 	next := make(chan int)
@@ -386,7 +387,7 @@ func events(ctx context.Context, st store.Store, rows []store.Row) ([][]store.Ev
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i], errs[i] = st.Events(ctx, rows[i].MessageTraceID, rows[i].Recipient)
+				out[i], errs[i] = st.ScopedEvents(ctx, scope, rows[i].MessageTraceID, rows[i].Recipient)
 			}
 		}()
 	}

@@ -97,6 +97,10 @@ func (f *fakeStore) Trace(ctx context.Context, q store.Query, c store.Cursor, li
 func (f *fakeStore) Events(ctx context.Context, mtid, rcpt string) ([]store.Event, error) {
 	return f.events[mtid+"\x00"+rcpt], nil
 }
+
+func (f *fakeStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]store.Event, error) {
+	return f.Events(ctx, mtid, rcpt)
+}
 func (f *fakeStore) Append(context.Context, []store.Event) error { return nil }
 func (f *fakeStore) Count(context.Context, store.Query) (store.Counts, error) {
 	return store.Counts{}, nil

@@ -351,6 +351,10 @@ func (g *genStore) Trace(ctx context.Context, q store.Query, c store.Cursor, lim
 	return p, ctx.Err()
 }
 
+func (g *genStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]store.Event, error) {
+	return g.Events(ctx, mtid, rcpt)
+}
+
 func (g *genStore) Events(ctx context.Context, mtid, rcpt string) ([]store.Event, error) {
 	t := base
 	return []store.Event{

@@ -12,6 +12,9 @@ import (
 // MaxAddresses is the most sender or recipient patterns one query may hold.
 const MaxAddresses = 100
 
+// MaxScope is the most scope (grant) patterns one query may hold.
+const MaxScope = 1000
+
 // MaxRange is the longest time range one query may cover.
 const MaxRange = 90 * 24 * time.Hour
 
@@ -29,7 +32,10 @@ func (q *Query) Validate() error {
 	if len(q.Senders) > MaxAddresses || len(q.Recipients) > MaxAddresses {
 		return fmt.Errorf("%w: at most %d sender and %d recipient patterns", ErrInvalidQuery, MaxAddresses, MaxAddresses)
 	}
-	for _, p := range append(append([]string{}, q.Senders...), q.Recipients...) {
+	if len(q.Scope) > MaxScope {
+		return fmt.Errorf("%w: at most %d scope patterns", ErrInvalidQuery, MaxScope)
+	}
+	for _, p := range append(append(append([]string{}, q.Senders...), q.Recipients...), q.Scope...) {
 		if err := ValidatePattern(p); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 		}
@@ -169,6 +175,9 @@ func (q *Query) Match(r Row) bool {
 	if r.Received.Before(q.Start) || !r.Received.Before(q.End) {
 		return false
 	}
+	if !q.Visible(r) {
+		return false
+	}
 	if len(q.Senders) > 0 && !matchAny(q.Senders, r.Sender) {
 		return false
 	}
@@ -217,6 +226,21 @@ func (q *Query) Match(r Row) bool {
 		}
 	}
 	return true
+}
+
+// Visible reports whether a row is inside the query's Scope: its sender or
+// its recipient matches one of the scope's patterns (always, for a nil scope).
+func (q *Query) Visible(r Row) bool {
+	return InScope(q.Scope, r.Sender, r.Recipient)
+}
+
+// InScope reports whether a row with this sender and recipient is visible in
+// scope (nil: everything; empty: nothing).
+func InScope(scope []string, sender, recipient string) bool {
+	if scope == nil {
+		return true
+	}
+	return matchAny(scope, sender) || matchAny(scope, recipient)
 }
 
 func matchAny(patterns []string, addr string) bool {

@@ -289,7 +289,16 @@ type Query struct {
 	// Subject is compared as SubjectMatch says (Contains when empty).
 	Subject      string
 	SubjectMatch SubjectMatch
+	// Scope restricts what the query may see, whatever its filters: a row
+	// is visible when its sender OR its recipient matches one of these
+	// address patterns. nil is unrestricted; an empty non-nil Scope sees
+	// nothing. It is how a tenant's grants (TracePolicy) reach the store,
+	// which enforces them in the query itself.
+	Scope []string
 }
+
+// Unscoped reports whether the query may see every row.
+func (q *Query) Unscoped() bool { return q.Scope == nil }
 
 // Cursor marks a position in a trace's result; the zero value is the start.
 // It is opaque to callers and can be stored as a string.
@@ -320,6 +329,11 @@ type Store interface {
 	// Events returns one message's events for one recipient in time order:
 	// the message-level events (empty recipient) and that recipient's own.
 	Events(ctx context.Context, messageTraceID, recipient string) ([]Event, error)
+	// ScopedEvents is Events for a caller restricted to scope (see
+	// Query.Scope): it returns nothing unless the (message, recipient) row
+	// is visible in scope (for an empty recipient: any row of the message).
+	// A nil scope is unrestricted.
+	ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]Event, error)
 	// Prune removes everything received before cutoff (retention).
 	Prune(ctx context.Context, cutoff time.Time) error
 	// Ping checks that the store is reachable.

@@ -629,6 +629,23 @@ func addressConds(w *where, col, domainCol string, patterns []string) {
 	if len(patterns) == 0 {
 		return
 	}
+	w.add("(" + addressOr(w, col, domainCol, patterns) + ")")
+}
+
+// scopeCond is the visibility condition of a non-nil scope (store.InScope):
+// the sender or the recipient matches one of the patterns, each side using
+// its address and domain indexes; an empty scope is false.
+func scopeCond(w *where, alias string, scope []string) string {
+	if len(scope) == 0 {
+		return "false"
+	}
+	return "((" + addressOr(w, alias+"sender", alias+"sender_domain", scope) + ") OR (" +
+		addressOr(w, alias+"recipient", alias+"recipient_domain", scope) + "))"
+}
+
+// addressOr is patterns as OR-ed conditions on col: exact addresses as
+// col = ANY, `*@domain` as domainCol = ANY, the rest as LIKE.
+func addressOr(w *where, col, domainCol string, patterns []string) string {
 	var eq, dom, like []string
 	for _, p := range patterns {
 		lp := strings.ToLower(p)
@@ -651,7 +668,7 @@ func addressConds(w *where, col, domainCol string, patterns []string) {
 	for _, l := range like {
 		ors = append(ors, col+" LIKE "+w.arg(l)+` ESCAPE '\'`)
 	}
-	w.add("(" + strings.Join(ors, " OR ") + ")")
+	return strings.Join(ors, " OR ")
 }
 
 func buildWhere(q store.Query) *where {
@@ -660,6 +677,9 @@ func buildWhere(q store.Query) *where {
 	w.add("received < " + w.arg(q.End.UnixNano()))
 	addressConds(w, "sender", "sender_domain", q.Senders)
 	addressConds(w, "recipient", "recipient_domain", q.Recipients)
+	if q.Scope != nil {
+		w.add(scopeCond(w, "", q.Scope))
+	}
 	if len(q.Statuses) > 0 {
 		ss := make([]string, len(q.Statuses))
 		for i, s := range q.Statuses {
@@ -788,15 +808,27 @@ func (s *Store) count(ctx context.Context, q store.Query) (store.Counts, error) 
 // Events returns one message's events for one recipient in time order: the
 // message-level events and that recipient's own.
 func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+	return s.ScopedEvents(ctx, nil, messageTraceID, recipient)
+}
+
+// ScopedEvents is Events when the (message, recipient) row is visible in
+// scope (any row of the message for an empty recipient), else nothing.
+func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
 	var evs []store.Event
-	err := s.retryRead(ctx, func() (err error) { evs, err = s.events(ctx, messageTraceID, recipient); return err })
+	err := s.retryRead(ctx, func() (err error) { evs, err = s.events(ctx, scope, messageTraceID, recipient); return err })
 	return evs, err
 }
 
-func (s *Store) events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
-	rs, err := s.pool.Query(ctx, `SELECT e.body FROM events e JOIN messages m ON m.trace_id = e.trace_id AND e.received = m.received
-		WHERE e.trace_id = $1 AND e.recipient IN ('', $2) ORDER BY e.time, e.seq`,
-		messageTraceID, store.NormalizeAddress(recipient))
+func (s *Store) events(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
+	w := &where{}
+	mt, rc := w.arg(messageTraceID), w.arg(store.NormalizeAddress(recipient))
+	sqlText := `SELECT e.body FROM events e JOIN messages m ON m.trace_id = e.trace_id AND e.received = m.received
+		WHERE e.trace_id = ` + mt + ` AND e.recipient IN ('', ` + rc + `)`
+	if scope != nil {
+		sqlText += ` AND EXISTS (SELECT 1 FROM rows r WHERE r.trace_id = e.trace_id AND r.received = m.received AND (` +
+			rc + ` = '' OR r.recipient = ` + rc + `) AND ` + scopeCond(w, "r.", scope) + `)`
+	}
+	rs, err := s.pool.Query(ctx, sqlText+` ORDER BY e.time, e.seq`, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: events: %w", err)
 	}

@@ -37,27 +37,16 @@ func where(q *store.Query) (clause string, args []any, selective bool) {
 			return
 		}
 		b.WriteString(" AND (")
-		for i, p := range patterns {
-			if i > 0 {
-				b.WriteString(" OR ")
-			}
-			lp := strings.ToLower(p)
-			switch {
-			case !store.HasWildcard(lp):
-				b.WriteString(col + " = ?")
-				args = append(args, lp)
-			case isDomainPattern(lp):
-				b.WriteString(domainCol + " = ?")
-				args = append(args, lp[2:])
-			default:
-				b.WriteString(col + ` LIKE ? ESCAPE '\'`)
-				args = append(args, store.LikePattern(p))
-			}
-		}
+		addrOr(&b, &args, patterns, col, domainCol)
 		b.WriteString(")")
 	}
 	addrs(q.Senders, "sender", "sender_domain")
 	addrs(q.Recipients, "recipient", "recipient_domain")
+	if q.Scope != nil {
+		c, a := scopeCond(q.Scope, "")
+		b.WriteString(" AND " + c)
+		args = append(args, a...)
+	}
 	selective = prefixed(q.Senders) || prefixed(q.Recipients)
 	if len(q.Statuses) > 0 {
 		b.WriteString(" AND status IN (?" + strings.Repeat(",?", len(q.Statuses)-1) + ")")
@@ -93,6 +82,46 @@ func where(q *store.Query) (clause string, args []any, selective bool) {
 		args = append(args, like)
 	}
 	return b.String(), args, selective
+}
+
+// addrOr writes patterns as OR-ed conditions on col: an exact address is
+// an equality, `*@domain` an equality on domainCol (both use the indexes),
+// anything else a LIKE.
+func addrOr(b *strings.Builder, args *[]any, patterns []string, col, domainCol string) {
+	for i, p := range patterns {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		lp := strings.ToLower(p)
+		switch {
+		case !store.HasWildcard(lp):
+			b.WriteString(col + " = ?")
+			*args = append(*args, lp)
+		case isDomainPattern(lp):
+			b.WriteString(domainCol + " = ?")
+			*args = append(*args, lp[2:])
+		default:
+			b.WriteString(col + ` LIKE ? ESCAPE '\'`)
+			*args = append(*args, store.LikePattern(p))
+		}
+	}
+}
+
+// scopeCond is the visibility condition of a non-nil scope (store.InScope):
+// the sender or the recipient matches one of the patterns; an empty scope
+// is false. Columns are prefixed with alias (e.g. "r.") when given.
+func scopeCond(scope []string, alias string) (string, []any) {
+	if len(scope) == 0 {
+		return "0", nil
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteString("((")
+	addrOr(&b, &args, scope, alias+"sender", alias+"sender_domain")
+	b.WriteString(") OR (")
+	addrOr(&b, &args, scope, alias+"recipient", alias+"recipient_domain")
+	b.WriteString("))")
+	return b.String(), args
 }
 
 // prefixed reports whether every pattern is an exact address or starts with
@@ -205,8 +234,21 @@ func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) 
 
 // Events returns the message-level events and the recipient's own, in time order.
 func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT body FROM events WHERE mtid = ? AND recipient IN ('', ?) ORDER BY time, seq`,
-		messageTraceID, store.NormalizeAddress(recipient))
+	return s.ScopedEvents(ctx, nil, messageTraceID, recipient)
+}
+
+// ScopedEvents is Events when the (message, recipient) row is visible in
+// scope (any row of the message for an empty recipient), else nothing.
+func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
+	rcpt := store.NormalizeAddress(recipient)
+	sqlText := `SELECT body FROM events WHERE mtid = ? AND recipient IN ('', ?)`
+	args := []any{messageTraceID, rcpt}
+	if scope != nil {
+		c, a := scopeCond(scope, "r.")
+		sqlText += ` AND EXISTS (SELECT 1 FROM rows r WHERE r.mtid = ? AND (? = '' OR r.recipient = ?) AND ` + c + `)`
+		args = append(append(args, messageTraceID, rcpt, rcpt), a...)
+	}
+	rows, err := s.rdb.QueryContext(ctx, sqlText+` ORDER BY time, seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: events: %w", err)
 	}

@@ -974,3 +974,123 @@ func testEmpty(t *testing.T, f *fixture) {
 		t.Errorf("Prune on an empty store: %v", err)
 	}
 }
+
+func scoped(qq store.Query, scope ...string) store.Query {
+	if scope == nil {
+		scope = []string{}
+	}
+	qq.Scope = scope
+	return qq
+}
+
+// A row is visible when its sender or its recipient matches the scope.
+func testScopeAlone(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	// contoso.com: m01 (recipient), m02 (sender, both rows).
+	f.expectKeys(scoped(day(), "*@contoso.com"), sM01Alice, sM02Alice, sM02Carol)
+	// An exact address, matching case-insensitively, as sender or recipient.
+	f.expectKeys(scoped(day(), "EVE@example.com"), sM06Eve)
+	f.expectKeys(scoped(day(), "alice@example.com"), sM01Alice, sM02Alice, sM04Alice, sM05Alice, sM07Frank)
+	// Patterns are OR-ed; a LIKE pattern and a domain pattern together.
+	f.expectKeys(scoped(day(), "*@example.jp", "*@*.example.org"), sM05Alice, sM05All, sM05Bob, sM08Suzuki)
+	// The placeholder row is visible through its sender.
+	f.expectKeys(scoped(day(), "ghost@*"), sM10)
+	f.expectKeys(scoped(day(), "*@nowhere.test"))
+	// A nil scope is unrestricted.
+	f.expectKeys(q(func(q *store.Query) { q.Scope = nil }), allDayKeys...)
+}
+
+// The scope narrows what the filters find, never widens it.
+func testScopeWithFilters(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	f.expectKeys(scoped(recipients("*@example.com"), "*@contoso.com"), sM02Alice, sM02Carol)
+	f.expectKeys(scoped(senders("alice@example.com"), "*@contoso.com"), sM01Alice)
+	f.expectKeys(scoped(statuses(store.StatusDelivered), "*@lists.example.org", "*@contoso.com"), sM01Alice, sM02Alice, sM05Alice, sM05Bob)
+	f.expectKeys(scoped(direction(store.DirectionInbound), "*@example.jp"))
+	f.expectKeys(scoped(senders("*@contoso.com"), "*@example.jp"))
+}
+
+func testScopeCursor(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	want := []string{sM01Alice, sM02Alice, sM02Carol, sM05Alice, sM05All, sM05Bob}
+	for _, size := range []int{1, 2, 5, 6, 7} {
+		rows, _ := f.paged(scoped(day(), "*@contoso.com", "*@lists.example.org"), size)
+		if got := keys(rows); !slices.Equal(got, want) {
+			t.Errorf("page size %d:\n got  %q\n want %q", size, got, want)
+		}
+	}
+}
+
+func testScopeCounts(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	c, err := f.st.Count(f.ctx, scoped(day(), "*@contoso.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total != 3 || c.ByStatus[store.StatusDelivered] != 2 || c.ByStatus[store.StatusPending] != 1 {
+		t.Errorf("Count(scope *@contoso.com) = %d %v, want 3: 2 Delivered, 1 Pending", c.Total, c.ByStatus)
+	}
+	for _, qq := range []store.Query{
+		scoped(day(), "*@contoso.com"), scoped(day()), scoped(day(), "*@example.com"),
+		scoped(statuses(store.StatusDelivered), "*@example.jp", "x@*"),
+	} {
+		f.checkCount(qq)
+	}
+}
+
+func testScopeEmpty(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	f.expectKeys(scoped(day()))
+	f.expectKeys(scoped(senders("alice@example.com")))
+	c, err := f.st.Count(f.ctx, scoped(day()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total != 0 {
+		t.Errorf("Count with an empty scope = %d, want 0", c.Total)
+	}
+	evs, err := f.st.ScopedEvents(f.ctx, []string{}, "m02", "alice@example.com")
+	if err != nil || len(evs) != 0 {
+		t.Errorf("ScopedEvents with an empty scope = %d events, %v; want none", len(evs), err)
+	}
+}
+
+// ScopedEvents answers only for rows the scope can see.
+func testScopedEvents(t *testing.T, f *fixture) {
+	f.loadCorpus()
+	n := func(scope []string, mtid, rcpt string) int {
+		t.Helper()
+		evs, err := f.st.ScopedEvents(f.ctx, scope, mtid, rcpt)
+		if err != nil {
+			t.Fatalf("ScopedEvents(%q, %s, %s): %v", scope, mtid, rcpt, err)
+		}
+		return len(evs)
+	}
+	all, err := f.st.Events(f.ctx, "m03", "dave@sub.example.com")
+	if err != nil || len(all) == 0 {
+		t.Fatalf("Events(m03, dave) = %d, %v", len(all), err)
+	}
+	for _, c := range []struct {
+		scope     []string
+		mtid, rcp string
+		want      int
+	}{
+		{nil, "m03", "dave@sub.example.com", len(all)},
+		{[]string{"*@sub.example.com"}, "m03", "Dave@Sub.Example.com", len(all)},
+		{[]string{"carol@*"}, "m03", "dave@sub.example.com", len(all)},
+		{[]string{"*@contoso.com"}, "m03", "dave@sub.example.com", 0},
+		{[]string{"eve@example.com"}, "m05", "alice@example.com", 0},
+		// m02 from contoso: both rows visible; carol's row through the sender.
+		{[]string{"*@contoso.com"}, "m02", "carol@example.com", 2},
+		// alice's row of m05 is visible, bob's is not.
+		{[]string{"alice@example.com"}, "m05", "bob@example.com", 0},
+		// The message level: visible when any row of the message is.
+		{[]string{"bob@example.com"}, "m05", "", 1},
+		{[]string{"ghost@example.com"}, "m10", "", 1},
+		{[]string{"*@contoso.com"}, "m10", "", 0},
+	} {
+		if got := n(c.scope, c.mtid, c.rcp); got != c.want {
+			t.Errorf("ScopedEvents(%q, %s, %q) = %d events, want %d", c.scope, c.mtid, c.rcp, got, c.want)
+		}
+	}
+}

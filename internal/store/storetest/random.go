@@ -317,6 +317,13 @@ func (g *randGen) query(rows []store.Row) store.Query {
 		}
 	}
 	if chance() {
+		q.Scope = []string{}
+		for range g.rng.IntN(3) {
+			a := rows[g.rng.IntN(len(rows))]
+			q.Scope = append(q.Scope, g.pattern(g.pick([]string{a.Sender, a.Recipient})))
+		}
+	}
+	if chance() {
 		for range 1 + g.rng.IntN(3) {
 			q.Statuses = append(q.Statuses, store.AllStatuses[g.rng.IntN(len(store.AllStatuses))])
 		}

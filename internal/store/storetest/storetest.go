@@ -73,6 +73,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LateMessageAttributesFillEarlierRows", testLateAttributes},
 		{"ExplicitReceivedTimeWins", testExplicitReceived},
 		{"EventsForOneRecipient", testEvents},
+		{"ScopeAlone", testScopeAlone},
+		{"ScopeWithFilters", testScopeWithFilters},
+		{"ScopeWithCursorPaging", testScopeCursor},
+		{"CountsRespectTheScope", testScopeCounts},
+		{"EmptyScopeSeesNothing", testScopeEmpty},
+		{"ScopedEventsOnlyForVisibleRows", testScopedEvents},
 		{"PruneRemovesOldMessagesOnly", testPrune},
 		{"AppendRefusesInvalidEventsAtomically", testAppendInvalid},
 		{"EmptyStore", testEmpty},
@@ -194,6 +200,7 @@ func describe(q store.Query) string {
 	}
 	add("senders", q.Senders, len(q.Senders) > 0)
 	add("recipients", q.Recipients, len(q.Recipients) > 0)
+	add("scope", q.Scope, q.Scope != nil)
 	add("statuses", q.Statuses, len(q.Statuses) > 0)
 	add("messageId", q.MessageID, q.MessageID != "")
 	add("traceId", q.MessageTraceID, q.MessageTraceID != "")
