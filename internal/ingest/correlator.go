@@ -528,9 +528,15 @@ func rebase(sub, from, to string) string {
 // was abandoned (or was a verification probe) unless the session did send
 // DATA or BDAT (then it is a message whose other lines are late).
 func (c *Correlator) disconnect(host string, pid int, data bool) {
-	k := host + "\x00" + strconv.Itoa(pid)
-	s := c.sessions[k]
-	delete(c.sessions, k)
+	// the key host\x00pid built on the stack: most disconnects end a
+	// session that had no transaction and left no entry
+	var buf [128]byte
+	k := strconv.AppendInt(append(append(buf[:0], host...), 0), int64(pid), 10)
+	s, ok := c.sessions[string(k)]
+	if !ok {
+		return
+	}
+	delete(c.sessions, string(k))
 	if s.qid == "" {
 		return
 	}
