@@ -53,6 +53,18 @@ lint: vet ## gofmt check and go vet.
 build: ## Build bin/mailtrace.
 	$(GO) build -o $(BIN)/mailtrace ./cmd/mailtrace
 
+.PHONY: build-static
+build-static: ## Build bin/mailtrace-static as the image does: CGO off, -trimpath, stripped.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/mailtrace/mailtrace/internal/cli.Version=$(VERSION)" -o $(BIN)/mailtrace-static ./cmd/mailtrace
+
+IMG            ?= mailtrace:dev
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build
+docker-build: ## Build the container image $(IMG) from the Dockerfile (CONTAINER_TOOL=podman works too).
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
 .PHONY: run
 run: build ## Run the manager against the current kubeconfig with the embedded store.
 	$(BIN)/mailtrace manager --store sqlite://$(BIN)/mailtrace.db
