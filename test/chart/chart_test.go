@@ -302,6 +302,20 @@ crds: {install: false}
 	{"crds-not-kept", `
 crds: {keep: false}
 `},
+	// The PostgreSQL example of README's "Install with Helm".
+	{"readme-postgres", `
+store: {type: postgres, postgres: {existingSecret: mailtrace-db}}
+manager: {replicas: 2}
+ingest:
+  enabled: true
+  acceptedDomains: [example.com]
+  syslogTCP: {enabled: true}
+  token: {existingSecret: mailtrace-ingest-token}
+  tls: {secretName: mailtrace-ingest-tls, clientCAKey: ca.crt}
+reports:
+  defaultStore: {bucket: mail-reports, endpoint: https://s3.example.com, credentials: {existingSecret: reports-credentials}}
+metrics: {serviceMonitor: {enabled: true}}
+`},
 }
 
 func fullname() string { return releaseName + "-mailtrace" }
