@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
 
@@ -247,6 +248,10 @@ var combinations = []struct{ name, values string }{
 ingest:
   enabled: true
   acceptedDomains: [example.com, "*.example.org"]
+  contentFilters: ["127.0.0.1:10025"]
+  timezone: Europe/Berlin
+  linkWait: 10m
+  linesPerSecond: 2.5
   syslogTCP: {enabled: true}
   http: {enabled: true}
   token: {existingSecret: ingest-token, key: token}
@@ -269,9 +274,15 @@ ingest:
   tls: {secretName: ingest-tls, clientCAKey: ca.crt}
 `},
 	{"default-report-store", `
+manager:
+  queryTimeout: 45s
+  maxConcurrentReconciles: 4
+  logLevel: debug
+  extraArgs: ["--report-store-check-interval=10m"]
 reports:
   workers: 4
   threshold: 72h
+  checkInterval: 2m
   defaultStore:
     bucket: mail-reports
     endpoint: http://minio.minio.svc:9000
@@ -469,7 +480,9 @@ func TestEmbeddedStoreWithIngest(t *testing.T) {
 		"--ingest-tls-client-ca=/etc/mailtrace/ingest-tls/ca.crt",
 		"--ingest-token-file=/etc/mailtrace/ingest-token/token",
 		"--ingest-state-file=/var/lib/mailtrace/ingest-state.json",
-		"--ingest-max-request-bytes=16777216", "--ingest-max-line-bytes=65536")
+		"--ingest-max-request-bytes=16777216", "--ingest-max-line-bytes=65536",
+		"--ingest-timezone=Europe/Berlin", "--ingest-link-wait=10m", "--ingest-lines-per-second=2.5",
+		"--ingest-content-filter=127.0.0.1:10025")
 	if hasArg(c, "--ingest-insecure-no-auth") {
 		t.Error("--ingest-insecure-no-auth without ingest.insecureNoAuth")
 	}
@@ -572,7 +585,8 @@ func TestDefaultReportStoreAndSMTP(t *testing.T) {
 	objs, _ := objects(t, "mailtrace", combinations[3].values)
 	mgr := find(t, objs, "Deployment", fullname()+"-manager")
 	c := container(t, mgr)
-	mustArgs(t, c, "--report-workers=4", "--report-threshold=72h",
+	mustArgs(t, c, "--report-workers=4", "--report-threshold=72h", "--report-store-check-interval=2m",
+		"--query-timeout=45s", "--max-concurrent-reconciles=4", "--zap-log-level=debug",
 		"--default-report-store-bucket=mail-reports", "--default-report-store-endpoint=http://minio.minio.svc:9000",
 		"--default-report-store-prefix=mailtrace", "--default-report-store-region=eu-central-1",
 		"--default-report-store-insecure", "--default-report-store-sse=AES256",
@@ -903,5 +917,36 @@ func TestManifestsValidateAgainstAPIServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every container's args are a command of the real binary and flags it
+// parses (names, durations, numbers, time zones), so a renamed or retyped
+// flag fails here instead of in a crash-looping pod.
+func TestArgsParseWithTheBinarysFlags(t *testing.T) {
+	for _, tc := range combinations {
+		objs, _ := objects(t, "mailtrace", tc.values)
+		for _, d := range kinds(objs, "Deployment") {
+			c := container(t, d)
+			root := cli.NewRootCommand()
+			sub, rest, err := root.Find(c.Args)
+			if err != nil || sub == root {
+				t.Errorf("%s: %s: args %q name no command: %v", tc.name, d.GetName(), c.Args, err)
+				continue
+			}
+			if err := sub.ParseFlags(rest); err != nil {
+				t.Errorf("%s: %s: mailtrace %s refuses its flags: %v\nargs: %q", tc.name, d.GetName(), sub.Name(), err, c.Args)
+				continue
+			}
+			if extra := sub.Flags().Args(); len(extra) != 0 {
+				t.Errorf("%s: %s: stray arguments %q", tc.name, d.GetName(), extra)
+			}
+		}
+	}
+	// A control: a flag the binary does not have is refused.
+	root := cli.NewRootCommand()
+	sub, rest, _ := root.Find([]string{"manager", "--no-such-flag"})
+	if err := sub.ParseFlags(rest); err == nil {
+		t.Error("an unknown flag parsed: the check above checks nothing")
 	}
 }
