@@ -77,8 +77,10 @@ const (
 	// Object-store failures (objectstore.Reason).
 	ReasonStoreUnreachable Reason = "StoreUnreachable"
 	ReasonBucketMissing    Reason = "BucketMissing"
-	ReasonAccessDenied     Reason = "AccessDenied"
-	ReasonQuotaExceeded    Reason = "QuotaExceeded"
+	// ReasonAccessDenied is also a MessageTrace's terminal reason when its
+	// namespace is granted no addresses by any TracePolicy.
+	ReasonAccessDenied  Reason = "AccessDenied"
+	ReasonQuotaExceeded Reason = "QuotaExceeded"
 )
 
 // Phase summarises the conditions for printer columns; it is derived from

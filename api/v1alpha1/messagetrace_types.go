@@ -157,9 +157,12 @@ const (
 
 // ReportSpec says how a trace's CSV report is made.
 type ReportSpec struct {
-	// StoreName is a ReportStore in the trace's namespace. Empty: the
-	// operator's default report store (set at install time).
+	// StoreName is a ReportStore in the trace's namespace (a MessageTrace
+	// never uses another namespace's). Empty: the operator's default report
+	// store (set at install time).
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.contains('/')",message="storeName is the name of a ReportStore in the MessageTrace's own namespace, not namespace/name: a MessageTrace cannot use another namespace's ReportStore"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="storeName must be a ReportStore name (lower-case letters, digits, '-' and '.')"
 	// +optional
 	StoreName string `json:"storeName,omitempty"`
 	// Type is Summary (one row per message and recipient, the default) or
