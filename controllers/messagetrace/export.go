@@ -83,7 +83,7 @@ func (r *Reconciler) resolveTarget(ctx context.Context, mt *v1alpha1.MessageTrac
 	rs := &v1alpha1.ReportStore{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: mt.Namespace, Name: name}, rs); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &waitErr{v1alpha1.ReasonReportStoreNotFound, fmt.Sprintf("waiting for ReportStore %s/%s, which does not exist", mt.Namespace, name)}
+			return nil, &waitErr{v1alpha1.ReasonReportStoreNotFound, fmt.Sprintf("waiting for ReportStore %s/%s, which does not exist: a MessageTrace uses only a ReportStore of its own namespace (%s), never one of another namespace", mt.Namespace, name, mt.Namespace)}
 		}
 		return nil, err
 	}

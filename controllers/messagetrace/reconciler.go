@@ -51,6 +51,8 @@ type Reconciler struct {
 	DefaultReportStore *DefaultReportStore
 	// NewObjectStore opens a ReportStore's object store (objectstore.New when nil).
 	NewObjectStore func(objectstore.Config) (objectstore.Store, error)
+	// Tenancy scopes each namespace's traces to its TracePolicy grants (nil: unrestricted).
+	Tenancy *Tenancy
 
 	pool *Pool
 }
@@ -159,7 +161,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			f()
 		}
 	}()
-	for _, p := range []phase{r.resolve, r.validate, r.checkRange, r.runQuery, r.export} {
+	for _, p := range []phase{r.resolve, r.validate, r.scope, r.checkRange, r.runQuery, r.export} {
 		if res, err := p(ctx, t); res != nil || err != nil {
 			if res == nil {
 				res = &ctrl.Result{}

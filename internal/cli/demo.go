@@ -137,7 +137,8 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		time.Since(started).Round(100*time.Millisecond), cp.CRDSource, kubeconfig)
 
 	// The manager, in-process, sharing the `manager` command's wiring.
-	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0"})
+	// One user on a throwaway control plane: no tenants to keep apart.
+	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: TenancyDisabled})
 	if err != nil {
 		return err
 	}

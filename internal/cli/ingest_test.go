@@ -57,6 +57,7 @@ func TestManagerIngestEndToEnd(t *testing.T) {
 	addr := freeLoopbackPort(t)
 	mgr, err := NewManager(env.Config, st, ManagerOptions{
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+		Tenancy: TenancyDisabled, // one team; tenancy has its own tests
 		Ingest: server.Options{
 			SyslogTCP:      addr,
 			InsecureNoAuth: true, // plain syslog on loopback

@@ -60,6 +60,30 @@ type ManagerOptions struct {
 	Notify NotifyOptions
 	// Reports: the export pool, the status threshold, the default report store.
 	Reports ReportOptions
+	// Tenancy is TenancyEnabled (also when empty: a namespace's traces see
+	// only what TracePolicies grant it) or TenancyDisabled (a single-team
+	// cluster: every trace sees everything). Only an explicit
+	// TenancyDisabled turns scoping off.
+	Tenancy string
+	// OperatorNamespace is not scoped by tenancy ("": none).
+	OperatorNamespace string
+}
+
+// Values of ManagerOptions.Tenancy (--tenancy).
+const (
+	TenancyEnabled  = "enabled"
+	TenancyDisabled = "disabled"
+)
+
+// tenancy returns the MessageTrace controller's scoping (nil: disabled).
+func (o ManagerOptions) tenancy() (*messagetrace.Tenancy, error) {
+	switch o.Tenancy {
+	case "", TenancyEnabled:
+		return &messagetrace.Tenancy{OperatorNamespace: o.OperatorNamespace}, nil
+	case TenancyDisabled:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("--tenancy=%q: want %s or %s", o.Tenancy, TenancyEnabled, TenancyDisabled)
 }
 
 // NewScheme returns a scheme with client-go's kinds and mailtrace.io/v1alpha1.
@@ -99,6 +123,10 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	if err := mgr.AddReadyzCheck("store", storeCheck(st)); err != nil {
 		return nil, err
 	}
+	tenancy, err := o.tenancy()
+	if err != nil {
+		return nil, err
+	}
 	defStore, err := openDefaultReportStore(context.Background(), o.Reports.Default)
 	if err != nil {
 		return nil, err
@@ -117,6 +145,7 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 		},
 	}
 	r.DefaultReportStore = defStore
+	r.Tenancy = tenancy
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
 	}
@@ -214,6 +243,8 @@ Prometheus metrics on --metrics-bind-address.`,
 	addReportFlags(fl, &f.opts.Reports, &f.rf)
 	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
 	addIngestFlags(fl, "ingest-", &f.opts.Ingest)
+	fl.StringVar(&f.opts.Tenancy, "tenancy", TenancyEnabled, `"enabled": a namespace's MessageTraces see only the addresses TracePolicies grant it (none: AccessDenied); "disabled": every trace sees every message (a single-team cluster)`)
+	fl.StringVar(&f.opts.OperatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "the operator's own namespace, whose MessageTraces are not scoped by tenancy (default $POD_NAMESPACE; empty: none)")
 	// --kubeconfig, registered by controller-runtime's config package.
 	gofs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	config.RegisterFlags(gofs)
@@ -240,7 +271,8 @@ func runManager(ctx context.Context, f managerFlags) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting manager", "version", versionString(), "store", storeopen.Redact(f.store))
+	log.Info("starting manager", "version", versionString(), "store", storeopen.Redact(f.store),
+		"tenancy", f.opts.Tenancy, "operatorNamespace", f.opts.OperatorNamespace)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("manager: %w", err)
 	}

@@ -70,7 +70,8 @@ func TestScheduleRunIsTracedAndNotified(t *testing.T) {
 
 	mgr, err := NewManager(env.Config, st, ManagerOptions{
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
-		Notify: NotifyOptions{SMTPRelay: relay.Addr, SMTPFrom: "mailtrace@example.com"},
+		Notify:  NotifyOptions{SMTPRelay: relay.Addr, SMTPFrom: "mailtrace@example.com"},
+		Tenancy: TenancyDisabled, // one team; tenancy has its own tests
 	})
 	if err != nil {
 		t.Fatal(err)

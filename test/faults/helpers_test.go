@@ -150,6 +150,9 @@ type running struct {
 func startManager(t *testing.T, cfg *rest.Config, st store.Store, o cli.ManagerOptions) *running {
 	t.Helper()
 	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
+	if o.Tenancy == "" {
+		o.Tenancy = cli.TenancyDisabled // one team: these tests are about load and faults, not tenancy
+	}
 	mgr, err := cli.NewManager(cfg, st, o)
 	if err != nil {
 		t.Fatal(err)
