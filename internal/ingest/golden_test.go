@@ -303,11 +303,11 @@ func TestMaildataGoldenEvents(t *testing.T) {
 	if len(files) != len(goldenDigests) {
 		t.Errorf("%d maildata files, %d golden digests", len(files), len(goldenDigests))
 	}
-	// IngestReader runs the pipeline when it has two cores: both ways must
+	// IngestReader on one goroutine and pipelined over two: both ways must
 	// give the same bytes
-	defer func(v bool) { noPipeline = v }(noPipeline)
-	for _, off := range []bool{false, true} {
-		noPipeline = off
+	defer func(v bool) { pipelineIngest = v }(pipelineIngest)
+	for _, on := range []bool{false, true} {
+		pipelineIngest = on
 		for _, f := range files {
 			want, ok := goldenDigests[f]
 			if !ok {
