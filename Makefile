@@ -30,6 +30,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API markers.
 	cp config/crd/bases/*.yaml internal/demo/crds/  # the binary embeds the CRDs for `mailtrace demo`
 	rm -f charts/mailtrace/crds-src/*.yaml && cp config/crd/bases/*.yaml charts/mailtrace/crds-src/  # the Helm chart's CRDs (test/chart checks the copy)
 	cp config/rbac/role.yaml charts/mailtrace/rbac-src/role.yaml  # the Helm chart's ClusterRole rules
+	cp config/rbac/aggregate.yaml charts/mailtrace/rbac-src/aggregate.yaml  # the Helm chart's aggregated view/edit ClusterRoles
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.

@@ -795,8 +795,18 @@ func TestRBAC(t *testing.T) {
 		t.Errorf("leader election Role in %q", role.GetNamespace())
 	}
 	find(t, objs, "RoleBinding", fullname()+"-leader-election")
+	// The manager's, and mailtrace-view and mailtrace-edit of config/rbac/aggregate.yaml (rbac.aggregate).
+	if n := len(kinds(objs, "ClusterRole")); n != 3 {
+		t.Errorf("%d ClusterRoles, want the manager's, mailtrace-view and mailtrace-edit", n)
+	}
+	for _, name := range []string{"mailtrace-view", "mailtrace-edit"} {
+		if find(t, objs, "ClusterRole", name).GetLabels()["rbac.authorization.k8s.io/aggregate-to-edit"] != "true" {
+			t.Errorf("ClusterRole %s is not aggregated to edit", name)
+		}
+	}
+	objs, _ = objects(t, "mailtrace", "rbac: {aggregate: false}")
 	if len(kinds(objs, "ClusterRole")) != 1 {
-		t.Error("more than one ClusterRole")
+		t.Error("aggregated ClusterRoles rendered with rbac.aggregate false")
 	}
 	objs, _ = objects(t, "mailtrace", "rbac: {create: false}")
 	if len(kinds(objs, "ClusterRole"))+len(kinds(objs, "Role")) != 0 {
