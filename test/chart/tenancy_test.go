@@ -1,6 +1,9 @@
 package chart_test
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -46,5 +49,17 @@ tenancy:
 		if _, err := render(t, "mailtrace", bad); err == nil {
 			t.Errorf("values %q rendered, want them refused", bad)
 		}
+	}
+}
+
+// The chart's aggregated roles are config/rbac/aggregate.yaml, copied by make manifests.
+func TestAggregateRolesCopyMatchesConfig(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "rbac", "aggregate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(chartDir(t), "rbac-src", "aggregate.yaml"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("charts/mailtrace/rbac-src/aggregate.yaml differs from config/rbac/aggregate.yaml (%v): run make manifests", err)
 	}
 }

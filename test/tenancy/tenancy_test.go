@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,6 +120,22 @@ func seed(t *testing.T, st store.Store, recv time.Time) {
 	}
 }
 
+// countingStore counts the queries that reach the store.
+type countingStore struct {
+	store.Store
+	queries atomic.Int64
+}
+
+func (c *countingStore) Trace(ctx context.Context, q store.Query, cur store.Cursor, limit int) (store.Page, error) {
+	c.queries.Add(1)
+	return c.Store.Trace(ctx, q, cur, limit)
+}
+
+func (c *countingStore) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+	c.queries.Add(1)
+	return c.Store.Count(ctx, q)
+}
+
 // visibleToA are the (trace id, recipient) rows a `*@a.example` grant sees.
 var visibleToA = []string{"m-a1 y@b.example", "m-a2 v@a.example", "m-b1 q@a.example"}
 
@@ -181,7 +198,8 @@ func TestTenancy(t *testing.T) {
 	}
 
 	mgrCtx, stop := context.WithCancel(context.Background())
-	mgr, err := cli.NewManager(env.Config, st, cli.ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+	counted := &countingStore{Store: st}
+	mgr, err := cli.NewManager(env.Config, counted, cli.ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		OperatorNamespace: opNS}) // Tenancy left empty: on, as by default
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +293,7 @@ func TestTenancy(t *testing.T) {
 	})
 
 	t.Run("bob, granted nothing, gets AccessDenied and nothing else", func(t *testing.T) {
+		before := counted.queries.Load() // alice's trace has finished: nothing else runs
 		mt := trace(teamB, "mine", "")
 		if err := bob.Create(ctxT(t), mt); err != nil {
 			t.Fatalf("bob creates a MessageTrace in his namespace: %v", err)
@@ -290,6 +309,9 @@ func TestTenancy(t *testing.T) {
 		if got.Status.Phase != v1alpha1.PhaseFailed || len(got.Status.Rows) != 0 || got.Status.TotalMatches != 0 || got.Status.Counts != nil || got.Status.Report != nil {
 			t.Errorf("an AccessDenied trace has phase %s, %d rows, total %d, counts %v, report %v; want Failed and nothing else",
 				got.Status.Phase, len(got.Status.Rows), got.Status.TotalMatches, got.Status.Counts, got.Status.Report)
+		}
+		if n := counted.queries.Load() - before; n != 0 {
+			t.Errorf("the store was queried %d times for a namespace granted nothing", n)
 		}
 	})
 
