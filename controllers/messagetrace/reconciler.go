@@ -61,7 +61,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces/finalizers,verbs=update
 // +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
-// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 

@@ -59,7 +59,7 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraceschedules,verbs=get;list;watch
-// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraceschedules/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraceschedules/status,verbs=get;patch
 // +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces,verbs=get;list;watch;create;update;patch;delete
 
 // SetupWithManager registers the reconciler and the index of runs on their

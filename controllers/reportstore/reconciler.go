@@ -69,7 +69,7 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores,verbs=get;list;watch
-// +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores/status,verbs=get;patch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
 
 // SetupWithManager registers the reconciler. Spec changes start a check;
