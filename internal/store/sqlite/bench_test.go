@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
 )
 
@@ -24,7 +26,7 @@ func benchStore(b *testing.B, rows int) *Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,23 +65,6 @@ func benchStore(b *testing.B, rows int) *Store {
 	}
 	benchStores.Store(path, s)
 	return s
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // BenchmarkTrace1M: the first 500 rows of a 10-day, one-sender-domain trace

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,22 +72,7 @@ func Scheme() *runtime.Scheme {
 
 // RepoRoot returns the directory holding go.mod, walking up from the
 // working directory (a test runs in its package's directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return harness.RepoRoot() }
 
 // AssetsDir returns the directory with kube-apiserver and etcd, or an error
 // carrying MissingAssetsHint.

@@ -33,13 +33,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -125,7 +126,7 @@ func Binary() (string, error) {
 		}
 		return "", errMissing{fmt.Sprintf("miniotest: %s=%s is not an executable; %s", EnvBinary, b, buildHint)}
 	}
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return "", errMissing{"miniotest: " + err.Error() + "; " + buildHint}
 	}
@@ -137,23 +138,6 @@ func Binary() (string, error) {
 		}
 	}
 	return "", errMissing{fmt.Sprintf("miniotest: no MinIO server binary in %s/bin/minio-*; %s", root, buildHint)}
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func isExec(p string) bool {
@@ -285,7 +269,7 @@ func Restart(t testing.TB) {
 // ClosedEndpoint returns a loopback host:port where nothing listens.
 func ClosedEndpoint(t testing.TB) string {
 	t.Helper()
-	p, err := freePort()
+	p, err := harness.FreePort()
 	if err != nil {
 		t.Fatalf("miniotest: %v", err)
 	}
@@ -324,7 +308,7 @@ func start(withTLS bool) (*server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = harness.FreePort(); err != nil {
 			return nil, err
 		}
 		if lastErr = s.runLocked(); lastErr == nil {
@@ -337,7 +321,7 @@ func start(withTLS bool) (*server, error) {
 
 // runLocked starts minio on s.port and waits until it is live.
 func (s *server) runLocked() error {
-	console, err := freePort()
+	console, err := harness.FreePort()
 	if err != nil {
 		return err
 	}
@@ -354,7 +338,7 @@ func (s *server) runLocked() error {
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=on",
 	}
 	cmd.Stdout, cmd.Stderr = s.logFile, s.logFile
-	if err := spawn(cmd); err != nil {
+	if err := harness.Spawn(cmd); err != nil {
 		return fmt.Errorf("miniotest: start %s: %v", s.bin, err)
 	}
 	exited := make(chan struct{})
@@ -367,7 +351,7 @@ func (s *server) runLocked() error {
 		case <-exited:
 			s.cmd = nil
 			log, _ := os.ReadFile(filepath.Join(s.dir, "minio.log"))
-			return fmt.Errorf("miniotest: minio exited at start:\n%s", tail(string(log), 2000))
+			return fmt.Errorf("miniotest: minio exited at start:\n%s", harness.Tail(string(log), 2000))
 		default:
 		}
 		err := s.ready()
@@ -465,45 +449,4 @@ func selfSigned(dir string) ([]byte, error) {
 		return nil, err
 	}
 	return crt, nil
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// spawn starts processes from one OS thread that never exits: Pdeathsig
-// fires when the creating thread dies, not the process, so the thread must
-// live as long as the test binary.
-var spawnCh = func() chan spawnReq {
-	ch := make(chan spawnReq)
-	go func() {
-		runtime.LockOSThread()
-		for r := range ch {
-			r.done <- r.cmd.Start()
-		}
-	}()
-	return ch
-}()
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, done: make(chan error)}
-	spawnCh <- r
-	return <-r.done
 }

@@ -26,14 +26,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +39,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -351,7 +351,7 @@ func start() (*server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = harness.FreePort(); err != nil {
 			return nil, err
 		}
 		if lastErr = s.runLocked(); lastErr == nil {
@@ -379,7 +379,7 @@ func (s *server) runLocked() error {
 	cmd.Dir = s.dir
 	cmd.Env = s.env()
 	cmd.Stdout, cmd.Stderr = s.logFile, s.logFile
-	if err := spawn(cmd); err != nil {
+	if err := harness.Spawn(cmd); err != nil {
 		return fmt.Errorf("pgtest: start postgres: %v", err)
 	}
 	exited := make(chan struct{})
@@ -392,7 +392,7 @@ func (s *server) runLocked() error {
 		case <-exited:
 			s.cmd = nil
 			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
-			return fmt.Errorf("pgtest: postgres exited at start:\n%s", tail(string(log), 2000))
+			return fmt.Errorf("pgtest: postgres exited at start:\n%s", harness.Tail(string(log), 2000))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -426,47 +426,6 @@ func (s *server) stopLocked() error {
 		}
 	}
 	return errors.New("postgres did not exit")
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// spawn starts processes from one OS thread that never exits: Pdeathsig
-// fires when the creating thread dies, not the process, so the thread must
-// live as long as the test binary.
-var spawnCh = func() chan spawnReq {
-	ch := make(chan spawnReq)
-	go func() {
-		runtime.LockOSThread()
-		for r := range ch {
-			r.done <- r.cmd.Start()
-		}
-	}()
-	return ch
-}()
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func spawn(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, done: make(chan error)}
-	spawnCh <- r
-	return <-r.done
 }
 
 // removeStale removes the directories of throwaway clusters whose test
