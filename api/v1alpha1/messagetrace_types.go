@@ -132,11 +132,96 @@ type MessageTraceSpec struct {
 	// default report store and a Summary report are used.
 	// +optional
 	Report *ReportSpec `json:"report,omitempty"`
+	// Details asks for one message's event timeline for one recipient (like
+	// Get-MessageTraceDetailV2): the trace then answers with status.details
+	// only (no rows, no counts, no report). The other filters stay valid
+	// but are not applied; the timeline is read within the namespace's
+	// TracePolicy grants, like rows.
+	// +optional
+	Details *DetailsSpec `json:"details,omitempty"`
 	// TTLSecondsAfterFinished deletes the MessageTrace this long after it
 	// finished (like a Job's). Unset: it is kept.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+}
+
+// DetailsSpec names one message and one of its recipients.
+// +kubebuilder:validation:XValidation:rule="has(self.messageTraceId) && has(self.recipient)",message="details needs both messageTraceId and recipient"
+type DetailsSpec struct {
+	// MessageTraceID is mailtrace's id of the message (a row's messageTraceId).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	MessageTraceID string `json:"messageTraceId,omitempty"`
+	// Recipient is the recipient address whose timeline is wanted.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=320
+	// +optional
+	Recipient string `json:"recipient,omitempty"`
+}
+
+// MessageEvent is one event of a message's timeline for one recipient.
+type MessageEvent struct {
+	// Time the event happened (UTC).
+	Time metav1.Time `json:"time"`
+	// Event type: Receive, Submit, Defer, Deliver, Fail, Expand, ...
+	Event string `json:"event"`
+	// Detail is human-readable text (cut to 512 characters; truncated says so).
+	// +optional
+	Detail string `json:"detail,omitempty"`
+	// Source names the program that logged it (smtpd, smtp, qmgr, ...).
+	// +optional
+	Source string `json:"source,omitempty"`
+	// +optional
+	ServerHostname string `json:"serverHostname,omitempty"`
+	// +optional
+	ServerIP string `json:"serverIP,omitempty"`
+	// +optional
+	ClientHostname string `json:"clientHostname,omitempty"`
+	// +optional
+	ClientIP string `json:"clientIP,omitempty"`
+	// Relay is the next hop, such as mx.example.org[192.0.2.10]:25.
+	// +optional
+	Relay string `json:"relay,omitempty"`
+	// DSN is the delivery status code, such as 5.1.1.
+	// +optional
+	DSN string `json:"dsn,omitempty"`
+	// SMTPResponse is what the remote server said (cut to 512 characters).
+	// +optional
+	SMTPResponse string `json:"smtpResponse,omitempty"`
+	// FromIP the message was received from.
+	// +optional
+	FromIP string `json:"fromIP,omitempty"`
+	// ToIP the message was sent to.
+	// +optional
+	ToIP string `json:"toIP,omitempty"`
+	// ExpandedFrom is the group or alias this recipient came from.
+	// +optional
+	ExpandedFrom string `json:"expandedFrom,omitempty"`
+	// Truncated is true when detail or smtpResponse was cut.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// MessageDetailsStatus is the answer to spec.details.
+type MessageDetailsStatus struct {
+	// MessageTraceID of the message.
+	MessageTraceID string `json:"messageTraceId"`
+	// Recipient whose timeline this is.
+	Recipient string `json:"recipient"`
+	// TotalEvents is the number of events the store holds for them (within
+	// the namespace's grants); zero when the message is unknown or not visible.
+	// +optional
+	TotalEvents int32 `json:"totalEvents,omitempty"`
+	// Truncated is true when status holds fewer events than TotalEvents
+	// (at most 200, and a byte budget): the latest events are kept.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+	// Events in time order, oldest first.
+	// +listType=atomic
+	// +optional
+	Events []MessageEvent `json:"events,omitempty"`
 }
 
 // ReportType is the kind of CSV report.
@@ -337,6 +422,9 @@ type MessageTraceStatus struct {
 	// Report references the CSV report, when the trace makes one.
 	// +optional
 	Report *ReportStatus `json:"report,omitempty"`
+	// Details is the event timeline spec.details asked for.
+	// +optional
+	Details *MessageDetailsStatus `json:"details,omitempty"`
 }
 
 // MessageTrace follows messages through the organisation's mail flow: it

@@ -161,7 +161,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			f()
 		}
 	}()
-	for _, p := range []phase{r.resolve, r.validate, r.scope, r.checkRange, r.runQuery, r.export} {
+	for _, p := range []phase{r.resolve, r.validate, r.scope, r.details, r.checkRange, r.runQuery, r.export} {
 		if res, err := p(ctx, t); res != nil || err != nil {
 			if res == nil {
 				res = &ctrl.Result{}

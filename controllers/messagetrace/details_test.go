@@ -1,0 +1,154 @@
+package messagetrace
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
+)
+
+func TestDetailsOf(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ev := func(i int, typ store.EventType, detail string) store.Event {
+		return store.Event{Time: t0.Add(time.Duration(i) * time.Minute), MessageTraceID: "m", Recipient: "r@x", Type: typ, Detail: detail}
+	}
+	many := func(n int) []store.Event {
+		var out []store.Event
+		for i := n - 1; i >= 0; i-- { // out of order on purpose
+			out = append(out, ev(i, store.EventDefer, "451 later"))
+		}
+		return out
+	}
+	long := strings.Repeat("é", MaxDetailText+10)
+	cases := []struct {
+		name                string
+		evs                 []store.Event
+		maxEvents, maxBytes int
+		wantN               int
+		wantTrunc           bool
+		firstMinute         int // minute offset of the first event kept
+	}{
+		{"none", nil, 200, 1 << 20, 0, false, -1},
+		{"ordered-oldest-first", many(3), 200, 1 << 20, 3, false, 0},
+		{"count-bound-keeps-latest", many(250), 200, 1 << 20, 200, true, 50},
+		{"byte-bound-keeps-latest", many(10), 200, 400, 0, true, -1}, // set below from the JSON size
+	}
+	one := len(mustJSON(t, ToMessageEvent(ev(0, store.EventDefer, "451 later"))))
+	cases[3].maxBytes = 3*one + one/2
+	cases[3].wantN, cases[3].firstMinute = 3, 7
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DetailsOf("m", "r@x", tc.evs, tc.maxEvents, tc.maxBytes)
+			if len(d.Events) != tc.wantN || d.Truncated != tc.wantTrunc || int(d.TotalEvents) != len(tc.evs) {
+				t.Fatalf("got %d events truncated=%v total=%d, want %d %v %d", len(d.Events), d.Truncated, d.TotalEvents, tc.wantN, tc.wantTrunc, len(tc.evs))
+			}
+			for i := 1; i < len(d.Events); i++ {
+				if d.Events[i].Time.Before(&d.Events[i-1].Time) {
+					t.Fatalf("events not oldest first at %d", i)
+				}
+			}
+			if tc.firstMinute >= 0 && !d.Events[0].Time.Time.Equal(t0.Add(time.Duration(tc.firstMinute)*time.Minute)) {
+				t.Errorf("first event at %s, want minute %d", d.Events[0].Time, tc.firstMinute)
+			}
+		})
+	}
+	t.Run("long-text-cut", func(t *testing.T) {
+		e := ev(0, store.EventFail, long)
+		e.SMTPResponse = "550 5.1.1 no such user"
+		got := ToMessageEvent(e)
+		if !got.Truncated || len([]rune(got.Detail)) > MaxDetailText || got.SMTPResponse != e.SMTPResponse {
+			t.Errorf("got truncated=%v detail of %d runes, response %q", got.Truncated, len([]rune(got.Detail)), got.SMTPResponse)
+		}
+		if ToMessageEvent(ev(0, store.EventFail, "short")).Truncated {
+			t.Error("a short detail is marked truncated")
+		}
+	})
+	t.Run("messages", func(t *testing.T) {
+		for _, tc := range []struct {
+			d    v1alpha1.MessageDetailsStatus
+			want string
+		}{
+			{v1alpha1.MessageDetailsStatus{MessageTraceID: "m", Recipient: "r"}, "no events"},
+			{v1alpha1.MessageDetailsStatus{MessageTraceID: "m", Recipient: "r", TotalEvents: 3, Events: make([]v1alpha1.MessageEvent, 3)}, "all shown"},
+			{v1alpha1.MessageDetailsStatus{MessageTraceID: "m", Recipient: "r", TotalEvents: 300, Truncated: true, Events: make([]v1alpha1.MessageEvent, 200)}, "latest 200"},
+		} {
+			if got := DetailsMessage(&tc.d); !strings.Contains(got, tc.want) {
+				t.Errorf("%q does not say %q", got, tc.want)
+			}
+		}
+	})
+}
+
+// TestDetailsTimeline seeds a store, asks for one recipient's details and
+// checks the timeline: message-level events and the recipient's own, the
+// failure's DSN and SMTP response, no rows; an unknown message succeeds with
+// no events; the CRD refuses details without a recipient.
+func TestDetailsTimeline(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := kubetest.Namespace(t, env.Client)
+	d0 := day0()
+	st := openSQLite(t)
+	seedStore(t, st, d0)
+	fail := store.Event{ID: "m11-kim-fail-detail", Time: d0.Add(4*day + 2*time.Hour + 40*time.Minute), MessageTraceID: "m11",
+		Recipient: "kim@example.org", Type: store.EventFail, Source: "smtp", Relay: "mx.example.org[192.0.2.20]:25",
+		DSN: "5.1.1", SMTPResponse: "550 5.1.1 <kim@example.org>: Recipient address rejected: User unknown",
+		ServerHostname: "mail.example.com", Detail: "bounced"}
+	if err := st.Append(context.Background(), []store.Event{fail}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, env, ns, st, nil, Options{})
+
+	mt := create(t, env.Client, ns, "kim", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11", Recipient: "kim@example.org"}})
+	got := waitUntil(t, env.Client, mt, "finished", isFinished)
+	requireCondition(t, got, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
+	d := got.Status.Details
+	if d == nil {
+		t.Fatalf("no status.details: %+v", got.Status)
+	}
+	if len(got.Status.Rows) != 0 || got.Status.Report != nil {
+		t.Errorf("a details trace has rows or a report: %+v", got.Status)
+	}
+	var types []string
+	for _, e := range d.Events {
+		types = append(types, e.Event)
+	}
+	if strings.Join(types, ",") != "Receive,Fail,Fail" || d.TotalEvents != 3 || d.Truncated {
+		t.Fatalf("timeline %v (total %d, truncated %v), want Receive,Fail,Fail", types, d.TotalEvents, d.Truncated)
+	}
+	last := d.Events[2]
+	if last.DSN != "5.1.1" || last.SMTPResponse != fail.SMTPResponse || last.Relay != fail.Relay || last.Source != "smtp" || last.ServerHostname != "mail.example.com" {
+		t.Errorf("failure event %+v", last)
+	}
+	if d.Events[0].FromIP != "10.0.0.5" || !d.Events[0].Time.Time.Equal(d0.Add(4*day+2*time.Hour)) {
+		t.Errorf("receive event %+v", d.Events[0])
+	}
+
+	unknown := create(t, env.Client, ns, "unknown", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "nope", Recipient: "kim@example.org"}})
+	got = waitUntil(t, env.Client, unknown, "finished", isFinished)
+	c := requireCondition(t, got, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
+	if got.Status.Details == nil || len(got.Status.Details.Events) != 0 || !strings.Contains(c.Message, "no events") {
+		t.Errorf("unknown message: details %+v, message %q", got.Status.Details, c.Message)
+	}
+
+	bad := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "half"},
+		Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11"}}}
+	if err := env.Client.Create(testCtx(t), bad); err == nil || !strings.Contains(err.Error(), "both messageTraceId and recipient") {
+		t.Errorf("details without recipient: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
