@@ -98,5 +98,8 @@ bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
 ##@ Demo
 
 .PHONY: demo
-demo: envtest build ## Start a local control plane and manager, seed a store, run a MessageTrace.
-	$(BIN)/mailtrace demo --assets "$$(hack/envtest.sh)"
+demo: build ## The whole product on this machine: control plane, MinIO, manager and ingester, 90 days of mail logs, traces, a report.
+	@# the scripts build kube-apiserver, etcd and MinIO once (progress on stderr) and print their paths
+	@assets="$$(hack/envtest.sh)" && minio="$$(hack/minio.sh)" && \
+		echo "$(BIN)/mailtrace demo --assets $$assets --minio $$minio" && \
+		$(BIN)/mailtrace demo --assets "$$assets" --minio "$$minio"

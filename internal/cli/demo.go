@@ -21,6 +21,8 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/demo"
+	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/server"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
@@ -29,7 +31,9 @@ import (
 type DemoOptions struct {
 	// Assets is the directory with kube-apiserver and etcd.
 	Assets string
-	// Dir is the work directory: kubeconfig and mailtrace.db go there.
+	// MinIO is the MinIO server binary that holds the demo's report bucket.
+	MinIO string
+	// Dir is the work directory: kubeconfig, mailtrace.db and MinIO's data go there.
 	Dir string
 	// Wait keeps the control plane and the manager running until ctx ends.
 	Wait bool
@@ -39,20 +43,39 @@ type DemoOptions struct {
 	Verbose bool
 	// Namespace the samples are created in.
 	Namespace string
+	// Started, when set, is called once everything is printed and, with
+	// Wait, before waiting (tests use it to explore the running demo).
+	Started func(kubeconfig string)
 }
 
-// demoShowcase is the sample whose rows and first message's timeline the demo prints.
-const demoShowcase = "failed-last-7-days"
+// The demo's names.
+const (
+	// demoShowcase is the sample whose rows and first message's timeline the demo prints.
+	demoShowcase = "failed-last-7-days"
+	// demoBucket receives the reports, through the ReportStore demoStore.
+	demoBucket = "mail-reports"
+	demoStore  = "reports"
+	// demoReportTrace is the 30-day trace answered by a report (config/samples/reports).
+	demoReportTrace = "partner-last-30-days"
+	// demoSchedule is run at once with the run-now annotation.
+	demoSchedule = "failed-weekly"
+	// demoBatch is how many log lines go in one HTTP POST.
+	demoBatch = 1000
+)
 
 func newDemoCommand() *cobra.Command {
 	o := DemoOptions{Namespace: "default"}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run mailtrace end to end on this machine: control plane, manager, sample data and traces",
+		Short: "Run mailtrace end to end on this machine: control plane, S3, manager, ingester, mail logs, traces and a report",
 		Long: `Start a local control plane (kube-apiserver and etcd, built by hack/envtest.sh)
-with mailtrace's CRDs, seed a SQLite trace store with two weeks of realistic
-mail flow of example.com, run the manager in-process, apply the sample
-MessageTraces of config/samples, wait for their answers and print them.
+with mailtrace's CRDs and a MinIO server on loopback (built by hack/minio.sh)
+with a bucket and a ReportStore for it; run the manager in-process with the
+embedded SQLite store and the ingester (HTTP on loopback, with a generated
+token); send it 90 days of generated Postfix log lines of example.com over
+HTTP, as a log shipper would; apply the sample MessageTraces, a 30-day trace
+answered by a CSV report, and a MessageTraceSchedule run at once; wait for
+their answers and print them.
 
 With --wait (the default when stdin is a terminal) everything keeps running
 until Ctrl-C, so you can explore with kubectl and "mailtrace query".`,
@@ -63,7 +86,8 @@ until Ctrl-C, so you can explore with kubectl and "mailtrace query".`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Assets, "assets", demo.DefaultAssets(), "directory with the kube-apiserver and etcd binaries (hack/envtest.sh prints it; env KUBEBUILDER_ASSETS)")
-	fl.StringVar(&o.Dir, "dir", ".demo", "work directory for the kubeconfig and the SQLite store (recreated on every run)")
+	fl.StringVar(&o.MinIO, "minio", demo.DefaultMinIO(), "MinIO server binary for the report bucket (hack/minio.sh builds it and prints its path)")
+	fl.StringVar(&o.Dir, "dir", ".demo", "work directory for the kubeconfig, the SQLite store and MinIO's data (recreated on every run)")
 	fl.BoolVar(&o.Wait, "wait", term.IsTerminal(int(os.Stdin.Fd())), "keep the control plane and manager running until Ctrl-C (default: true when stdin is a terminal)")
 	fl.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "how long to wait for the sample traces to succeed")
 	fl.BoolVar(&o.Verbose, "verbose", false, "show the manager's logs")
@@ -87,6 +111,9 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	if err := demo.CheckAssets(o.Assets); err != nil {
 		return err
 	}
+	if err := demo.CheckMinIO(o.MinIO); err != nil {
+		return err
+	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return err
@@ -101,21 +128,6 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		}
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-
-	// The store, seeded.
-	now := time.Now().UTC()
-	events := demo.Generate(now)
-	fmt.Fprintf(out, "seeding %d events (%d messages over the last %d days) into %s...\n", len(events), demo.Messages(events), demo.Days, dbPath)
-	st, err := sqlite.Open(ctx, dbPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for i := 0; i < len(events); i += loadBatch {
-		if err := st.Append(ctx, events[i:min(i+loadBatch, len(events))]); err != nil {
-			return fmt.Errorf("seed the store: %w", err)
-		}
-	}
 
 	// The control plane.
 	fmt.Fprintf(out, "starting control plane (kube-apiserver and etcd from %s)...\n", o.Assets)
@@ -136,10 +148,56 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	fmt.Fprintf(out, "control plane ready in %s (CRDs from %s); kubeconfig written to %s\n",
 		time.Since(started).Round(100*time.Millisecond), cp.CRDSource, kubeconfig)
 
-	// The manager, in-process, sharing the `manager` command's wiring.
-	// One user on a throwaway control plane: no tenants to keep apart.
-	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: TenancyDisabled})
+	// The S3 server, a bucket, and a ReportStore with its credentials Secret.
+	s3, err := demo.StartMinIO(ctx, o.MinIO, filepath.Join(dir, "minio"))
 	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(out, "stopping MinIO...")
+		if serr := s3.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stop MinIO: %w", serr)
+		}
+	}()
+	if err := s3.MakeBucket(ctx, demoBucket); err != nil {
+		return fmt.Errorf("create bucket %s: %w", demoBucket, err)
+	}
+	fmt.Fprintf(out, "MinIO listening on http://%s (data in %s, generated credentials), bucket %s created\n", s3.Endpoint, s3.Dir, demoBucket)
+	c, err := client.New(cp.Config, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return err
+	}
+	if err := createReportStore(ctx, c, o.Namespace, s3); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "secret/%s-credentials and reportstore.mailtrace.io/%s created (bucket %s)\n", demoStore, demoStore, demoBucket)
+
+	// The store, and the manager with the ingester, in-process, sharing
+	// the `manager` command's wiring.
+	st, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// One user on a throwaway control plane: no tenants to keep apart.
+	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: TenancyDisabled,
+		Reports: ReportOptions{CheckInterval: 10 * time.Second}})
+	if err != nil {
+		return err
+	}
+	// The ingester, as `manager --ingest-http` runs it, on loopback with
+	// a generated bearer token.
+	token := randomToken()
+	ing := server.New(st, server.Options{
+		HTTP:  "127.0.0.1:0",
+		Token: token,
+		Pipeline: server.PipelineOptions{
+			Correlator: ingest.Config{AcceptedDomains: demo.AcceptedDomains},
+			Live:       true,
+		},
+		Log: ctrl.Log.WithName("ingest"),
+	})
+	if err := mgr.Add(ing); err != nil {
 		return err
 	}
 	mctx, stopManager := context.WithCancel(ctx)
@@ -152,13 +210,20 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			err = fmt.Errorf("manager: %w", merr)
 		}
 	}()
-	fmt.Fprintln(out, "manager started")
+	addr := ing.Addr("http")
+	if addr == nil {
+		return fmt.Errorf("the ingester did not start: %v", <-mdone)
+	}
+	ingestURL := "http://" + addr.String() + "/ingest"
+	fmt.Fprintf(out, "manager started, with the embedded store %s and the ingester on %s (bearer token generated)\n", dbPath, ingestURL)
 
-	// The samples.
-	c, err := client.New(cp.Config, client.Options{Scheme: NewScheme()})
-	if err != nil {
+	// The mail logs, through the real ingest path.
+	lines := demo.GenerateLog(time.Now())
+	if err := postLines(ctx, out, ingestURL, token, lines); err != nil {
 		return err
 	}
+
+	// The samples, a 30-day trace with a report, and a schedule run now.
 	mts, files, err := demo.SampleTraces()
 	if err != nil {
 		return err
@@ -170,6 +235,25 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		}
 		fmt.Fprintf(out, "messagetrace.mailtrace.io/%s created (config/samples/%s)\n", mts[i].Name, files[i])
 	}
+	if err := waitReportStore(ctx, c, o.Namespace, o.Timeout, mdone); err != nil {
+		return err
+	}
+	rt := reportTrace(o.Namespace)
+	if err := c.Create(ctx, rt); err != nil {
+		return fmt.Errorf("create MessageTrace %s: %w", rt.Name, err)
+	}
+	mts = append(mts, *rt)
+	fmt.Fprintf(out, "messagetrace.mailtrace.io/%s created (config/samples/reports: 30 days, a gzipped CSV report in %s)\n", rt.Name, demoStore)
+	sched := demoScheduleObject(o.Namespace)
+	if err := c.Create(ctx, sched); err != nil {
+		return fmt.Errorf("create MessageTraceSchedule %s: %w", sched.Name, err)
+	}
+	fmt.Fprintf(out, "messagetraceschedule.mailtrace.io/%s created (config/samples/default-queries/schedules, annotated %s: one run at once)\n", sched.Name, v1alpha1.AnnotationRunNow)
+	run, err := waitForRun(ctx, c, sched, o.Timeout, mdone)
+	if err != nil {
+		return err
+	}
+	mts = append(mts, *run)
 	fmt.Fprintf(out, "waiting for %d MessageTraces to succeed...\n", len(mts))
 	done, err := waitForTraces(ctx, c, mts, o.Timeout, mdone)
 	if err != nil {
@@ -203,6 +287,15 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			}
 		}
 	}
+	if rep := findTrace(done, demoReportTrace); rep != nil {
+		if err := printReport(ctx, out, s3, rep); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "\n$ kubectl get mts\n")
+	if err := printSchedules(ctx, out, c, o.Namespace); err != nil {
+		return err
+	}
 
 	self := selfPath()
 	if o.Wait {
@@ -215,11 +308,17 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	if !o.Wait {
 		fmt.Fprintf(out, "To explore with kubectl too, run the demo with --wait (it keeps the control plane up until Ctrl-C), then:\n")
 	}
-	fmt.Fprintf(out, "  export KUBECONFIG=%s\n  kubectl get mt\n  kubectl get mt %s -o yaml\n  kubectl wait --for=condition=Succeeded mt/%s\n",
+	fmt.Fprintf(out, "  export KUBECONFIG=%s\n  kubectl get mt\n  kubectl get mt %s -o yaml\n  kubectl wait --for=condition=Succeeded mt/%s\n  kubectl get mts,reportstores\n",
 		kubeconfig, demoShowcase, demoShowcase)
-
 	if o.Wait {
-		fmt.Fprintln(out, "\nThe control plane and the manager keep running; press Ctrl-C to stop.")
+		fmt.Fprintf(out, "  curl -H 'Authorization: Bearer %s' --data-binary @/var/log/mail.log %s\n", token, ingestURL)
+	}
+
+	if o.Started != nil {
+		o.Started(kubeconfig)
+	}
+	if o.Wait {
+		fmt.Fprintln(out, "\nThe control plane, MinIO, the manager and the ingester keep running; press Ctrl-C to stop.")
 		select {
 		case <-ctx.Done():
 		case merr := <-mdone:
@@ -246,7 +345,7 @@ func waitForTraces(ctx context.Context, c client.Client, mts []v1alpha1.MessageT
 			if err := c.Get(ctx, client.ObjectKeyFromObject(&mt), &cur); err != nil {
 				return nil, err
 			}
-			if !cur.IsFinished() {
+			if !cur.IsFinished() || (cur.Spec.Report != nil && !reportFinished(cur.Status.Report)) {
 				pending = append(pending, cur.Name)
 				continue
 			}
@@ -270,6 +369,10 @@ func waitForTraces(ctx context.Context, c client.Client, mts []v1alpha1.MessageT
 		case <-tick.C:
 		}
 	}
+}
+
+func reportFinished(r *v1alpha1.ReportStatus) bool {
+	return r != nil && (r.Phase == v1alpha1.ReportPhaseCompleted || r.Phase == v1alpha1.ReportPhaseFailed)
 }
 
 func findTrace(mts []v1alpha1.MessageTrace, name string) *v1alpha1.MessageTrace {

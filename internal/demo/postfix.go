@@ -167,14 +167,16 @@ func (g *logGen) outbound(t0 time.Time, deferFirst bool) {
 	g.removed(t, q)
 }
 
+// stillDeferred: the mailbox server keeps answering "mailbox full", so an
+// inbound message is still in the queue, retried (Pending).
 func (g *logGen) stillDeferred(t0 time.Time) {
-	q, from := g.queueID(), g.orgUser()
-	to := vendor.addrs[0]
-	t := g.received(t0, q, g.submitClient(), from, from, to, "Re: Shipping schedule", g.msgID(t0, OrgDomain), g.size(), 1)
-	relay := fmt.Sprintf("%s:25", peerAddr(vendor))
+	q, p, to := g.queueID(), vendor, "carol@"+OrgDomain
+	from := p.addrs[1]
+	t := g.received(t0, q, peerAddr(p), "", from, to, "Invoice 2026-11 overdue", g.msgID(t0, "vendor.example"), g.size(), 1)
 	for i := 0; i < 4; i++ {
 		t = t.Add(time.Duration(5+10*i) * time.Minute)
-		g.emit(t, "postfix/smtp", fmt.Sprintf("%s: to=<%s>, relay=%s, delay=%d, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to %s: Connection timed out)", q, to, relay, int(t.Sub(t0).Seconds()), relay))
+		g.emit(t, "postfix/lmtp", fmt.Sprintf("%s: to=<%s>, relay=%s[%s]:24, delay=%d, delays=0.1/0/0.1/0.2, dsn=4.2.2, status=deferred (host %s[%s] said: 452 4.2.2 <%s> Mailbox is full (in reply to end of DATA command))",
+			q, to, lmtpHost, lmtpIP, int(t.Sub(t0).Seconds()), lmtpHost, lmtpIP, to))
 	}
 }
 

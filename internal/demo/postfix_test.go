@@ -65,6 +65,12 @@ func TestGenerateLogThroughTheIngester(t *testing.T) {
 	if c, err := st.Count(ctx, old); err != nil || c.Total == 0 {
 		t.Errorf("nothing older than 80 days (%v)", err)
 	}
+	// every default query finds something (pending: to the organisation's users in the last 2 days)
+	pend := store.Query{Start: testNow.Add(-48 * time.Hour), End: testNow, Recipients: []string{"*@" + OrgDomain},
+		Statuses: []store.Status{store.StatusPending}}
+	if c, err := st.Count(ctx, pend); err != nil || c.Total == 0 {
+		t.Errorf("nothing pending to *@%s in the last 2 days (%v)", OrgDomain, err)
+	}
 	q.Subject = "来週の定例会議"
 	if c, err := st.Count(ctx, q); err != nil || c.Total == 0 {
 		t.Errorf("no Japanese subject (%v)", err)
