@@ -94,3 +94,19 @@ const (
 	PhaseSucceeded Phase = "Succeeded"
 	PhaseFailed    Phase = "Failed"
 )
+
+// Condition and reasons of a DownloadRequest (its Ready condition).
+const (
+	// ReasonURLIssued: status.downloadURL holds a presigned URL.
+	ReasonURLIssued Reason = "URLIssued"
+	// ReasonMessageTraceNotFound: the named MessageTrace does not exist in the request's namespace. Terminal.
+	ReasonMessageTraceNotFound Reason = "MessageTraceNotFound"
+	// ReasonReportPending: the trace's report is not finished yet; the request waits.
+	ReasonReportPending Reason = "ReportPending"
+	// ReasonNoReport: the trace finished without a report (its answer is in status). Terminal.
+	ReasonNoReport Reason = "NoReport"
+	// ReasonReportNotFound: the report object is not in its store (deleted or expired). Terminal.
+	ReasonReportNotFound Reason = "ReportNotFound"
+	// ReasonURLExpired: the URL has expired and was removed.
+	ReasonURLExpired Reason = "URLExpired"
+)

@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/controllers/downloadrequest"
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
 	"github.com/mailtrace/mailtrace/controllers/messagetraceschedule"
 	"github.com/mailtrace/mailtrace/controllers/reportstore"
@@ -148,6 +149,9 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	r.Tenancy = tenancy
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
+	}
+	if err := (&downloadrequest.Reconciler{DefaultReportStore: defStore, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up the DownloadRequest controller: %w", err)
 	}
 	rsr := &reportstore.Reconciler{Options: reportstore.Options{CheckInterval: o.Reports.CheckInterval}}
 	if err := rsr.SetupWithManager(mgr); err != nil {

@@ -1,0 +1,29 @@
+package v1alpha1
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Download request defaults.
+const (
+	// DefaultDownloadTTL is how long a download URL is valid without spec.ttl.
+	DefaultDownloadTTL = 10 * time.Minute
+	// MaxDownloadTTL is the longest spec.ttl.
+	MaxDownloadTTL = time.Hour
+)
+
+// ValidFor is the URL's validity: spec.ttl, or DefaultDownloadTTL.
+func (s *DownloadRequestSpec) ValidFor() time.Duration {
+	if s.TTL == nil || s.TTL.Duration <= 0 {
+		return DefaultDownloadTTL
+	}
+	return min(s.TTL.Duration, MaxDownloadTTL)
+}
+
+// Condition returns the request's condition of type t, or nil.
+func (d *DownloadRequest) Condition(t ConditionType) *metav1.Condition {
+	return meta.FindStatusCondition(d.Status.Conditions, string(t))
+}
