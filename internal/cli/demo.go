@@ -275,14 +275,20 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			return err
 		}
 		if len(show.Status.Rows) > 0 {
+			// why the newest one failed: a MessageTrace asking for its details
 			first := show.Status.Rows[0]
-			evs, err := st.Events(ctx, first.MessageTraceID, first.Recipient)
+			dt := detailsTrace(o.Namespace, first)
+			if err := c.Create(ctx, dt); err != nil {
+				return fmt.Errorf("create MessageTrace %s: %w", dt.Name, err)
+			}
+			got, err := waitForTraces(ctx, c, []v1alpha1.MessageTrace{*dt}, o.Timeout, mdone)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\nwhy the newest one failed: %s details --store sqlite://%s --trace-id %s --recipient %s\n",
-				selfPath(), dbPath, first.MessageTraceID, first.Recipient)
-			if err := printTimeline(out, evs); err != nil {
+			fmt.Fprintf(out, "\nwhy the newest one failed: a MessageTrace asking for its details (spec.details: {messageTraceId: %s, recipient: %s})\n",
+				first.MessageTraceID, first.Recipient)
+			fmt.Fprintf(out, "$ kubectl get mt %s -o jsonpath='{.status.details}', as a table:\n", dt.Name)
+			if err := printDetails(out, got[0].Status.Details); err != nil {
 				return err
 			}
 		}

@@ -229,3 +229,26 @@ func printSchedules(ctx context.Context, out io.Writer, c client.Client, ns stri
 	}
 	return t.print(out)
 }
+
+// detailsTrace asks for the event timeline of one row (Get-MessageTraceDetailV2).
+func detailsTrace(ns string, r v1alpha1.TraceRow) *v1alpha1.MessageTrace {
+	return &v1alpha1.MessageTrace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "newest-failure-details"},
+		Spec: v1alpha1.MessageTraceSpec{
+			Details: &v1alpha1.DetailsSpec{MessageTraceID: r.MessageTraceID, Recipient: r.Recipient},
+		},
+	}
+}
+
+// printDetails prints status.details as a timeline.
+func printDetails(out io.Writer, d *v1alpha1.MessageDetailsStatus) error {
+	if d == nil || len(d.Events) == 0 {
+		return fmt.Errorf("the details trace has no events")
+	}
+	var t table
+	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
+	for _, e := range d.Events {
+		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), e.Detail)
+	}
+	return t.print(out)
+}

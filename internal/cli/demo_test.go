@@ -81,7 +81,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := len(mts) + 2 // the samples, the report trace, the schedule's run
+	want := len(mts) + 3 // the samples, the report trace, the schedule's run, the details trace
 	if len(listed) != want {
 		t.Errorf("the printed kubeconfig lists %d MessageTraces, want %d", len(listed), want)
 	}
@@ -92,7 +92,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	for _, want := range []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "AGE", "Succeeded",
 		"RECEIVED (UTC)", "Failed", "5.1.1", "Fail", "export KUBECONFIG=" + filepath.Join(dir, "kubeconfig"),
-		"100% stored", "phase Completed", "mailtrace/default/" + demoReportTrace, "messagetrace.csv.gz",
+		"100% stored", "newest-failure-details", "Receive", "phase Completed", "mailtrace/default/" + demoReportTrace, "messagetrace.csv.gz",
 		"$ kubectl get mts", "0 6 * * 1", "stopping control plane", "stopping MinIO"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
