@@ -95,6 +95,10 @@ test-faults: test-deps ## The 1 GB ingest flood with its memory figures (the loa
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
 	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/
 
+.PHONY: docs
+docs: ## Regenerate docs/reference.md from the CRDs (run after make manifests).
+	$(GO) run ./docs/refgen
+
 ##@ Demo
 
 .PHONY: demo

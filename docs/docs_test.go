@@ -67,3 +67,24 @@ func TestTroubleshootingCoversEveryReason(t *testing.T) {
 		}
 	}
 }
+
+// docs/reference.md is what the generator makes of the CRDs: regenerate it
+// with `make docs` after `make manifests`.
+func TestReferenceIsCurrent(t *testing.T) {
+	want, err := Reference("../config/crd/bases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("reference.md")
+	if err != nil {
+		t.Fatalf("%v: run make docs", err)
+	}
+	if string(got) != string(want) {
+		t.Fatal("docs/reference.md is stale: run make docs (after make manifests) and commit it")
+	}
+	for _, kind := range []string{"MessageTrace", "MessageTraceSchedule", "ReportStore", "TracePolicy"} {
+		if !strings.Contains(string(want), "\n## "+kind+"\n") {
+			t.Errorf("the reference has no section for %s", kind)
+		}
+	}
+}
