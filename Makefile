@@ -51,8 +51,9 @@ lint: vet ## gofmt check and go vet.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/mailtrace.
+build: ## Build bin/mailtrace and the kubectl plugin bin/kubectl-mailtrace.
 	$(GO) build -o $(BIN)/mailtrace ./cmd/mailtrace
+	$(GO) build -o $(BIN)/kubectl-mailtrace ./cmd/kubectl-mailtrace
 
 .PHONY: build-static
 build-static: ## Build bin/mailtrace-static as the image does: CGO off, -trimpath, stripped.

@@ -1,0 +1,630 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+)
+
+// plugin is what the kubectl-mailtrace subcommands share: kubectl's usual
+// connection flags (--kubeconfig, --context, -n/--namespace, ...).
+type plugin struct {
+	flags   *genericclioptions.ConfigFlags
+	streams genericiooptions.IOStreams
+	poll    time.Duration
+}
+
+// client returns a client for mailtrace's kinds and the namespace to use.
+func (p *plugin) client() (client.Client, string, error) {
+	cfg, err := p.flags.ToRESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, err := p.flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ns, nil
+}
+
+// PluginMain runs kubectl-mailtrace with args and returns its exit code.
+func PluginMain(args []string) int {
+	cmd := NewPluginCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	cmd.SetArgs(args)
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+// NewPluginCommand is `kubectl mailtrace`: message traces from kubectl, as
+// an Exchange admin uses Get-MessageTraceV2.
+func NewPluginCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	p := &plugin{flags: genericclioptions.NewConfigFlags(true), streams: streams, poll: 500 * time.Millisecond}
+	cmd := &cobra.Command{
+		Use:   "kubectl-mailtrace",
+		Short: "Trace mail from kubectl: run MessageTraces, read their rows, a message's details, download reports",
+		Long: `kubectl mailtrace creates and reads mailtrace.io objects in the current
+namespace (or -n): every action is an ordinary Kubernetes request, so
+your kubectl permissions decide what you may do.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl mailtrace"},
+	}
+	cmd.SetOut(streams.Out)
+	cmd.SetErr(streams.ErrOut)
+	p.flags.AddFlags(cmd.PersistentFlags())
+	cmd.AddCommand(p.runCommand(), p.getCommand(), p.listCommand(), p.detailsCommand(), p.downloadCommand())
+	return cmd
+}
+
+type runFlags struct {
+	senders, recipients, statuses []string
+	since, start, end             string
+	direction, messageID, traceID string
+	subject, subjectMatch         string
+	fromIP, toIP                  string
+	limit                         int32
+	reportStore                   string
+	reportAlways                  bool
+	name                          string
+	timeout                       time.Duration
+	output                        string
+}
+
+func (p *plugin) runCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Create a MessageTrace from flags, wait for it and print its rows",
+		Example: `  kubectl mailtrace run --sender '*@example.com' --status Failed --since 7d
+  kubectl mailtrace run --recipient bob@example.org --subject invoice -o wide`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := f.spec()
+			if err != nil {
+				return err
+			}
+			if err := checkOutput(f.output); err != nil {
+				return err
+			}
+			c, ns, err := p.client()
+			if err != nil {
+				return err
+			}
+			mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: f.name}, Spec: spec}
+			if f.name == "" {
+				mt.GenerateName = "trace-"
+			}
+			mt, err = p.createAndWait(cmd.Context(), c, mt, f.timeout)
+			if err != nil {
+				return err
+			}
+			return p.printTrace(mt, f.output)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.senders, "sender", nil, "sender address (wildcards: '*@example.com'); repeat or comma-separate for several")
+	fl.StringSliceVar(&f.recipients, "recipient", nil, "recipient address (wildcards allowed); repeat for several")
+	fl.StringSliceVar(&f.statuses, "status", nil, "delivery status: Delivered, Pending, Expanded, Failed, Quarantined, FilteredAsSpam, GettingStatus")
+	fl.StringVar(&f.since, "since", "", "relative range ending now, such as 48h or 7d (default 48h; at most 90d)")
+	fl.StringVar(&f.start, "start", "", "start of an absolute range (RFC 3339)")
+	fl.StringVar(&f.end, "end", "", "end of an absolute range (RFC 3339; needs --start)")
+	fl.StringVar(&f.direction, "direction", "", "Inbound, Outbound, Internal or All")
+	fl.StringVar(&f.messageID, "message-id", "", "Message-ID header")
+	fl.StringVar(&f.traceID, "trace-id", "", "message trace ID")
+	fl.StringVar(&f.subject, "subject", "", "subject filter (case-insensitive)")
+	fl.StringVar(&f.subjectMatch, "subject-match", "", "Contains (default), StartsWith or EndsWith")
+	fl.StringVar(&f.fromIP, "from-ip", "", "IP or CIDR the message was received from")
+	fl.StringVar(&f.toIP, "to-ip", "", "IP or CIDR the message was sent to")
+	fl.Int32Var(&f.limit, "limit", 0, "most rows in status (default 500, at most 1000)")
+	fl.StringVar(&f.reportStore, "report-store", "", "ReportStore of the namespace for the CSV report")
+	fl.BoolVar(&f.reportAlways, "report", false, "always make a CSV report (download it with kubectl mailtrace download)")
+	fl.StringVar(&f.name, "name", "", "name of the MessageTrace (default: generated, trace-xxxxx)")
+	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "how long to wait for the answer")
+	fl.StringVarP(&f.output, "output", "o", "", "output: table (default), wide, yaml or json")
+	return cmd
+}
+
+// spec builds the MessageTrace spec of the flags.
+func (f *runFlags) spec() (v1alpha1.MessageTraceSpec, error) {
+	var s v1alpha1.MessageTraceSpec
+	for _, a := range f.senders {
+		s.SenderAddresses = append(s.SenderAddresses, v1alpha1.AddressPattern(a))
+	}
+	for _, a := range f.recipients {
+		s.RecipientAddresses = append(s.RecipientAddresses, v1alpha1.AddressPattern(a))
+	}
+	for _, st := range f.statuses {
+		s.DeliveryStatuses = append(s.DeliveryStatuses, v1alpha1.DeliveryStatus(st))
+	}
+	switch {
+	case f.since != "" && (f.start != "" || f.end != ""):
+		return s, errors.New("--since cannot be combined with --start or --end")
+	case f.since != "":
+		d, err := storeopen.ParseDuration(f.since)
+		if err != nil {
+			return s, fmt.Errorf("--since: %w", err)
+		}
+		s.Window = &metav1.Duration{Duration: d}
+	case f.end != "" && f.start == "":
+		return s, errors.New("--end needs --start")
+	}
+	for _, x := range []struct {
+		flag, v string
+		dst     **metav1.Time
+	}{{"--start", f.start, &s.StartTime}, {"--end", f.end, &s.EndTime}} {
+		if x.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, x.v)
+		if err != nil {
+			return s, fmt.Errorf("%s: %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", x.flag, x.v)
+		}
+		mt := metav1.NewTime(t)
+		*x.dst = &mt
+	}
+	s.Direction = v1alpha1.Direction(f.direction)
+	s.MessageID, s.MessageTraceID = f.messageID, f.traceID
+	s.FromIP, s.ToIP = v1alpha1.IPOrCIDR(f.fromIP), v1alpha1.IPOrCIDR(f.toIP)
+	if f.subject != "" {
+		s.Subject = &v1alpha1.SubjectFilter{Value: f.subject, Match: v1alpha1.SubjectMatch(f.subjectMatch)}
+	} else if f.subjectMatch != "" {
+		return s, errors.New("--subject-match needs --subject")
+	}
+	s.ResultLimit = f.limit
+	if f.reportStore != "" || f.reportAlways {
+		s.Report = &v1alpha1.ReportSpec{StoreName: f.reportStore, Always: f.reportAlways}
+	}
+	return s, nil
+}
+
+func checkOutput(o string) error {
+	switch o {
+	case "", "table", "wide", "yaml", "json":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: use table, wide, yaml or json", o)
+}
+
+// createAndWait creates mt (the API server validates it) and waits until it
+// has finished.
+func (p *plugin) createAndWait(ctx context.Context, c client.Client, mt *v1alpha1.MessageTrace, timeout time.Duration) (*v1alpha1.MessageTrace, error) {
+	if err := c.Create(ctx, mt); err != nil {
+		return nil, fmt.Errorf("creating the MessageTrace: %w", err)
+	}
+	fmt.Fprintf(p.streams.ErrOut, "messagetrace.mailtrace.io/%s created\n", mt.Name)
+	got, err := waitFor(ctx, p.poll, timeout, func(ctx context.Context) (*v1alpha1.MessageTrace, bool, error) {
+		cur := &v1alpha1.MessageTrace{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mt), cur); err != nil {
+			return nil, false, err
+		}
+		return cur, cur.IsFinished(), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for MessageTrace %s: %w (it keeps running: kubectl mailtrace get %s)", mt.Name, err, mt.Name)
+	}
+	if c := got.Condition(v1alpha1.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
+		return got, fmt.Errorf("MessageTrace %s failed: %s: %s", got.Name, c.Reason, c.Message)
+	}
+	return got, nil
+}
+
+// waitFor polls get until done or the timeout.
+func waitFor[T any](ctx context.Context, poll, timeout time.Duration, get func(context.Context) (T, bool, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		v, done, err := get(ctx)
+		if err == nil && done {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("not done after %s", timeout)
+			}
+			return v, err
+		case <-tick.C:
+		}
+	}
+}
+
+// printObject prints obj as yaml or json (kubectl's -o).
+func printObject(w io.Writer, obj any, format string) error {
+	if format == "json" {
+		b, err := json.MarshalIndent(obj, "", "    ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// printTrace prints a trace's rows like Get-MessageTraceV2 (or the object).
+func (p *plugin) printTrace(mt *v1alpha1.MessageTrace, format string) error {
+	if format == "yaml" || format == "json" {
+		mt.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("MessageTrace"))
+		return printObject(p.streams.Out, mt, format)
+	}
+	st := &mt.Status
+	if len(st.Rows) == 0 {
+		fmt.Fprintf(p.streams.ErrOut, "No messages match (MessageTrace %s, %s).\n", mt.Name, rangeOf(mt))
+		return nil
+	}
+	printRows(p.streams.Out, st.Rows, format == "wide")
+	msg := fmt.Sprintf("%d of %d matches shown (MessageTrace %s, %s)", len(st.Rows), st.TotalMatches, mt.Name, rangeOf(mt))
+	if st.Report != nil && st.Report.Phase == v1alpha1.ReportPhaseCompleted {
+		msg += fmt.Sprintf("; the CSV report has %d rows: kubectl mailtrace download %s", st.Report.Rows, mt.Name)
+	}
+	fmt.Fprintln(p.streams.ErrOut, msg+".")
+	return nil
+}
+
+func rangeOf(mt *v1alpha1.MessageTrace) string {
+	if tr := mt.Status.TimeRange; tr != nil {
+		return fmt.Sprintf("%s from %s", tr.Duration, tr.Start.UTC().Format(tableTime))
+	}
+	return "no range yet"
+}
+
+// printRows prints trace rows: the columns of Get-MessageTraceV2, and with
+// wide the message trace ID (for details), sizes, IPs and direction.
+func printRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
+	var t table
+	if wide {
+		t.add("RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE TRACE ID", "MESSAGE ID")
+	} else {
+		t.add("RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS")
+	}
+	for _, r := range rows {
+		recv := r.Received.UTC().Format(tableTime)
+		if wide {
+			t.add(recv, r.Sender, orDash(r.Recipient), truncate(r.Subject, 60), string(r.Status), humanSize(r.Size),
+				string(r.Direction), orDash(r.FromIP), orDash(r.ToIP), r.MessageTraceID, r.MessageID)
+		} else {
+			t.add(recv, truncate(r.Sender, 40), truncate(orDash(r.Recipient), 40), truncate(r.Subject, 50), string(r.Status))
+		}
+	}
+	_ = t.print(w)
+}
+
+func (p *plugin) getCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print a MessageTrace's rows (or its details timeline)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, ns, err := p.client()
+			if err != nil {
+				return err
+			}
+			mt := &v1alpha1.MessageTrace{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, mt); err != nil {
+				return err
+			}
+			if output != "yaml" && output != "json" {
+				if !mt.IsFinished() {
+					fmt.Fprintf(p.streams.ErrOut, "MessageTrace %s is %s.\n", mt.Name, orDash(string(mt.Status.Phase)))
+				} else if c := mt.Condition(v1alpha1.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
+					return fmt.Errorf("MessageTrace %s failed: %s: %s", mt.Name, c.Reason, c.Message)
+				}
+				if mt.Status.Details != nil {
+					return printDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+				}
+			}
+			return p.printTrace(mt, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output: table (default), wide, yaml or json")
+	return cmd
+}
+
+func (p *plugin) listCommand() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the namespace's MessageTraces: phase, range, matches",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns, err := p.client()
+			if err != nil {
+				return err
+			}
+			var list v1alpha1.MessageTraceList
+			opts := []client.ListOption{}
+			if !all {
+				opts = append(opts, client.InNamespace(ns))
+			}
+			if err := c.List(cmd.Context(), &list, opts...); err != nil {
+				return err
+			}
+			if len(list.Items) == 0 {
+				fmt.Fprintf(p.streams.ErrOut, "No MessageTraces in %s.\n", ns)
+				return nil
+			}
+			printTraceTable(p.streams.Out, list.Items, all, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list the MessageTraces of every namespace")
+	return cmd
+}
+
+// printTraceList prints traces as kubectl get would, with the answer's size.
+func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace bool, now time.Time) {
+	var t table
+	head := []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
+	if withNamespace {
+		head = append([]string{"NAMESPACE"}, head...)
+	}
+	t.add(head...)
+	for _, mt := range items {
+		st := &mt.Status
+		rng, report, reason := "-", "-", "-"
+		if st.TimeRange != nil {
+			rng = st.TimeRange.Duration
+		}
+		if st.Report != nil {
+			report = string(st.Report.Phase)
+		}
+		if c := mt.Condition(v1alpha1.ConditionSucceeded); c != nil {
+			reason = c.Reason
+		}
+		matches := strconv.FormatInt(st.TotalMatches, 10)
+		if st.Details != nil {
+			rng, matches = "details", fmt.Sprintf("%d events", st.Details.TotalEvents)
+		}
+		cells := []string{mt.Name, orDash(string(st.Phase)), rng, matches, strconv.Itoa(int(st.ReturnedRows)), report, reason,
+			FormatAge(now.Sub(mt.CreationTimestamp.Time))}
+		if withNamespace {
+			cells = append([]string{mt.Namespace}, cells...)
+		}
+		t.add(cells...)
+	}
+	_ = t.print(w)
+}
+
+// FormatAge is kubectl's short age: 45s, 12m, 5h, 3d.
+func FormatAge(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func (p *plugin) detailsCommand() *cobra.Command {
+	var traceID, recipient, output string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:     "details",
+		Short:   "Print one message's event timeline for one recipient (like Get-MessageTraceDetailV2)",
+		Example: `  kubectl mailtrace details --trace-id 4Xk2Lb3d9Zz1 --recipient info@partner.example`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if traceID == "" || recipient == "" {
+				return errors.New("--trace-id and --recipient are required (kubectl mailtrace run -o wide shows message trace IDs)")
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, ns, err := p.client()
+			if err != nil {
+				return err
+			}
+			mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "details-"},
+				Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: traceID, Recipient: recipient}}}
+			mt, err = p.createAndWait(cmd.Context(), c, mt, timeout)
+			if err != nil {
+				return err
+			}
+			if output == "yaml" || output == "json" {
+				mt.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("MessageTrace"))
+				return printObject(p.streams.Out, mt, output)
+			}
+			if mt.Status.Details == nil {
+				return fmt.Errorf("MessageTrace %s finished without details (is the manager older than this plugin?)", mt.Name)
+			}
+			return printDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+		},
+	}
+	cmd.Flags().StringVar(&traceID, "trace-id", "", "message trace ID of the message (required)")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "recipient address (required)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the answer")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output: table (default), yaml or json")
+	return cmd
+}
+
+// printDetails prints a details timeline: time, event, source, DSN and what
+// happened (detail, relay, the server's response).
+func printDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) error {
+	if len(d.Events) == 0 {
+		fmt.Fprintf(errw, "No events of message %s for %s (unknown, pruned, or not visible to this namespace).\n", d.MessageTraceID, d.Recipient)
+		return nil
+	}
+	var t table
+	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
+	for _, e := range d.Events {
+		var parts []string
+		if e.Detail != "" {
+			parts = append(parts, e.Detail)
+		}
+		if e.Relay != "" && e.Relay != "none" {
+			parts = append(parts, "relay="+e.Relay)
+		}
+		if e.SMTPResponse != "" {
+			parts = append(parts, "response: "+e.SMTPResponse)
+		}
+		if e.ExpandedFrom != "" {
+			parts = append(parts, "via "+e.ExpandedFrom)
+		}
+		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), strings.Join(parts, "; "))
+	}
+	if err := t.print(w); err != nil {
+		return err
+	}
+	if d.Truncated {
+		fmt.Fprintf(errw, "The latest %d of %d events shown.\n", len(d.Events), d.TotalEvents)
+	}
+	return nil
+}
+
+func (p *plugin) downloadCommand() *cobra.Command {
+	var file string
+	var ttl, timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "download NAME",
+		Short: "Download a MessageTrace's CSV report to a local file (through a short-lived DownloadRequest)",
+		Long: `download creates a DownloadRequest for the trace, waits for the manager to
+answer it with a presigned URL, fetches the report into a file, checks its
+SHA-256 against the trace's status.report.sha256 and deletes the request.
+Your permission to create DownloadRequests in the namespace decides.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := p.client()
+			if err != nil {
+				return err
+			}
+			return p.download(cmd.Context(), c, ns, args[0], file, ttl, timeout)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file to write (default NAME.csv, or NAME.csv.gz for a gzip report)")
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Minute, "validity of the download URL (at most 1h)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the report and the URL")
+	return cmd
+}
+
+func (p *plugin) download(ctx context.Context, c client.Client, ns, name, file string, ttl, timeout time.Duration) error {
+	dr := &v1alpha1.DownloadRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: name + "-"},
+		Spec: v1alpha1.DownloadRequestSpec{MessageTraceName: name, TTL: &metav1.Duration{Duration: ttl}}}
+	if len(dr.GenerateName) > 200 {
+		dr.GenerateName = "download-"
+	}
+	if err := c.Create(ctx, dr); err != nil {
+		return fmt.Errorf("creating a DownloadRequest: %w", err)
+	}
+	defer func() { _ = c.Delete(context.Background(), dr) }() // the URL is no longer needed
+	got, err := waitFor(ctx, p.poll, timeout, func(ctx context.Context) (*v1alpha1.DownloadRequest, bool, error) {
+		cur := &v1alpha1.DownloadRequest{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(dr), cur); err != nil {
+			return nil, false, err
+		}
+		return cur, cur.Status.Phase == v1alpha1.DownloadReady || cur.Status.Phase == v1alpha1.DownloadFailed || cur.Status.Phase == v1alpha1.DownloadExpired, nil
+	})
+	if err != nil {
+		why := ""
+		if got != nil {
+			if c := got.Condition(v1alpha1.ConditionReady); c != nil {
+				why = fmt.Sprintf(" (%s: %s)", c.Reason, c.Message)
+			}
+		}
+		return fmt.Errorf("waiting for DownloadRequest %s: %w%s", dr.Name, err, why)
+	}
+	if got.Status.Phase != v1alpha1.DownloadReady {
+		if c := got.Condition(v1alpha1.ConditionReady); c != nil {
+			return fmt.Errorf("cannot download the report of %s: %s: %s", name, c.Reason, c.Message)
+		}
+		return fmt.Errorf("cannot download the report of %s: DownloadRequest %s is %s", name, got.Name, got.Status.Phase)
+	}
+	rep := got.Status.Report
+	if rep == nil {
+		rep = &v1alpha1.DownloadedReport{}
+	}
+	if file == "" {
+		file = name + ".csv"
+		if rep.ContentEncoding == "gzip" {
+			file += ".gz"
+		}
+	}
+	n, sum, err := fetch(ctx, got.Status.DownloadURL, file)
+	if err != nil {
+		return err
+	}
+	if rep.SHA256 != "" && sum != rep.SHA256 {
+		return fmt.Errorf("%s: sha256 %s does not match the report's %s (%d bytes written)", file, sum, rep.SHA256, n)
+	}
+	abs, _ := filepath.Abs(file)
+	fmt.Fprintf(p.streams.Out, "%s\t%d rows\t%d bytes\tsha256 %s (matches status.report.sha256)\n", abs, rep.Rows, n, sum)
+	return nil
+}
+
+// fetch GETs url into file (through a temporary file, renamed when complete)
+// and returns its size and SHA-256.
+func fetch(ctx context.Context, url, file string) (int64, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("downloading the report: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, "", fmt.Errorf("downloading the report: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err != nil {
+		return 0, "", err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), resp.Body)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, "", fmt.Errorf("downloading the report: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return n, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
