@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mailtrace/mailtrace/internal/store"
 	"io"
 	"net/http"
 	"os"
@@ -160,8 +161,14 @@ func (f *runFlags) spec() (v1alpha1.MessageTraceSpec, error) {
 	for _, a := range f.recipients {
 		s.RecipientAddresses = append(s.RecipientAddresses, v1alpha1.AddressPattern(a))
 	}
+	// The same flags as `mailtrace query`, read by the same parsers, so both
+	// commands accept the same spellings (case-insensitive names, plain dates).
 	for _, st := range f.statuses {
-		s.DeliveryStatuses = append(s.DeliveryStatuses, v1alpha1.DeliveryStatus(st))
+		v, ok := parseStatus(st)
+		if !ok {
+			return s, fmt.Errorf("--status: %q is not a delivery status (use %s)", st, statusList())
+		}
+		s.DeliveryStatuses = append(s.DeliveryStatuses, v1alpha1.DeliveryStatus(v))
 	}
 	switch {
 	case f.since != "" && (f.start != "" || f.end != ""):
@@ -182,18 +189,31 @@ func (f *runFlags) spec() (v1alpha1.MessageTraceSpec, error) {
 		if x.v == "" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339, x.v)
+		t, err := parseTime(x.v)
 		if err != nil {
-			return s, fmt.Errorf("%s: %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", x.flag, x.v)
+			return s, fmt.Errorf("%s: %w", x.flag, err)
 		}
 		mt := metav1.NewTime(t)
 		*x.dst = &mt
 	}
-	s.Direction = v1alpha1.Direction(f.direction)
+	if f.direction != "" {
+		d, ok := matchFold(f.direction, store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal, store.DirectionAll)
+		if !ok {
+			return s, fmt.Errorf("--direction: %q is not Inbound, Outbound, Internal or All", f.direction)
+		}
+		s.Direction = v1alpha1.Direction(d)
+	}
 	s.MessageID, s.MessageTraceID = f.messageID, f.traceID
 	s.FromIP, s.ToIP = v1alpha1.IPOrCIDR(f.fromIP), v1alpha1.IPOrCIDR(f.toIP)
 	if f.subject != "" {
-		s.Subject = &v1alpha1.SubjectFilter{Value: f.subject, Match: v1alpha1.SubjectMatch(f.subjectMatch)}
+		s.Subject = &v1alpha1.SubjectFilter{Value: f.subject}
+		if f.subjectMatch != "" {
+			m, ok := matchFold(f.subjectMatch, store.SubjectContains, store.SubjectStartsWith, store.SubjectEndsWith)
+			if !ok {
+				return s, fmt.Errorf("--subject-match: %q is not Contains, StartsWith or EndsWith", f.subjectMatch)
+			}
+			s.Subject.Match = v1alpha1.SubjectMatch(m)
+		}
 	} else if f.subjectMatch != "" {
 		return s, errors.New("--subject-match needs --subject")
 	}
