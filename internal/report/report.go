@@ -10,8 +10,9 @@
 // Timestamps are RFC 3339 in UTC, with as many
 // fractional digits as the store holds.
 //
-// Rows are streamed page by page from the trace store through its cursor:
-// memory stays bounded by a few pages whatever the size of the result.
+// Rows are streamed from the trace store, from one query when the store can
+// (store.Streamer), else page by page through its cursor: memory stays
+// bounded by a few pages whatever the size of the result.
 package report
 
 import (
@@ -344,8 +345,14 @@ func Write(ctx context.Context, w io.Writer, st store.Store, q store.Query, opts
 	return finish(nil)
 }
 
-// fetch sends the pages of q to pages until the last one, an error, or ctx ends.
+// fetch sends the pages of q to pages until the last one, an error, or ctx
+// ends. A store that can stream (store.Streamer) is read with one query,
+// cut into pages here; others page through Trace.
 func fetch(ctx context.Context, st store.Store, q store.Query, size int, detailed bool, pages chan<- page) {
+	if sm, ok := st.(store.Streamer); ok {
+		stream(ctx, st, sm, q, size, detailed, pages)
+		return
+	}
 	var cur store.Cursor
 	for {
 		pg, err := st.Trace(ctx, q, cur, size)
@@ -372,6 +379,44 @@ func fetch(ctx context.Context, st store.Store, q store.Query, size int, detaile
 			return
 		}
 		cur = pg.Next
+	}
+}
+
+// errStopped ends a stream whose reader is gone (ctx ended).
+var errStopped = errors.New("report: stopped")
+
+// stream is fetch for a store.Streamer.
+func stream(ctx context.Context, st store.Store, sm store.Streamer, q store.Query, size int, detailed bool, pages chan<- page) {
+	send := func(p page) bool {
+		if p.err == nil && detailed && len(p.rows) > 0 {
+			p.events, p.err = events(ctx, st, q.Scope, p.rows)
+		}
+		select {
+		case pages <- p:
+			return p.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
+	rows := make([]store.Row, 0, size)
+	err := sm.Stream(ctx, q, "", func(r *store.Row) error {
+		rows = append(rows, *r)
+		if len(rows) < size {
+			return nil
+		}
+		if !send(page{rows: rows}) {
+			return errStopped
+		}
+		// The page sent is the writer's now: a fresh one for the next rows.
+		rows = make([]store.Row, 0, size)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStopped):
+	case err != nil:
+		send(page{err: fmt.Errorf("report: %w: trace: %w", ErrTraceStore, err)})
+	case len(rows) > 0:
+		send(page{rows: rows})
 	}
 }
 

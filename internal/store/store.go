@@ -342,6 +342,17 @@ type Store interface {
 	Close() error
 }
 
+// Streamer is implemented by stores that can send a whole trace from one
+// query (a server-side stream) instead of one query per page: what a report
+// over millions of rows uses. Stream calls fn for each row matching q after
+// cursor, in Trace's order, and returns fn's first error (fn must not keep
+// the *Row). The rows are the ones paging through Trace from cursor gives;
+// memory stays bounded whatever the size of the result, because rows are
+// read from the server as fn consumes them.
+type Streamer interface {
+	Stream(ctx context.Context, q Query, cursor Cursor, fn func(*Row) error) error
+}
+
 // ErrInvalidQuery wraps a query the store refuses.
 var ErrInvalidQuery = errors.New("invalid query")
 

@@ -720,26 +720,14 @@ func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 }
 
 func (s *Store) trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
-	if err := q.Validate(); err != nil {
-		return store.Page{}, err
-	}
-	rcv, mtid, rcpt, ok, err := store.DecodeCursor(cursor)
-	if err != nil {
-		return store.Page{}, err
-	}
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	w := buildWhere(q)
-	if ok {
-		r := w.arg(rcv.UnixNano())
-		m := w.arg(mtid)
-		c := w.arg(rcpt)
-		w.add(fmt.Sprintf("received <= %s AND (received < %s OR (received = %s AND (trace_id > %s OR (trace_id = %s AND recipient > %s))))", r, r, r, m, m, c))
+	sqlText, args, err := traceSQL(q, cursor, limit+1)
+	if err != nil {
+		return store.Page{}, err
 	}
-	sqlText := `SELECT ` + rowCols + ` FROM rows WHERE ` + strings.Join(w.conds, " AND ") +
-		fmt.Sprintf(` ORDER BY received DESC, trace_id, recipient LIMIT %d`, limit+1)
-	rs, err := s.pool.Query(ctx, sqlText, w.args...)
+	rs, err := s.pool.Query(ctx, sqlText, args...)
 	if err != nil {
 		return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
 	}
@@ -747,18 +735,8 @@ func (s *Store) trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 	var page store.Page
 	for rs.Next() {
 		var r store.Row
-		var received int64
-		var statusTime *int64
-		var status, direction string
-		if err := rs.Scan(&received, &r.Sender, &r.Recipient, &r.Subject, &status, &r.MessageID, &r.MessageTraceID, &r.Size,
-			&r.OriginalClientIP, &r.FromIP, &r.ToIP, &direction, &r.ExpandedFrom, &statusTime); err != nil {
+		if err := scanRow(rs, &r); err != nil {
 			return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
-		}
-		r.Received = time.Unix(0, received).UTC()
-		r.Status = store.Status(status)
-		r.Direction = store.Direction(direction)
-		if statusTime != nil {
-			r.StatusTime = time.Unix(0, *statusTime).UTC()
 		}
 		page.Rows = append(page.Rows, r)
 	}
@@ -770,6 +748,121 @@ func (s *Store) trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 		page.Next = store.NewCursor(page.Rows[limit-1])
 	}
 	return page, nil
+}
+
+// traceSQL is the query of the rows matching q after cursor, in trace
+// order, at most limit of them (every one when limit is zero).
+func traceSQL(q store.Query, cursor store.Cursor, limit int) (string, []any, error) {
+	if err := q.Validate(); err != nil {
+		return "", nil, err
+	}
+	rcv, mtid, rcpt, ok, err := store.DecodeCursor(cursor)
+	if err != nil {
+		return "", nil, err
+	}
+	w := buildWhere(q)
+	if ok {
+		r := w.arg(rcv.UnixNano())
+		m := w.arg(mtid)
+		c := w.arg(rcpt)
+		w.add(fmt.Sprintf("received <= %s AND (received < %s OR (received = %s AND (trace_id > %s OR (trace_id = %s AND recipient > %s))))", r, r, r, m, m, c))
+	}
+	sqlText := `SELECT ` + rowCols + ` FROM rows WHERE ` + strings.Join(w.conds, " AND ") +
+		` ORDER BY received DESC, trace_id, recipient`
+	if limit > 0 {
+		sqlText += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	return sqlText, w.args, nil
+}
+
+// scanRow reads one row of rowCols into r.
+func scanRow(rs pgx.Rows, r *store.Row) error {
+	var received int64
+	var statusTime *int64
+	var status, direction string
+	if err := rs.Scan(&received, &r.Sender, &r.Recipient, &r.Subject, &status, &r.MessageID, &r.MessageTraceID, &r.Size,
+		&r.OriginalClientIP, &r.FromIP, &r.ToIP, &direction, &r.ExpandedFrom, &statusTime); err != nil {
+		return err
+	}
+	r.Received = time.Unix(0, received).UTC()
+	r.Status = store.Status(status)
+	r.Direction = store.Direction(direction)
+	r.StatusTime = time.Time{}
+	if statusTime != nil {
+		r.StatusTime = time.Unix(0, *statusTime).UTC()
+	}
+	return nil
+}
+
+// Stream sends every row matching q after cursor to fn from one query: the
+// server sends rows as fn consumes them (TCP flow control holds it back), so
+// memory is one row whatever the size of the result, and the query is
+// planned and its partitions opened once instead of once per page. When the
+// connection is lost mid-stream (a server restart, a network failure), the
+// stream resumes after the last row fn was given, on a new connection, a
+// few times without progress before giving up: fn sees every row once.
+func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, fn func(*store.Row) error) error {
+	var (
+		last    store.Row // the keys of the last row fn was given
+		sent    bool
+		fnErr   error
+		failed  int
+		current = cursor
+	)
+	for {
+		progressed := false
+		err := s.stream(ctx, q, current, func(r *store.Row) error {
+			if err := fn(r); err != nil {
+				fnErr = err
+				return err
+			}
+			last.Received, last.MessageTraceID, last.Recipient = r.Received, r.MessageTraceID, r.Recipient
+			sent, progressed = true, true
+			return nil
+		})
+		if err == nil || fnErr != nil {
+			return err
+		}
+		if !connectionLost(ctx, err) {
+			return fmt.Errorf("postgres: trace: %w", err)
+		}
+		if progressed {
+			failed = 0
+		}
+		if failed++; failed > 3 {
+			return fmt.Errorf("postgres: trace: %w", err)
+		}
+		if sent {
+			current = store.NewCursor(last)
+		}
+	}
+}
+
+func (s *Store) stream(ctx context.Context, q store.Query, cursor store.Cursor, fn func(*store.Row) error) error {
+	sqlText, args, err := traceSQL(q, cursor, 0)
+	if err != nil {
+		return err
+	}
+	// Canceled before Close when fn stops the stream early, so that Close
+	// ends the query instead of reading the rest of the result.
+	ctx, cancel := context.WithCancel(ctx)
+	rs, err := s.pool.Query(ctx, sqlText, args...)
+	if err != nil {
+		cancel()
+		return err
+	}
+	defer rs.Close()
+	defer cancel()
+	var r store.Row
+	for rs.Next() {
+		if err := scanRow(rs, &r); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rs.Err()
 }
 
 // Count counts the rows matching q per status.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
+	"github.com/mailtrace/mailtrace/internal/store/storetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 
@@ -320,5 +321,62 @@ func TestStoreDownThenBack(t *testing.T) {
 	appendAll(t, st, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
 	if got := trace(t, st, span(1)); len(got) != 3 {
 		t.Errorf("after restart: %q", got)
+	}
+}
+
+// TestStreamResumesWhenItsConnectionIsKilled kills the backend sending a
+// stream in the middle of it (pg_terminate_backend, as a restart or a
+// failover would): Stream resumes after the last row it gave, on a new
+// connection, and the caller sees every row exactly once.
+func TestStreamResumesWhenItsConnectionIsKilled(t *testing.T) {
+	st, dsn := newStore(t)
+	ctx := context.Background()
+	// Enough rows that the server is still sending (blocked on a full
+	// socket) when the stream is a thousand rows in.
+	if err := storetest.SeedBench(ctx, st, 40000); err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
+	var want []string
+	var cur store.Cursor
+	for {
+		p, err := st.Trace(ctx, q, cur, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Rows {
+			want = append(want, r.MessageTraceID+" "+r.Recipient)
+		}
+		if cur = p.Next; cur == "" {
+			break
+		}
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var got []string
+	kills := 0
+	err = st.Stream(ctx, q, "", func(r *store.Row) error {
+		got = append(got, r.MessageTraceID+" "+r.Recipient)
+		if len(got) == 1000 || len(got) == 20000 {
+			var n int
+			if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'SELECT received,%'`).Scan(&n); err != nil {
+				return err
+			}
+			kills += n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	if kills != 2 {
+		t.Fatalf("killed %d streaming backends, want 2 (the test did not interrupt the stream)", kills)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Stream across two killed connections gave %d rows, paging %d; they differ", len(got), len(want))
 	}
 }

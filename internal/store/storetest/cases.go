@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -465,6 +466,54 @@ func testCursors(t *testing.T, f *fixture) {
 	}
 	if got := keys(p2.Rows); !slices.Equal(got, want[5:8]) {
 		t.Errorf("after NewCursor(row 5): got %q want %q", got, want[5:8])
+	}
+}
+
+// testStream checks a Streamer (stores without one pass): from a cursor it
+// continues exactly after the cursor's row, fn's error stops it and is
+// returned, and an invalid query is refused as Trace refuses it. (Every
+// other case compares Stream with paging, through fixture.all.)
+func testStream(t *testing.T, f *fixture) {
+	sm, ok := f.st.(store.Streamer)
+	if !ok {
+		t.Skip("the store has no Stream")
+	}
+	want := cursorData(f)
+	if got := keys(f.streamed(sm, day(), "")); !slices.Equal(got, want) {
+		t.Errorf("Stream:\n got  %q\n want %q", got, want)
+	}
+	p, err := f.st.Trace(f.ctx, day(), "", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(f.streamed(sm, day(), p.Next)); !slices.Equal(got, want[5:]) {
+		t.Errorf("Stream after page 1 of 5:\n got  %q\n want %q", got, want[5:])
+	}
+	if got := keys(f.streamed(sm, day(), store.NewCursor(p.Rows[2]))); !slices.Equal(got, want[3:]) {
+		t.Errorf("Stream after NewCursor(row 3):\n got  %q\n want %q", got, want[3:])
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = sm.Stream(f.ctx, day(), "", func(*store.Row) error {
+		if n++; n == 4 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 4 {
+		t.Errorf("Stream stopped by fn at row 4: err %v after %d rows; want fn's error after 4", err, n)
+	}
+	// The store is still usable after a stream stopped early.
+	if got := keys(f.streamed(sm, day(), "")); !slices.Equal(got, want) {
+		t.Errorf("Stream after an early stop:\n got  %q\n want %q", got, want)
+	}
+	err = sm.Stream(f.ctx, store.Query{End: T0}, "", func(*store.Row) error { return nil })
+	if !errors.Is(err, store.ErrInvalidQuery) {
+		t.Errorf("Stream of a query without start: %v, want ErrInvalidQuery", err)
+	}
+	err = sm.Stream(f.ctx, day(), "not a cursor!", func(*store.Row) error { return nil })
+	if !errors.Is(err, store.ErrInvalidQuery) {
+		t.Errorf("Stream from a malformed cursor: %v, want ErrInvalidQuery", err)
 	}
 }
 

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CountAgreesWithTrace", testCountAgrees},
 		{"OrderingTieBreakByTraceIDThenRecipient", testOrdering},
 		{"CursorPagesHaveNoGapsOrDuplicates", testCursors},
+		{"StreamFromCursorStopAndInvalid", testStream},
 		{"CursorWithFilters", testCursorWithFilter},
 		{"ZeroLimitMeansDefaultPageSize", testZeroLimit},
 		{"InvalidQueriesAreRefused", testInvalid},
@@ -119,7 +120,31 @@ func (f *fixture) append(evs ...store.Event) {
 func (f *fixture) all(q store.Query) []store.Row {
 	f.t.Helper()
 	rows, _ := f.paged(q, 1000)
+	if sm, ok := f.st.(store.Streamer); ok {
+		streamed := f.streamed(sm, q, "")
+		if !slices.EqualFunc(rows, streamed, rowsEqual) {
+			f.t.Errorf("Stream(%s) differs from paging through Trace:\n stream %q\n paged  %q", describe(q), keys(streamed), keys(rows))
+		}
+	}
 	return rows
+}
+
+// streamed returns the rows Stream gives from cursor.
+func (f *fixture) streamed(sm store.Streamer, q store.Query, cursor store.Cursor) []store.Row {
+	f.t.Helper()
+	out := []store.Row{}
+	if err := sm.Stream(f.ctx, q, cursor, func(r *store.Row) error { out = append(out, *r); return nil }); err != nil {
+		f.t.Fatalf("Stream(%s): %v", describe(q), err)
+	}
+	return out
+}
+
+// rowsEqual compares rows field by field, times by instant.
+func rowsEqual(a, b store.Row) bool {
+	ta, tb := a.Received, b.Received
+	sa, sb := a.StatusTime, b.StatusTime
+	a.Received, b.Received, a.StatusTime, b.StatusTime = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b && ta.Equal(tb) && sa.Equal(sb)
 }
 
 // paged pages through a trace with the given page size and returns the rows
