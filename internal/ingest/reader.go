@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"time"
 	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -114,27 +115,41 @@ var pipelineIngest = true
 
 func pipelined() bool { return pipelineIngest && runtime.GOMAXPROCS(0) > 1 }
 
-// pipeItem is one read of the loop above: the line's first half and the
-// read's error.
-type pipeItem struct {
-	p   prepared
-	err error
+// pipeLine is what the correlator's half needs of most lines (consumeHead):
+// the few bytes handed across cores per line. A line that needs more (one
+// that may matter, a session's end) has its whole prepared in the batch's
+// full, in order.
+type pipeLine struct {
+	t          time.Time
+	op         prepOp
+	invalid    bool
+	disconnect bool
+	full       bool // the next entry of full is this line's
 }
 
-const pipeBatch = 512
+// pipeBatch is a batch of lines read in a row, and the read's error after
+// the last of them (only a batch's last read can fail or end the input).
+type pipeBatch struct {
+	lines []pipeLine
+	full  []prepared
+	err   error
+}
+
+const pipeBatchLines = 1024
 
 // ingestPipelined is the loop of ingestWith with the reading and the first
 // half of each line (prepareLine) on a goroutine of its own, handing
 // batches of prepared lines over a channel: the correlator sees the very
 // same sequence of lines, counts and errors as in the loop, one core
-// reading ahead of the other.
+// reading ahead of the other. Most lines cross over as a pipeLine of a few
+// bytes; only those that need it as a whole prepared.
 func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush func() error) (Stats, error) {
-	full := make(chan []pipeItem, 4)
-	free := make(chan []pipeItem, 6)
+	full := make(chan *pipeBatch, 4)
+	free := make(chan *pipeBatch, 6)
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	for i := 0; i < cap(free); i++ {
-		free <- make([]pipeItem, 0, pipeBatch)
+		free <- &pipeBatch{lines: make([]pipeLine, 0, pipeBatchLines), full: make([]prepared, 0, 64)}
 	}
 	// The first half touches nothing of the correlator but the syslog
 	// parser (and the configuration, read only); the second half never
@@ -144,25 +159,30 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 		defer close(full)
 		max := c.cfg.MaxLineBytes
 		var host string
-		var batch []pipeItem
+		var b *pipeBatch
 		select {
-		case batch = <-free:
+		case b = <-free:
 		case <-done:
 			return
 		}
+		var p prepared
 		for {
 			line, tooLong, err := readLine(br, max)
-			batch = append(batch, pipeItem{err: err})
-			it := &batch[len(batch)-1]
-			it.p.host = &host
+			p = prepared{host: &host}
 			if tooLong {
-				it.p.op = prepTooLong
+				p.op = prepTooLong
 			} else if len(line) > 0 || err == nil {
-				c.prepareLine(&it.p, &c.parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+				c.prepareLine(&p, &c.parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
 			}
-			if len(batch) == cap(batch) || err != nil {
+			keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
+			b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})
+			if keep {
+				b.full = append(b.full, p)
+			}
+			if len(b.lines) == cap(b.lines) || err != nil {
+				b.err = err
 				select {
-				case full <- batch:
+				case full <- b:
 				case <-done:
 					return
 				}
@@ -170,8 +190,8 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 					return
 				}
 				select {
-				case batch = <-free:
-					batch = batch[:0]
+				case b = <-free:
+					b.lines, b.full, b.err = b.lines[:0], b.full[:0], nil
 				case <-done:
 					return
 				}
@@ -183,33 +203,37 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 		<-exited
 	}
 	n := 0
-	for batch := range full {
-		for i := range batch {
-			it := &batch[i]
+	for b := range full {
+		next := 0
+		for i := range b.lines {
+			it := &b.lines[i]
 			if n++; n%1024 == 0 {
 				if err := ctx.Err(); err != nil {
 					stop()
 					return c.Stats(), err
 				}
 			}
-			if ferr := c.consume(&it.p); ferr != nil {
+			var ferr error
+			if it.full {
+				ferr = c.consume(&b.full[next])
+				next++
+			} else {
+				_, ferr = c.consumeHead(it.op, it.invalid, it.t, it.disconnect)
+			}
+			if ferr != nil {
 				stop()
 				return c.Stats(), ferr
 			}
-			err := it.err
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				stop()
-				// keep what was read: release it before reporting the error
-				_ = c.Flush()
-				_ = flush()
-				return c.Stats(), fmt.Errorf("ingest: read: %w", err)
-			}
 		}
-		clear(batch) // let the lines go
-		free <- batch
+		if err := b.err; err != nil && !errors.Is(err, io.EOF) {
+			stop()
+			// keep what was read: release it before reporting the error
+			_ = c.Flush()
+			_ = flush()
+			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
+		}
+		clear(b.full) // let the lines go
+		free <- b
 	}
 	stop()
 	if err := c.Flush(); err != nil {

@@ -99,6 +99,58 @@ type Parser struct {
 	Location  *time.Location
 	last      time.Time
 	iso       isoCache
+	hdr       hdrCache
+}
+
+// hdrCache remembers the headers (host and tag, "host prog[pid]: ") of the
+// latest lines a Parser read: a process logs many lines in a row (in a
+// production Postfix log, nine lines in ten repeat one of the four headers
+// before them), and the fields of a header are a pure function of its
+// bytes, so a line starting with a known header gets them by one
+// comparison instead of a scan.
+type hdrCache struct {
+	e    [4]hdrEntry
+	next int // the entry the next new header replaces
+}
+
+// hdrEntry is one header: its bytes, from right after the timestamp to the
+// start of the message, and where its fields are within them.
+type hdrEntry struct {
+	b                         [hdrMax]byte
+	n                         int    // 0: empty
+	tail                      uint64 // the header's last eight bytes: most misses differ there (the pid)
+	hostOff, hostLen, progOff int
+	progLen, pid              int
+}
+
+const hdrMax = 72
+
+// lookup returns the entry whose header starts rest.
+func (c *hdrCache) lookup(rest string) *hdrEntry {
+	for i := range c.e {
+		e := &c.e[i]
+		if e.n > 0 && len(rest) >= e.n && load64(rest[e.n-8:]) == e.tail && rest[:e.n] == string(e.b[:e.n]) {
+			return e
+		}
+	}
+	return nil
+}
+
+// add remembers the header rest[:n] with its fields at the given offsets.
+func (c *hdrCache) add(rest string, n, hostOff, hostLen, progOff, progLen, pid int) {
+	if n > hdrMax || n < 8 {
+		return
+	}
+	e := &c.e[c.next]
+	c.next = (c.next + 1) % len(c.e)
+	copy(e.b[:], rest[:n])
+	e.n, e.hostOff, e.hostLen, e.progOff, e.progLen, e.pid = n, hostOff, hostLen, progOff, progLen, pid
+	e.tail = load64(rest[n-8:])
+}
+
+// load64 reads the first eight bytes of s (len(s) >= 8).
+func load64(s string) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
 }
 
 // Parse parses the next line.
@@ -120,6 +172,7 @@ func (p *Parser) ParseInto(l *Line, line string) error {
 		}
 	}
 	pl.iso = &p.iso
+	pl.hdr = &p.hdr
 	err := parse(l, line, &pl)
 	if err == nil && l.Time.After(p.last) {
 		p.last = l.Time
@@ -174,6 +227,7 @@ type placer struct {
 	loc     *time.Location
 	closest bool
 	iso     *isoCache // nil: none
+	hdr     *hdrCache // nil: none
 }
 
 func (pl *placer) place(m time.Month, d, hh, mm, ss, ns int) time.Time {
@@ -220,6 +274,16 @@ func parse(l *Line, line string, pl *placer) error {
 		*l = Line{}
 		return ErrNotSyslog
 	}
+	if pl.hdr != nil {
+		if e := pl.hdr.lookup(rest); e != nil {
+			l.Host = rest[e.hostOff : e.hostOff+e.hostLen]
+			l.Program = rest[e.progOff : e.progOff+e.progLen]
+			l.PID = e.pid
+			l.Message = rest[e.n:]
+			return nil
+		}
+	}
+	hdr := rest
 	// host
 	for len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
@@ -254,6 +318,14 @@ func parse(l *Line, line string, pl *placer) error {
 		}
 		l.PID = pid
 		rest = rest[j+1:]
+	}
+	if pl.hdr != nil && len(rest) >= 2 && rest[0] == ':' && rest[1] == ' ' {
+		// Only a header that ends in ": " is remembered: then the message
+		// starts right after it whatever follows.
+		off := func(sub string) int {
+			return int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(hdr))))
+		}
+		pl.hdr.add(hdr, off(rest)+2, off(l.Host), len(l.Host), off(l.Program), len(l.Program), l.PID)
 	}
 	rest = strings.TrimPrefix(rest, ":")
 	l.Message = strings.TrimPrefix(rest, " ")
@@ -307,23 +379,23 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 	}
 	rest = s[8:]
 	if len(rest) > 0 && (rest[0] == '.' || rest[0] == ',') {
-		j := 1
-		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-			j++
+		// the digits are read as they are counted; past nine (nanoseconds)
+		// they are skipped
+		j, n := 1, 0
+		for ; j < len(rest); j++ {
+			d := rest[j] - '0'
+			if d > 9 {
+				break
+			}
+			if j <= 9 {
+				n = n*10 + int(d)
+			}
 		}
-		frac := rest[1:j]
-		if len(frac) == 0 {
+		if j == 1 {
 			return
 		}
-		if len(frac) > 9 {
-			frac = frac[:9]
-		}
-		n := 0
-		for k := 0; k < len(frac); k++ {
-			n = n*10 + int(frac[k]-'0')
-		}
-		for k := len(frac); k < 9; k++ {
-			n *= 10
+		if j < 10 {
+			n *= pow10[10-j]
 		}
 		ns = n
 		rest = rest[j:]
@@ -331,6 +403,9 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 	ok = true
 	return
 }
+
+// pow10[k] is 10**k.
+var pow10 = [...]int{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}
 
 // two reads two decimal digits.
 func two(a, b byte) (int, bool) {
