@@ -198,8 +198,8 @@ func (j *job) execute(ctx context.Context) {
 		j.err = err
 		return
 	}
-	tap := &tapStore{Store: j.st, keep: j.keep}
-	j.res, j.info, j.err = report.Upload(ctx, j.os, j.key, tap, j.q, j.opts, func(n int64) { j.rows.Store(n) })
+	st, tap := tapOf(j.st, j.keep)
+	j.res, j.info, j.err = report.Upload(ctx, j.os, j.key, st, j.q, j.opts, func(n int64) { j.rows.Store(n) })
 	j.counts, j.first = tap.counts, tap.first
 }
 
@@ -218,15 +218,43 @@ func (t *tapStore) Trace(ctx context.Context, q store.Query, c store.Cursor, lim
 	if err != nil {
 		return p, err
 	}
+	for i := range p.Rows {
+		t.see(&p.Rows[i])
+	}
+	return p, nil
+}
+
+func (t *tapStore) see(r *store.Row) {
 	if t.counts.ByStatus == nil {
 		t.counts.ByStatus = map[store.Status]int64{}
 	}
-	for _, r := range p.Rows {
-		t.counts.Total++
-		t.counts.ByStatus[r.Status]++
-		if len(t.first) < t.keep {
-			t.first = append(t.first, r)
-		}
+	t.counts.Total++
+	t.counts.ByStatus[r.Status]++
+	if len(t.first) < t.keep {
+		t.first = append(t.first, *r)
 	}
-	return p, nil
+}
+
+// tapOf returns the store a report reads (st with a tap on it) and the tap.
+// Over a store.Streamer it is a Streamer too: the tap must not hide the
+// store's one-query export.
+func tapOf(st store.Store, keep int) (store.Store, *tapStore) {
+	tap := &tapStore{Store: st, keep: keep}
+	if sm, ok := st.(store.Streamer); ok {
+		return &tapStreamer{tapStore: tap, sm: sm}, tap
+	}
+	return tap, tap
+}
+
+// tapStreamer is tapStore over a store.Streamer, which it stays.
+type tapStreamer struct {
+	*tapStore
+	sm store.Streamer
+}
+
+func (t *tapStreamer) Stream(ctx context.Context, q store.Query, c store.Cursor, fn func(*store.Row) error) error {
+	return t.sm.Stream(ctx, q, c, func(r *store.Row) error {
+		t.see(r)
+		return fn(r)
+	})
 }
