@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -135,7 +136,13 @@ type pipeBatch struct {
 	err   error
 }
 
-const pipeBatchLines = 1024
+const pipeBatchLines = 4096
+
+// pipeBatches keeps batches between calls: a file or a connection at a
+// time would otherwise allocate (and zero) them anew.
+var pipeBatches = sync.Pool{New: func() any {
+	return &pipeBatch{lines: make([]pipeLine, 0, pipeBatchLines), full: make([]prepared, 0, 256)}
+}}
 
 // ingestPipelined is the loop of ingestWith with the reading and the first
 // half of each line (prepareLine) on a goroutine of its own, handing
@@ -144,13 +151,27 @@ const pipeBatchLines = 1024
 // reading ahead of the other. Most lines cross over as a pipeLine of a few
 // bytes; only those that need it as a whole prepared.
 func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush func() error) (Stats, error) {
-	full := make(chan *pipeBatch, 4)
-	free := make(chan *pipeBatch, 6)
+	full := make(chan *pipeBatch, 2)
+	free := make(chan *pipeBatch, 4)
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	for i := 0; i < cap(free); i++ {
-		free <- &pipeBatch{lines: make([]pipeLine, 0, pipeBatchLines), full: make([]prepared, 0, 64)}
+		free <- pipeBatches.Get().(*pipeBatch)
 	}
+	defer func() {
+		// the batches back in free (all of them unless the read stopped
+		// early; the others are left to the garbage collector)
+		for {
+			select {
+			case b := <-free:
+				clear(b.full)
+				b.lines, b.full, b.err = b.lines[:0], b.full[:0], nil
+				pipeBatches.Put(b)
+			default:
+				return
+			}
+		}
+	}()
 	// The first half touches nothing of the correlator but the syslog
 	// parser (and the configuration, read only); the second half never
 	// touches the parser.

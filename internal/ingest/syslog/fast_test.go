@@ -69,3 +69,33 @@ func TestIndexTagEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestParseISOCachedMatchesUncached: runs of timestamps that share their
+// date, their second or their zone, in varied fraction lengths, read through
+// one cache, give what each gives read alone.
+func TestParseISOCachedMatchesUncached(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	ref := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	zones := []string{"Z", "", "+01:00", "-0530", "+14:00"}
+	fracs := []string{"", ".", ",5", ".1", ".123456", ".123456789", ".1234567891234", ".x"}
+	var c isoCache
+	sec := "2023-03-14T01:25:42"
+	for i := 0; i < 200000; i++ {
+		switch rng.Intn(8) {
+		case 0: // another day
+			sec = fmt.Sprintf("%04d-%02d-%02d%c%02d:%02d:%02d", 2020+rng.Intn(6), 1+rng.Intn(12), 1+rng.Intn(31), "T "[rng.Intn(2)], rng.Intn(24), rng.Intn(60), rng.Intn(61))
+		case 1: // another second of the same day
+			sec = fmt.Sprintf("%s%02d:%02d:%02d", sec[:11], rng.Intn(24), rng.Intn(60), rng.Intn(61))
+		}
+		ts := sec
+		if rng.Intn(8) == 0 { // a truncated year (never cached)
+			ts = sec[1+rng.Intn(3):]
+		}
+		line := ts + fracs[rng.Intn(len(fracs))] + zones[rng.Intn(len(zones))] + " host prog: x"
+		want, wrest, wok := parseISO(line, ref)
+		got, rest, ok := parseISOCached(line, ref, &c)
+		if ok != wok || got != want || rest != wrest {
+			t.Fatalf("%q: cached %v %q %v, alone %v %q %v", line, got, rest, ok, want, wrest, wok)
+		}
+	}
+}

@@ -377,31 +377,35 @@ func parseClock(s string) (hh, mm, ss, ns int, rest string, ok bool) {
 	if ss == 60 {
 		ss = 59
 	}
-	rest = s[8:]
-	if len(rest) > 0 && (rest[0] == '.' || rest[0] == ',') {
-		// the digits are read as they are counted; past nine (nanoseconds)
-		// they are skipped
-		j, n := 1, 0
-		for ; j < len(rest); j++ {
-			d := rest[j] - '0'
-			if d > 9 {
-				break
-			}
-			if j <= 9 {
-				n = n*10 + int(d)
-			}
-		}
-		if j == 1 {
-			return
-		}
-		if j < 10 {
-			n *= pow10[10-j]
-		}
-		ns = n
-		rest = rest[j:]
-	}
-	ok = true
+	ns, rest, ok = parseFrac(s[8:])
 	return
+}
+
+// parseFrac reads optional fractional seconds ('.' or ',' and digits, of
+// which the first nine count) at the start of s.
+func parseFrac(s string) (ns int, rest string, ok bool) {
+	if len(s) == 0 || (s[0] != '.' && s[0] != ',') {
+		return 0, s, true
+	}
+	// the digits are read as they are counted; past nine (nanoseconds)
+	// they are skipped
+	j, n := 1, 0
+	for ; j < len(s); j++ {
+		d := s[j] - '0'
+		if d > 9 {
+			break
+		}
+		if j <= 9 {
+			n = n*10 + int(d)
+		}
+	}
+	if j == 1 {
+		return 0, "", false
+	}
+	if j < 10 {
+		n *= pow10[10-j]
+	}
+	return n, s[j:], true
 }
 
 // pow10[k] is 10**k.
@@ -441,6 +445,9 @@ func parseISO(s string, ref time.Time) (time.Time, string, bool) {
 // truncated year depends on the reference and is not cached), so equal
 // bytes give the equal result without the arithmetic.
 type isoCache struct {
+	sec    [19]byte // "YYYY-MM-DDThh:mm:ss" (or a space for the T)
+	secs   int64    // its seconds since the epoch, as if in UTC
+	secOK  bool
 	date   [10]byte // "YYYY-MM-DD"
 	days   int64    // days since 1970-01-01 of date
 	y      int
@@ -454,49 +461,69 @@ type isoCache struct {
 }
 
 func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bool) {
-	var y, mo, d int
-	var days int64
-	if c != nil && c.dateOK && len(s) > 10 && s[:10] == string(c.date[:]) {
-		y, mo, d, days = c.y, c.mo, c.d, c.days
-		s = s[5:] // as below: s is "MM-DD" and the rest
+	var sec int64 // seconds since the epoch of the wall clock, as if in UTC
+	var ns int
+	var rest string
+	if c != nil && c.secOK && len(s) > 19 && s[:19] == string(c.sec[:]) {
+		// the same second as the line before: only the fraction is new
+		var ok bool
+		sec = c.secs
+		if ns, rest, ok = parseFrac(s[19:]); !ok {
+			return time.Time{}, "", false
+		}
 	} else {
 		full := s
-		i := 0
-		for i < len(s) && i < 5 && s[i] >= '0' && s[i] <= '9' {
-			i++
+		var y, mo, d int
+		var days int64
+		cacheable := true // a four-digit year: the bytes say it all
+		if c != nil && c.dateOK && len(s) > 10 && s[:10] == string(c.date[:]) {
+			y, mo, d, days = c.y, c.mo, c.d, c.days
+			s = s[5:] // as below: s is "MM-DD" and the rest
+		} else {
+			i := 0
+			for i < len(s) && i < 5 && s[i] >= '0' && s[i] <= '9' {
+				i++
+			}
+			if i == 0 || i > 4 || i >= len(s) || s[i] != '-' {
+				return time.Time{}, "", false
+			}
+			y, _ = atoiDigits(s[:i])
+			if i < 4 {
+				y = completeYear(y, i, ref)
+				cacheable = false
+			}
+			s = s[i+1:]
+			if len(s) < 6 || s[2] != '-' {
+				return time.Time{}, "", false
+			}
+			var ok1, ok2 bool
+			mo, ok1 = two(s[0], s[1])
+			d, ok2 = two(s[3], s[4])
+			if !ok1 || !ok2 || mo < 1 || mo > 12 || d < 1 || d > 31 {
+				return time.Time{}, "", false
+			}
+			if d > daysIn(mo, y) { // Feb 30 and the like
+				return time.Time{}, "", false
+			}
+			days = daysFromCivil(y, mo, d)
+			if c != nil && cacheable {
+				copy(c.date[:], full[:10])
+				c.y, c.mo, c.d, c.days, c.dateOK = y, mo, d, days, true
+			}
 		}
-		if i == 0 || i > 4 || i >= len(s) || s[i] != '-' {
+		if s[5] != 'T' && s[5] != ' ' {
 			return time.Time{}, "", false
 		}
-		y, _ = atoiDigits(s[:i])
-		if i < 4 {
-			y = completeYear(y, i, ref)
-		}
-		s = s[i+1:]
-		if len(s) < 6 || s[2] != '-' {
+		hh, mm, ss, frac, r, ok := parseClock(s[6:])
+		if !ok {
 			return time.Time{}, "", false
 		}
-		var ok1, ok2 bool
-		mo, ok1 = two(s[0], s[1])
-		d, ok2 = two(s[3], s[4])
-		if !ok1 || !ok2 || mo < 1 || mo > 12 || d < 1 || d > 31 {
-			return time.Time{}, "", false
+		sec, ns, rest = days*86400+int64(hh*3600+mm*60+ss), frac, r
+		if c != nil && cacheable {
+			// full[:19] is "YYYY-MM-DDThh:mm:ss" (parseClock read 8 bytes)
+			copy(c.sec[:], full[:19])
+			c.secs, c.secOK = sec, true
 		}
-		if d > daysIn(mo, y) { // Feb 30 and the like
-			return time.Time{}, "", false
-		}
-		days = daysFromCivil(y, mo, d)
-		if c != nil && i == 4 {
-			copy(c.date[:], full[:10])
-			c.y, c.mo, c.d, c.days, c.dateOK = y, mo, d, days, true
-		}
-	}
-	if s[5] != 'T' && s[5] != ' ' {
-		return time.Time{}, "", false
-	}
-	hh, mm, ss, ns, rest, ok := parseClock(s[6:])
-	if !ok {
-		return time.Time{}, "", false
 	}
 	var loc *time.Location
 	var off int
@@ -546,7 +573,6 @@ func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bo
 	}
 	// time.Date(y, mo, d, hh, mm, ss, ns, loc) for a fixed zone, without
 	// its zone lookup and normalisation (the fields are in range here).
-	sec := days*86400 + int64(hh*3600+mm*60+ss)
 	return time.Unix(sec-int64(off), int64(ns)).In(loc), rest, true
 }
 
