@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -175,9 +176,15 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 	// The first half touches nothing of the correlator but the syslog
 	// parser (and the configuration, read only); the second half never
 	// touches the parser.
+	// The reader half's own copy of the syslog parser: its state is
+	// written for every line, and kept apart from the correlator the
+	// other core writes (sharing cache lines with it cost ~10%).
+	var parsed syslog.Parser
 	go func() {
+		parser := c.parser
 		defer close(exited)
 		defer close(full)
+		defer func() { parsed = parser }() // before exited closes
 		max := c.cfg.MaxLineBytes
 		var host string
 		var b *pipeBatch
@@ -193,7 +200,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 			if tooLong {
 				p.op = prepTooLong
 			} else if len(line) > 0 || err == nil {
-				c.prepareLine(&p, &c.parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+				c.prepareLine(&p, &parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
 			}
 			keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
 			b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})
@@ -222,6 +229,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 	stop := func() {
 		close(done)
 		<-exited
+		c.parser = parsed
 	}
 	n := 0
 	for b := range full {
