@@ -131,32 +131,62 @@ type pipeLine struct {
 
 // pipeBatch is a batch of lines read in a row, and the read's error after
 // the last of them (only a batch's last read can fail or end the input).
+// The reading stage fills arena and ends, the preparing stage lines and
+// full, the correlating stage consumes them and hands the batch back.
 type pipeBatch struct {
+	arena []byte  // the lines' bytes, one after the other
+	ends  []int32 // where each line ends in arena; endTooLong, endNone
 	lines []pipeLine
 	full  []prepared
 	err   error
 }
 
-const pipeBatchLines = 4096
+// Marks in pipeBatch.ends for reads that gave no line.
+const (
+	endTooLong = -1 // a line over MaxLineBytes, skipped
+	endNone    = -2 // nothing (the end of the input)
+)
+
+const (
+	pipeBatchLines = 4096
+	pipeArenaBytes = 1 << 20 // a batch is handed on once its lines fill this
+	pipeBatchCount = 6
+)
 
 // pipeBatches keeps batches between calls: a file or a connection at a
 // time would otherwise allocate (and zero) them anew.
 var pipeBatches = sync.Pool{New: func() any {
-	return &pipeBatch{lines: make([]pipeLine, 0, pipeBatchLines), full: make([]prepared, 0, 256)}
+	return &pipeBatch{
+		arena: make([]byte, 0, pipeArenaBytes+(16<<10)),
+		ends:  make([]int32, 0, pipeBatchLines),
+		lines: make([]pipeLine, 0, pipeBatchLines),
+		full:  make([]prepared, 0, 256),
+	}
 }}
 
-// ingestPipelined is the loop of ingestWith with the reading and the first
-// half of each line (prepareLine) on a goroutine of its own, handing
-// batches of prepared lines over a channel: the correlator sees the very
-// same sequence of lines, counts and errors as in the loop, one core
-// reading ahead of the other. Most lines cross over as a pipeLine of a few
-// bytes; only those that need it as a whole prepared.
+func (b *pipeBatch) reset() {
+	clear(b.full) // let the lines go
+	b.arena, b.ends, b.lines, b.full, b.err = b.arena[:0], b.ends[:0], b.lines[:0], b.full[:0], nil
+}
+
+// ingestPipelined is the loop of ingestWith in three stages, each on a
+// goroutine of its own, handing batches of lines over channels: reading
+// (lines copied out of the reader's buffer), preparing (prepareLine: the
+// syslog header, the early rejection) and correlating (consume). The
+// correlator sees the very same sequence of lines, counts and errors as in
+// the loop. The preparing stage alone holds the syslog parser, so its
+// state (year inference, caches) follows the lines in order as in the
+// loop; three stages keep both cores busy where two (reading with
+// preparing, correlating) left the correlating core waiting a third of
+// the time. Most lines cross from preparing to correlating as a pipeLine of
+// a few bytes; only those that need it as a whole prepared.
 func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush func() error) (Stats, error) {
+	raw := make(chan *pipeBatch, 2)
 	full := make(chan *pipeBatch, 2)
-	free := make(chan *pipeBatch, 4)
+	free := make(chan *pipeBatch, pipeBatchCount)
 	done := make(chan struct{})
-	exited := make(chan struct{})
-	for i := 0; i < cap(free); i++ {
+	readExited, prepExited := make(chan struct{}), make(chan struct{})
+	for i := 0; i < pipeBatchCount; i++ {
 		free <- pipeBatches.Get().(*pipeBatch)
 	}
 	defer func() {
@@ -165,52 +195,39 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 		for {
 			select {
 			case b := <-free:
-				clear(b.full)
-				b.lines, b.full, b.err = b.lines[:0], b.full[:0], nil
+				b.reset()
 				pipeBatches.Put(b)
 			default:
 				return
 			}
 		}
 	}()
-	// The first half touches nothing of the correlator but the syslog
-	// parser (and the configuration, read only); the second half never
-	// touches the parser.
-	// The reader half's own copy of the syslog parser: its state is
-	// written for every line, and kept apart from the correlator the
-	// other core writes (sharing cache lines with it cost ~10%).
-	var parsed syslog.Parser
+	// Reading: touches nothing of the correlator but its configuration.
 	go func() {
-		parser := c.parser
-		defer close(exited)
-		defer close(full)
-		defer func() { parsed = parser }() // before exited closes
+		defer close(readExited)
+		defer close(raw)
 		max := c.cfg.MaxLineBytes
-		var host string
 		var b *pipeBatch
 		select {
 		case b = <-free:
 		case <-done:
 			return
 		}
-		var p prepared
 		for {
 			line, tooLong, err := readLine(br, max)
-			p = prepared{host: &host}
-			if tooLong {
-				p.op = prepTooLong
-			} else if len(line) > 0 || err == nil {
-				c.prepareLine(&p, &parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+			switch {
+			case tooLong:
+				b.ends = append(b.ends, endTooLong)
+			case len(line) > 0 || err == nil:
+				b.arena = append(b.arena, line...)
+				b.ends = append(b.ends, int32(len(b.arena)))
+			default:
+				b.ends = append(b.ends, endNone)
 			}
-			keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
-			b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})
-			if keep {
-				b.full = append(b.full, p)
-			}
-			if len(b.lines) == cap(b.lines) || err != nil {
+			if len(b.ends) == cap(b.ends) || len(b.arena) >= pipeArenaBytes || err != nil {
 				b.err = err
 				select {
-				case full <- b:
+				case raw <- b:
 				case <-done:
 					return
 				}
@@ -219,16 +236,56 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 				}
 				select {
 				case b = <-free:
-					b.lines, b.full, b.err = b.lines[:0], b.full[:0], nil
 				case <-done:
 					return
 				}
 			}
 		}
 	}()
+	// Preparing: the first half of each line, with its own copy of the
+	// syslog parser (its state is written for every line, and kept apart
+	// from the correlator the other core writes: sharing cache lines with
+	// it cost ~10%). It goes back into the correlator when this stage exits.
+	var parsed syslog.Parser
+	go func() {
+		parser := c.parser
+		defer close(prepExited)
+		defer close(full)
+		defer func() { parsed = parser }() // before prepExited closes
+		var host string
+		var p prepared
+		for b := range raw {
+			start := int32(0)
+			for _, end := range b.ends {
+				p = prepared{host: &host}
+				switch end {
+				case endTooLong:
+					p.op = prepTooLong
+				case endNone:
+				default:
+					line := b.arena[start:end]
+					start = end
+					// the line's bytes are the batch's, reused once the
+					// correlator is done with it: view (copies what it keeps)
+					c.prepareLine(&p, &parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+				}
+				keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
+				b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})
+				if keep {
+					b.full = append(b.full, p)
+				}
+			}
+			select {
+			case full <- b:
+			case <-done:
+				return
+			}
+		}
+	}()
 	stop := func() {
 		close(done)
-		<-exited
+		<-readExited
+		<-prepExited
 		c.parser = parsed
 	}
 	n := 0
@@ -261,7 +318,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 			_ = flush()
 			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
 		}
-		clear(b.full) // let the lines go
+		b.reset()
 		free <- b
 	}
 	stop()
