@@ -30,15 +30,6 @@ func IngestReader(ctx context.Context, r io.Reader, cfg Config, sink func([]stor
 
 // ingestWith is IngestReader with a hook that sees the correlator (tests).
 func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.Event) error, hook func(*Correlator)) (Stats, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return Stats{}, fmt.Errorf("ingest: gzip: %w", err)
-		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 64<<10)
-	}
 	// The sink may keep a batch, so each batch is a new slice; after a
 	// full one, the next is made full size at once instead of growing.
 	var batch []store.Event
@@ -66,16 +57,66 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 	if hook != nil {
 		hook(c)
 	}
+	if err := c.ReadLines(ctx, r, nil); err != nil {
+		var re readError
+		if errors.As(err, &re) {
+			// keep what was read: release it before reporting the error
+			_ = c.Flush()
+			_ = flush()
+		}
+		return c.Stats(), err
+	}
+	if err := c.Flush(); err != nil {
+		return c.Stats(), err
+	}
+	return c.Stats(), flush()
+}
+
+// readError is a failure to read the input (as opposed to ctx's or emit's).
+type readError struct{ err error }
+
+func (e readError) Error() string { return "ingest: read: " + e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+// afterLines is how many lines the sequential loop reads between calls of
+// ReadLines' after (the pipeline calls it once per batch).
+const afterLines = 4096
+
+// ReadLines reads every line of r (plain or gzip, detected by its magic
+// bytes) into c, as fast as c can take them: on three goroutines (reading,
+// the syslog header and early rejection, correlation; see ingestPipelined)
+// when there are two cores, else on this one. Held messages are not
+// released at the end (Flush is the caller's). after, when not nil, is
+// called on the correlating goroutine every few thousand lines and at the
+// end: c (its Stats) and what its emit function gathered may be looked at
+// then. The error is ctx's, emit's, or the
+// reader's (wrapped in "ingest: read:" or "ingest: gzip:").
+func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("ingest: gzip: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 64<<10)
+	}
+	if after == nil {
+		after = func() {}
+	}
 	if pipelined() {
-		return ingestPipelined(ctx, br, c, flush)
+		return ingestPipelined(ctx, br, c, after)
 	}
 	max := c.cfg.MaxLineBytes
 	n := 0
 	for {
 		if n++; n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
-				return c.Stats(), err
+				return err
 			}
+		}
+		if n%afterLines == 0 {
+			after()
 		}
 		line, tooLong, err := readLine(br, max)
 		if len(line) > 0 || tooLong || err == nil {
@@ -86,24 +127,18 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 				// the line's bytes are the reader's buffer: feed copies
 				// what it keeps
 				if ferr := c.feed(unsafe.String(unsafe.SliceData(line), len(line)), true); ferr != nil {
-					return c.Stats(), ferr
+					return ferr
 				}
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			// keep what was read: release it before reporting the error
-			_ = c.Flush()
-			_ = flush()
-			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
+			after()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return readError{err}
 		}
 	}
-	if err := c.Flush(); err != nil {
-		return c.Stats(), err
-	}
-	return c.Stats(), flush()
 }
 
 // pipelineIngest: reading and the first half of each line (syslog header,
@@ -180,7 +215,7 @@ func (b *pipeBatch) reset() {
 // preparing, correlating) left the correlating core waiting a third of
 // the time. Most lines cross from preparing to correlating as a pipeLine of
 // a few bytes; only those that need it as a whole prepared.
-func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush func() error) (Stats, error) {
+func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, after func()) error {
 	raw := make(chan *pipeBatch, 2)
 	full := make(chan *pipeBatch, 2)
 	free := make(chan *pipeBatch, pipeBatchCount)
@@ -296,7 +331,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 			if n++; n%1024 == 0 {
 				if err := ctx.Err(); err != nil {
 					stop()
-					return c.Stats(), err
+					return err
 				}
 			}
 			var ferr error
@@ -308,24 +343,19 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, flush
 			}
 			if ferr != nil {
 				stop()
-				return c.Stats(), ferr
+				return ferr
 			}
 		}
+		after()
 		if err := b.err; err != nil && !errors.Is(err, io.EOF) {
 			stop()
-			// keep what was read: release it before reporting the error
-			_ = c.Flush()
-			_ = flush()
-			return c.Stats(), fmt.Errorf("ingest: read: %w", err)
+			return readError{err}
 		}
 		b.reset()
 		free <- b
 	}
 	stop()
-	if err := c.Flush(); err != nil {
-		return c.Stats(), err
-	}
-	return c.Stats(), flush()
+	return nil
 }
 
 // readLine reads one line of at most max bytes; a longer line is skipped to

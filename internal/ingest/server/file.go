@@ -68,7 +68,8 @@ func ingestFile(ctx context.Context, p *Pipeline, path string, max int) error {
 		return err
 	}
 	defer f.Close()
-	return ReadLines(ctx, p, f, "file", max)
+	// the correlator reads the file itself (p's MaxLineBytes is max)
+	return p.SubmitReader(ctx, "file", f)
 }
 
 // ReadLines reads newline-separated lines (plain or gzip) from r into p.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -75,6 +76,12 @@ const (
 type chunk struct {
 	lines     []string
 	transport string
+	// reader, when set, is a whole log the correlator reads itself at full
+	// speed (ingest.Correlator.ReadLines) instead of lines; readErr gets
+	// its outcome before done does, ctx stops it.
+	reader  io.Reader
+	readErr *error
+	ctx     context.Context
 	// done, when set, receives the outcome once every event of these lines
 	// (but the ones held for a link) is stored.
 	done chan error
@@ -193,6 +200,26 @@ func (p *Pipeline) SubmitWait(ctx context.Context, transport string, lines []str
 	}
 }
 
+// SubmitReader hands r, a whole log (plain or gzip), to the correlator,
+// which reads it between the other readers' chunks at full speed (the
+// lines are never copied into strings: ingest.Correlator.ReadLines), and
+// waits until its events are stored (or are held for a link). A backfill
+// reads its files this way.
+func (p *Pipeline) SubmitReader(ctx context.Context, transport string, r io.Reader) error {
+	done := make(chan error, 1)
+	var rerr error
+	if err := p.submit(ctx, chunk{transport: transport, reader: r, readErr: &rerr, ctx: ctx, done: done}); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		// rerr was written before done was sent
+		return errors.Join(rerr, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (p *Pipeline) submit(ctx context.Context, ch chunk) error {
 	p.sending.RLock()
 	defer p.sending.RUnlock()
@@ -258,6 +285,10 @@ func (p *Pipeline) correlate() error {
 }
 
 func (p *Pipeline) feed(ch chunk) {
+	if ch.reader != nil {
+		p.feedReader(ch)
+		return
+	}
 	for _, l := range ch.lines {
 		n0, _ := p.c.Skipped()
 		_ = p.c.Feed(l) // emit never fails
@@ -270,6 +301,32 @@ func (p *Pipeline) feed(ch chunk) {
 		}
 	}
 	p.m.QueueDepth.Sub(float64(len(ch.lines)))
+	p.lastLine = time.Now()
+	if ch.done != nil {
+		p.send(ch.done)
+	}
+}
+
+// feedReader reads a whole log into the correlator (SubmitReader). The
+// lines read and not understood are counted every few thousand lines, the
+// latter logged by reason (at the rate limit) without a sample.
+func (p *Pipeline) feedReader(ch chunk) {
+	prev := p.c.Stats()
+	after := func() {
+		s := p.c.Stats()
+		p.m.LinesRead.WithLabelValues(ch.transport).Add(float64(s.Lines - prev.Lines))
+		for reason, n := range s.NotUnderstood {
+			if d := n - prev.NotUnderstood[reason]; d > 0 {
+				p.m.NotUnderstood.WithLabelValues(reason).Add(float64(d))
+				p.badLog.Info(reason, "lines not understood", "reason", reason, "transport", ch.transport, "lines", d)
+			}
+		}
+		prev = s
+		if len(p.pending) >= p.o.BatchSize {
+			p.send(nil)
+		}
+	}
+	*ch.readErr = p.c.ReadLines(ch.ctx, ch.reader, after)
 	p.lastLine = time.Now()
 	if ch.done != nil {
 		p.send(ch.done)
