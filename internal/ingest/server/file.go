@@ -53,7 +53,7 @@ func IngestFiles(ctx context.Context, st store.Store, paths []string, o FileOpti
 	}
 	var rerr error
 	for _, path := range paths {
-		if rerr = ingestFile(ctx, p, path, o.MaxLineBytes); rerr != nil {
+		if rerr = ingestFile(ctx, p, path); rerr != nil {
 			break
 		}
 	}
@@ -62,13 +62,13 @@ func IngestFiles(ctx context.Context, st store.Store, paths []string, o FileOpti
 	return p.Stats(), errors.Join(rerr, perr)
 }
 
-func ingestFile(ctx context.Context, p *Pipeline, path string, max int) error {
+func ingestFile(ctx context.Context, p *Pipeline, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	// the correlator reads the file itself (p's MaxLineBytes is max)
+	// the correlator reads the file itself (lines over MaxLineBytes are counted and skipped)
 	return p.SubmitReader(ctx, "file", f)
 }
 
