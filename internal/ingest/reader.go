@@ -89,8 +89,8 @@ const afterLines = 4096
 // released at the end (Flush is the caller's). after, when not nil, is
 // called on the correlating goroutine every few thousand lines and at the
 // end: c (its Stats) and what its emit function gathered may be looked at
-// then. The error is ctx's, emit's, or the
-// reader's (wrapped in "ingest: read:" or "ingest: gzip:").
+// then. The error is ctx's, emit's, or the reader's (wrapped in "ingest:
+// read:" or "ingest: gzip:").
 func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -141,13 +141,12 @@ func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) e
 	}
 }
 
-// pipelineIngest: reading and the first half of each line (syslog header,
-// early rejection) on one goroutine, correlation on another, when there
-// are two cores to run them. Its halves cost ~150 and ~113 ns/line against
-// ~230 on one goroutine; on the shared 2-core machine (load 4-8), 13
-// interleaved runs gave a median of 274 ns/line (best 157) against 317
-// (best 225) on one goroutine, for ~10% more CPU. Off, IngestReader runs
-// on one goroutine (as with GOMAXPROCS=1); the golden test checks both.
+// pipelineIngest: ReadLines runs its three stages (ingestPipelined) when
+// there are two cores to run them. On the shared 2-core machine, 7 runs
+// over the benchmark log gave a median of 141 ns/line against 212 on one
+// goroutine (docs/benchmarks.md), for about the same CPU per line. Off,
+// ReadLines runs on one goroutine (as with GOMAXPROCS=1); the golden test
+// checks both.
 var pipelineIngest = true
 
 func pipelined() bool { return pipelineIngest && runtime.GOMAXPROCS(0) > 1 }

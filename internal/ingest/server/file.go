@@ -1,12 +1,8 @@
 package server
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"os"
 
 	"github.com/go-logr/logr"
@@ -70,80 +66,4 @@ func ingestFile(ctx context.Context, p *Pipeline, path string) error {
 	defer f.Close()
 	// the correlator reads the file itself (lines over MaxLineBytes are counted and skipped)
 	return p.SubmitReader(ctx, "file", f)
-}
-
-// ReadLines reads newline-separated lines (plain or gzip) from r into p.
-func ReadLines(ctx context.Context, p *Pipeline, r io.Reader, transport string, max int) error {
-	br := bufio.NewReaderSize(r, 256<<10)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 256<<10)
-	}
-	lines := make([]string, 0, chunkLines)
-	for {
-		l, tooLong, err := readLine(br, max)
-		switch {
-		case tooLong:
-			p.Dropped(ReasonFrameTooLong, transport, "")
-		case l != "" || err == nil:
-			lines = append(lines, l)
-		}
-		if len(lines) == chunkLines || (err != nil && len(lines) > 0) {
-			if serr := p.Submit(ctx, transport, lines); serr != nil {
-				return serr
-			}
-			lines = make([]string, 0, chunkLines)
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// readLine reads one line of at most max bytes; a longer one is skipped to
-// its end. A last line without a newline is returned with io.EOF.
-func readLine(br *bufio.Reader, max int) (string, bool, error) {
-	frag, err := br.ReadSlice('\n')
-	if err == nil || (err != bufio.ErrBufferFull && len(frag) <= max+1) {
-		if len(frag) > max+1 {
-			return "", true, err
-		}
-		return string(trimEOL(frag)), false, err
-	}
-	var buf []byte
-	tooLong := false
-	for {
-		if !tooLong {
-			if len(buf)+len(frag) > max+1 {
-				tooLong, buf = true, nil
-			} else {
-				buf = append(buf, frag...)
-			}
-		}
-		if err != bufio.ErrBufferFull {
-			break
-		}
-		frag, err = br.ReadSlice('\n')
-	}
-	if tooLong {
-		return "", true, err
-	}
-	return string(trimEOL(buf)), false, err
-}
-
-func trimEOL(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '\n' {
-		b = b[:n-1]
-	}
-	if n := len(b); n > 0 && b[n-1] == '\r' {
-		b = b[:n-1]
-	}
-	return b
 }
