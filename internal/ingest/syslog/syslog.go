@@ -247,7 +247,7 @@ func indexTagEnd(s string) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		v := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		v := load64(s[i:])
 		// a zero byte of v^c marks a byte equal to c; the lowest flag of
 		// (x - ones) &^ x & highs is exactly the first zero byte of x
 		a, b, c := v^(ones*'['), v^(ones*':'), v^(ones*' ')

@@ -803,21 +803,19 @@ func scanRow(rs pgx.Rows, r *store.Row) error {
 // few times without progress before giving up: fn sees every row once.
 func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, fn func(*store.Row) error) error {
 	var (
-		last    store.Row // the keys of the last row fn was given
-		sent    bool
-		fnErr   error
-		failed  int
-		current = cursor
+		last   store.Row // the keys of the last row fn was given
+		fnErr  error
+		failed int
 	)
 	for {
 		progressed := false
-		err := s.stream(ctx, q, current, func(r *store.Row) error {
+		err := s.stream(ctx, q, cursor, func(r *store.Row) error {
 			if err := fn(r); err != nil {
 				fnErr = err
 				return err
 			}
 			last.Received, last.MessageTraceID, last.Recipient = r.Received, r.MessageTraceID, r.Recipient
-			sent, progressed = true, true
+			progressed = true
 			return nil
 		})
 		if err == nil || fnErr != nil {
@@ -827,13 +825,11 @@ func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, 
 			return fmt.Errorf("postgres: trace: %w", err)
 		}
 		if progressed {
-			failed = 0
+			// resume after the last row given
+			failed, cursor = 0, store.NewCursor(last)
 		}
 		if failed++; failed > 3 {
 			return fmt.Errorf("postgres: trace: %w", err)
-		}
-		if sent {
-			current = store.NewCursor(last)
 		}
 	}
 }
