@@ -81,6 +81,28 @@ const (
 	// namespace is granted no addresses by any TracePolicy.
 	ReasonAccessDenied  Reason = "AccessDenied"
 	ReasonQuotaExceeded Reason = "QuotaExceeded"
+	// ReasonDestinationNotAllowed: the endpoint resolves to an internal
+	// address (loopback, link-local, private, ...) that no TracePolicy grants
+	// the namespace. Also a notification's reason.
+	ReasonDestinationNotAllowed Reason = "DestinationNotAllowed"
+)
+
+// Reasons of a notification delivery (status.notifications.*.reason).
+const (
+	// ReasonRecipientNotAllowed: an email recipient is outside the
+	// namespace's grants (TracePolicy addresses and emailRecipients).
+	ReasonRecipientNotAllowed Reason = "RecipientNotAllowed"
+	// ReasonWebhookRejected: the webhook answered with a non-2xx HTTP status.
+	ReasonWebhookRejected Reason = "WebhookRejected"
+	// ReasonWebhookUnreachable: the webhook could not be reached (DNS,
+	// connection, TLS, timeout; which one is not said).
+	ReasonWebhookUnreachable Reason = "WebhookUnreachable"
+	// ReasonSecretMissing: the Secret (or key) of secretRef or urlSecretRef is missing.
+	ReasonSecretMissing Reason = "SecretMissing"
+	// ReasonEmailFailed: the SMTP relay refused or could not take the email.
+	ReasonEmailFailed Reason = "EmailFailed"
+	// ReasonNoSMTPRelay: email notifications are not configured in the manager.
+	ReasonNoSMTPRelay Reason = "NoSMTPRelay"
 )
 
 // Phase summarises the conditions for printer columns; it is derived from

@@ -19,11 +19,23 @@ type NotifySpec struct {
 // secret, each request carries X-Mailtrace-Timestamp (unix seconds) and
 // X-Mailtrace-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">,
 // so the receiver can check who sent it and refuse replays.
+//
+// The manager refuses a URL whose host resolves to an internal address
+// (loopback, link-local, private, ...) unless a cluster administrator grants
+// it (TracePolicy spec.destinations); only the answer's HTTP status code is
+// recorded, never its body.
+// +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.urlSecretRef)",message="set exactly one of url and urlSecretRef"
 type WebhookNotification struct {
 	// URL to POST to (http or https).
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'https' || url(self).getScheme() == 'http') && url(self).getHostname() != ''",message="url must be an http or https URL, such as https://hooks.example.com/mailtrace"
-	URL string `json:"url"`
+	// +optional
+	URL string `json:"url,omitempty"`
+	// URLSecretRef names the key of a Secret in the trace's namespace
+	// holding the URL, for URLs that carry a token (Slack, Teams) and must
+	// not be in Git.
+	// +optional
+	URLSecretRef *URLSecretKeyRef `json:"urlSecretRef,omitempty"`
 	// SecretRef names the key of a Secret in the trace's namespace holding
 	// the HMAC secret. Without it requests are not signed.
 	// +optional
@@ -39,6 +51,19 @@ type SecretKeyRef struct {
 	// Key in the Secret's data (default "secret").
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:default=secret
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// URLSecretKeyRef names the key of a Secret in the same namespace that holds a URL.
+type URLSecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the Secret's data (default "url").
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:default=url
 	// +optional
 	Key string `json:"key,omitempty"`
 }
@@ -75,7 +100,12 @@ type NotificationDelivery struct {
 	// Attempts made so far.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
-	// LastError of the last failed attempt (cut to 512 bytes).
+	// Reason of the last failed attempt, a stable CamelCase word
+	// (DestinationNotAllowed, RecipientNotAllowed, WebhookRejected, ...).
+	// +optional
+	Reason Reason `json:"reason,omitempty"`
+	// LastError of the last failed attempt (cut to 512 bytes). It never
+	// holds what the receiver answered beyond its HTTP status code.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
 	// LastAttemptTime is when the last attempt was made.

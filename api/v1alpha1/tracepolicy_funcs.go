@@ -46,6 +46,51 @@ func Grants(policies []TracePolicy, namespace string, nsLabels map[string]string
 	return patterns, by
 }
 
+// DestinationGrants returns the union of the destinations the policies grant
+// the namespace (host names, wildcard host names, CIDRs, IP addresses).
+func DestinationGrants(policies []TracePolicy, namespace string, nsLabels map[string]string) []string {
+	return union(policies, namespace, nsLabels, func(p *TracePolicy) []string {
+		out := make([]string, len(p.Spec.Destinations))
+		for i, d := range p.Spec.Destinations {
+			out[i] = string(d)
+		}
+		return out
+	})
+}
+
+// EmailRecipientGrants returns the recipient patterns the namespace's email
+// notifications may go to: its granted addresses and emailRecipients.
+func EmailRecipientGrants(policies []TracePolicy, namespace string, nsLabels map[string]string) []string {
+	return union(policies, namespace, nsLabels, func(p *TracePolicy) []string {
+		out := make([]string, 0, len(p.Spec.Addresses)+len(p.Spec.EmailRecipients))
+		for _, a := range p.Spec.Addresses {
+			out = append(out, string(a))
+		}
+		for _, a := range p.Spec.EmailRecipients {
+			out = append(out, string(a))
+		}
+		return out
+	})
+}
+
+func union(policies []TracePolicy, namespace string, nsLabels map[string]string, of func(*TracePolicy) []string) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for i := range policies {
+		p := &policies[i]
+		if !p.Selects(namespace, nsLabels) {
+			continue
+		}
+		for _, s := range of(p) {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 // AccessDeniedMessage says why a namespace's traces see nothing, and how to grant it.
 func AccessDeniedMessage(namespace string) string {
 	return fmt.Sprintf("namespace %q is granted no addresses to trace: no TracePolicy selects it. "+

@@ -4,8 +4,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TracePolicySpec grants namespaces the addresses their MessageTraces may see.
+// TracePolicySpec grants namespaces the addresses their MessageTraces may
+// see, the internal network destinations their webhooks and ReportStores may
+// reach, and who their email notifications may go to.
 // +kubebuilder:validation:XValidation:rule="(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)",message="a TracePolicy must select namespaces: list them in namespaces or give a namespaceSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.addresses) || has(self.destinations) || has(self.emailRecipients)",message="a TracePolicy must grant something: addresses, destinations or emailRecipients"
 type TracePolicySpec struct {
 	// Namespaces granted by name.
 	// +kubebuilder:validation:MaxItems=256
@@ -23,11 +26,40 @@ type TracePolicySpec struct {
 	// these patterns (or one granted by another TracePolicy selecting the
 	// namespace). Wildcards as in MessageTrace: `*@team-a.example.com`,
 	// `*@*.team-a.example.com`, `alice@example.com`.
+	// A namespace granted no addresses by any policy gets AccessDenied.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
 	// +listType=set
-	Addresses []AddressPattern `json:"addresses"`
+	// +optional
+	Addresses []AddressPattern `json:"addresses,omitempty"`
+	// Destinations the selected namespaces' webhook notifications and
+	// ReportStore endpoints may connect to although they are internal.
+	// Without a grant the manager refuses any host that resolves to a
+	// loopback, link-local (cloud metadata), private, shared (CGNAT) or
+	// other non-public address, checked on every connection and redirect.
+	// A grant is a host name (`minio.storage.svc.cluster.local`), a
+	// wildcard host name (`*.hooks.internal.example`), a CIDR
+	// (`10.20.0.0/16`) or an IP address.
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=set
+	// +optional
+	Destinations []Destination `json:"destinations,omitempty"`
+	// EmailRecipients the selected namespaces' email notifications may be
+	// sent to, in addition to the addresses granted above. Wildcards as in
+	// addresses (`*@team-a.example.com`). A recipient granted neither way is
+	// refused (RecipientNotAllowed).
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=set
+	// +optional
+	EmailRecipients []AddressPattern `json:"emailRecipients,omitempty"`
 }
+
+// Destination is a host name, a wildcard host name (`*.example.internal`),
+// a CIDR or an IP address.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:XValidation:rule="self.matches('^(\\*\\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\\.?$') || isCIDR(self) || isIP(self)",message="a destination is a host name (minio.storage.svc), a wildcard host name (*.hooks.example.com), a CIDR (10.20.0.0/16) or an IP address"
+type Destination string
 
 // TracePolicyStatus is empty: a policy takes effect when a MessageTrace runs.
 type TracePolicyStatus struct{}
@@ -40,7 +72,8 @@ type TracePolicyStatus struct{}
 
 // TracePolicy is cluster-scoped and for cluster administrators: it grants
 // namespaces (by name or by label selector) the address patterns their
-// MessageTraces may see. A namespace's grant is the union of every policy
+// MessageTraces may see, the internal destinations their webhooks and
+// ReportStores may reach, and the recipients of their email notifications. A namespace's grant is the union of every policy
 // selecting it; a namespace with none gets AccessDenied. The operator's own
 // namespace is unrestricted, and the manager's --tenancy=disabled turns
 // scoping off for a single-team cluster.

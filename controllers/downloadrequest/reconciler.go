@@ -21,6 +21,7 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
 	"github.com/mailtrace/mailtrace/controllers/reportstore"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 )
 
@@ -44,6 +45,8 @@ type Reconciler struct {
 	// DefaultReportStore is the operator-wide report store (nil: none), the
 	// one the MessageTrace controller writes to.
 	DefaultReportStore *messagetrace.DefaultReportStore
+	// Grants decides which ReportStore endpoints each namespace may reach (nil: unrestricted).
+	Grants *grants.Resolver
 	// NewObjectStore opens a ReportStore's object store (objectstore.New when nil).
 	NewObjectStore func(objectstore.Config) (objectstore.Store, error)
 	// Keep is how long a request is kept after expiry (DefaultKeep when zero).
@@ -213,7 +216,7 @@ func (r *Reconciler) open(ctx context.Context, ns, name string) (os objectstore.
 		}
 		return nil, "", "", err
 	}
-	os, err = reportstore.Open(ctx, r.APIReader, rs, r.NewObjectStore)
+	os, err = reportstore.Open(ctx, r.APIReader, rs, r.NewObjectStore, r.Grants)
 	if err != nil {
 		if errors.Is(err, reportstore.ErrCredentialsMissing) {
 			return nil, "", "", &waitErr{v1alpha1.ReasonCredentialsMissing, messagetrace.ShortMessage("ReportStore "+name, err)}

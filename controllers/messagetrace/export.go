@@ -105,7 +105,7 @@ func (r *Reconciler) resolveTarget(ctx context.Context, mt *v1alpha1.MessageTrac
 }
 
 func (r *Reconciler) openStore(ctx context.Context, rs *v1alpha1.ReportStore) (objectstore.Store, error) {
-	return reportstore.Open(ctx, r.APIReader, rs, r.newObjectStore)
+	return reportstore.Open(ctx, r.APIReader, rs, r.newObjectStore, r.Grants)
 }
 
 func (r *Reconciler) newObjectStore(cfg objectstore.Config) (objectstore.Store, error) {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -53,6 +54,8 @@ type Reconciler struct {
 	NewObjectStore func(objectstore.Config) (objectstore.Store, error)
 	// Tenancy scopes each namespace's traces to its TracePolicy grants (nil: unrestricted).
 	Tenancy *Tenancy
+	// Grants decides which ReportStore endpoints each namespace may reach (nil: unrestricted).
+	Grants *grants.Resolver
 
 	pool *Pool
 }

@@ -11,9 +11,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -25,6 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/egress"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/notify"
 )
 
@@ -37,6 +44,10 @@ const (
 	DefaultBackoff     = 10 * time.Second
 	DefaultMaxBackoff  = 10 * time.Minute
 	DefaultSendTimeout = 20 * time.Second
+	// DefaultEmailsPerHour and DefaultEmailBurst bound each namespace's
+	// email notifications through the operator's relay.
+	DefaultEmailsPerHour = 60
+	DefaultEmailBurst    = 20
 )
 
 // Options tune the retries. Zero values take the defaults.
@@ -45,6 +56,9 @@ type Options struct {
 	Backoff     time.Duration
 	MaxBackoff  time.Duration
 	SendTimeout time.Duration
+	// EmailsPerHour and EmailBurst: each namespace's email rate limit.
+	EmailsPerHour float64
+	EmailBurst    int
 }
 
 func (o Options) withDefaults() Options {
@@ -59,6 +73,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendTimeout <= 0 {
 		o.SendTimeout = DefaultSendTimeout
+	}
+	if o.EmailsPerHour <= 0 {
+		o.EmailsPerHour = DefaultEmailsPerHour
+	}
+	if o.EmailBurst <= 0 {
+		o.EmailBurst = DefaultEmailBurst
 	}
 	return o
 }
@@ -76,15 +96,22 @@ type MailSender interface {
 // Reconciler delivers notifications. Secrets are read with SecretReader
 // (default: the manager's API reader, so Secrets are never cached).
 // Mailer nil means no SMTP relay was configured: email notifications are
-// recorded as given up with that reason.
+// recorded as given up with that reason. Grants decides which destinations
+// and recipients a namespace may use; the manager always sets it, and a
+// Reconciler without one (nil) is unrestricted. Webhook nil sends through
+// a notify.Webhook whose connections go through the namespace's guard.
 type Reconciler struct {
 	Client       client.Client
 	SecretReader client.Reader
 	Webhook      WebhookSender
 	Mailer       MailSender
+	Grants       *grants.Resolver
 	Recorder     events.EventRecorder
 	Clock        clock.PassiveClock
 	Options      Options
+
+	mu     sync.Mutex
+	limits map[string]*rate.Limiter // per namespace, emails
 }
 
 // +kubebuilder:rbac:groups=mailtrace.io,resources=messagetraces,verbs=get;list;watch
@@ -99,9 +126,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.SecretReader == nil {
 		r.SecretReader = mgr.GetAPIReader()
-	}
-	if r.Webhook == nil {
-		r.Webhook = &notify.Webhook{UserAgent: "mailtrace-notification"}
 	}
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder(ControllerName)
@@ -146,7 +170,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	var limited time.Duration
 	for _, ch := range due {
+		if ch == Email {
+			if wait := r.emailWait(mt.Namespace, now, o); wait > 0 {
+				// Over the namespace's rate: not an attempt, just later.
+				notifications.WithLabelValues(string(ch), "rate_limited").Inc()
+				limited = wait
+				continue
+			}
+		}
 		rec := r.record(mt, ch)
 		sendCtx, cancel := context.WithTimeout(ctx, o.SendTimeout)
 		err := r.send(sendCtx, mt, ch, doc)
@@ -154,14 +187,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		rec.Attempts++
 		rec.LastAttemptTime = &metav1.Time{Time: now}
 		if err == nil {
-			rec.Delivered, rec.LastError, rec.DeliveredTime = true, "", &metav1.Time{Time: now}
+			rec.Delivered, rec.LastError, rec.Reason, rec.DeliveredTime = true, "", "", &metav1.Time{Time: now}
 			notifications.WithLabelValues(string(ch), "delivered").Inc()
 			r.Recorder.Eventf(mt, nil, corev1.EventTypeNormal, "NotificationDelivered", "Notify", "%s notification delivered", ch)
 			continue
 		}
-		rec.LastError = shorten(err.Error())
-		var perm permanent
-		if errors.As(err, &perm) || rec.Attempts >= o.MaxAttempts {
+		reason, msg, perm := Classify(ch, err)
+		rec.Reason, rec.LastError = reason, shorten(msg)
+		// The cause in full for the operator's log; status and Events get
+		// the fixed text above (a tenant reads them).
+		ctrl.LoggerFrom(ctx).Info("notification attempt failed", "channel", ch, "reason", reason, "error", errors.Unwrap(err))
+		if perm || rec.Attempts >= o.MaxAttempts {
 			rec.GaveUp = true
 			notifications.WithLabelValues(string(ch), "failed").Inc()
 			r.Recorder.Eventf(mt, nil, corev1.EventTypeWarning, "NotificationFailed", "Notify", "%s notification given up after %d attempt(s): %s", ch, rec.Attempts, rec.LastError)
@@ -176,7 +212,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("record notification delivery: %w", err)
 	}
 	_, retryIn = Due(mt, now, o.Backoff, o.MaxBackoff)
+	if limited > 0 && (retryIn == 0 || limited < retryIn) {
+		retryIn = limited
+	}
 	return ctrl.Result{RequeueAfter: retryIn}, nil
+}
+
+// emailWait takes one email from the namespace's budget, or says how long
+// until there is one (and takes nothing).
+func (r *Reconciler) emailWait(namespace string, now time.Time, o Options) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.limits == nil {
+		r.limits = map[string]*rate.Limiter{}
+	}
+	l := r.limits[namespace]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(o.EmailsPerHour/3600), o.EmailBurst)
+		r.limits[namespace] = l
+	}
+	res := l.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
 }
 
 func (r *Reconciler) record(mt *v1alpha1.MessageTrace, ch Channel) *v1alpha1.NotificationDelivery {
@@ -202,31 +262,108 @@ func (r *Reconciler) send(ctx context.Context, mt *v1alpha1.MessageTrace, ch Cha
 		wh := mt.Spec.Notify.Webhook
 		var secret []byte
 		if ref := wh.SecretRef; ref != nil {
-			key := ref.Key
-			if key == "" {
-				key = "secret"
-			}
-			var s corev1.Secret
-			if err := r.SecretReader.Get(ctx, client.ObjectKey{Namespace: mt.Namespace, Name: ref.Name}, &s); err != nil {
-				return fmt.Errorf("webhook secret %s: %w", ref.Name, err)
-			}
-			if secret = s.Data[key]; len(secret) == 0 {
-				return fmt.Errorf("webhook secret %s has no key %q", ref.Name, key)
+			var err error
+			if secret, err = r.secretKey(ctx, mt.Namespace, ref.Name, keyOr(ref.Key, "secret")); err != nil {
+				return err
 			}
 		}
-		return r.Webhook.Send(ctx, wh.URL, secret, string(mt.UID), doc)
+		url := wh.URL
+		if ref := wh.URLSecretRef; ref != nil {
+			b, err := r.secretKey(ctx, mt.Namespace, ref.Name, keyOr(ref.Key, "url"))
+			if err != nil {
+				return err
+			}
+			url = strings.TrimSpace(string(b))
+			if u, err := neturl.Parse(url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+				return permanent{fmt.Errorf("the URL in Secret %s (key %q) is not an http or https URL", ref.Name, keyOr(ref.Key, "url"))}
+			}
+		}
+		sender := r.Webhook
+		if sender == nil {
+			guard, err := r.Grants.Guard(ctx, mt.Namespace)
+			if err != nil {
+				return err
+			}
+			sender = &notify.Webhook{Client: guard.Client(0), UserAgent: "mailtrace-notification"}
+		}
+		return sender.Send(ctx, url, secret, string(mt.UID), doc)
 	case Email:
 		if r.Mailer == nil {
-			return permanent{errors.New("no SMTP relay is configured: start the manager with --smtp-relay and --smtp-from")}
+			return permanent{errNoRelay}
 		}
 		to := make([]string, 0, len(mt.Spec.Notify.Email.To))
 		for _, a := range mt.Spec.Notify.Email.To {
 			to = append(to, string(a))
 		}
+		if err := r.Grants.CheckRecipients(ctx, mt.Namespace, to); err != nil {
+			var rna *grants.RecipientNotAllowedError
+			if errors.As(err, &rna) {
+				return permanent{err}
+			}
+			return err
+		}
 		subject, body := notify.FormatEmail(doc)
 		return r.Mailer.Send(ctx, to, subject, body)
 	}
 	return permanent{fmt.Errorf("unknown channel %s", ch)}
+}
+
+var errNoRelay = errors.New("no SMTP relay is configured: start the manager with --smtp-relay and --smtp-from")
+
+// errSecretMissing marks a missing Secret or key.
+var errSecretMissing = errors.New("secret missing")
+
+func keyOr(key, def string) string {
+	if key == "" {
+		return def
+	}
+	return key
+}
+
+// secretKey reads one key of a Secret of the namespace. Its errors name the
+// Secret and the key, never the value.
+func (r *Reconciler) secretKey(ctx context.Context, namespace, name, key string) ([]byte, error) {
+	var s corev1.Secret
+	if err := r.SecretReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: Secret %s not found", errSecretMissing, name)
+		}
+		return nil, fmt.Errorf("read Secret %s: %w", name, err)
+	}
+	if v := s.Data[key]; len(v) > 0 {
+		return v, nil
+	}
+	return nil, fmt.Errorf("%w: Secret %s has no key %q", errSecretMissing, name, key)
+}
+
+// Classify turns a failed attempt into its reason, the text status and
+// Events may show, and whether retrying is pointless.
+func Classify(ch Channel, err error) (reason v1alpha1.Reason, message string, permanentErr bool) {
+	var perm permanent
+	permanentErr = errors.As(err, &perm)
+	var (
+		se  *notify.StatusError
+		ue  *notify.UnreachableError
+		rna *grants.RecipientNotAllowedError
+	)
+	switch {
+	case errors.Is(err, egress.ErrNotAllowed):
+		// Only an administrator's grant changes this.
+		return v1alpha1.ReasonDestinationNotAllowed, err.Error(), true
+	case errors.As(err, &rna):
+		return v1alpha1.ReasonRecipientNotAllowed, err.Error(), true
+	case errors.Is(err, errSecretMissing):
+		return v1alpha1.ReasonSecretMissing, err.Error(), permanentErr
+	case errors.Is(err, errNoRelay):
+		return v1alpha1.ReasonNoSMTPRelay, err.Error(), true
+	case errors.As(err, &se):
+		return v1alpha1.ReasonWebhookRejected, se.Error(), permanentErr
+	case errors.As(err, &ue):
+		return v1alpha1.ReasonWebhookUnreachable, ue.Error(), permanentErr
+	case ch == Email:
+		return v1alpha1.ReasonEmailFailed, err.Error(), permanentErr
+	}
+	return v1alpha1.ReasonWebhookUnreachable, err.Error(), permanentErr
 }
 
 // Document is the notification of a finished trace. The report reference is

@@ -1,7 +1,9 @@
 package notification
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/egress"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
+	"github.com/mailtrace/mailtrace/internal/notify"
 )
 
 func TestDue(t *testing.T) {
@@ -53,5 +58,34 @@ func TestBackoff(t *testing.T) {
 		if got := Backoff(n, 10*time.Second, 10*time.Minute); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// Classify gives each failure its reason, a text a tenant may read, and
+// whether retrying is pointless.
+func TestClassify(t *testing.T) {
+	refused := &notify.UnreachableError{}
+	for _, tc := range []struct {
+		name    string
+		ch      Channel
+		err     error
+		reason  v1alpha1.Reason
+		text    string
+		givenUp bool
+	}{
+		{"internal destination", Webhook, &egress.NotAllowedError{Host: "127.0.0.1", Class: "loopback"}, v1alpha1.ReasonDestinationNotAllowed, "not allowed", true},
+		{"non-2xx", Webhook, &notify.StatusError{Code: 500}, v1alpha1.ReasonWebhookRejected, "webhook answered HTTP 500 (Internal Server Error)", false},
+		{"unreachable", Webhook, refused, v1alpha1.ReasonWebhookUnreachable, "could not be reached", false},
+		{"recipient", Email, &grants.RecipientNotAllowedError{Recipient: "x@evil.example", Namespace: "team-a"}, v1alpha1.ReasonRecipientNotAllowed, "x@evil.example", true},
+		{"secret", Webhook, fmt.Errorf("%w: Secret hook not found", errSecretMissing), v1alpha1.ReasonSecretMissing, "Secret hook", false},
+		{"no relay", Email, permanent{errNoRelay}, v1alpha1.ReasonNoSMTPRelay, "--smtp-relay", true},
+		{"relay refused", Email, errors.New("MAIL FROM: 550 no"), v1alpha1.ReasonEmailFailed, "550", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reason, text, perm := Classify(tc.ch, tc.err)
+			if reason != tc.reason || !strings.Contains(text, tc.text) || perm != tc.givenUp {
+				t.Errorf("Classify = %s, %q, %v; want %s, containing %q, %v", reason, text, perm, tc.reason, tc.text, tc.givenUp)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 )
 
@@ -66,6 +67,9 @@ type Reconciler struct {
 	Options   Options
 	// NewObjectStore opens an object store (objectstore.New when nil).
 	NewObjectStore func(objectstore.Config) (objectstore.Store, error)
+	// Grants decides which endpoints each namespace may reach (the manager
+	// always sets it; nil is unrestricted).
+	Grants *grants.Resolver
 }
 
 // +kubebuilder:rbac:groups=mailtrace.io,resources=reportstores,verbs=get;list;watch
@@ -95,14 +99,24 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Open builds rs's object store: credentials from its Secret, then the adapter.
 func (r *Reconciler) Open(ctx context.Context, rs *v1alpha1.ReportStore) (objectstore.Store, error) {
-	return Open(ctx, r.APIReader, rs, r.NewObjectStore)
+	return Open(ctx, r.APIReader, rs, r.NewObjectStore, r.Grants)
 }
 
 // Open builds rs's object store with newStore (objectstore.New when nil).
-func Open(ctx context.Context, rd client.Reader, rs *v1alpha1.ReportStore, newStore func(objectstore.Config) (objectstore.Store, error)) (objectstore.Store, error) {
+// Its connections go through the guard of rs's namespace (g nil: none), so
+// an endpoint that resolves to an internal address no TracePolicy grants is
+// refused at every connection, whatever it resolved to when last checked.
+func Open(ctx context.Context, rd client.Reader, rs *v1alpha1.ReportStore, newStore func(objectstore.Config) (objectstore.Store, error), g *grants.Resolver) (objectstore.Store, error) {
 	cfg, err := Config(ctx, rd, rs)
 	if err != nil {
 		return nil, err
+	}
+	if g != nil {
+		guard, err := g.Guard(ctx, rs.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DialContext = guard.DialContext
 	}
 	if newStore == nil {
 		newStore = objectstore.New
@@ -128,6 +142,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	s, reason, msg := Availability(err)
+	if err != nil {
+		// The whole cause for the operator; the condition says less (a
+		// tenant reads it, and must not learn refused from filtered).
+		ctrl.LoggerFrom(ctx).Info("ReportStore check failed", "reason", reason, "cause", objectstore.Detail(err))
+	}
 	now := metav1.NewTime(r.Clock.Now())
 	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{
 		Type: string(v1alpha1.ConditionAvailable), Status: s, Reason: string(reason), Message: msg,

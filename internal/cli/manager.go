@@ -30,6 +30,8 @@ import (
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
 	"github.com/mailtrace/mailtrace/controllers/messagetraceschedule"
 	"github.com/mailtrace/mailtrace/controllers/reportstore"
+	"github.com/mailtrace/mailtrace/internal/egress"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -66,8 +68,35 @@ type ManagerOptions struct {
 	// cluster: every trace sees everything). Only an explicit
 	// TenancyDisabled turns scoping off.
 	Tenancy string
-	// OperatorNamespace is not scoped by tenancy ("": none).
+	// OperatorNamespace is not scoped by tenancy ("": none), and its
+	// webhooks, ReportStores and emails may go anywhere.
 	OperatorNamespace string
+	// AllowDestinations grants every namespace these internal destinations
+	// (host names, wildcard host names, CIDRs) for webhooks and ReportStore
+	// endpoints; TracePolicies grant more per namespace (--allow-destination).
+	AllowDestinations []string
+	// AllowEmailRecipients may receive any namespace's email notifications
+	// (address patterns, --allow-email-recipient).
+	AllowEmailRecipients []string
+}
+
+// grants builds the destination and recipient grants of every namespace.
+func (o ManagerOptions) grants(mgr ctrl.Manager) (*grants.Resolver, error) {
+	rules, err := egress.ParseRules(o.AllowDestinations)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-destination: %w", err)
+	}
+	for _, p := range o.AllowEmailRecipients {
+		if err := store.ValidatePattern(p); err != nil {
+			return nil, fmt.Errorf("--allow-email-recipient %q: %w", p, err)
+		}
+	}
+	return &grants.Resolver{
+		Reader: mgr.GetClient(), NamespaceReader: mgr.GetAPIReader(),
+		Global: rules, GlobalRecipients: o.AllowEmailRecipients,
+		TrustedNamespace: o.OperatorNamespace,
+		AnyRecipient:     o.Tenancy == TenancyDisabled,
+	}, nil
 }
 
 // Values of ManagerOptions.Tenancy (--tenancy).
@@ -145,22 +174,27 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 			StatusRangeLimit:        o.Reports.Threshold,
 		},
 	}
+	g, err := o.grants(mgr)
+	if err != nil {
+		return nil, err
+	}
 	r.DefaultReportStore = defStore
 	r.Tenancy = tenancy
+	r.Grants = g
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTrace controller: %w", err)
 	}
-	if err := (&downloadrequest.Reconciler{DefaultReportStore: defStore, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+	if err := (&downloadrequest.Reconciler{DefaultReportStore: defStore, Clock: clock.RealClock{}, Grants: g}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the DownloadRequest controller: %w", err)
 	}
-	rsr := &reportstore.Reconciler{Options: reportstore.Options{CheckInterval: o.Reports.CheckInterval}}
+	rsr := &reportstore.Reconciler{Options: reportstore.Options{CheckInterval: o.Reports.CheckInterval}, Grants: g}
 	if err := rsr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the ReportStore controller: %w", err)
 	}
 	if err := (&messagetraceschedule.Reconciler{Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up the MessageTraceSchedule controller: %w", err)
 	}
-	if err := setupNotifications(mgr, o.Notify); err != nil {
+	if err := setupNotifications(mgr, o.Notify, g); err != nil {
 		return nil, err
 	}
 	if o.Ingest.Enabled() {
@@ -248,6 +282,8 @@ Prometheus metrics on --metrics-bind-address.`,
 	fl.DurationVar(&f.opts.Retention, "retention", DefaultRetention, "how long messages are kept in the store; older ones are pruned hourly (0 disables pruning)")
 	addIngestFlags(fl, "ingest-", &f.opts.Ingest)
 	fl.StringVar(&f.opts.Tenancy, "tenancy", TenancyEnabled, `"enabled": a namespace's MessageTraces see only the addresses TracePolicies grant it (none: AccessDenied); "disabled": every trace sees every message (a single-team cluster)`)
+	fl.StringSliceVar(&f.opts.AllowDestinations, "allow-destination", nil, "internal destinations every namespace's webhooks and ReportStores may reach (host name, *.wildcard host name, CIDR or IP; repeat or comma-separate); others are refused when they resolve to a loopback, link-local, private or other non-public address unless a TracePolicy grants them")
+	fl.StringSliceVar(&f.opts.AllowEmailRecipients, "allow-email-recipient", nil, "address patterns any namespace's email notifications may go to (such as *@ops.example.com), beyond what TracePolicies grant")
 	fl.StringVar(&f.opts.OperatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "the operator's own namespace, whose MessageTraces are not scoped by tenancy (default $POD_NAMESPACE; empty: none)")
 	// --kubeconfig, registered by controller-runtime's config package.
 	gofs := flag.NewFlagSet("manager", flag.ContinueOnError)

@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/mailtrace/mailtrace/controllers/notification"
+	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/notify"
 )
 
@@ -29,6 +30,9 @@ type NotifyOptions struct {
 	SMTPPasswordFile string
 	// SMTPStartTLS requires STARTTLS.
 	SMTPStartTLS bool
+	// EmailsPerHour and EmailBurst limit each namespace's emails (0: defaults).
+	EmailsPerHour float64
+	EmailBurst    int
 }
 
 func addNotifyFlags(fl *pflag.FlagSet, o *NotifyOptions) {
@@ -37,6 +41,8 @@ func addNotifyFlags(fl *pflag.FlagSet, o *NotifyOptions) {
 	fl.StringVar(&o.SMTPUsername, "smtp-username", "", "SMTP AUTH user; the password comes from $"+EnvSMTPPassword+" or --smtp-password-file")
 	fl.StringVar(&o.SMTPPasswordFile, "smtp-password-file", "", "file holding the SMTP AUTH password (such as a mounted Secret)")
 	fl.BoolVar(&o.SMTPStartTLS, "smtp-starttls", false, "require STARTTLS with the relay (its certificate is verified)")
+	fl.Float64Var(&o.EmailsPerHour, "notify-emails-per-hour", notification.DefaultEmailsPerHour, "email notifications each namespace may send per hour through the relay (beyond a burst of --notify-email-burst); more wait")
+	fl.IntVar(&o.EmailBurst, "notify-email-burst", notification.DefaultEmailBurst, "email notifications a namespace may send at once before --notify-emails-per-hour applies")
 }
 
 // mailer returns the SMTP sender, or nil when no relay is configured.
@@ -65,12 +71,12 @@ func (o NotifyOptions) mailer(getenv func(string) string) (*notify.Mailer, error
 }
 
 // setupNotifications adds the notification controller.
-func setupNotifications(mgr ctrl.Manager, o NotifyOptions) error {
+func setupNotifications(mgr ctrl.Manager, o NotifyOptions, g *grants.Resolver) error {
 	m, err := o.mailer(os.Getenv)
 	if err != nil {
 		return err
 	}
-	r := &notification.Reconciler{}
+	r := &notification.Reconciler{Grants: g, Options: notification.Options{EmailsPerHour: o.EmailsPerHour, EmailBurst: o.EmailBurst}}
 	if m != nil {
 		r.Mailer = m
 	}

@@ -88,7 +88,7 @@ func TestRules(t *testing.T) {
 	if !all.AllowsIP(netip.MustParseAddr("127.0.0.1")) || !all.AllowsHost("anything") {
 		t.Error(`"*" must grant everything`)
 	}
-	for _, bad := range []string{"10.0.0.0/33", "host:8080", "https://x.example", "a..b", "*.*.x", "*"+string(make([]byte, 300))} {
+	for _, bad := range []string{"10.0.0.0/33", "host:8080", "https://x.example", "a..b", "*.*.x", "*" + string(make([]byte, 300))} {
 		if _, err := ParseRules([]string{bad}); err == nil {
 			t.Errorf("ParseRules(%q): want an error", bad)
 		}

@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailtrace/mailtrace/internal/egress"
 )
 
 // Headers of a webhook request.
@@ -139,12 +142,47 @@ func (w *Webhook) Send(ctx context.Context, url string, secret []byte, deliveryI
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			// url.Error names the URL, which may carry a token (a URL
+			// from a Secret): keep only the cause.
+			err = ue.Err
+		}
+		return &UnreachableError{err: err}
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	// What the receiver said is never read back into errors (they reach a
+	// tenant-readable status): only its status code. The body is drained,
+	// bounded, so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
+		return &StatusError{Code: resp.StatusCode}
 	}
 	return nil
 }
+
+// StatusError is a webhook's non-2xx answer: its code, and nothing the
+// receiver wrote.
+type StatusError struct{ Code int }
+
+func (e *StatusError) Error() string {
+	if t := http.StatusText(e.Code); t != "" {
+		return fmt.Sprintf("webhook answered HTTP %d (%s)", e.Code, t)
+	}
+	return fmt.Sprintf("webhook answered HTTP %d", e.Code)
+}
+
+// UnreachableError: the request did not get an answer (DNS, connection,
+// TLS, timeout, a refused destination). Error() says which of those only
+// for a refused destination; Unwrap gives the cause for logs.
+type UnreachableError struct{ err error }
+
+func (e *UnreachableError) Error() string {
+	var na *egress.NotAllowedError
+	if errors.As(e.err, &na) {
+		return na.Error()
+	}
+	return "webhook could not be reached (DNS, connection, TLS or timeout)"
+}
+
+func (e *UnreachableError) Unwrap() error { return e.err }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime/quotedprintable"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
@@ -88,8 +90,31 @@ func TestWebhookErrorStatusIsAnError(t *testing.T) {
 	}))
 	defer srv.Close()
 	err := (&Webhook{Client: srv.Client()}).Send(context.Background(), srv.URL, nil, "x", testDoc())
-	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "down for maintenance") {
+	// The code is said; what the receiver wrote is not (it would reach a
+	// tenant-readable status: an internal service's reply, say).
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 503 || err.Error() != "webhook answered HTTP 503 (Service Unavailable)" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A webhook that cannot be reached says so in fixed words: refused, reset
+// and timed out look the same, and the URL (which may hold a token) is not
+// in the message.
+func TestWebhookUnreachableSaysNothingMore(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // now refused
+	err = (&Webhook{}).Send(context.Background(), "http://"+addr+"/token-abc123", nil, "x", testDoc())
+	var ue *UnreachableError
+	if !errors.As(err, &ue) || strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "token-abc123") {
+		t.Errorf("err = %v", err)
+	}
+	if !strings.Contains(errors.Unwrap(err).Error(), "refused") {
+		t.Errorf("the cause, for logs, is lost: %v", errors.Unwrap(err))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 )
 
@@ -131,6 +132,10 @@ type Config struct {
 	// MaxRetries of one request on transient errors; minio-go's default (10)
 	// when zero, 1 disables retries.
 	MaxRetries int
+	// DialContext, when set, makes every connection (egress.Guard's, which
+	// refuses internal addresses that are not granted). Environment proxies
+	// are then not used.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Error kinds, checkable with errors.Is on any error a Store returns.
@@ -147,6 +152,8 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrInvalidConfig: the Config cannot be used.
 	ErrInvalidConfig = errors.New("invalid object store configuration")
+	// ErrDestinationNotAllowed: the endpoint is an internal address that is not granted.
+	ErrDestinationNotAllowed = errors.New("destination not allowed")
 )
 
 // Condition reasons returned by Reason: stable CamelCase, for Kubernetes conditions.
@@ -157,6 +164,7 @@ const (
 	ReasonQuotaExceeded    = "QuotaExceeded"
 	ReasonNotFound         = "ObjectMissing"
 	ReasonInvalidConfig    = "InvalidConfig"
+	ReasonNotAllowed       = "DestinationNotAllowed"
 	ReasonUploadFailed     = "UploadFailed"
 	ReasonCanceled         = "Canceled"
 	ReasonDeadlineExceeded = "DeadlineExceeded"
@@ -170,6 +178,8 @@ func Reason(err error) string {
 		return ""
 	case errors.Is(err, ErrInvalidConfig):
 		return ReasonInvalidConfig
+	case errors.Is(err, ErrDestinationNotAllowed):
+		return ReasonNotAllowed
 	case errors.Is(err, ErrBucketMissing):
 		return ReasonBucketMissing
 	case errors.Is(err, ErrAccessDenied):

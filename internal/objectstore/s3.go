@@ -19,6 +19,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/encrypt"
+
+	"github.com/mailtrace/mailtrace/internal/egress"
 )
 
 // MaxPresignTTL is the longest validity S3 allows for a presigned URL.
@@ -92,6 +94,12 @@ func New(cfg Config) (Store, error) {
 		return nil, s.invalid(err.Error())
 	}
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if cfg.DialContext != nil {
+		// A guarded dialer (internal/egress) decides where it may connect;
+		// a proxy from the environment would connect out of its sight.
+		tr.DialContext = cfg.DialContext
+		tr.Proxy = nil
+	}
 	if len(cfg.CABundle) > 0 {
 		if !secure {
 			return nil, s.invalid("a CA bundle is set but the endpoint is plain HTTP")
@@ -369,8 +377,25 @@ type Error struct {
 	Kind   error
 	// Code is the S3 error code, when the server answered with one.
 	Code string
-	msg  string // scrubbed of secrets
-	err  error
+	msg  string // scrubbed of secrets; what a tenant may read
+	// detail is the cause's own text, scrubbed of secrets, for the
+	// operator's logs only (Detail).
+	detail string
+	err    error
+}
+
+// Detail is the whole cause of err, scrubbed of secrets: for the operator's
+// logs, never for status or Events (it may say connection refused versus
+// timed out, or quote what the endpoint answered).
+func Detail(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.detail != "" {
+		return e.Error() + " (" + e.detail + ")"
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func (e *Error) Error() string {
@@ -410,9 +435,22 @@ func (s *s3Store) scrub(msg string) string {
 	return msg
 }
 
-// wrap classifies err from a call made with ctx.
+// wrap classifies err from a call made with ctx. Its message says what a
+// ReportStore's owner (a tenant) needs and nothing about the network behind
+// the endpoint: a connection refused, reset or timed out are all
+// "unreachable" (the cause stays in the chain, for the operator's logs), and
+// nothing the endpoint wrote is quoted but an S3 error code and message.
 func (s *s3Store) wrap(ctx context.Context, op, obj string, err error) error {
 	e := &Error{Op: op, Object: obj, err: err, msg: s.scrub(err.Error())}
+	e.detail = e.msg
+	if errors.Is(err, egress.ErrNotAllowed) {
+		e.Kind = ErrDestinationNotAllowed
+		var na *egress.NotAllowedError
+		if errors.As(err, &na) {
+			e.msg = na.Error()
+		}
+		return e
+	}
 	var er minio.ErrorResponse
 	if errors.As(err, &er) && er.Code != "" {
 		e.Code = er.Code
@@ -429,8 +467,39 @@ func (s *s3Store) wrap(ctx context.Context, op, obj string, err error) error {
 	}
 	if isNetwork(err) {
 		e.Kind = ErrUnreachable
+		e.msg = networkMessage(err)
+		return e
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		// The HTTP exchange failed in a way that is not a network error:
+		// the endpoint answered something that is not HTTP (an SSH or SMTP
+		// banner, say). Its words are not repeated, and it looks like a
+		// closed port: an open port must not be told from a closed one.
+		e.Kind = ErrUnreachable
+		e.msg = ""
 	}
 	return e
+}
+
+// networkMessage is the fixed text of a network error: TLS trust problems
+// are named (the owner can fix them with a CA bundle); refused, reset,
+// DNS and timeouts are not told apart.
+func networkMessage(err error) string {
+	var (
+		ua  x509.UnknownAuthorityError
+		ch  x509.CertificateInvalidError
+		hn  x509.HostnameError
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &ua), errors.As(err, &ch), errors.As(err, &hn), errors.As(err, &cve):
+		return "the endpoint's TLS certificate is not trusted or does not match its name (a private CA goes in the CA bundle)"
+	case errors.As(err, &rhe):
+		return "the endpoint does not speak TLS (a plain-HTTP endpoint needs http:// or insecure)"
+	}
+	return ""
 }
 
 func describe(er minio.ErrorResponse) string {
