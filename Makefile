@@ -4,6 +4,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 BIN            ?= $(CURDIR)/bin
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 CONTROLLER_GEN_VERSION ?= v0.20.1
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GO             ?= go
@@ -45,22 +46,23 @@ vet: ## go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: vet ## gofmt check and go vet.
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: ## gofmt check and go vet (hack/lint.sh).
+	@hack/lint.sh
 
 ##@ Build
 
+LDFLAGS_VERSION = -X github.com/mailtrace/mailtrace/internal/cli.Version=$(VERSION)
+
 .PHONY: build
-build: ## Build bin/mailtrace and the kubectl plugin bin/kubectl-mailtrace.
-	$(GO) build -o $(BIN)/mailtrace ./cmd/mailtrace
-	$(GO) build -o $(BIN)/kubectl-mailtrace ./cmd/kubectl-mailtrace
+build: ## Build bin/mailtrace and the kubectl plugin bin/kubectl-mailtrace, stamped with `git describe`.
+	$(GO) build -ldflags "$(LDFLAGS_VERSION)" -o $(BIN)/mailtrace ./cmd/mailtrace
+	$(GO) build -ldflags "$(LDFLAGS_VERSION)" -o $(BIN)/kubectl-mailtrace ./cmd/kubectl-mailtrace
 
 .PHONY: build-static
 build-static: ## Build bin/mailtrace-static as the image does: CGO off, -trimpath, stripped.
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/mailtrace/mailtrace/internal/cli.Version=$(VERSION)" -o $(BIN)/mailtrace-static ./cmd/mailtrace
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS_VERSION)" -o $(BIN)/mailtrace-static ./cmd/mailtrace
 
 IMG            ?= mailtrace:dev
-VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 CONTAINER_TOOL ?= docker
 
 .PHONY: docker-build
@@ -84,9 +86,8 @@ test-deps: ## Build or install what the tests start: envtest control plane, Post
 	@hack/minio.sh >/dev/null
 
 .PHONY: test
-test: test-deps lint test-faults ## Run every test: unit, store conformance (SQLite and PostgreSQL), S3, envtest.
-	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" MAILTRACE_TEST_MINIO="$$(hack/minio.sh)" \
-		$(GO) test -count=1 -timeout 45m ./...
+test: ## Run every test in phases (deps, lint, go test ./..., the flood), with a timing summary (hack/test.sh).
+	@hack/test.sh
 
 .PHONY: test-faults
 test-faults: test-deps ## The 1 GB ingest flood with its memory figures (the load and fault tests of test/faults run in `make test`).

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the envtest control plane (kube-apiserver and etcd) from the Go module
 # proxy, because setup-envtest cannot download its prebuilt binaries here.
-# The result is cached in bin/k8s/<version>; nothing is rebuilt when present.
+# The result is cached once per machine in the per-user cache
+# (${MAILTRACE_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mailtrace}/k8s/<version>, as
+# setup-envtest keeps its binaries), and bin/k8s/<version> of the checkout links
+# to it, so a fresh clone (CI's) reuses it; nothing is rebuilt when present.
 # Prints the assets directory on stdout (progress goes to stderr).
 set -euo pipefail
 
@@ -9,9 +12,23 @@ KUBE_VERSION="${KUBE_VERSION:-1.37.2}"   # matches k8s.io/client-go v0.37.x in g
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/bin/k8s/${KUBE_VERSION}"
+cache="${MAILTRACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mailtrace}"
+dest="$cache/k8s/${KUBE_VERSION}"
+link="$root/bin/k8s/${KUBE_VERSION}"
+# bin/k8s/<version> in the checkout points at the per-user cache.
+link_checkout() {
+  if [[ ! -e "$link" || -L "$link" ]]; then
+    mkdir -p "$(dirname "$link")"
+    ln -sfn "$dest" "$link"
+  fi
+}
+if [[ -x "$link/kube-apiserver" && -x "$link/etcd" ]]; then
+  echo "$link"
+  exit 0
+fi
 if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
-  echo "$dest"
+  link_checkout
+  echo "$link"
   exit 0
 fi
 mkdir -p "$dest"
@@ -20,7 +37,7 @@ trap 'rm -rf "$work"' EXIT
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 
 if [[ ! -x "$dest/etcd" ]]; then
-  echo ">> building etcd v${ETCD_VERSION} from the Go module proxy (about a minute, once)" >&2
+  echo ">> building etcd v${ETCD_VERSION} from the Go module proxy (about a minute on an idle machine, once per machine)" >&2
   mkdir -p "$work/etcd"
   (
     cd "$work/etcd"
@@ -47,7 +64,7 @@ SRC
 fi
 
 if [[ ! -x "$dest/kube-apiserver" ]]; then
-  echo ">> building kube-apiserver v${KUBE_VERSION} from the Go module proxy (about 4 minutes, once)" >&2
+  echo ">> building kube-apiserver v${KUBE_VERSION} from the Go module proxy (8 to 15 minutes cold on 2 idle cores, far longer when they are shared; once per machine)" >&2
   mkdir -p "$work/kas"
   (
     cd "$work/kas"
@@ -75,4 +92,5 @@ SRC
     mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
   )
 fi
-echo "$dest"
+link_checkout
+echo "$link"
