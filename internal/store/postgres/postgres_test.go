@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +36,20 @@ func open(t *testing.T, dsn string) *postgres.Store {
 func newStore(t *testing.T) (*postgres.Store, string) {
 	dsn := pgtest.DSN(t)
 	return open(t, dsn), dsn
+}
+
+// withAppName returns dsn (a URL or keyword/value string) with the
+// connections' application_name set to app.
+func withAppName(dsn, app string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			v := u.Query()
+			v.Set("application_name", app)
+			u.RawQuery = v.Encode()
+			return u.String()
+		}
+	}
+	return dsn + " application_name=" + app
 }
 
 func sql1[T any](t *testing.T, dsn, q string, args ...any) []T {
@@ -328,8 +344,22 @@ func TestStoreDownThenBack(t *testing.T) {
 // stream in the middle of it (pg_terminate_backend, as a restart or a
 // failover would): Stream resumes after the last row it gave, on a new
 // connection, and the caller sees every row exactly once.
+//
+// The kill targets exactly the stream's backend: the store under test
+// connects with its own application_name, and of its connections only the
+// one running the stream's query is an active client backend. Two kinds of
+// look-alikes once made this test kill one backend too many: the pool's idle
+// connections keep the text of their last query (the paging Trace's), and
+// the parallel workers of the stream's query show its text and
+// application_name while they run (backend_type 'parallel worker'). A
+// backend is killed only while it waits to write rows the client has not
+// read (so the kill surely interrupts the stream, whatever the socket
+// buffers hold), and the test waits until it has exited, so that one on its
+// way out is never taken for the resumed stream's.
 func TestStreamResumesWhenItsConnectionIsKilled(t *testing.T) {
-	st, dsn := newStore(t)
+	const app = "mailtrace-stream-kill-test"
+	dsn := pgtest.DSN(t)
+	st := open(t, withAppName(dsn, app))
 	ctx := context.Background()
 	// Enough rows that the server is still sending (blocked on a full
 	// socket) when the stream is a thousand rows in.
@@ -356,25 +386,85 @@ func TestStreamResumesWhenItsConnectionIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	var got []string
-	kills := 0
-	err = st.Stream(ctx, q, "", func(r *store.Row) error {
-		got = append(got, r.MessageTraceID+" "+r.Recipient)
-		if len(got) == 1000 || len(got) == 20000 {
+	// blocked returns the pid of the store's backend running the stream's
+	// query once it waits to write to the client (wait_event ClientWrite), or
+	// 0 when no backend runs the query (between a kill and the resume, or
+	// after the last row was sent). It is called from the stream's callback:
+	// the client reads nothing meanwhile, so a backend with rows left to
+	// send fills the socket and blocks there, and stays blocked until killed.
+	// Killing a backend blocked there loses rows it has not sent, so the
+	// stream must resume to give them.
+	blocked := func() (int32, error) {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			rs, err := admin.Query(ctx, `SELECT pid, coalesce(wait_event, '') FROM pg_stat_activity
+				WHERE datname = current_database() AND application_name = $1 AND state = 'active'
+				AND backend_type = 'client backend' AND query LIKE 'SELECT received,%'`, app)
+			if err != nil {
+				return 0, err
+			}
+			type backend struct {
+				Pid       int32
+				WaitEvent string
+			}
+			bs, err := pgx.CollectRows(rs, pgx.RowToStructByPos[backend])
+			switch {
+			case err != nil:
+				return 0, err
+			case len(bs) > 1:
+				return 0, fmt.Errorf("%d backends of the store run the stream's query (%v), want at most 1", len(bs), bs)
+			case len(bs) == 0:
+				return 0, nil
+			case bs[0].WaitEvent == "ClientWrite":
+				return bs[0].Pid, nil
+			case time.Now().After(deadline):
+				return 0, fmt.Errorf("backend %d still not blocked writing to the client after a minute (wait event %q)", bs[0].Pid, bs[0].WaitEvent)
+			}
+		}
+	}
+	// kill terminates pid and waits until it has exited, so that a backend
+	// still on its way out is never taken for the resumed stream's.
+	kill := func(pid int32) error {
+		var ok bool
+		if err := admin.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
+			return fmt.Errorf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 			var n int
-			if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'SELECT received,%'`).Scan(&n); err != nil {
+			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&n); err != nil {
 				return err
 			}
-			kills += n
+			if n == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("backend %d still there a minute after pg_terminate_backend", pid)
+			}
 		}
-		return nil
+	}
+	var got []string
+	var killed []int32 // the stream's backends killed with rows left to send
+	err = st.Stream(ctx, q, "", func(r *store.Row) error {
+		got = append(got, r.MessageTraceID+" "+r.Recipient)
+		// From the thousandth row on, every 100 rows, kill the backend
+		// serving the stream once it is blocked sending, twice in all.
+		if len(got) < 1000 || len(got)%100 != 0 || len(killed) == 2 {
+			return nil
+		}
+		pid, err := blocked()
+		if err != nil || pid == 0 {
+			return err
+		}
+		if slices.Contains(killed, pid) {
+			return fmt.Errorf("backend %d, killed, still serves the stream", pid)
+		}
+		killed = append(killed, pid)
+		return kill(pid)
 	})
 	if err != nil {
 		t.Fatalf("Stream: %v", err)
 	}
-	if kills != 2 {
-		t.Fatalf("killed %d streaming backends, want 2 (the test did not interrupt the stream)", kills)
+	if len(killed) != 2 {
+		t.Fatalf("killed the stream's backends %v; want 2 killed while sending (the test did not interrupt the stream twice)", killed)
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Stream across two killed connections gave %d rows, paging %d; they differ", len(got), len(want))
