@@ -1,10 +1,15 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/mailtrace/mailtrace/internal/duration"
 )
 
 // DefaultWindow is the range traced when the spec names none.
@@ -72,4 +77,46 @@ func (c *StatusCounts) Add(status DeliveryStatus, n int64) {
 	case "GettingStatus":
 		c.GettingStatus += n
 	}
+}
+
+// parseWindow reads a window as the API accepts it: a Go duration (48h, or
+// 168h0m0s as metav1.Duration writes it) or days (7d, 1d12h), which
+// metav1.Duration alone cannot read. The CRDs' rules use the same grammar
+// (internal/duration.Pattern), so an object the API server accepted always
+// decodes.
+func parseWindow(raw json.RawMessage) (*metav1.Duration, error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &s); err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	d, err := duration.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("window: %w", err)
+	}
+	return &metav1.Duration{Duration: d}, nil
+}
+
+// UnmarshalJSON reads the spec as the API machinery does, and its window in
+// days too (window: 7d).
+func (s *MessageTraceSpec) UnmarshalJSON(b []byte) error {
+	type plain MessageTraceSpec
+	aux := struct {
+		*plain
+		Window json.RawMessage `json:"window,omitempty"` // shadows plain's
+	}{plain: (*plain)(s)}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &aux); err != nil {
+		return err
+	}
+	if len(aux.Window) == 0 { // absent: left as it was, as for every field
+		return nil
+	}
+	w, err := parseWindow(aux.Window)
+	if err != nil {
+		return err
+	}
+	s.Window = w
+	return nil
 }

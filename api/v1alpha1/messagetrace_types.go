@@ -68,10 +68,11 @@ type MessageTraceSpec struct {
 	// +optional
 	EndTime *metav1.Time `json:"endTime,omitempty"`
 	// Window is a relative time range ending when the trace is created, such as
-	// 48h or 168h. Without StartTime and Window the last 48 hours are traced.
-	// At most 2160h (90 days).
+	// 48h, 90m, 7d or 1d12h (days, hours, minutes, seconds in that order).
+	// Without StartTime and Window the last 48 hours are traced. At most 90d.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('2160h')",message="window must be a positive duration of at most 2160h (90 days), such as 48h"
+	// +kubebuilder:validation:MaxLength=80
+	// +kubebuilder:validation:XValidation:rule="self != '' && self.matches('^([0-9]{1,4}([.][0-9]{1,6})?d)?([0-9]{1,6}([.][0-9]{1,5})?h)?([0-9]{1,7}([.][0-9]{1,4})?m)?([0-9]{1,9}([.][0-9]{1,3})?s)?$') && [(self.contains('d') ? int(double(self.substring(0, self.indexOf('d'))) * 86400.0) * 1000 + (self.endsWith('d') ? 0 : duration(self.substring(self.indexOf('d') + 1)).getMilliseconds()) : duration(self).getMilliseconds())].all(ms, ms > 0 && ms <= 7776000000)",message="window must be a duration such as 48h, 90m or 7d, at most 90d"
 	// +optional
 	Window *metav1.Duration `json:"window,omitempty"`
 

@@ -1,11 +1,14 @@
 package v1alpha1
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 )
 
 // Labels and annotations of schedules and their runs.
@@ -98,4 +101,29 @@ func (s *MessageTraceScheduleSpec) Policy() ConcurrencyPolicy {
 // created instead of creating another.
 func RunName(schedule string, tick time.Time) string {
 	return fmt.Sprintf("%s-%d", schedule, tick.Unix()/60)
+}
+
+// UnmarshalJSON reads the spec as the API machinery does, and its window in
+// days too (window: 7d).
+func (s *MessageTraceScheduleSpec) UnmarshalJSON(b []byte) error {
+	type plain MessageTraceScheduleSpec
+	aux := struct {
+		*plain
+		Window json.RawMessage `json:"window,omitempty"` // shadows plain's
+	}{plain: (*plain)(s)}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &aux); err != nil {
+		return err
+	}
+	if len(aux.Window) == 0 {
+		return nil
+	}
+	w, err := parseWindow(aux.Window)
+	if err != nil {
+		return err
+	}
+	if w == nil {
+		w = &metav1.Duration{}
+	}
+	s.Window = *w
+	return nil
 }

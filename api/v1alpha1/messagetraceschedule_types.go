@@ -63,9 +63,11 @@ type MessageTraceScheduleSpec struct {
 
 	// Window is the range each run traces: [tick - window, tick), so runs
 	// of a schedule whose window equals its period tile time with no gap
-	// and no overlap. At most 2160h (90 days).
+	// and no overlap. Written as 24h, 90m, 7d or 1d12h (days, hours, minutes,
+	// seconds in that order); from 1m to 90d.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('2160h')",message="window must be a duration from 1m to 2160h (90 days), such as 24h"
+	// +kubebuilder:validation:MaxLength=80
+	// +kubebuilder:validation:XValidation:rule="self != '' && self.matches('^([0-9]{1,4}([.][0-9]{1,6})?d)?([0-9]{1,6}([.][0-9]{1,5})?h)?([0-9]{1,7}([.][0-9]{1,4})?m)?([0-9]{1,9}([.][0-9]{1,3})?s)?$') && [(self.contains('d') ? int(double(self.substring(0, self.indexOf('d'))) * 86400.0) * 1000 + (self.endsWith('d') ? 0 : duration(self.substring(self.indexOf('d') + 1)).getMilliseconds()) : duration(self).getMilliseconds())].all(ms, ms >= 60000 && ms <= 7776000000)",message="window must be a duration such as 24h, 90m or 7d, from 1m to 90d"
 	Window metav1.Duration `json:"window"`
 
 	// Template of the MessageTrace each run creates.

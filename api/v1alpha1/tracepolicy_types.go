@@ -58,7 +58,7 @@ type TracePolicySpec struct {
 // a CIDR or an IP address.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=253
-// +kubebuilder:validation:XValidation:rule="self.matches('^(\\*\\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\\.?$') || isCIDR(self) || isIP(self)",message="a destination is a host name (minio.storage.svc), a wildcard host name (*.hooks.example.com), a CIDR (10.20.0.0/16) or an IP address"
+// +kubebuilder:validation:XValidation:rule="self.matches('^([*][.])?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?([.][A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*[.]?$') || isCIDR(self) || isIP(self)",message="a destination is a host name (minio.storage.svc), a wildcard host name (*.hooks.example.com), a CIDR (10.20.0.0/16) or an IP address"
 type Destination string
 
 // TracePolicyStatus is empty: a policy takes effect when a MessageTrace runs.

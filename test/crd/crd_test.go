@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/duration"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
 
@@ -59,6 +60,11 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"window", map[string]any{"window": "168h"}},
 		{"window in minutes", map[string]any{"window": "90m"}},
 		{"window of exactly 90 days", map[string]any{"window": "2160h"}},
+		{"window in days", map[string]any{"window": "7d"}},
+		{"window of 90 days in days", map[string]any{"window": "90d"}},
+		{"window in days and hours", map[string]any{"window": "1d12h"}},
+		{"window in half days", map[string]any{"window": "1.5d"}},
+		{"window as the Go client writes it", map[string]any{"window": "168h0m0s"}},
 		{"start and end", map[string]any{"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-03T00:00:00Z"}},
 		{"start and end exactly 90 days apart", map[string]any{"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-04-01T00:00:00Z"}},
 		{"start only", map[string]any{"startTime": "2026-01-01T00:00:00Z"}},
@@ -113,7 +119,7 @@ func TestInvalidObjectsAreRejectedWithTheirMessage(t *testing.T) {
 	const (
 		addrMsg   = "an address pattern must look like local@domain"
 		ipMsg     = "must be an IP address or a CIDR"
-		windowMsg = "window must be a positive duration of at most 2160h"
+		windowMsg = "window must be a duration such as 48h, 90m or 7d, at most 90d"
 	)
 	cases := []struct {
 		name string
@@ -137,8 +143,17 @@ func TestInvalidObjectsAreRejectedWithTheirMessage(t *testing.T) {
 		{"window with start and end", map[string]any{"window": "48h", "startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-02T00:00:00Z"}, "window is relative to the trace's creation"},
 		{"window 0s", map[string]any{"window": "0s"}, windowMsg},
 		{"negative window", map[string]any{"window": "-1h"}, windowMsg},
+		{"window 0s", map[string]any{"window": "0s"}, windowMsg},
+		{"window 0d", map[string]any{"window": "0d"}, windowMsg},
+		{"negative window", map[string]any{"window": "-1h"}, windowMsg},
 		{"window over 90 days", map[string]any{"window": "2161h"}, windowMsg},
-		{"window not a duration", map[string]any{"window": "two days"}, "window"},
+		{"window of 91 days", map[string]any{"window": "91d"}, windowMsg},
+		{"window a second over 90 days", map[string]any{"window": "90d1s"}, windowMsg},
+		{"window not a duration", map[string]any{"window": "two days"}, windowMsg},
+		{"window abc", map[string]any{"window": "abc"}, windowMsg},
+		{"window with hours before days", map[string]any{"window": "12h1d"}, windowMsg},
+		{"window in milliseconds", map[string]any{"window": "500ms"}, windowMsg},
+		{"empty window", map[string]any{"window": ""}, windowMsg},
 		{"startTime not a time", map[string]any{"startTime": "yesterday"}, "startTime"},
 		{"bad original client IP", map[string]any{"originalClientIP": "300.1.2.3"}, ipMsg},
 		{"bad from IP", map[string]any{"fromIP": "example.com"}, ipMsg},
@@ -252,6 +267,41 @@ func TestPrinterColumns(t *testing.T) {
 		}
 		if v.Subresources == nil || v.Subresources.Status == nil {
 			t.Errorf("%s: no status subresource", v.Name)
+		}
+	}
+}
+
+// TestWindowAgreesWithTheCLIParser: the API server accepts a window exactly
+// when the CLIs' parser (internal/duration, behind --since) reads it as a
+// positive duration of at most 90 days, and the typed client (the manager's)
+// reads back the duration the parser gives.
+func TestWindowAgreesWithTheCLIParser(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := kubetest.Namespace(t, env.Client)
+	for i, w := range []string{
+		"48h", "90m", "7d", "90d", "91d", "1d12h", "1.5d", "89d23h59m59s", "90d1s", "90.000001d", "90.00001d",
+		"2160h", "2160h0m1s", "2160h0m0.001s", "2159h59m59.999s", "168h0m0s", "1h30m0s", "0.5s", "0.0001s", "1.000001h", "1.00001h", "1m", "0d", "0s", "-1h", "+1h", ".5h", "1h1h",
+		"12h1d", "1d1d", "7D", "7 d", " 7d", "abc", "", "500ms", "99999d", "9999999h",
+	} {
+		d, perr := duration.Parse(w)
+		wantOK := perr == nil && d > 0 && d <= v1alpha1.MaxRange
+		obj := newTrace(ns, fmt.Sprintf("w-%d", i), map[string]any{"window": w})
+		err := env.Client.Create(ctx(t), obj)
+		if (err == nil) != wantOK {
+			t.Errorf("window %q: the API server says %v; duration.Parse says %v, %v", w, err, d, perr)
+			continue
+		}
+		if err != nil {
+			if !strings.Contains(err.Error(), "window must be a duration such as 48h, 90m or 7d, at most 90d") && !strings.Contains(err.Error(), "Too long") {
+				t.Errorf("window %q refused with %q, want the window message", w, err)
+			}
+			continue
+		}
+		var mt v1alpha1.MessageTrace
+		if err := env.Client.Get(ctx(t), client.ObjectKeyFromObject(obj), &mt); err != nil {
+			t.Errorf("window %q: reading it back: %v", w, err)
+		} else if mt.Spec.Window == nil || mt.Spec.Window.Duration != d {
+			t.Errorf("window %q read back as %v, want %v", w, mt.Spec.Window, d)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -37,6 +38,9 @@ func TestScheduleValidation(t *testing.T) {
 	good := []map[string]any{
 		scheduleSpec(nil),
 		scheduleSpec(map[string]any{"schedule": "@daily", "timeZone": "America/New_York", "window": "24h"}),
+		scheduleSpec(map[string]any{"window": "7d"}),
+		scheduleSpec(map[string]any{"schedule": "0 6 1 */3 *", "window": "90d"}),
+		scheduleSpec(map[string]any{"window": "1d12h"}),
 		scheduleSpec(map[string]any{"schedule": "*/15 8-18 * * 1-5", "window": "15m", "concurrencyPolicy": "Replace",
 			"startingDeadlineSeconds": int64(300), "suspend": true, "successfulRunsHistoryLimit": int64(0), "failedRunsHistoryLimit": int64(0)}),
 		scheduleSpec(map[string]any{"template": map[string]any{
@@ -62,6 +66,13 @@ func TestScheduleValidation(t *testing.T) {
 		t.Errorf("defaults: %+v", got.Spec)
 	}
 
+	const windowMsg = "window must be a duration such as 24h, 90m or 7d, from 1m to 90d"
+	// A window in days reads back as its duration (the manager's client).
+	week := &v1alpha1.MessageTraceSchedule{}
+	if err := env.Client.Get(ctx(t), client.ObjectKey{Namespace: ns, Name: "good-2"}, week); err != nil || week.Spec.Window.Duration != 7*24*time.Hour {
+		t.Errorf("window 7d read back as %v (%v), want 168h", week.Spec.Window, err)
+	}
+
 	bad := []struct {
 		name string
 		spec map[string]any
@@ -71,8 +82,11 @@ func TestScheduleValidation(t *testing.T) {
 		{"6 cron fields", scheduleSpec(map[string]any{"schedule": "0 0 6 * * 1"}), "schedule must have 5 cron fields"},
 		{"time zone in the schedule", scheduleSpec(map[string]any{"schedule": "CRON_TZ=UTC 0 6 * * 1"}), "schedule must have 5 cron fields"},
 		{"@every", scheduleSpec(map[string]any{"schedule": "@every 1h"}), "schedule must have 5 cron fields"},
-		{"window 0", scheduleSpec(map[string]any{"window": "0s"}), "window must be a duration from 1m to 2160h"},
-		{"window over 90 days", scheduleSpec(map[string]any{"window": "2161h"}), "window must be a duration from 1m to 2160h"},
+		{"window 0", scheduleSpec(map[string]any{"window": "0s"}), windowMsg},
+		{"window under a minute", scheduleSpec(map[string]any{"window": "59s"}), windowMsg},
+		{"window over 90 days", scheduleSpec(map[string]any{"window": "2161h"}), windowMsg},
+		{"window of 91 days", scheduleSpec(map[string]any{"window": "91d"}), windowMsg},
+		{"window abc", scheduleSpec(map[string]any{"window": "abc"}), windowMsg},
 		{"template with a window", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"window": "24h"}}}), "the template has no time range"},
 		{"template with a startTime", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"startTime": "2026-01-01T00:00:00Z"}}}), "the template has no time range"},
 		{"unknown policy", scheduleSpec(map[string]any{"concurrencyPolicy": "Queue"}), `Unsupported value: "Queue"`},

@@ -39,6 +39,14 @@ func TestTracePolicyAndStoreNameValidation(t *testing.T) {
 		{"no addresses", map[string]any{"namespaces": []any{"team-a"}, "addresses": []any{}}, "spec.addresses"},
 		{"not an address", map[string]any{"namespaces": []any{"team-a"}, "addresses": []any{"team-a.example.com"}}, "must look like local@domain"},
 		{"bad namespace name", map[string]any{"namespaces": []any{"Team_A"}, "addresses": []any{"*@a.example"}}, "spec.namespaces"},
+		{"grants nothing", map[string]any{"namespaces": []any{"team-a"}}, "must grant something"},
+		{"destinations only", map[string]any{"namespaces": []any{"team-a"}, "destinations": []any{
+			"minio.storage.svc.cluster.local", "*.hooks.internal.example", "10.20.0.0/16", "fd00::/8", "192.168.1.7", "::1"}}, ""},
+		{"email recipients only", map[string]any{"namespaces": []any{"team-a"}, "emailRecipients": []any{"oncall@example.com", "*@ops.example.com"}}, ""},
+		{"destination is a URL", map[string]any{"namespaces": []any{"team-a"}, "destinations": []any{"https://hooks.example.com/x"}}, "a destination is a host name"},
+		{"destination with a port", map[string]any{"namespaces": []any{"team-a"}, "destinations": []any{"minio.svc:9000"}}, "a destination is a host name"},
+		{"destination wildcard inside", map[string]any{"namespaces": []any{"team-a"}, "destinations": []any{"a.*.example"}}, "a destination is a host name"},
+		{"recipient not an address", map[string]any{"namespaces": []any{"team-a"}, "emailRecipients": []any{"oncall"}}, "must look like local@domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := newPolicy(fmt.Sprintf("tp-%s-%d", ns, i), tc.spec)

@@ -19,10 +19,10 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/duration"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
@@ -216,19 +216,9 @@ func (e *redactedError) Error() string { return e.msg }
 // the wrapped error's own text may contain the password, so never print it.
 func (e *redactedError) Unwrap() error { return e.err }
 
-// ParseDuration accepts a Go duration (48h, 90m) or a number of days (7d).
+// ParseDuration accepts a Go duration (48h, 90m) or days (7d, 1.5d, 1d12h):
+// the spellings a MessageTrace's window accepts (see package duration),
+// with surrounding blanks ignored.
 func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.ParseFloat(n, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a duration such as 48h or 7d", s)
-		}
-		return time.Duration(days * float64(24*time.Hour)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 48h or 7d", s)
-	}
-	return d, nil
+	return duration.Parse(strings.TrimSpace(s))
 }
