@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailtrace/mailtrace/internal/store"
-	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
 
 type detailsFlags struct {
@@ -56,7 +55,7 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 	if format != formatTable && format != formatJSON {
 		return fmt.Errorf("unknown output format %q: use table or json", f.output)
 	}
-	st, err := storeopen.Open(ctx, f.store)
+	st, err := openExisting(ctx, f.store)
 	if err != nil {
 		return err
 	}

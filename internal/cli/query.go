@@ -213,7 +213,7 @@ func runQuery(ctx context.Context, f queryFlags, now time.Time, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	st, err := storeopen.Open(ctx, f.store)
+	st, err := openExisting(ctx, f.store)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -116,5 +118,47 @@ func TestHelpHidesStorePassword(t *testing.T) {
 		if strings.Contains(out.String()+errOut.String(), "s3cret") || !strings.Contains(out.String(), "postgres://mt:xxxxx@db/mailtrace") {
 			t.Errorf("%v help:\n%s", args, out.String())
 		}
+	}
+}
+
+// TestReadOnlyCommandsRefuseAMissingStore: query and details on a store
+// that does not exist (a mistyped --store) fail naming it, and create
+// nothing; ingest creates it, after which query reads it.
+func TestReadOnlyCommandsRefuseAMissingStore(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, tc := range []struct{ store, name string }{
+		{"sqlite://" + filepath.Join(dir, "typo", "trace.db"), filepath.Join(dir, "typo", "trace.db")},
+		{"trace.bd", "trace.bd"},
+		{"sqlite://rel/trace.db", filepath.Join(dir, "rel", "trace.db")},
+	} {
+		for _, args := range [][]string{
+			{"query", "--store", tc.store, "--since", "1d"},
+			{"details", "--store", tc.store, "--trace-id", "m1"},
+		} {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+			if code == 0 || !strings.Contains(errOut.String(), tc.name) || !strings.Contains(errOut.String(), "does not exist") || !strings.Contains(errOut.String(), "--store") {
+				t.Errorf("%v: exit %d, stderr %q, stdout %q; want an error naming %s", args, code, errOut.String(), out.String(), tc.name)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the read-only commands created %s", ents[0].Name())
+	}
+
+	log := filepath.Join(dir, "mail.log")
+	if err := os.WriteFile(log, []byte("Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.com>, size=100, nrcpt=1 (queue active)\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := "sqlite://" + filepath.Join(dir, "new", "trace.db")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"ingest", "--file", log, "--store", db}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("ingest into a new store: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"query", "--store", db, "--since", "1d"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Errorf("query of the store ingest made: exit %d, %s", code, errOut.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
 
@@ -97,4 +98,15 @@ func addStoreFlag(cmd *cobra.Command, p *string) {
 	// --help shows the default; a password from MAILTRACE_STORE must not appear there.
 	f := cmd.Flags().Lookup("store")
 	f.DefValue = storeopen.Redact(f.DefValue)
+}
+
+// openExisting opens the store of a command that only reads it (query,
+// details): a store that does not exist is an error naming it, never a new
+// empty one that answers "No messages match".
+func openExisting(ctx context.Context, url string) (store.Store, error) {
+	st, err := storeopen.OpenWithOptions(ctx, url, storeopen.Options{MustExist: true})
+	if errors.Is(err, storeopen.ErrNotExist) {
+		return nil, fmt.Errorf("%w: check --store (or %s); mailtrace ingest and mailtrace manager create a store, this command only reads one", err, EnvStore)
+	}
+	return st, err
 }

@@ -17,7 +17,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -34,7 +37,14 @@ type Options struct {
 	// (PostgreSQL). Zero means the adapter's default. A `retention` query
 	// parameter in the URL wins over it.
 	Retention time.Duration
+	// MustExist refuses a SQLite file that does not exist (ErrNotExist)
+	// instead of creating an empty store: for commands that only read, where
+	// a new store means a mistyped path.
+	MustExist bool
 }
+
+// ErrNotExist is the error of a store that MustExist and does not.
+var ErrNotExist = errors.New("the store does not exist")
 
 // Kind names the adapter a URL selects.
 type Kind string
@@ -70,6 +80,15 @@ func OpenWithOptions(ctx context.Context, rawURL string, opts Options) (store.St
 	}
 	switch t.Kind {
 	case KindSQLite:
+		if opts.MustExist {
+			if _, err := os.Stat(t.Path); errors.Is(err, fs.ErrNotExist) {
+				name := t.Path
+				if abs, err := filepath.Abs(t.Path); err == nil && abs != t.Path {
+					name += " (" + abs + ")"
+				}
+				return nil, fmt.Errorf("SQLite store %s: no such file: %w", name, ErrNotExist)
+			}
+		}
 		s, err := sqlite.Open(ctx, t.Path)
 		if err != nil {
 			return nil, fmt.Errorf("open SQLite store %s: %w", t.Path, err)

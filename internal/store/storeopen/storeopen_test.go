@@ -2,6 +2,8 @@ package storeopen
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,4 +154,29 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
+}
+
+// TestOpenMustExist: with MustExist a missing SQLite file is ErrNotExist,
+// naming the file, and nothing is created; an existing one opens.
+func TestOpenMustExist(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "sub", "trace.db")
+	_, err := OpenWithOptions(ctx, "sqlite://"+missing, Options{MustExist: true})
+	if !errors.Is(err, ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing store: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MustExist created the directory: %v", err)
+	}
+	s, err := Open(ctx, filepath.Join(dir, "trace.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	s, err = OpenWithOptions(ctx, filepath.Join(dir, "trace.db"), Options{MustExist: true})
+	if err != nil {
+		t.Fatalf("existing store: %v", err)
+	}
+	_ = s.Close()
 }
