@@ -39,7 +39,6 @@ package ingest
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -47,8 +46,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -366,7 +365,7 @@ func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string
 			return
 		}
 	}
-	if !isASCII(line) && !utf8.ValidString(line) {
+	if !fastscan.IsASCII(line) && !utf8.ValidString(line) {
 		// Repair rather than drop: a Latin-1 subject must not cost the
 		// delivery line it is on.
 		p.invalid = true
@@ -417,30 +416,6 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 		p.line = *l
 	}
 	p.daemon, p.raw = daemon, raw
-}
-
-// isASCII reports whether s has no byte >= 0x80 (then it is valid UTF-8),
-// sixteen bytes at a time: nearly every log line is ASCII.
-func isASCII(s string) bool {
-	const highs = 0x8080808080808080
-	i := 0
-	for ; i+16 <= len(s); i += 16 {
-		b := unsafe.Slice(unsafe.StringData(s[i:]), 16)
-		if (binary.LittleEndian.Uint64(b)|binary.LittleEndian.Uint64(b[8:]))&highs != 0 {
-			return false
-		}
-	}
-	if i < len(s) && len(s) >= 16 {
-		// the last sixteen bytes, overlapping the ones already seen
-		b := unsafe.Slice(unsafe.StringData(s[len(s)-16:]), 16)
-		return (binary.LittleEndian.Uint64(b)|binary.LittleEndian.Uint64(b[8:]))&highs == 0
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // sentData is strings.Contains(msg, " data=") || strings.Contains(msg,
@@ -534,8 +509,8 @@ func rebase(sub, from, to string) string {
 	if len(sub) == 0 {
 		return ""
 	}
-	off := int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(from))))
-	if off < 0 || off+len(sub) > len(from) || len(to) != len(from) {
+	off, ok := fastscan.Offset(sub, from)
+	if !ok || len(to) != len(from) {
 		return strings.Clone(sub)
 	}
 	return to[off : off+len(sub)]

@@ -21,25 +21,3 @@ func TestSentDataIsContains(t *testing.T) {
 		}
 	}
 }
-
-func TestIsASCII(t *testing.T) {
-	rng := rand.New(rand.NewSource(5))
-	for i := 0; i < 100000; i++ {
-		b := make([]byte, rng.Intn(50))
-		for k := range b {
-			b[k] = byte(rng.Intn(128))
-		}
-		if len(b) > 0 && rng.Intn(2) == 0 {
-			b[rng.Intn(len(b))] = byte(128 + rng.Intn(128))
-		}
-		want := true
-		for _, c := range b {
-			if c >= 0x80 {
-				want = false
-			}
-		}
-		if got := isASCII(string(b)); got != want {
-			t.Fatalf("isASCII(%q) = %v, want %v", b, got, want)
-		}
-	}
-}

@@ -10,8 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
-	"unsafe"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -126,7 +126,7 @@ func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) e
 			} else if len(line) > 0 || err == nil {
 				// the line's bytes are the reader's buffer: feed copies
 				// what it keeps
-				if ferr := c.feed(unsafe.String(unsafe.SliceData(line), len(line)), true); ferr != nil {
+				if ferr := c.feed(fastscan.String(line), true); ferr != nil {
 					return ferr
 				}
 			}
@@ -301,7 +301,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, after
 					start = end
 					// the line's bytes are the batch's, reused once the
 					// correlator is done with it: view (copies what it keeps)
-					c.prepareLine(&p, &parser, unsafe.String(unsafe.SliceData(line), len(line)), true, true)
+					c.prepareLine(&p, &parser, fastscan.String(line), true, true)
 				}
 				keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
 				b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})

@@ -51,25 +51,6 @@ func TestHourZonesAreTimeFixedZones(t *testing.T) {
 	}
 }
 
-func TestIndexTagEnd(t *testing.T) {
-	rng := rand.New(rand.NewSource(3))
-	alphabet := "ab/-_.0[: x]\x00\xff"
-	for i := 0; i < 100000; i++ {
-		b := make([]byte, rng.Intn(40))
-		for k := range b {
-			b[k] = alphabet[rng.Intn(len(alphabet))]
-		}
-		s := string(b)
-		want := 0
-		for want < len(s) && !tagEnd[s[want]] {
-			want++
-		}
-		if got := indexTagEnd(s); got != want {
-			t.Fatalf("indexTagEnd(%q) = %d, want %d", s, got, want)
-		}
-	}
-}
-
 // TestParseISOCachedMatchesUncached: runs of timestamps that share their
 // date, their second or their zone, in varied fraction lengths, read through
 // one cache, give what each gives read alone.

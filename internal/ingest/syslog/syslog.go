@@ -14,14 +14,13 @@
 package syslog
 
 import (
-	"encoding/binary"
 	"errors"
-	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
+
+	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 )
 
 // Line is one parsed syslog line.
@@ -129,7 +128,7 @@ const hdrMax = 72
 func (c *hdrCache) lookup(rest string) *hdrEntry {
 	for i := range c.e {
 		e := &c.e[i]
-		if e.n > 0 && len(rest) >= e.n && load64(rest[e.n-8:]) == e.tail && rest[:e.n] == string(e.b[:e.n]) {
+		if e.n > 0 && len(rest) >= e.n && fastscan.Load64(rest[e.n-8:]) == e.tail && rest[:e.n] == string(e.b[:e.n]) {
 			return e
 		}
 	}
@@ -145,12 +144,7 @@ func (c *hdrCache) add(rest string, n, hostOff, hostLen, progOff, progLen, pid i
 	c.next = (c.next + 1) % len(c.e)
 	copy(e.b[:], rest[:n])
 	e.n, e.hostOff, e.hostLen, e.progOff, e.progLen, e.pid = n, hostOff, hostLen, progOff, progLen, pid
-	e.tail = load64(rest[n-8:])
-}
-
-// load64 reads the first eight bytes of s (len(s) >= 8).
-func load64(s string) uint64 {
-	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	e.tail = fastscan.Load64(rest[n-8:])
 }
 
 // Parse parses the next line.
@@ -237,30 +231,6 @@ func (pl *placer) place(m time.Month, d, hh, mm, ss, ns int) time.Time {
 	return yearNotAfter(m, d, hh, mm, ss, ns, pl.ref, pl.loc)
 }
 
-// tagEnd marks the bytes that end a syslog tag's program name.
-var tagEnd = [256]bool{'[': true, ':': true, ' ': true}
-
-// indexTagEnd returns the index of the first '[', ':' or ' ' in s, or
-// len(s): eight bytes at a time (a program name is "postfix/postscreen"
-// and the like), then byte by byte.
-func indexTagEnd(s string) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		v := load64(s[i:])
-		// a zero byte of v^c marks a byte equal to c; the lowest flag of
-		// (x - ones) &^ x & highs is exactly the first zero byte of x
-		a, b, c := v^(ones*'['), v^(ones*':'), v^(ones*' ')
-		m := ((a - ones) &^ a & highs) | ((b - ones) &^ b & highs) | ((c - ones) &^ c & highs)
-		if m != 0 {
-			return i + bits.TrailingZeros64(m)/8
-		}
-	}
-	for ; i < len(s) && !tagEnd[s[i]]; i++ {
-	}
-	return i
-}
-
 func parse(l *Line, line string, pl *placer) error {
 	*l = Line{}
 	rest, ok := "", false
@@ -298,8 +268,8 @@ func parse(l *Line, line string, pl *placer) error {
 		rest = rest[1:]
 	}
 	// tag: program[pid]: or program: or program[pid] (colon missing)
-	end := indexTagEnd(rest)
-	if end <= 0 || end == len(rest) {
+	end := fastscan.IndexAny3(rest, '[', ':', ' ')
+	if end <= 0 {
 		*l = Line{}
 		return ErrNotSyslog
 	}
@@ -323,7 +293,8 @@ func parse(l *Line, line string, pl *placer) error {
 		// Only a header that ends in ": " is remembered: then the message
 		// starts right after it whatever follows.
 		off := func(sub string) int {
-			return int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(hdr))))
+			i, _ := fastscan.Offset(sub, hdr) // host, program and rest are views of hdr
+			return i
 		}
 		pl.hdr.add(hdr, off(rest)+2, off(l.Host), len(l.Host), off(l.Program), len(l.Program), l.PID)
 	}
