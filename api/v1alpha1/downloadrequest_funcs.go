@@ -27,3 +27,15 @@ func (s *DownloadRequestSpec) ValidFor() time.Duration {
 func (d *DownloadRequest) Condition(t ConditionType) *metav1.Condition {
 	return meta.FindStatusCondition(d.Status.Conditions, string(t))
 }
+
+// Blocked returns the Ready condition of a pending request that cannot be
+// answered until someone acts (the report's store is missing or
+// misconfigured), or nil; mayClear says whether the cause may also go away
+// by itself. A request waiting for its trace (ReportPending) is blocked when
+// the trace is: see MessageTrace.Blocked.
+func (d *DownloadRequest) Blocked() (c *metav1.Condition, mayClear bool) {
+	if d.Status.Phase != "" && d.Status.Phase != DownloadPending {
+		return nil, false
+	}
+	return blockedCondition(d.Condition(ConditionReady))
+}

@@ -120,3 +120,44 @@ func (s *MessageTraceSpec) UnmarshalJSON(b []byte) error {
 	s.Window = w
 	return nil
 }
+
+// blockedReasons are the reasons of a False Succeeded condition (and of a
+// DownloadRequest's False Ready condition) with which the object waits for
+// something only a person can give it: a report store that exists, is
+// configured and passes its checks. The value says whether the cause may
+// also clear by itself (a ReportStore not checked yet, or unreachable for a
+// moment).
+var blockedReasons = map[Reason]bool{
+	ReasonReportRequired:         false,
+	ReasonReportStoreNotFound:    false,
+	ReasonNoDefaultReportStore:   false,
+	ReasonCredentialsMissing:     false,
+	ReasonBucketMissing:          false,
+	ReasonAccessDenied:           false,
+	ReasonQuotaExceeded:          false,
+	ReasonReportStoreUnavailable: true,
+	ReasonStoreUnreachable:       true,
+}
+
+// Blocked returns the Succeeded condition of a trace that is not finished
+// and cannot progress until someone acts (see the reasons above), or nil;
+// mayClear says whether the cause may also go away by itself. The trace
+// itself keeps waiting (it goes on once the cause is fixed); a client
+// waiting for its answer should stop and say why.
+func (mt *MessageTrace) Blocked() (c *metav1.Condition, mayClear bool) {
+	if mt.IsFinished() {
+		return nil, false
+	}
+	return blockedCondition(mt.Condition(ConditionSucceeded))
+}
+
+func blockedCondition(c *metav1.Condition) (*metav1.Condition, bool) {
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return nil, false
+	}
+	mayClear, ok := blockedReasons[Reason(c.Reason)]
+	if !ok {
+		return nil, false
+	}
+	return c, mayClear
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mailtrace/mailtrace/internal/store"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
 
@@ -33,6 +34,10 @@ type plugin struct {
 	flags   *genericclioptions.ConfigFlags
 	streams genericiooptions.IOStreams
 	poll    time.Duration
+	// blockedGrace is how long a wait goes on while the object is blocked
+	// for a cause that may clear by itself (a ReportStore not checked yet);
+	// a cause only a person can fix ends the wait at once.
+	blockedGrace time.Duration
 }
 
 // client returns a client for mailtrace's kinds and the namespace to use.
@@ -66,7 +71,7 @@ func PluginMain(args []string) int {
 // NewPluginCommand is `kubectl mailtrace`: message traces from kubectl, as
 // an Exchange admin uses Get-MessageTraceV2.
 func NewPluginCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	p := &plugin{flags: genericclioptions.NewConfigFlags(true), streams: streams, poll: 500 * time.Millisecond}
+	p := &plugin{flags: genericclioptions.NewConfigFlags(true), streams: streams, poll: 500 * time.Millisecond, blockedGrace: 15 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "kubectl-mailtrace",
 		Short: "Trace mail from kubectl: run MessageTraces, read their rows, a message's details, download reports",
@@ -233,21 +238,39 @@ func checkOutput(o string) error {
 }
 
 // createAndWait creates mt (the API server validates it) and waits until it
-// has finished.
+// has finished, or cannot go on until someone acts.
 func (p *plugin) createAndWait(ctx context.Context, c client.Client, mt *v1alpha1.MessageTrace, timeout time.Duration) (*v1alpha1.MessageTrace, error) {
 	if err := c.Create(ctx, mt); err != nil {
 		return nil, fmt.Errorf("creating the MessageTrace: %w", err)
 	}
 	fmt.Fprintf(p.streams.ErrOut, "messagetrace.mailtrace.io/%s created\n", mt.Name)
+	return p.waitTrace(ctx, c, client.ObjectKeyFromObject(mt), timeout)
+}
+
+// waitTrace waits until the trace has finished: its answer, or an error
+// saying why it failed, why it cannot go on (a blocked reason, such as
+// NoDefaultReportStore), or where it stood at the timeout.
+func (p *plugin) waitTrace(ctx context.Context, c client.Client, key client.ObjectKey, timeout time.Duration) (*v1alpha1.MessageTrace, error) {
+	var blocked blockWatch
 	got, err := waitFor(ctx, p.poll, timeout, func(ctx context.Context) (*v1alpha1.MessageTrace, bool, error) {
 		cur := &v1alpha1.MessageTrace{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(mt), cur); err != nil {
+		if err := c.Get(ctx, key, cur); err != nil {
 			return nil, false, err
 		}
-		return cur, cur.IsFinished(), nil
+		if cur.IsFinished() {
+			return cur, true, nil
+		}
+		if cond, mayClear := cur.Blocked(); blocked.stop(cond, mayClear, p.blockedGrace) {
+			return cur, false, stopWaiting{fmt.Errorf("MessageTrace %s cannot finish: %s: %s (it waits until that is fixed: kubectl mailtrace get %s)", key.Name, cond.Reason, cond.Message, key.Name)}
+		}
+		return cur, false, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("waiting for MessageTrace %s: %w (it keeps running: kubectl mailtrace get %s)", mt.Name, err, mt.Name)
+	var stop stopWaiting
+	switch {
+	case errors.As(err, &stop):
+		return got, stop.err
+	case err != nil:
+		return got, fmt.Errorf("waiting for MessageTrace %s: %w%s (it keeps running: kubectl mailtrace get %s)", key.Name, err, traceState(got), key.Name)
 	}
 	if c := got.Condition(v1alpha1.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
 		return got, fmt.Errorf("MessageTrace %s failed: %s: %s", got.Name, c.Reason, c.Message)
@@ -255,23 +278,83 @@ func (p *plugin) createAndWait(ctx context.Context, c client.Client, mt *v1alpha
 	return got, nil
 }
 
-// waitFor polls get until done or the timeout.
+// traceState says where a trace stood: "; it is Running (Exporting: ...)".
+func traceState(mt *v1alpha1.MessageTrace) string {
+	if mt == nil {
+		return ""
+	}
+	st := "; it is " + string(mt.Status.Phase)
+	if mt.Status.Phase == "" {
+		st = "; it has not been picked up by the manager (is it running?)"
+	}
+	if c := mt.Condition(v1alpha1.ConditionSucceeded); c != nil {
+		st += fmt.Sprintf(" (%s: %s)", c.Reason, c.Message)
+	}
+	return st
+}
+
+// blockWatch decides when a wait on a blocked object stops: at once for a
+// cause only a person can fix, after grace for one that may clear by itself.
+type blockWatch struct{ since time.Time }
+
+func (b *blockWatch) stop(c *metav1.Condition, mayClear bool, grace time.Duration) bool {
+	if c == nil {
+		b.since = time.Time{}
+		return false
+	}
+	if b.since.IsZero() {
+		b.since = time.Now()
+	}
+	return !mayClear || time.Since(b.since) >= grace
+}
+
+// stopWaiting, returned by waitFor's get, ends the wait at once with err.
+type stopWaiting struct{ err error }
+
+func (s stopWaiting) Error() string { return s.err.Error() }
+
+// requestTimeout bounds each request of a wait.
+const requestTimeout = 30 * time.Second
+
+// waitFor polls get until done, or until get says to stop (stopWaiting, or
+// an answer waiting will not change: not found, forbidden), or timeout. Each
+// get has a context of its own, not cut by the timeout, so that a timeout
+// reports where the object stood (the last value got) rather than the error
+// of a request the deadline interrupted (such as the client's rate limiter).
 func waitFor[T any](ctx context.Context, poll, timeout time.Duration, get func(context.Context) (T, bool, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	var last T
+	var lastErr error
 	for {
-		v, done, err := get(ctx)
-		if err == nil && done {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		v, done, err := get(rctx)
+		cancel()
+		var stop stopWaiting
+		switch {
+		case errors.As(err, &stop):
+			return v, err
+		case err == nil && done:
 			return v, nil
+		case err == nil:
+			last, lastErr = v, nil
+		case ctx.Err() != nil:
+			return last, ctx.Err()
+		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+			return last, err
+		default:
+			lastErr = err // the API server may be back at the next poll
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("not done after %s", timeout)
+			return last, ctx.Err()
+		case <-deadline.C:
+			if lastErr != nil {
+				return last, fmt.Errorf("not done after %s, and the last request failed: %w", timeout, lastErr)
 			}
-			return v, err
+			return last, fmt.Errorf("not done after %s", timeout)
 		case <-tick.C:
 		}
 	}
@@ -570,14 +653,36 @@ func (p *plugin) download(ctx context.Context, c client.Client, ns, name, file s
 		return fmt.Errorf("creating a DownloadRequest: %w", err)
 	}
 	defer func() { _ = c.Delete(context.Background(), dr) }() // the URL is no longer needed
+	var blocked blockWatch
 	got, err := waitFor(ctx, p.poll, timeout, func(ctx context.Context) (*v1alpha1.DownloadRequest, bool, error) {
 		cur := &v1alpha1.DownloadRequest{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(dr), cur); err != nil {
 			return nil, false, err
 		}
-		return cur, cur.Status.Phase == v1alpha1.DownloadReady || cur.Status.Phase == v1alpha1.DownloadFailed || cur.Status.Phase == v1alpha1.DownloadExpired, nil
+		switch cur.Status.Phase {
+		case v1alpha1.DownloadReady, v1alpha1.DownloadFailed, v1alpha1.DownloadExpired:
+			return cur, true, nil
+		}
+		cond, mayClear := cur.Blocked()
+		if cond == nil {
+			// Waiting for the report: the trace may be the one blocked.
+			if rc := cur.Condition(v1alpha1.ConditionReady); rc != nil && v1alpha1.Reason(rc.Reason) == v1alpha1.ReasonReportPending {
+				mt := &v1alpha1.MessageTrace{}
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mt); err == nil {
+					cond, mayClear = mt.Blocked()
+				}
+			}
+		}
+		if blocked.stop(cond, mayClear, p.blockedGrace) {
+			return cur, false, stopWaiting{fmt.Errorf("cannot download the report of %s yet: %s: %s (kubectl mailtrace get %s)", name, cond.Reason, cond.Message, name)}
+		}
+		return cur, false, nil
 	})
-	if err != nil {
+	var stop stopWaiting
+	switch {
+	case errors.As(err, &stop):
+		return stop.err
+	case err != nil:
 		why := ""
 		if got != nil {
 			if c := got.Condition(v1alpha1.ConditionReady); c != nil {
@@ -602,26 +707,33 @@ func (p *plugin) download(ctx context.Context, c client.Client, ns, name, file s
 			file += ".gz"
 		}
 	}
-	n, sum, err := fetch(ctx, got.Status.DownloadURL, file)
+	n, sum, err := fetch(ctx, got.Status.DownloadURL, file, rep.SHA256)
 	if err != nil {
 		return err
 	}
-	if rep.SHA256 != "" && sum != rep.SHA256 {
-		return fmt.Errorf("%s: sha256 %s does not match the report's %s (%d bytes written)", file, sum, rep.SHA256, n)
-	}
 	abs, _ := filepath.Abs(file)
-	fmt.Fprintf(p.streams.Out, "%s\t%d rows\t%d bytes\tsha256 %s (matches status.report.sha256)\n", abs, rep.Rows, n, sum)
+	check := "(matches status.report.sha256)"
+	if rep.SHA256 == "" {
+		check = "(the report records no sha256 to check)"
+	}
+	fmt.Fprintf(p.streams.Out, "%s\t%d rows\t%d bytes\tsha256 %s %s\n", abs, rep.Rows, n, sum, check)
 	return nil
 }
 
-// fetch GETs url into file (through a temporary file, renamed when complete)
-// and returns its size and SHA-256.
-func fetch(ctx context.Context, url, file string) (int64, string, error) {
+// fetch GETs url into file and returns its size and SHA-256. The bytes are
+// the object's as stored: a gzip report (Content-Encoding gzip) stays
+// compressed, as its checksum was computed, rather than being inflated by
+// Go's transport. They go to a temporary file, renamed to file only when the
+// SHA-256 matches want (when want is set), so a bad download never takes
+// the name of a good report.
+func fetch(ctx context.Context, url, file, want string) (int64, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableCompression = true // no transparent gunzip
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return 0, "", fmt.Errorf("downloading the report: %w", err)
 	}
@@ -643,8 +755,12 @@ func fetch(ctx context.Context, url, file string) (int64, string, error) {
 	if err != nil {
 		return n, "", fmt.Errorf("downloading the report: %w", err)
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want != "" && sum != want {
+		return n, sum, fmt.Errorf("the download (%d bytes) has sha256 %s, not the report's %s; %s was not written", n, sum, want, file)
+	}
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return n, "", err
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	return n, sum, nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -80,7 +82,7 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Skip(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	dir := t.TempDir()
@@ -248,6 +250,70 @@ func TestKubectlPlugin(t *testing.T) {
 		}
 		if _, _, err := plugin(t, "download", "no-such-trace"); err == nil || !strings.Contains(err.Error(), string(v1alpha1.ReasonMessageTraceNotFound)) {
 			t.Errorf("download of a missing trace: %v", err)
+		}
+	})
+
+	// A gzip report (Content-Encoding gzip in the bucket) is downloaded as
+	// stored, named NAME.csv.gz, and its SHA-256 is the report's.
+	t.Run("download-gzip", func(t *testing.T) {
+		mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gz"}, Spec: v1alpha1.MessageTraceSpec{
+			SenderAddresses: []v1alpha1.AddressPattern{"*@example.com"}, Window: &metav1.Duration{Duration: 24 * time.Hour},
+			Report: &v1alpha1.ReportSpec{Always: true, Gzip: true}}}
+		if err := env.Client.Create(ctx, mt); err != nil {
+			t.Fatal(err)
+		}
+		t.Chdir(t.TempDir()) // the default file name is relative
+		out, errOut, err := plugin(t, "download", "gz")
+		if err != nil {
+			t.Fatalf("download of a gzip report: %v\n%s", err, errOut)
+		}
+		got, err := os.ReadFile("gz.csv.gz")
+		if err != nil {
+			t.Fatalf("no gz.csv.gz: %v", err)
+		}
+		if err := env.Client.Get(ctx, clientKey(ns, "gz"), mt); err != nil || mt.Status.Report == nil || mt.Status.Report.SHA256 == "" {
+			t.Fatalf("trace gz: %v %+v", err, mt.Status)
+		}
+		sum := sha256.Sum256(got)
+		if hex.EncodeToString(sum[:]) != mt.Status.Report.SHA256 {
+			t.Errorf("gz.csv.gz (%d bytes) has sha256 %x, the report's is %s", len(got), sum, mt.Status.Report.SHA256)
+		}
+		obj, err := miniotest.Client(t).GetObject(ctx, bucket, mt.Status.Report.Key, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := io.ReadAll(obj)
+		obj.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("downloaded %d bytes, the bucket holds %d (%v)", len(got), len(want), err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(got))
+		if err != nil {
+			t.Fatalf("gz.csv.gz is not gzip: %v", err)
+		}
+		csv, err := io.ReadAll(zr)
+		if err != nil || !strings.Contains(string(csv), "nobody@partner.example") || !strings.Contains(string(csv), "bob@partner.example") {
+			t.Errorf("the report inflates to (%v)\n%s", err, csv)
+		}
+		if !strings.Contains(out, "gz.csv.gz") || !strings.Contains(out, mt.Status.Report.SHA256) || !strings.Contains(out, "matches") {
+			t.Errorf("download printed %q", out)
+		}
+	})
+
+	// A trace that cannot progress (its ReportStore does not exist) ends
+	// the wait of run and download at once, with the reason.
+	t.Run("blocked", func(t *testing.T) {
+		_, errOut, err := plugin(t, "run", "--since", "1d", "--report", "--report-store", "missing", "--name", "blocked", "--timeout", "4m")
+		if err == nil || !strings.Contains(err.Error(), string(v1alpha1.ReasonReportStoreNotFound)) || !strings.Contains(err.Error(), "missing") ||
+			strings.Contains(err.Error(), "not done after") {
+			t.Fatalf("run with a missing ReportStore: %v\n%s", err, errOut)
+		}
+		_, _, err = plugin(t, "download", "blocked", "--timeout", "4m", "-f", filepath.Join(dir, "blocked.csv"))
+		if err == nil || !strings.Contains(err.Error(), string(v1alpha1.ReasonReportStoreNotFound)) || strings.Contains(err.Error(), "not done after") {
+			t.Errorf("download of a blocked trace: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "blocked.csv")); err == nil {
+			t.Error("download of a blocked trace wrote a file")
 		}
 	})
 }
