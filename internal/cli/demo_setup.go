@@ -248,7 +248,7 @@ func printDetails(out io.Writer, d *v1alpha1.MessageDetailsStatus) error {
 	var t table
 	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
 	for _, e := range d.Events {
-		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), e.Detail)
+		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
 	return t.print(out)
 }

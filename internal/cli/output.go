@@ -226,8 +226,8 @@ func (t *rowTable) Write(r store.Row) error {
 	}
 	recv := r.Received.UTC().Format(tableTime)
 	if t.wide {
-		t.t.add(recv, r.Sender, rcpt, truncate(r.Subject, 60), string(r.Status), strconv.FormatInt(r.Size, 10),
-			string(r.Direction), r.FromIP, r.ToIP, r.MessageID, r.MessageTraceID)
+		t.t.add(recv, r.Sender, rcpt, truncate(r.Subject, 60), string(r.Status), humanSize(r.Size),
+			string(r.Direction), orDash(r.FromIP), orDash(r.ToIP), r.MessageID, r.MessageTraceID)
 	} else {
 		t.t.add(recv, truncate(r.Sender, 32), truncate(rcpt, 32), truncate(r.Subject, 40), string(r.Status),
 			humanSize(r.Size), r.MessageTraceID)
@@ -261,30 +261,32 @@ func printTimeline(w io.Writer, events []store.Event) error {
 	var t table
 	t.add("TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL")
 	for _, e := range events {
-		detail := e.Detail
-		var extra []string
-		if e.Relay != "" && e.Relay != "none" {
-			extra = append(extra, "relay="+e.Relay)
-		}
-		if e.SMTPResponse != "" {
-			extra = append(extra, "response: "+e.SMTPResponse)
-		}
-		if e.ExpandedFrom != "" {
-			extra = append(extra, "via "+e.ExpandedFrom)
-		}
-		if len(extra) > 0 {
-			if detail != "" {
-				detail += "; "
-			}
-			detail += strings.Join(extra, "; ")
-		}
-		rcpt := e.Recipient
-		if rcpt == "" {
-			rcpt = "-"
-		}
-		t.add(e.Time.UTC().Format(tableTime), string(e.Type), rcpt, orDash(e.Source), orDash(e.DSN), detail)
+		t.add(e.Time.UTC().Format(tableTime), string(e.Type), orDash(e.Recipient), orDash(e.Source), orDash(e.DSN),
+			eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
 	return t.print(w)
+}
+
+// eventDetail is what happened to a message, in one text: the event's
+// detail, then the relay, the server's response and the address the
+// recipient was expanded from, each only when the detail does not say it
+// already (the ingester's details quote Postfix's status text, which holds
+// the relay and the response).
+func eventDetail(detail, relay, response, expandedFrom string) string {
+	parts := []string{}
+	if detail != "" {
+		parts = append(parts, detail)
+	}
+	if relay != "" && relay != "none" && !strings.Contains(detail, relay) {
+		parts = append(parts, "relay="+relay)
+	}
+	if response != "" && !strings.Contains(detail, response) {
+		parts = append(parts, "response: "+response)
+	}
+	if expandedFrom != "" && !strings.Contains(detail, expandedFrom) {
+		parts = append(parts, "via "+expandedFrom)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func orDash(s string) string {

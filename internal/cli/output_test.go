@@ -3,10 +3,14 @@ package cli
 import (
 	"bytes"
 	"encoding/csv"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -106,5 +110,79 @@ func TestTableAlignsWideCharacters(t *testing.T) {
 	}
 	if got := truncate("【ご案内】来週の定例会議について", 10); displayWidth(got) > 10 || !strings.HasSuffix(got, "…") {
 		t.Errorf("truncate = %q (width %d)", got, displayWidth(got))
+	}
+}
+
+// failEvent is a bounce as the ingester stores it: its detail quotes
+// Postfix's status text, relay and response included.
+func failEvent() store.Event {
+	return store.Event{Time: time.Date(2026, 11, 25, 1, 10, 10, 0, time.UTC), Type: store.EventFail, Recipient: "orders-old@partner.example",
+		Source: "smtp", DSN: "5.1.1", Relay: "mx.partner.example[198.51.100.25]:25",
+		SMTPResponse: "host mx.partner.example[198.51.100.25] said: 550 5.1.1 <orders-old@partner.example>: User unknown (in reply to RCPT TO command)",
+		Detail:       "status=bounced via mx.partner.example[198.51.100.25]:25: host mx.partner.example[198.51.100.25] said: 550 5.1.1 <orders-old@partner.example>: User unknown (in reply to RCPT TO command)"}
+}
+
+// TestTimelineSaysTheResponseOnce: a Fail row whose detail quotes the
+// server's response (and the relay) prints each once, in mailtrace details,
+// kubectl mailtrace details and the demo alike; a detail that does not
+// quote them gets them appended.
+func TestTimelineSaysTheResponseOnce(t *testing.T) {
+	e := failEvent()
+	bare := e
+	bare.Detail = "bounced: the recipient's server says the mailbox does not exist"
+	toStatus := func(e store.Event) v1alpha1.MessageEvent {
+		return v1alpha1.MessageEvent{Time: metav1.NewTime(e.Time), Event: string(e.Type), Source: e.Source, DSN: e.DSN, Relay: e.Relay, SMTPResponse: e.SMTPResponse, Detail: e.Detail}
+	}
+	var cli, plugin, demo bytes.Buffer
+	if err := printTimeline(&cli, []store.Event{e, bare}); err != nil {
+		t.Fatal(err)
+	}
+	d := &v1alpha1.MessageDetailsStatus{Events: []v1alpha1.MessageEvent{toStatus(e), toStatus(bare)}}
+	if err := printDetailsTimeline(&plugin, io.Discard, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := printDetails(&demo, d); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"mailtrace details": cli.String(), "kubectl mailtrace details": plugin.String(), "demo": demo.String()} {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 3 {
+			t.Errorf("%s printed\n%s", name, out)
+			continue
+		}
+		if n := strings.Count(lines[1], "550 5.1.1"); n != 1 {
+			t.Errorf("%s: the response %d times in\n%s", name, n, lines[1])
+		}
+		if n := strings.Count(lines[1], "mx.partner.example[198.51.100.25]:25"); n != 1 {
+			t.Errorf("%s: the relay %d times in\n%s", name, n, lines[1])
+		}
+		if !strings.Contains(lines[2], "mailbox does not exist; relay=mx.partner.example[198.51.100.25]:25; response: host mx.partner.example") {
+			t.Errorf("%s: a detail without the response lacks it:\n%s", name, lines[2])
+		}
+	}
+}
+
+// TestWideTableSizesLikeTheTable: -o wide shows sizes as the table does
+// (176.0K), not in raw bytes.
+func TestWideTableSizesLikeTheTable(t *testing.T) {
+	r := store.Row{Received: time.Date(2026, 11, 25, 1, 10, 8, 0, time.UTC), Sender: "bob@example.com", Recipient: "x@partner.example",
+		Subject: "s", Status: store.StatusFailed, Size: 180224, MessageTraceID: "6ac2279ac0af5eb73a36", MessageID: "<a@b>"}
+	for _, wide := range []bool{false, true} {
+		var buf bytes.Buffer
+		tw := &rowTable{w: &buf, wide: wide}
+		if err := tw.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), " 176.0K ") || strings.Contains(buf.String(), "180224") {
+			t.Errorf("wide=%v:\n%s", wide, buf.String())
+		}
+	}
+	var buf bytes.Buffer
+	printRows(&buf, []v1alpha1.TraceRow{{Received: metav1.NewTime(r.Received), Sender: r.Sender, Status: "Failed", Size: r.Size, MessageTraceID: r.MessageTraceID}}, true)
+	if !strings.Contains(buf.String(), " 176.0K ") {
+		t.Errorf("kubectl mailtrace -o wide:\n%s", buf.String())
 	}
 }

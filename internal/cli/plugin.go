@@ -594,20 +594,7 @@ func printDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) e
 	var t table
 	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
 	for _, e := range d.Events {
-		var parts []string
-		if e.Detail != "" {
-			parts = append(parts, e.Detail)
-		}
-		if e.Relay != "" && e.Relay != "none" {
-			parts = append(parts, "relay="+e.Relay)
-		}
-		if e.SMTPResponse != "" {
-			parts = append(parts, "response: "+e.SMTPResponse)
-		}
-		if e.ExpandedFrom != "" {
-			parts = append(parts, "via "+e.ExpandedFrom)
-		}
-		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), strings.Join(parts, "; "))
+		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
 	if err := t.print(w); err != nil {
 		return err
