@@ -12,17 +12,16 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/controllers/messagetrace"
-	"github.com/mailtrace/mailtrace/controllers/reportstore"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
+	"github.com/mailtrace/mailtrace/internal/reportstore"
 )
 
 // ControllerName names the controller.
@@ -44,7 +43,7 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	// DefaultReportStore is the operator-wide report store (nil: none), the
 	// one the MessageTrace controller writes to.
-	DefaultReportStore *messagetrace.DefaultReportStore
+	DefaultReportStore *reportstore.Default
 	// Grants decides which ReportStore endpoints each namespace may reach (nil: unrestricted).
 	Grants *grants.Resolver
 	// NewObjectStore opens a ReportStore's object store (objectstore.New when nil).
@@ -63,15 +62,9 @@ type Reconciler struct {
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	controllerkit.Default(&r.Client, mgr.GetClient())
+	controllerkit.Default(&r.APIReader, mgr.GetAPIReader())
+	controllerkit.Default[clock.PassiveClock](&r.Clock, clock.RealClock{})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&v1alpha1.DownloadRequest{}).
@@ -88,12 +81,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	now := r.Clock.Now().UTC()
-	keep := r.Keep
-	if keep <= 0 {
-		keep = DefaultKeep
-	}
 	orig := dr.DeepCopy()
-	step, wait := Lifecycle(&dr.Status, dr.CreationTimestamp.Time, now, keep)
+	step, wait := Lifecycle(&dr.Status, dr.CreationTimestamp.Time, now, r.keep())
 	res := ctrl.Result{RequeueAfter: wait}
 	switch step {
 	case StepDelete:
@@ -113,21 +102,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if equality.Semantic.DeepEqual(orig.Status, dr.Status) {
 		return res, nil
 	}
-	if err := r.Client.Status().Patch(ctx, dr, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: time.Second}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	return res, nil
+	// A conflict requeues: the request is read again and decided again.
+	return controllerkit.AfterWrite(res, nil, controllerkit.PatchStatus(ctx, r.Client, orig, dr))
 }
 
 // issue looks the trace's report up and presigns a GET of it.
 func (r *Reconciler) issue(ctx context.Context, dr *v1alpha1.DownloadRequest, now time.Time) (ctrl.Result, error) {
 	recheck := r.PendingRecheck
-	if recheck <= 0 {
-		recheck = DefaultPendingRecheck
-	}
+	controllerkit.Default(&recheck, DefaultPendingRecheck)
 	pending := func(reason v1alpha1.Reason, msg string) (ctrl.Result, error) {
 		dr.Status.Phase = v1alpha1.DownloadPending
 		r.setReady(dr, now, metav1.ConditionFalse, reason, msg)
@@ -174,12 +156,12 @@ func (r *Reconciler) issue(ctx context.Context, dr *v1alpha1.DownloadRequest, no
 		if errors.Is(err, objectstore.ErrNotFound) {
 			return failed(v1alpha1.ReasonReportNotFound, fmt.Sprintf("the report object %s/%s is gone from its store", rep.Bucket, rep.Key))
 		}
-		return pending(v1alpha1.Reason(objectstore.Reason(err)), messagetrace.ShortMessage("the report store did not answer", err))
+		return pending(v1alpha1.Reason(objectstore.Reason(err)), controllerkit.ShortMessage("the report store did not answer", err))
 	}
 	ttl := dr.Spec.ValidFor()
 	url, err := os.PresignGet(ctx, key, ttl)
 	if err != nil {
-		return pending(v1alpha1.Reason(objectstore.Reason(err)), messagetrace.ShortMessage("presigning the download failed", err))
+		return pending(v1alpha1.Reason(objectstore.Reason(err)), controllerkit.ShortMessage("presigning the download failed", err))
 	}
 	exp := metav1.NewTime(now.Add(ttl))
 	dr.Status.Phase = v1alpha1.DownloadReady
@@ -219,7 +201,7 @@ func (r *Reconciler) open(ctx context.Context, ns, name string) (os objectstore.
 	os, err = reportstore.Open(ctx, r.APIReader, rs, r.NewObjectStore, r.Grants)
 	if err != nil {
 		if errors.Is(err, reportstore.ErrCredentialsMissing) {
-			return nil, "", "", &waitErr{v1alpha1.ReasonCredentialsMissing, messagetrace.ShortMessage("ReportStore "+name, err)}
+			return nil, "", "", &waitErr{v1alpha1.ReasonCredentialsMissing, controllerkit.ShortMessage("ReportStore "+name, err)}
 		}
 		return nil, "", "", err
 	}
@@ -227,16 +209,12 @@ func (r *Reconciler) open(ctx context.Context, ns, name string) (os objectstore.
 }
 
 func (r *Reconciler) keep() time.Duration {
-	if r.Keep <= 0 {
-		return DefaultKeep
-	}
-	return r.Keep
+	keep := r.Keep
+	controllerkit.Default(&keep, DefaultKeep)
+	return keep
 }
 
 func (r *Reconciler) setReady(dr *v1alpha1.DownloadRequest, now time.Time, s metav1.ConditionStatus, reason v1alpha1.Reason, msg string) {
 	dr.Status.ObservedGeneration = dr.Generation
-	meta.SetStatusCondition(&dr.Status.Conditions, metav1.Condition{
-		Type: string(v1alpha1.ConditionReady), Status: s, Reason: string(reason), Message: msg,
-		ObservedGeneration: dr.Generation, LastTransitionTime: metav1.NewTime(now),
-	})
+	controllerkit.SetCondition(&dr.Status.Conditions, dr.Generation, now, v1alpha1.ConditionReady, s, reason, msg)
 }

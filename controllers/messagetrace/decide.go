@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 )
@@ -59,7 +60,7 @@ func ExportRetry(reason v1alpha1.Reason, attempts, maxAttempts int32, base, maxW
 	if needsSomeone(reason) {
 		return maxWait, false
 	}
-	return Backoff(attempts, base, maxWait), false
+	return controllerkit.Backoff(attempts, base, maxWait), false
 }
 
 // TTLDue says, for a finished trace, whether its ttlSecondsAfterFinished

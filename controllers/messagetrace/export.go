@@ -13,19 +13,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/controllers/reportstore"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
+	"github.com/mailtrace/mailtrace/internal/reportstore"
 )
 
 // DefaultReportStore is the operator-wide report store, set at install time,
-// used by traces that name no ReportStore.
-type DefaultReportStore struct {
-	Store    objectstore.Store
-	Endpoint string
-	Bucket   string
-	Prefix   string
-}
+// used by traces that name no ReportStore (reportstore.Default, the service's
+// type, under the name the manager wiring knows).
+type DefaultReportStore = reportstore.Default
 
 // target is where one trace's report goes.
 type target struct {
@@ -92,12 +89,12 @@ func (r *Reconciler) resolveTarget(ctx context.Context, mt *v1alpha1.MessageTrac
 		if c := rs.Condition(v1alpha1.ConditionAvailable); c != nil && c.ObservedGeneration == rs.Generation {
 			reason, msg = v1alpha1.Reason(c.Reason), c.Reason+": "+c.Message
 		}
-		return nil, &waitErr{reason, ShortMessage(fmt.Sprintf("waiting for ReportStore %s to be Available: %s", name, msg), nil)}
+		return nil, &waitErr{reason, controllerkit.ShortMessage(fmt.Sprintf("waiting for ReportStore %s to be Available: %s", name, msg), nil)}
 	}
 	os, err := r.openStore(ctx, rs)
 	if err != nil {
 		if errors.Is(err, reportstore.ErrCredentialsMissing) {
-			return nil, &waitErr{v1alpha1.ReasonCredentialsMissing, ShortMessage("ReportStore "+name, err)}
+			return nil, &waitErr{v1alpha1.ReasonCredentialsMissing, controllerkit.ShortMessage("ReportStore "+name, err)}
 		}
 		return nil, err
 	}
@@ -234,9 +231,9 @@ func (r *Reconciler) completed(t *run, js jobState) (*ctrl.Result, error) {
 	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
 	msg := fmt.Sprintf("%d matches, the newest %d shown; the %s report (%d rows, %d bytes) is at s3://%s/%s",
 		st.TotalMatches, st.ReturnedRows, rep.Type, rep.Rows, rep.Bytes, rep.Bucket, rep.Key)
-	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted, ShortMessage(msg, nil))
+	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted, controllerkit.ShortMessage(msg, nil))
 	r.setCondition(t, v1alpha1.ConditionFailed, metav1.ConditionFalse, v1alpha1.ReasonCompleted, "the trace has its answer")
-	t.events = append(t.events, Event{eventNormal, "ReportUploaded", ShortMessage(msg, nil)})
+	t.events = append(t.events, Event{eventNormal, "ReportUploaded", controllerkit.ShortMessage(msg, nil)})
 	return ttlResult(t), nil
 }
 
@@ -251,16 +248,16 @@ func (r *Reconciler) exportFailed(ctx context.Context, t *run, err error) (*ctrl
 	wait, terminal := ExportRetry(reason, rep.Attempts, t.opts.MaxReportAttempts, t.opts.RetryBackoff, t.opts.MaxRetryBackoff)
 	if terminal {
 		rep.Phase = v1alpha1.ReportPhaseFailed
-		r.fail(t, v1alpha1.ReasonReportAttemptsExhausted, ShortMessage(
+		r.fail(t, v1alpha1.ReasonReportAttemptsExhausted, controllerkit.ShortMessage(
 			fmt.Sprintf("the report failed %d times, the last with %s", rep.Attempts, reason), err))
 		if reason == v1alpha1.ReasonQueryFailed {
-			r.fail(t, reason, ShortMessage("the trace store refused the query", err))
+			r.fail(t, reason, controllerkit.ShortMessage("the trace store refused the query", err))
 		}
 		return &ctrl.Result{}, nil
 	}
 	rep.Phase = v1alpha1.ReportPhaseRetrying
 	rep.RetryAfter = ptrTime(t.now.Add(wait))
-	msg := ShortMessage(fmt.Sprintf("report attempt %d of %d failed (%s), next in %s", rep.Attempts, t.opts.MaxReportAttempts, reason, wait), err)
+	msg := controllerkit.ShortMessage(fmt.Sprintf("report attempt %d of %d failed (%s), next in %s", rep.Attempts, t.opts.MaxReportAttempts, reason, wait), err)
 	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionFalse, reason, msg)
 	t.events = append(t.events, Event{eventWarning, string(reason), msg})
 	reportErrors.WithLabelValues(string(reason)).Inc()

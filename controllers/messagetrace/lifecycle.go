@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 )
 
@@ -62,7 +63,7 @@ func (r *Reconciler) finalize(ctx context.Context, mt *v1alpha1.MessageTrace) (c
 			r.event(mt, eventWarning, "ReportNotDeleted", fmt.Sprintf(
 				"ReportStore %s is gone: s3://%s/%s is left as it is", rep.Store, rep.Bucket, rep.Key))
 		case GiveUpDeleting(mt.DeletionTimestamp, r.now(), o.DeletionTimeout):
-			r.event(mt, eventWarning, "ReportNotDeleted", ShortMessage(fmt.Sprintf(
+			r.event(mt, eventWarning, "ReportNotDeleted", controllerkit.ShortMessage(fmt.Sprintf(
 				"gave up deleting s3://%s/%s after %s", rep.Bucket, rep.Key, o.DeletionTimeout), err))
 		default:
 			log.FromContext(ctx).Info("deleting the report failed; retrying", "error", err.Error())

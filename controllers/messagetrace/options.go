@@ -1,6 +1,10 @@
 package messagetrace
 
-import "time"
+import (
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
+)
 
 // Defaults of Options.
 const (
@@ -54,34 +58,17 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&o.QueryTimeout, DefaultQueryTimeout)
-	def(&o.StatusRangeLimit, DefaultStatusRangeLimit)
-	def(&o.RetryBackoff, DefaultRetryBackoff)
-	def(&o.MaxRetryBackoff, DefaultMaxRetryBackoff)
-	def(&o.ProgressInterval, DefaultProgressInterval)
-	def(&o.DeletionTimeout, DefaultDeletionTimeout)
-	if o.MaxReportAttempts <= 0 {
-		o.MaxReportAttempts = DefaultMaxReportAttempts
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
-	}
-	if o.ReportPageSize <= 0 {
-		o.ReportPageSize = DefaultReportPageSize
-	}
-	if o.UploadBuffers <= 0 {
-		o.UploadBuffers = DefaultUploadBuffers
-	}
-	if o.MaxStatusBytes <= 0 {
-		o.MaxStatusBytes = DefaultMaxStatusBytes
-	}
-	if o.MaxConcurrentReconciles <= 0 {
-		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
-	}
+	controllerkit.Default(&o.QueryTimeout, DefaultQueryTimeout)
+	controllerkit.Default(&o.StatusRangeLimit, DefaultStatusRangeLimit)
+	controllerkit.Default(&o.RetryBackoff, DefaultRetryBackoff)
+	controllerkit.Default(&o.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	controllerkit.Default(&o.ProgressInterval, DefaultProgressInterval)
+	controllerkit.Default(&o.DeletionTimeout, DefaultDeletionTimeout)
+	controllerkit.Default(&o.MaxReportAttempts, DefaultMaxReportAttempts)
+	controllerkit.Default(&o.Workers, DefaultWorkers)
+	controllerkit.Default(&o.ReportPageSize, DefaultReportPageSize)
+	controllerkit.Default(&o.UploadBuffers, DefaultUploadBuffers)
+	controllerkit.Default(&o.MaxStatusBytes, DefaultMaxStatusBytes)
+	controllerkit.Default(&o.MaxConcurrentReconciles, DefaultMaxConcurrentReconciles)
 	return o
 }

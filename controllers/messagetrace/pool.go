@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -90,9 +91,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.mu.Unlock()
 	close(p.started)
 	n := p.Workers
-	if n <= 0 {
-		n = DefaultWorkers
-	}
+	controllerkit.Default(&n, DefaultWorkers)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)

@@ -10,7 +10,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -75,21 +75,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Store == nil {
 		return errors.New("messagetrace: Reconciler.Store is required")
 	}
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.Scheme == nil {
-		r.Scheme = mgr.GetScheme()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
+	controllerkit.Default(&r.Client, mgr.GetClient())
+	controllerkit.Default(&r.Scheme, mgr.GetScheme())
+	controllerkit.Default[events.EventRecorder](&r.Recorder, mgr.GetEventRecorder(ControllerName))
+	controllerkit.Default[clock.PassiveClock](&r.Clock, clock.RealClock{})
+	controllerkit.Default(&r.APIReader, mgr.GetAPIReader())
 	// Finished exports wake their trace through this channel.
 	finished := make(chan event.GenericEvent, 64)
 	r.pool = &Pool{Workers: r.Options.withDefaults().Workers, Notify: func(k types.NamespacedName) {
@@ -152,16 +142,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	orig := mt.DeepCopy()
 	t := &run{mt: mt, now: r.now(), opts: r.Options.withDefaults()}
 	defer func() {
-		if perr := r.writeStatus(ctx, orig, mt, t.events); perr != nil {
-			if apierrors.IsConflict(perr) { // our cached copy was stale: read it again
-				res, err = ctrl.Result{RequeueAfter: time.Second}, nil
-				return
+		// A conflict (our cached copy was stale) requeues: the trace is read again.
+		werr := r.writeStatus(ctx, orig, mt, t.events)
+		if res, err = controllerkit.AfterWrite(res, err, werr); werr == nil {
+			for _, f := range t.afterWrite {
+				f()
 			}
-			res, err = ctrl.Result{}, errors.Join(err, perr)
-			return
-		}
-		for _, f := range t.afterWrite {
-			f()
 		}
 	}()
 	for _, p := range []phase{r.resolve, r.validate, r.scope, r.details, r.checkRange, r.runQuery, r.export} {
@@ -204,7 +190,7 @@ func (r *Reconciler) validate(_ context.Context, t *run) (*ctrl.Result, error) {
 	}
 	q, err := BuildQuery(&t.mt.Spec, t.start, t.end)
 	if err != nil {
-		r.fail(t, v1alpha1.ReasonInvalidSpec, ShortMessage("the spec cannot run", err))
+		r.fail(t, v1alpha1.ReasonInvalidSpec, controllerkit.ShortMessage("the spec cannot run", err))
 		return &ctrl.Result{}, nil
 	}
 	t.query = q
@@ -277,15 +263,15 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 func (r *Reconciler) storeFailed(ctx context.Context, t *run, err error) (*ctrl.Result, error) {
 	storeErrors.Inc()
 	if IsTerminal(err) {
-		r.fail(t, v1alpha1.ReasonQueryFailed, ShortMessage("the trace store refused the query", err))
+		r.fail(t, v1alpha1.ReasonQueryFailed, controllerkit.ShortMessage("the trace store refused the query", err))
 		return &ctrl.Result{}, nil
 	}
 	st := &t.mt.Status
 	st.Attempts++
-	wait := Backoff(st.Attempts, t.opts.RetryBackoff, t.opts.MaxRetryBackoff)
+	wait := controllerkit.Backoff(st.Attempts, t.opts.RetryBackoff, t.opts.MaxRetryBackoff)
 	log.FromContext(ctx).Info("trace store unavailable, retrying", "attempt", st.Attempts, "retryIn", wait, "error", err.Error())
 	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionFalse, v1alpha1.ReasonStoreUnavailable,
-		ShortMessage("the trace store did not answer", err))
+		controllerkit.ShortMessage("the trace store did not answer", err))
 	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonStoreUnavailable,
 		fmt.Sprintf("waiting for the trace store: attempt %d failed, next in %s", st.Attempts, wait))
 	return &ctrl.Result{RequeueAfter: wait}, nil
@@ -300,26 +286,19 @@ func (r *Reconciler) fail(t *run, reason v1alpha1.Reason, msg string) {
 }
 
 func (r *Reconciler) setCondition(t *run, ct v1alpha1.ConditionType, s metav1.ConditionStatus, reason v1alpha1.Reason, msg string) {
-	meta.SetStatusCondition(&t.mt.Status.Conditions, metav1.Condition{
-		Type:               string(ct),
-		Status:             s,
-		Reason:             string(reason),
-		Message:            msg,
-		ObservedGeneration: t.mt.Generation,
-		LastTransitionTime: metav1.NewTime(t.now),
-	})
+	controllerkit.SetCondition(&t.mt.Status.Conditions, t.mt.Generation, t.now, ct, s, reason, msg)
 }
 
-// writeStatus is the one status write of a reconcile: a merge patch from the
-// object as read, refused if the object changed since (a stale cache must
-// not re-run a finished trace). Events and metrics follow a successful write.
+// writeStatus is the one status write of a reconcile: controllerkit's
+// PatchStatus, refused if the object changed since it was read (a stale
+// cache must not re-run a finished trace). Events and metrics follow a
+// successful write.
 func (r *Reconciler) writeStatus(ctx context.Context, orig, mt *v1alpha1.MessageTrace, extra []Event) error {
 	mt.Status.Phase = PhaseOf(mt.Status.Conditions)
 	if equality.Semantic.DeepEqual(orig.Status, mt.Status) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	if err := r.Client.Status().Patch(ctx, mt, patch); err != nil {
+	if err := controllerkit.PatchStatus(ctx, r.Client, orig, mt); err != nil {
 		return err
 	}
 	if o := Outcome(&orig.Status, &mt.Status); o != "" {

@@ -20,9 +20,6 @@ import (
 // MaxSubjectRunes is how much of a subject a status row keeps.
 const MaxSubjectRunes = 256
 
-// maxMessageBytes bounds a condition message.
-const maxMessageBytes = 512
-
 // PhaseOf derives the printer-column phase from the conditions.
 func PhaseOf(conds []metav1.Condition) v1alpha1.Phase {
 	switch {
@@ -41,22 +38,6 @@ func PhaseOf(conds []metav1.Condition) v1alpha1.Phase {
 		return v1alpha1.PhaseRunning
 	}
 	return v1alpha1.PhasePending
-}
-
-// Backoff is the wait before retrying after the given number of failed
-// attempts (1 for the first failure): base, doubling, at most max.
-func Backoff(attempts int32, base, max time.Duration) time.Duration {
-	if base <= 0 {
-		return max
-	}
-	d := base
-	for i := int32(1); i < attempts; i++ {
-		d *= 2
-		if d >= max {
-			return max
-		}
-	}
-	return min(d, max)
 }
 
 // IsTerminal reports whether a store error ends the trace for good (the
@@ -118,23 +99,6 @@ func FormatDuration(d time.Duration) string {
 		return strings.TrimSuffix(s, "0s")
 	}
 	return d.Round(time.Second).String()
-}
-
-// ShortMessage turns an error into a condition message: one line, bounded,
-// with the given prefix.
-func ShortMessage(prefix string, err error) string {
-	msg := prefix
-	if err != nil {
-		msg += ": " + strings.Join(strings.Fields(err.Error()), " ")
-	}
-	if len(msg) <= maxMessageBytes {
-		return msg
-	}
-	cut := maxMessageBytes - len("...")
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "..."
 }
 
 // ToRow turns a store row into a status row (subject cut to 256 characters).

@@ -48,30 +48,6 @@ func TestPhaseOf(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	s := time.Second
-	cases := []struct {
-		attempts  int32
-		base, max time.Duration
-		want      time.Duration
-	}{
-		{0, 5 * s, 5 * time.Minute, 5 * s},
-		{1, 5 * s, 5 * time.Minute, 5 * s},
-		{2, 5 * s, 5 * time.Minute, 10 * s},
-		{3, 5 * s, 5 * time.Minute, 20 * s},
-		{6, 5 * s, 5 * time.Minute, 160 * s},
-		{7, 5 * s, 5 * time.Minute, 5 * time.Minute},
-		{1000, 5 * s, 5 * time.Minute, 5 * time.Minute}, // no overflow
-		{1, 10 * time.Minute, 5 * time.Minute, 5 * time.Minute},
-		{3, 0, time.Minute, time.Minute},
-	}
-	for _, tc := range cases {
-		if got := Backoff(tc.attempts, tc.base, tc.max); got != tc.want {
-			t.Errorf("Backoff(%d, %s, %s) = %s, want %s", tc.attempts, tc.base, tc.max, got, tc.want)
-		}
-	}
-}
-
 func TestIsTerminal(t *testing.T) {
 	cases := []struct {
 		err  error
@@ -194,19 +170,6 @@ func TestFormatDuration(t *testing.T) {
 		if got := FormatDuration(tc.d); got != tc.want {
 			t.Errorf("FormatDuration(%s) = %q, want %q", tc.d, got, tc.want)
 		}
-	}
-}
-
-func TestShortMessage(t *testing.T) {
-	if got := ShortMessage("the store did not answer", errors.New("dial tcp:\n  connection refused")); got != "the store did not answer: dial tcp: connection refused" {
-		t.Errorf("got %q", got)
-	}
-	if got := ShortMessage("prefix", nil); got != "prefix" {
-		t.Errorf("got %q", got)
-	}
-	huge := ShortMessage("p", errors.New(strings.Repeat("ü", 5000)))
-	if len(huge) > 1024 || !utf8.ValidString(huge) || !strings.HasSuffix(huge, "...") {
-		t.Errorf("a huge error gave a %d-byte message (valid UTF-8: %v)", len(huge), utf8.ValidString(huge))
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -29,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 )
 
 // ControllerName names the controller, its Events' reporting controller and its logger.
@@ -66,18 +66,10 @@ type Reconciler struct {
 // parent label. Spec changes and annotation changes (run-now) start a
 // reconcile; so does any change of a run.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.Scheme == nil {
-		r.Scheme = mgr.GetScheme()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	controllerkit.Default(&r.Client, mgr.GetClient())
+	controllerkit.Default(&r.Scheme, mgr.GetScheme())
+	controllerkit.Default[events.EventRecorder](&r.Recorder, mgr.GetEventRecorder(ControllerName))
+	controllerkit.Default[clock.PassiveClock](&r.Clock, clock.RealClock{})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.MessageTrace{}, scheduleIndex,
 		func(o client.Object) []string {
 			if v := o.GetLabels()[v1alpha1.LabelSchedule]; v != "" {
@@ -126,13 +118,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	orig := s.DeepCopy()
 	p := &pass{s: s, orig: orig, now: r.Clock.Now().UTC()}
 	defer func() {
-		if perr := r.writeStatus(ctx, orig, p); perr != nil {
-			if apierrors.IsConflict(perr) {
-				res, err = reconcile.Result{RequeueAfter: time.Second}, nil
-				return
-			}
-			res, err = reconcile.Result{}, errors.Join(err, perr)
-		}
+		// A conflict requeues: the schedule is read again and decided again.
+		res, err = controllerkit.AfterWrite(res, err, r.writeStatus(ctx, orig, p))
 	}()
 	for _, step := range []func(context.Context, *pass) error{r.listRuns, r.parse, r.runNow, r.runTick, r.prune} {
 		if err := step(ctx, p); err != nil {
@@ -354,15 +341,13 @@ func (r *Reconciler) prune(ctx context.Context, p *pass) error {
 }
 
 func (r *Reconciler) setReady(p *pass, s metav1.ConditionStatus, reason v1alpha1.Reason, msg string) {
-	setCondition(&p.s.Status.Conditions, metav1.Condition{
-		Type: string(v1alpha1.ConditionReady), Status: s, Reason: string(reason), Message: shorten(msg),
-		ObservedGeneration: p.s.Generation, LastTransitionTime: metav1.NewTime(p.now),
-	})
+	controllerkit.SetCondition(&p.s.Status.Conditions, p.s.Generation, p.now, v1alpha1.ConditionReady, s, reason, controllerkit.ShortMessage(msg, nil))
 	p.s.Status.ObservedGeneration = p.s.Generation
 }
 
-// writeStatus is the one status write of a reconcile: a merge patch with an
-// optimistic lock, so a stale copy never forgets a handled tick or token.
+// writeStatus is the one status write of a reconcile: controllerkit's
+// PatchStatus (an optimistic lock), so a stale copy never forgets a handled
+// tick or token.
 // Events are recorded even when the write fails: they tell what was done
 // (a created or deleted run stays so); a retried decision may repeat one.
 func (r *Reconciler) writeStatus(ctx context.Context, orig *v1alpha1.MessageTraceSchedule, p *pass) error {
@@ -377,6 +362,5 @@ func (r *Reconciler) writeStatus(ctx context.Context, orig *v1alpha1.MessageTrac
 	if equality.Semantic.DeepEqual(orig.Status, p.s.Status) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	return r.Client.Status().Patch(ctx, p.s, patch)
+	return controllerkit.PatchStatus(ctx, r.Client, orig, p.s)
 }

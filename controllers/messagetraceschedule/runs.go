@@ -123,18 +123,6 @@ func findCondition(cs []metav1.Condition, t v1alpha1.ConditionType) *metav1.Cond
 	return meta.FindStatusCondition(cs, string(t))
 }
 
-func setCondition(cs *[]metav1.Condition, c metav1.Condition) {
-	meta.SetStatusCondition(cs, c)
-}
-
-// shorten keeps condition messages under 1 KiB.
-func shorten(s string) string {
-	if len(s) > 1000 {
-		return s[:1000] + "…"
-	}
-	return s
-}
-
 func ptrTime(t time.Time) *metav1.Time {
 	v := metav1.NewTime(t.UTC())
 	return &v

@@ -2,8 +2,9 @@
 // a MessageTrace finished: it watches finished traces whose spec.notify is
 // set and not yet delivered, sends a signed webhook and/or an email, retries
 // with backoff, and records delivery in status.notifications (a merge patch
-// of that field only). A failing notification never changes the trace's
-// outcome.
+// of that field only, under an optimistic lock; after a conflict the trace
+// is read again and only that field is set again). A failing notification
+// never changes the trace's outcome.
 package notification
 
 import (
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/egress"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/notify"
@@ -62,24 +64,12 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = DefaultBackoff
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = DefaultMaxBackoff
-	}
-	if o.SendTimeout <= 0 {
-		o.SendTimeout = DefaultSendTimeout
-	}
-	if o.EmailsPerHour <= 0 {
-		o.EmailsPerHour = DefaultEmailsPerHour
-	}
-	if o.EmailBurst <= 0 {
-		o.EmailBurst = DefaultEmailBurst
-	}
+	controllerkit.Default(&o.MaxAttempts, DefaultMaxAttempts)
+	controllerkit.Default(&o.Backoff, DefaultBackoff)
+	controllerkit.Default(&o.MaxBackoff, DefaultMaxBackoff)
+	controllerkit.Default(&o.SendTimeout, DefaultSendTimeout)
+	controllerkit.Default(&o.EmailsPerHour, DefaultEmailsPerHour)
+	controllerkit.Default(&o.EmailBurst, DefaultEmailBurst)
 	return o
 }
 
@@ -94,7 +84,9 @@ type MailSender interface {
 }
 
 // Reconciler delivers notifications. Secrets are read with SecretReader
-// (default: the manager's API reader, so Secrets are never cached).
+// (default: the manager's API reader, so Secrets are never cached); after a
+// conflicting status write the trace is read again with APIReader (default:
+// the manager's API reader, so the copy is the newest).
 // Mailer nil means no SMTP relay was configured: email notifications are
 // recorded as given up with that reason. Grants decides which destinations
 // and recipients a namespace may use; the manager always sets it, and a
@@ -103,6 +95,7 @@ type MailSender interface {
 type Reconciler struct {
 	Client       client.Client
 	SecretReader client.Reader
+	APIReader    client.Reader
 	Webhook      WebhookSender
 	Mailer       MailSender
 	Grants       *grants.Resolver
@@ -121,18 +114,11 @@ type Reconciler struct {
 // SetupWithManager registers the controller: only finished traces with a
 // pending notification are reconciled.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.SecretReader == nil {
-		r.SecretReader = mgr.GetAPIReader()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	controllerkit.Default(&r.Client, mgr.GetClient())
+	controllerkit.Default(&r.SecretReader, mgr.GetAPIReader())
+	controllerkit.Default(&r.APIReader, mgr.GetAPIReader())
+	controllerkit.Default[events.EventRecorder](&r.Recorder, mgr.GetEventRecorder(ControllerName))
+	controllerkit.Default[clock.PassiveClock](&r.Clock, clock.RealClock{})
 	pending := predicate.Funcs{
 		CreateFunc:  func(e event.CreateEvent) bool { return needs(e.Object) },
 		UpdateFunc:  func(e event.UpdateEvent) bool { return needs(e.ObjectNew) },
@@ -193,7 +179,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			continue
 		}
 		reason, msg, perm := Classify(ch, err)
-		rec.Reason, rec.LastError = reason, shorten(msg)
+		rec.Reason, rec.LastError = reason, controllerkit.ShortMessage(msg, nil)
 		// The cause in full for the operator's log; status and Events get
 		// the fixed text above (a tenant reads them).
 		ctrl.LoggerFrom(ctx).Info("notification attempt failed", "channel", ch, "reason", reason, "error", errors.Unwrap(err))
@@ -207,9 +193,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	// Only status.notifications differs from orig, so the merge patch
-	// carries that field alone: the trace's outcome is never touched.
-	if err := r.Client.Status().Patch(ctx, mt, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("record notification delivery: %w", err)
+	// carries that field alone: the trace's outcome is never touched. The
+	// attempts are made and cannot be decided again, so a conflict (someone
+	// wrote the trace meanwhile) reads the trace again and sets these
+	// records on it, whatever else it now says.
+	records := mt.Status.Notifications.DeepCopy()
+	if err := controllerkit.PatchStatus(ctx, r.Client, orig, mt, controllerkit.OnConflictReread(r.APIReader, func() error {
+		mt.Status.Notifications = records.DeepCopy()
+		return nil
+	})); err != nil {
+		return controllerkit.AfterWrite(ctrl.Result{}, nil, fmt.Errorf("record notification delivery: %w", err))
 	}
 	_, retryIn = Due(mt, now, o.Backoff, o.MaxBackoff)
 	if limited > 0 && (retryIn == 0 || limited < retryIn) {
@@ -399,11 +392,4 @@ func Document(mt *v1alpha1.MessageTrace) (*notify.Document, error) {
 		}
 	}
 	return d, nil
-}
-
-func shorten(s string) string {
-	if len(s) > 512 {
-		return s[:512] + "…"
-	}
-	return s
 }

@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 )
 
 // Channel names a notification channel.
@@ -33,7 +34,7 @@ func Due(mt *v1alpha1.MessageTrace, now time.Time, backoff, maxBackoff time.Dura
 			due = append(due, c)
 			return
 		}
-		next := d.LastAttemptTime.Add(Backoff(d.Attempts, backoff, maxBackoff))
+		next := d.LastAttemptTime.Add(controllerkit.Backoff(d.Attempts, backoff, maxBackoff))
 		if !next.After(now) {
 			due = append(due, c)
 			return
@@ -55,15 +56,6 @@ func Due(mt *v1alpha1.MessageTrace, now time.Time, backoff, maxBackoff time.Dura
 func Pending(mt *v1alpha1.MessageTrace) bool {
 	due, retry := Due(mt, time.Time{}, 0, 0)
 	return len(due) > 0 || retry > 0
-}
-
-// Backoff is the wait after the n-th failed attempt: base doubling, capped.
-func Backoff(attempts int32, base, maxWait time.Duration) time.Duration {
-	d := base
-	for i := int32(1); i < attempts && d < maxWait; i++ {
-		d *= 2
-	}
-	return min(d, maxWait)
 }
 
 // Outcome is Succeeded or Failed, with the deciding condition's reason and message.

@@ -53,14 +53,6 @@ func TestDue(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for n, want := range map[int32]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 4: 80 * time.Second, 7: 10 * time.Minute, 30: 10 * time.Minute} {
-		if got := Backoff(n, 10*time.Second, 10*time.Minute); got != want {
-			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
-		}
-	}
-}
-
 // Classify gives each failure its reason, a text a tenant may read, and
 // whether retrying is pointless.
 func TestClassify(t *testing.T) {

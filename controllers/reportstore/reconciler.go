@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -19,8 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
+	"github.com/mailtrace/mailtrace/internal/reportstore"
 )
 
 // ControllerName names the controller and its Events' reporting controller.
@@ -45,15 +45,9 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.CheckInterval <= 0 {
-		o.CheckInterval = DefaultCheckInterval
-	}
-	if o.RetryInterval <= 0 {
-		o.RetryInterval = DefaultRetryInterval
-	}
-	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = DefaultCheckTimeout
-	}
+	controllerkit.Default(&o.CheckInterval, DefaultCheckInterval)
+	controllerkit.Default(&o.RetryInterval, DefaultRetryInterval)
+	controllerkit.Default(&o.CheckTimeout, DefaultCheckTimeout)
 	return o
 }
 
@@ -79,49 +73,20 @@ type Reconciler struct {
 // SetupWithManager registers the reconciler. Spec changes start a check;
 // status writes do not (rechecks follow RequeueAfter).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
-		r.Client = mgr.GetClient()
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder(ControllerName)
-	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	controllerkit.Default(&r.Client, mgr.GetClient())
+	controllerkit.Default(&r.APIReader, mgr.GetAPIReader())
+	controllerkit.Default[events.EventRecorder](&r.Recorder, mgr.GetEventRecorder(ControllerName))
+	controllerkit.Default[clock.PassiveClock](&r.Clock, clock.RealClock{})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&v1alpha1.ReportStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
 
-// Open builds rs's object store: credentials from its Secret, then the adapter.
+// Open builds rs's object store: credentials from its Secret, then the
+// adapter (reportstore.Open, the service every controller opens stores with).
 func (r *Reconciler) Open(ctx context.Context, rs *v1alpha1.ReportStore) (objectstore.Store, error) {
-	return Open(ctx, r.APIReader, rs, r.NewObjectStore, r.Grants)
-}
-
-// Open builds rs's object store with newStore (objectstore.New when nil).
-// Its connections go through the guard of rs's namespace (g nil: none), so
-// an endpoint that resolves to an internal address no TracePolicy grants is
-// refused at every connection, whatever it resolved to when last checked.
-func Open(ctx context.Context, rd client.Reader, rs *v1alpha1.ReportStore, newStore func(objectstore.Config) (objectstore.Store, error), g *grants.Resolver) (objectstore.Store, error) {
-	cfg, err := Config(ctx, rd, rs)
-	if err != nil {
-		return nil, err
-	}
-	if g != nil {
-		guard, err := g.Guard(ctx, rs.Namespace)
-		if err != nil {
-			return nil, err
-		}
-		cfg.DialContext = guard.DialContext
-	}
-	if newStore == nil {
-		newStore = objectstore.New
-	}
-	return newStore(cfg)
+	return reportstore.Open(ctx, r.APIReader, rs, r.NewObjectStore, r.Grants)
 }
 
 // Reconcile checks one ReportStore and writes its Available condition.
@@ -148,10 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		ctrl.LoggerFrom(ctx).Info("ReportStore check failed", "reason", reason, "cause", objectstore.Detail(err))
 	}
 	now := metav1.NewTime(r.Clock.Now())
-	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{
-		Type: string(v1alpha1.ConditionAvailable), Status: s, Reason: string(reason), Message: msg,
-		ObservedGeneration: rs.Generation, LastTransitionTime: now,
-	})
+	controllerkit.SetCondition(&rs.Status.Conditions, rs.Generation, now.Time, v1alpha1.ConditionAvailable, s, reason, msg)
 	rs.Status.ObservedGeneration = rs.Generation
 	rs.Status.LastCheckTime = &now
 	wait := NextCheck(reason, s == metav1.ConditionTrue, o.CheckInterval, o.RetryInterval)
@@ -159,11 +121,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// Nothing changed but the check time: skip the write, keep etcd quiet.
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	if err := r.Client.Status().Patch(ctx, rs, client.MergeFrom(orig)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+	if err := controllerkit.PatchStatus(ctx, r.Client, orig, rs); err != nil {
+		// A conflict: the store is checked again on fresh state.
+		return controllerkit.AfterWrite(ctrl.Result{}, nil, err)
 	}
 	if was := orig.Condition(v1alpha1.ConditionAvailable); was == nil || was.Status != s || was.Reason != string(reason) {
 		typ := "Normal"

@@ -2,19 +2,17 @@ package reportstore
 
 import (
 	"errors"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
+	"github.com/mailtrace/mailtrace/internal/reportstore"
 )
 
 // The decisions of the controller, as pure functions (table-tested).
-
-const maxMessageBytes = 512
 
 // Availability turns the result of a check into the Available condition's
 // status, reason and message.
@@ -22,10 +20,10 @@ func Availability(err error) (metav1.ConditionStatus, v1alpha1.Reason, string) {
 	if err == nil {
 		return metav1.ConditionTrue, v1alpha1.ReasonChecked, "reachable, the bucket exists and a probe object could be written and deleted"
 	}
-	if errors.Is(err, ErrCredentialsMissing) {
-		return metav1.ConditionFalse, v1alpha1.ReasonCredentialsMissing, Short(err.Error())
+	if errors.Is(err, reportstore.ErrCredentialsMissing) {
+		return metav1.ConditionFalse, v1alpha1.ReasonCredentialsMissing, controllerkit.ShortMessage(err.Error(), nil)
 	}
-	return metav1.ConditionFalse, v1alpha1.Reason(objectstore.Reason(err)), Short(err.Error())
+	return metav1.ConditionFalse, v1alpha1.Reason(objectstore.Reason(err)), controllerkit.ShortMessage(err.Error(), nil)
 }
 
 // NextCheck is when to check again: every `every` while available; after a
@@ -41,17 +39,4 @@ func NextCheck(reason v1alpha1.Reason, available bool, every, retry time.Duratio
 		return max(every, retry)
 	}
 	return retry
-}
-
-// Short makes a condition message: one line, at most 512 bytes.
-func Short(msg string) string {
-	msg = strings.Join(strings.Fields(msg), " ")
-	if len(msg) <= maxMessageBytes {
-		return msg
-	}
-	cut := maxMessageBytes - 3
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "..."
 }

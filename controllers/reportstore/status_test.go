@@ -3,7 +3,6 @@ package reportstore
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
+	"github.com/mailtrace/mailtrace/internal/reportstore"
 )
 
 func TestAvailability(t *testing.T) {
@@ -21,7 +21,7 @@ func TestAvailability(t *testing.T) {
 		reason v1alpha1.Reason
 	}{
 		{"ok", nil, metav1.ConditionTrue, v1alpha1.ReasonChecked},
-		{"no secret", fmt.Errorf("%w: Secret x not found", ErrCredentialsMissing), metav1.ConditionFalse, v1alpha1.ReasonCredentialsMissing},
+		{"no secret", fmt.Errorf("%w: Secret x not found", reportstore.ErrCredentialsMissing), metav1.ConditionFalse, v1alpha1.ReasonCredentialsMissing},
 		{"unreachable", fmt.Errorf("put: %w", objectstore.ErrUnreachable), metav1.ConditionFalse, v1alpha1.ReasonStoreUnreachable},
 		{"bucket", objectstore.ErrBucketMissing, metav1.ConditionFalse, v1alpha1.ReasonBucketMissing},
 		{"denied", objectstore.ErrAccessDenied, metav1.ConditionFalse, v1alpha1.ReasonAccessDenied},
@@ -54,15 +54,5 @@ func TestNextCheck(t *testing.T) {
 		if got := NextCheck(tc.reason, tc.available, every, retry); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.reason, got, tc.want)
 		}
-	}
-}
-
-func TestShort(t *testing.T) {
-	long := strings.Repeat("é", 600)
-	if got := Short(long); len(got) > 512 || !strings.HasSuffix(got, "...") {
-		t.Errorf("Short of %d bytes gave %d bytes", len(long), len(got))
-	}
-	if got := Short("a\n  b"); got != "a b" {
-		t.Errorf("Short = %q", got)
 	}
 }
