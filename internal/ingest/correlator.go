@@ -309,11 +309,14 @@ func (c *Correlator) feed(line string, view bool) error {
 	return c.consume(&p)
 }
 
-// FeedLine reads one already parsed line; raw is the whole line (it makes
-// event IDs unique).
-func (c *Correlator) FeedLine(l syslog.Line, raw string) error {
+// FeedFields reads one message whose header a sender already split (an
+// RFC 5424 frame, a JSON record): the same as Feed of f.Text(), without
+// joining the fields into a line to split it again. The file form is made
+// only for a line that may matter, as its identity (event IDs digest it):
+// a message gets the same event IDs however it is read.
+func (c *Correlator) FeedFields(f *syslog.Fields) error {
 	var p prepared
-	c.prepareParsed(&p, &l, raw, false, false)
+	c.prepareFields(&p, &c.parser, f)
 	return c.consume(&p)
 }
 
@@ -379,7 +382,38 @@ func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string
 	c.prepareParsed(p, &p.line, line, view, detach)
 }
 
-// prepareParsed is the first half of FeedLine (l may be &p.line).
+// prepareFields is the first half of FeedFields: prepareLine's checks, on
+// the fields (f is not changed).
+func (c *Correlator) prepareFields(p *prepared, parser *syslog.Parser, f *syslog.Fields) {
+	if f.Len() > c.cfg.MaxLineBytes {
+		p.op = prepTooLong
+		return
+	}
+	if n := len(f.Message); n > 0 && (f.Message[n-1] == '\n' || f.Message[n-1] == '\r') {
+		g := *f
+		for n > 0 && (g.Message[n-1] == '\n' || g.Message[n-1] == '\r') {
+			n--
+		}
+		g.Message = g.Message[:n]
+		f = &g
+	}
+	if !f.ValidUTF8() {
+		p.invalid = true
+		g := f.ToValidUTF8()
+		f = &g
+	}
+	if err := parser.ParseFields(&p.line, f); err != nil {
+		p.op = prepNotSyslog
+		return
+	}
+	c.prepareParsed(p, &p.line, "", false, false)
+	if p.op == prepLine {
+		p.raw = f.Text()
+	}
+}
+
+// prepareParsed is the second part of prepareLine and prepareFields (l may
+// be &p.line).
 func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view, detach bool) {
 	daemon, ok := daemonOf(l.Program)
 	if !ok {

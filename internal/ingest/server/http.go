@@ -112,28 +112,28 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		return
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var lines []string
+	var msgs []syslog.Message
 	var bad error
 	switch {
 	case strings.Contains(mt, "json"):
-		lines, bad = jsonLines(data, s.o.MaxLineBytes, func(reason string) { p.Dropped(reason, "http", "") })
+		msgs, bad = jsonMessages(data, func(reason string) { p.Dropped(reason, "http", "") })
 	default:
-		lines = textLines(data)
+		msgs = textMessages(data)
 	}
-	if len(lines) > 0 {
+	if len(msgs) > 0 {
 		if lim, _ := r.Context().Value(limiterKey{}).(*rate.Limiter); lim != nil {
-			if err := waitLines(r.Context(), lim, len(lines)); err != nil {
+			if err := waitLines(r.Context(), lim, len(msgs)); err != nil {
 				return // the sender went away before anything was stored
 			}
 		}
-		if err := p.SubmitWait(r.Context(), "http", lines); err != nil {
+		if err := p.SubmitWait(r.Context(), "http", msgs); err != nil {
 			http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 	}
 	if bad != nil {
 		p.Dropped(ReasonBadJSON, "http", bad.Error())
-		http.Error(w, fmt.Sprintf("%d records stored, then: %v", len(lines), bad), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("%d records stored, then: %v", len(msgs), bad), http.StatusBadRequest)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -150,8 +150,10 @@ func (s *Server) unauthorizedMessage() string {
 	return "unauthorized: this endpoint needs " + strings.Join(ways, " or ")
 }
 
-func textLines(data []byte) []string {
-	var out []string
+// textMessages reads a body of lines, each a line of a file or a syslog
+// frame (with a <PRI>, or in RFC 5424).
+func textMessages(data []byte) []syslog.Message {
+	var out []syslog.Message
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		var l []byte
@@ -162,25 +164,25 @@ func textLines(data []byte) []string {
 		}
 		l = bytes.TrimRight(l, "\r")
 		if len(l) > 0 {
-			out = append(out, Normalize(string(l)))
+			out = append(out, syslog.ParseFrame(string(l)))
 		}
 	}
 	return out
 }
 
-// jsonLines reads JSON values one after another (one value, an array, or
-// NDJSON) and turns each record into a log line.
-func jsonLines(data []byte, maxLine int, drop func(reason string)) ([]string, error) {
+// jsonMessages reads JSON values one after another (one value, an array,
+// or NDJSON) and turns each record into a message.
+func jsonMessages(data []byte, drop func(reason string)) ([]syslog.Message, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	var out []string
+	var out []syslog.Message
 	add := func(v any) {
 		switch v := v.(type) {
 		case string:
-			out = append(out, Normalize(v))
+			out = append(out, syslog.ParseFrame(v))
 		case map[string]any:
-			if l, ok := recordLine(v); ok {
-				out = append(out, l)
+			if m, ok := recordMessage(v); ok {
+				out = append(out, m)
 			} else {
 				drop(ReasonEmptyRecord)
 			}
@@ -221,44 +223,33 @@ func str(m map[string]any, keys ...string) string {
 	return ""
 }
 
-// recordLine makes a log line of one JSON record. The text is in
-// "message" (Vector, Fluent Bit's syslog input), "log" (Fluent Bit's tail
-// input), "msg" or "MESSAGE" (journald). When the text is a whole syslog
-// line it is used as it is; when it is only the message part (Vector's
-// syslog source, Fluent Bit's syslog parser, journald), the header is
-// rebuilt from the record's timestamp, host, program and pid fields.
-func recordLine(m map[string]any) (string, bool) {
+// recordMessage reads one JSON record. The text is in "message" (Vector,
+// Fluent Bit's syslog input), "log" (Fluent Bit's tail input), "msg" or
+// "MESSAGE" (journald). When the text is a whole syslog line (or frame) it
+// is read as one; when it is only the message part (Vector's syslog
+// source, Fluent Bit's syslog parser, journald), the record's timestamp,
+// host, program and pid fields are its header: the message is read as
+// those Fields, never joined into a line to be split again.
+func recordMessage(m map[string]any) (syslog.Message, bool) {
 	text := str(m, "message", "log", "msg", "MESSAGE")
 	if text == "" {
-		return "", false
+		return syslog.Message{}, false
 	}
 	text = strings.TrimRight(text, "\r\n")
-	if n := Normalize(text); n != text {
-		return n, true // carried a <PRI>
+	if syslog.HasPRI(text) {
+		return syslog.ParseFrame(text), true
 	}
 	if _, err := syslog.ParseLine(text, time.Now(), nil); err == nil {
-		return text, true
+		return syslog.Message{Line: text}, true
 	}
 	host := str(m, "hostname", "host", "HOSTNAME", "_HOSTNAME")
 	prog := str(m, "appname", "ident", "program", "app_name", "SYSLOG_IDENTIFIER", "syslog_identifier")
 	ts, ok := recordTime(m)
 	if host == "" || prog == "" || !ok {
-		return text, true // the correlator counts it as not syslog
+		return syslog.Message{Line: text}, true // the correlator counts it as not syslog
 	}
-	var b strings.Builder
-	b.WriteString(ts.Format(time.RFC3339Nano))
-	b.WriteByte(' ')
-	b.WriteString(host)
-	b.WriteByte(' ')
-	b.WriteString(prog)
-	if pid := str(m, "procid", "pid", "_PID", "SYSLOG_PID"); pid != "" {
-		b.WriteByte('[')
-		b.WriteString(pid)
-		b.WriteByte(']')
-	}
-	b.WriteString(": ")
-	b.WriteString(text)
-	return b.String(), true
+	return syslog.Message{Fields: &syslog.Fields{Time: ts, Host: host, App: prog,
+		ProcID: str(m, "procid", "pid", "_PID", "SYSLOG_PID"), Message: text}}, true
 }
 
 func recordTime(m map[string]any) (time.Time, bool) {

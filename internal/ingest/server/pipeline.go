@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -74,10 +75,10 @@ const (
 )
 
 type chunk struct {
-	lines     []string
+	msgs      []syslog.Message
 	transport string
 	// reader, when set, is a whole log the correlator reads itself at full
-	// speed (ingest.Correlator.ReadLines) instead of lines; readErr gets
+	// speed (ingest.Correlator.ReadLines) instead of msgs; readErr gets
 	// its outcome before done does, ctx stops it.
 	reader  io.Reader
 	readErr *error
@@ -179,17 +180,18 @@ func (p *Pipeline) restore() error {
 	return nil
 }
 
-// Submit hands lines to the correlator, blocking while the queue is full.
-// It returns an error only when ctx ends or the pipeline is closed.
-func (p *Pipeline) Submit(ctx context.Context, transport string, lines []string) error {
-	return p.submit(ctx, chunk{lines: lines, transport: transport})
+// Submit hands messages (lines, or fields a sender already split) to the
+// correlator, blocking while the queue is full. It returns an error only
+// when ctx ends or the pipeline is closed.
+func (p *Pipeline) Submit(ctx context.Context, transport string, msgs []syslog.Message) error {
+	return p.submit(ctx, chunk{msgs: msgs, transport: transport})
 }
 
-// SubmitWait is Submit, then waits until the events of these lines are
+// SubmitWait is Submit, then waits until the events of these messages are
 // stored (or are held for a link, which the state file keeps).
-func (p *Pipeline) SubmitWait(ctx context.Context, transport string, lines []string) error {
+func (p *Pipeline) SubmitWait(ctx context.Context, transport string, msgs []syslog.Message) error {
 	done := make(chan error, 1)
-	if err := p.submit(ctx, chunk{lines: lines, transport: transport, done: done}); err != nil {
+	if err := p.submit(ctx, chunk{msgs: msgs, transport: transport, done: done}); err != nil {
 		return err
 	}
 	select {
@@ -228,16 +230,16 @@ func (p *Pipeline) submit(ctx context.Context, ch chunk) error {
 		return errors.New("ingest: pipeline closed")
 	default:
 	}
-	p.m.LinesRead.WithLabelValues(ch.transport).Add(float64(len(ch.lines)))
-	p.m.QueueDepth.Add(float64(len(ch.lines)))
+	p.m.LinesRead.WithLabelValues(ch.transport).Add(float64(len(ch.msgs)))
+	p.m.QueueDepth.Add(float64(len(ch.msgs)))
 	select {
 	case p.in <- ch:
 		return nil
 	case <-ctx.Done():
-		p.m.QueueDepth.Sub(float64(len(ch.lines)))
+		p.m.QueueDepth.Sub(float64(len(ch.msgs)))
 		return ctx.Err()
 	case <-p.closed:
-		p.m.QueueDepth.Sub(float64(len(ch.lines)))
+		p.m.QueueDepth.Sub(float64(len(ch.msgs)))
 		return errors.New("ingest: pipeline closed")
 	}
 }
@@ -289,18 +291,23 @@ func (p *Pipeline) feed(ch chunk) {
 		p.feedReader(ch)
 		return
 	}
-	for _, l := range ch.lines {
+	for _, m := range ch.msgs {
 		n0, _ := p.c.Skipped()
-		_ = p.c.Feed(l) // emit never fails
+		// emit never fails
+		if m.Fields != nil {
+			_ = p.c.FeedFields(m.Fields)
+		} else {
+			_ = p.c.Feed(m.Line)
+		}
 		if n, reason := p.c.Skipped(); n != n0 {
 			p.m.NotUnderstood.WithLabelValues(reason).Inc()
-			p.badLog.Info(reason, "line not understood", "reason", reason, "transport", ch.transport, "sample", sample(l))
+			p.badLog.Info(reason, "line not understood", "reason", reason, "transport", ch.transport, "sample", sample(m.Text()))
 		}
 		if len(p.pending) >= p.o.BatchSize {
 			p.send(nil)
 		}
 	}
-	p.m.QueueDepth.Sub(float64(len(ch.lines)))
+	p.m.QueueDepth.Sub(float64(len(ch.msgs)))
 	p.lastLine = time.Now()
 	if ch.done != nil {
 		p.send(ch.done)

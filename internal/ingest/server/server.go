@@ -60,6 +60,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -342,27 +343,27 @@ func (t *tcpServer) close() {
 
 // readStream reads syslog frames from one connection (or file) until it ends.
 func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string) {
-	d := NewDecoder(r, s.o.MaxLineBytes)
+	d := syslog.NewDecoder(r, s.o.MaxLineBytes)
 	lim := s.newLimiter()
-	lines := make([]string, 0, chunkLines)
+	msgs := make([]syslog.Message, 0, chunkLines)
 	size := 0
 	flush := func() bool {
-		if len(lines) == 0 {
+		if len(msgs) == 0 {
 			return true
 		}
-		_ = waitLines(s.unthrottled, lim, len(lines)) // at shutdown: no more waiting
-		if p.Submit(ctx, transport, lines) != nil {
+		_ = waitLines(s.unthrottled, lim, len(msgs)) // at shutdown: no more waiting
+		if p.Submit(ctx, transport, msgs) != nil {
 			return false
 		}
-		lines, size = make([]string, 0, chunkLines), 0
+		msgs, size = make([]syslog.Message, 0, chunkLines), 0
 		return true
 	}
 	for {
-		frame, reason, err := d.Next()
-		if reason != "" {
-			p.Dropped(reason, transport, string(frame))
+		frame, drop, err := d.Next()
+		if drop != "" {
+			p.Dropped(string(drop), transport, string(frame))
 		} else if frame != nil {
-			lines = append(lines, Normalize(string(frame)))
+			msgs = append(msgs, syslog.ParseFrame(string(frame)))
 			size += len(frame)
 		}
 		if err != nil {
@@ -372,7 +373,7 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 			flush()
 			return
 		}
-		if len(lines) >= chunkLines || size >= chunkBytes || !d.Buffered() {
+		if len(msgs) >= chunkLines || size >= chunkBytes || !d.Buffered() {
 			if !flush() {
 				return
 			}
@@ -394,13 +395,13 @@ func (s *Server) serveUDP(ctx context.Context, p *Pipeline, pc net.PacketConn) {
 			p.Dropped(ReasonFrameTooLong, "udp", string(buf[:200]))
 			continue
 		}
-		var lines []string
+		var msgs []syslog.Message
 		for _, l := range strings.Split(strings.TrimRight(string(buf[:n]), "\r\n\x00"), "\n") {
 			if l = strings.TrimRight(l, "\r"); l != "" {
-				lines = append(lines, Normalize(l))
+				msgs = append(msgs, syslog.ParseFrame(l))
 			}
 		}
-		if len(lines) > 0 && p.Submit(ctx, "udp", lines) != nil {
+		if len(msgs) > 0 && p.Submit(ctx, "udp", msgs) != nil {
 			return
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
@@ -216,6 +217,15 @@ func traceIDs(rows []store.Row) map[string]bool {
 		m[r.MessageTraceID] = true
 	}
 	return m
+}
+
+// asLines makes messages of lines of a file.
+func asLines(lines []string) []syslog.Message {
+	out := make([]syslog.Message, len(lines))
+	for i, l := range lines {
+		out[i] = syslog.Message{Line: l}
+	}
+	return out
 }
 
 func withPRI(lines []string) []string {
@@ -677,9 +687,9 @@ func TestStoreDownBackpressure(t *testing.T) {
 	for i := 0; i < 100000 && !blocked; i++ {
 		// each chunk is one whole message with its own queue id
 		qid := fmt.Sprintf("%010X", i)
-		var chunk []string
+		var chunk []syslog.Message
 		for _, l := range outOfOrder {
-			chunk = append(chunk, strings.ReplaceAll(l, "ABCDE12345", qid))
+			chunk = append(chunk, syslog.Message{Line: strings.ReplaceAll(l, "ABCDE12345", qid)})
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		if err := p.Submit(ctx, "test", chunk); err != nil {
@@ -748,7 +758,7 @@ func TestSubmitDuringClose(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
-				if p.Submit(context.Background(), "test", outOfOrder) != nil {
+				if p.Submit(context.Background(), "test", asLines(outOfOrder)) != nil {
 					return
 				}
 			}
@@ -758,7 +768,7 @@ func TestSubmitDuringClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	if err := p.Submit(context.Background(), "test", outOfOrder); err == nil {
+	if err := p.Submit(context.Background(), "test", asLines(outOfOrder)); err == nil {
 		t.Error("Submit after Close succeeded")
 	}
 }

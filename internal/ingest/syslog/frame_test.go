@@ -1,4 +1,4 @@
-package server
+package syslog
 
 import (
 	"errors"
@@ -10,7 +10,8 @@ import (
 )
 
 type frameOut struct {
-	frame, reason string
+	frame string
+	drop  Drop
 }
 
 func decodeAll(t testing.TB, r io.Reader, max int) ([]frameOut, error) {
@@ -20,9 +21,9 @@ func decodeAll(t testing.TB, r io.Reader, max int) ([]frameOut, error) {
 		if i > 1<<20 {
 			t.Fatal("decoder does not end")
 		}
-		f, reason, err := d.Next()
-		if f != nil || reason != "" {
-			out = append(out, frameOut{string(f), reason})
+		f, drop, err := d.Next()
+		if f != nil || drop != "" {
+			out = append(out, frameOut{string(f), drop})
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -50,11 +51,11 @@ func TestDecoder(t *testing.T) {
 		{"mixed", n + " " + line + line + "\n" + n + " " + line, 0, []frameOut{{line, ""}, {line, ""}, {line, ""}}},
 		{"separators between frames", "\n\r\x00\n" + line + "\n\n", 0, []frameOut{{line, ""}}},
 		{"ISO timestamp is not a count", "2023-03-14T00:00:31+01:00 h p: m\n", 0, []frameOut{{"2023-03-14T00:00:31+01:00 h p: m", ""}}},
-		{"half line at EOF", line + "\n" + "Mar  1 12:00:01 mx post", 0, []frameOut{{line, ""}, {"", ReasonHalfLine}}},
-		{"octet count cut short", "100 abc", 0, []frameOut{{"", ReasonHalfLine}}},
-		{"octet count too long", "200 " + strings.Repeat("x", 200) + line + "\n", 100, []frameOut{{"", ReasonFrameTooLong}, {line, ""}}},
-		{"octet count too long and cut", "2000 " + strings.Repeat("x", 20), 100, []frameOut{{"", ReasonHalfLine}}},
-		{"line too long", strings.Repeat("y", 300) + "\n" + line + "\n", 100, []frameOut{{"", ReasonFrameTooLong}, {line, ""}}},
+		{"half line at EOF", line + "\n" + "Mar  1 12:00:01 mx post", 0, []frameOut{{line, ""}, {"", DropHalfFrame}}},
+		{"octet count cut short", "100 abc", 0, []frameOut{{"", DropHalfFrame}}},
+		{"octet count too long", "200 " + strings.Repeat("x", 200) + line + "\n", 100, []frameOut{{"", DropTooLong}, {line, ""}}},
+		{"octet count too long and cut", "2000 " + strings.Repeat("x", 20), 100, []frameOut{{"", DropHalfFrame}}},
+		{"line too long", strings.Repeat("y", 300) + "\n" + line + "\n", 100, []frameOut{{"", DropTooLong}, {line, ""}}},
 		{"newline inside a counted frame", "3 a\nb", 0, []frameOut{{"a b", ""}}},
 		{"digits without space", "12345678901234 x\n", 0, []frameOut{{"12345678901234 x", ""}}},
 		{"empty", "", 0, nil},
@@ -86,29 +87,8 @@ func TestDecoderMiBLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].reason != ReasonFrameTooLong || got[1].frame != "ok" {
+	if len(got) != 2 || got[0].drop != DropTooLong || got[1].frame != "ok" {
 		t.Fatalf("got %d frames: %.80q", len(got), got)
-	}
-}
-
-func TestNormalize(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"<22>Mar  1 12:00:00 mx postfix/smtpd[1]: hi", "Mar  1 12:00:00 mx postfix/smtpd[1]: hi"},
-		{"<22>2023-03-14T00:00:31.185246+01:00 helga postfix/qmgr[9]: X: removed", "2023-03-14T00:00:31.185246+01:00 helga postfix/qmgr[9]: X: removed"},
-		{"<22>1 2023-03-14T00:00:31.185Z mx postfix/smtp 4242 - - 4PbC4x469Jz3tBr: to=<a@b>", "2023-03-14T00:00:31.185Z mx postfix/smtp[4242]: 4PbC4x469Jz3tBr: to=<a@b>"},
-		{"<22>1 2023-03-14T00:00:31Z mx postfix/qmgr - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"App]lication\"][x@1 a=\"b\\\"]\"] \uFEFFABC: removed", "2023-03-14T00:00:31Z mx postfix/qmgr: ABC: removed"},
-		{"<22>1 2023-03-14T00:00:31Z mx postfix/qmgr 12 - -", "2023-03-14T00:00:31Z mx postfix/qmgr[12]: "},
-		{"<22>1 - mx app - - - msg", "1 - mx app - - - msg"},
-		{"<22>1 2023-03-14T00:00:31Z mx app - - [unterminated", "1 2023-03-14T00:00:31Z mx app - - [unterminated"},
-		{"Mar  1 12:00:00 mx postfix/smtpd[1]: hi", "Mar  1 12:00:00 mx postfix/smtpd[1]: hi"},
-		{"<abc>x", "<abc>x"},
-		{"<2", "<2"},
-		{"", ""},
-	}
-	for _, c := range cases {
-		if got := Normalize(c.in); got != c.want {
-			t.Errorf("Normalize(%q)\n got %q\nwant %q", c.in, got, c.want)
-		}
 	}
 }
 
@@ -146,7 +126,7 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 		for _, fr := range a {
-			_ = Normalize(fr.frame)
+			_ = ParseFrame(fr.frame).Text()
 		}
 	})
 }
