@@ -7,14 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
-	"k8s.io/apimachinery/pkg/util/duration"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -108,6 +106,13 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(errOut), zap.UseDevMode(true), zap.Level(level)))
 
+	// Absolute, as the binaries run in other directories (MinIO in its
+	// data directory); printed relative to the working directory.
+	for _, p := range []*string{&o.Assets, &o.MinIO} {
+		if abs, err := filepath.Abs(*p); err == nil && *p != "" {
+			*p = abs
+		}
+	}
 	if err := demo.CheckAssets(o.Assets); err != nil {
 		return err
 	}
@@ -130,7 +135,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 
 	// The control plane.
-	fmt.Fprintf(out, "starting control plane (kube-apiserver and etcd from %s)...\n", o.Assets)
+	fmt.Fprintf(out, "starting control plane (kube-apiserver and etcd from %s)...\n", shortPath(o.Assets))
 	started := time.Now()
 	cp, err := demo.StartControlPlane(o.Assets, dir, NewScheme())
 	if err != nil {
@@ -146,7 +151,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		return err
 	}
 	fmt.Fprintf(out, "control plane ready in %s (CRDs from %s); kubeconfig written to %s\n",
-		time.Since(started).Round(100*time.Millisecond), cp.CRDSource, kubeconfig)
+		time.Since(started).Round(100*time.Millisecond), shortPath(cp.CRDSource), shortPath(kubeconfig))
 
 	// The S3 server, a bucket, and a ReportStore with its credentials Secret.
 	s3, err := demo.StartMinIO(ctx, o.MinIO, filepath.Join(dir, "minio"))
@@ -162,7 +167,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	if err := s3.MakeBucket(ctx, demoBucket); err != nil {
 		return fmt.Errorf("create bucket %s: %w", demoBucket, err)
 	}
-	fmt.Fprintf(out, "MinIO listening on http://%s (data in %s, generated credentials), bucket %s created\n", s3.Endpoint, s3.Dir, demoBucket)
+	fmt.Fprintf(out, "MinIO listening on http://%s (data in %s, generated credentials), bucket %s created\n", s3.Endpoint, shortPath(s3.Dir), demoBucket)
 	c, err := client.New(cp.Config, client.Options{Scheme: NewScheme()})
 	if err != nil {
 		return err
@@ -217,7 +222,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		return fmt.Errorf("the ingester did not start: %v", <-mdone)
 	}
 	ingestURL := "http://" + addr.String() + "/ingest"
-	fmt.Fprintf(out, "manager started, with the embedded store %s and the ingester on %s (bearer token generated)\n", dbPath, ingestURL)
+	fmt.Fprintf(out, "manager started, with the embedded store %s and the ingester on %s (bearer token generated)\n", shortPath(dbPath), ingestURL)
 
 	// The mail logs, through the real ingest path.
 	lines := demo.GenerateLog(time.Now())
@@ -263,7 +268,9 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	}
 
 	fmt.Fprintf(out, "\n$ kubectl get mt\n")
-	printTraceList(out, done, time.Now())
+	if err := KubectlGet(ctx, cp.Config, "messagetraces", o.Namespace, false, out); err != nil {
+		return err
+	}
 
 	if show := findTrace(done, demoShowcase); show != nil {
 		fmt.Fprintf(out, "\nstatus.rows of %s (kubectl get mt %s -o yaml), as a table:\n", show.Name, show.Name)
@@ -290,7 +297,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			fmt.Fprintf(out, "\nwhy the newest one failed: a MessageTrace asking for its details (spec.details: {messageTraceId: %s, recipient: %s})\n",
 				first.MessageTraceID, first.Recipient)
 			fmt.Fprintf(out, "$ kubectl get mt %s -o jsonpath='{.status.details}', as a table:\n", dt.Name)
-			if err := printDetails(out, got[0].Status.Details); err != nil {
+			if err := printDetailsTimeline(out, out, got[0].Status.Details); err != nil {
 				return err
 			}
 		}
@@ -301,7 +308,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		}
 	}
 	fmt.Fprintf(out, "\n$ kubectl get mts\n")
-	if err := printSchedules(ctx, out, c, o.Namespace); err != nil {
+	if err := KubectlGet(ctx, cp.Config, "messagetraceschedules", o.Namespace, false, out); err != nil {
 		return err
 	}
 
@@ -309,15 +316,15 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	if o.Wait {
 		fmt.Fprintf(out, "\nTo keep exploring, in another terminal:\n")
 	} else {
-		fmt.Fprintf(out, "\nThe store stays in %s; to explore it:\n", dbPath)
+		fmt.Fprintf(out, "\nThe store stays in %s; to explore it:\n", shortPath(dbPath))
 	}
-	fmt.Fprintf(out, "  %s query --store sqlite://%s --since 7d --status Failed\n", self, dbPath)
-	fmt.Fprintf(out, "  %s query --store sqlite://%s --sender '*@example.com' --since 24h -o csv\n", self, dbPath)
+	fmt.Fprintf(out, "  %s query --store sqlite://%s --since 7d --status Failed\n", self, shortPath(dbPath))
+	fmt.Fprintf(out, "  %s query --store sqlite://%s --sender '*@example.com' --since 24h -o csv\n", self, shortPath(dbPath))
 	if !o.Wait {
 		fmt.Fprintf(out, "To explore with kubectl too, run the demo with --wait (it keeps the control plane up until Ctrl-C), then:\n")
 	}
 	fmt.Fprintf(out, "  export KUBECONFIG=%s\n  kubectl get mt\n  kubectl get mt %s -o yaml\n  kubectl wait --for=condition=Succeeded mt/%s\n  kubectl get mts,reportstores\n",
-		kubeconfig, demoShowcase, demoShowcase)
+		shortPath(kubeconfig), demoShowcase, demoShowcase)
 	if o.Wait {
 		fmt.Fprintf(out, "  curl -H 'Authorization: Bearer %s' --data-binary @/var/log/mail.log %s\n", token, ingestURL)
 	}
@@ -392,27 +399,6 @@ func findTrace(mts []v1alpha1.MessageTrace, name string) *v1alpha1.MessageTrace 
 	return nil
 }
 
-// printTraceList prints MessageTraces the way `kubectl get mt` does.
-func printTraceList(w io.Writer, mts []v1alpha1.MessageTrace, now time.Time) {
-	sorted := append([]v1alpha1.MessageTrace(nil), mts...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	var t table
-	t.add("NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REASON", "AGE")
-	for _, mt := range sorted {
-		rng := ""
-		if mt.Status.TimeRange != nil {
-			rng = mt.Status.TimeRange.Duration
-		}
-		reason := ""
-		if c := mt.Condition(v1alpha1.ConditionSucceeded); c != nil {
-			reason = c.Reason
-		}
-		t.add(mt.Name, string(mt.Status.Phase), rng, fmt.Sprint(mt.Status.TotalMatches), fmt.Sprint(mt.Status.ReturnedRows),
-			reason, duration.HumanDuration(now.Sub(mt.CreationTimestamp.Time)))
-	}
-	_ = t.print(w)
-}
-
 func rowFromStatus(r v1alpha1.TraceRow) store.Row {
 	return store.Row{
 		Received: r.Received.Time, Sender: r.Sender, Recipient: r.Recipient, Subject: r.Subject,
@@ -423,14 +409,22 @@ func rowFromStatus(r v1alpha1.TraceRow) store.Row {
 
 // selfPath is how to run this binary again: its path relative to the working
 // directory when it lies below it.
-func selfPath() string {
-	exe := os.Args[0]
-	if abs, err := filepath.Abs(exe); err == nil {
-		if wd, err := os.Getwd(); err == nil {
-			if rel, err := filepath.Rel(wd, abs); err == nil && !strings.HasPrefix(rel, "..") {
-				return rel
-			}
-		}
+func selfPath() string { return shortPath(os.Args[0]) }
+
+// shortPath is p relative to the working directory when it lies below it
+// (.demo/kubeconfig), so that what the demo prints is true of any checkout;
+// p itself otherwise.
+func shortPath(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
 	}
-	return exe
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return rel
+	}
+	return p
 }

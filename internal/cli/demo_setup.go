@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -204,32 +203,6 @@ func printReport(ctx context.Context, out io.Writer, s3 *demo.MinIO, mt *v1alpha
 	return nil
 }
 
-// printSchedules prints MessageTraceSchedules the way `kubectl get mts` does.
-func printSchedules(ctx context.Context, out io.Writer, c client.Client, ns string) error {
-	var list v1alpha1.MessageTraceScheduleList
-	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	now := time.Now()
-	age := func(t *metav1.Time) string {
-		if t == nil {
-			return "<none>"
-		}
-		return duration.HumanDuration(now.Sub(t.Time))
-	}
-	var t table
-	t.add("NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "LAST SCHEDULE", "NEXT", "AGE")
-	for _, s := range list.Items {
-		next := "<none>"
-		if s.Status.NextScheduleTime != nil {
-			next = s.Status.NextScheduleTime.UTC().Format(time.RFC3339)
-		}
-		t.add(s.Name, s.Spec.Schedule, s.Spec.TimeZone, fmt.Sprint(s.Spec.Suspend), age(s.Status.LastScheduleTime), next,
-			duration.HumanDuration(now.Sub(s.CreationTimestamp.Time)))
-	}
-	return t.print(out)
-}
-
 // detailsTrace asks for the event timeline of one row (Get-MessageTraceDetailV2).
 func detailsTrace(ns string, r v1alpha1.TraceRow) *v1alpha1.MessageTrace {
 	return &v1alpha1.MessageTrace{
@@ -238,17 +211,4 @@ func detailsTrace(ns string, r v1alpha1.TraceRow) *v1alpha1.MessageTrace {
 			Details: &v1alpha1.DetailsSpec{MessageTraceID: r.MessageTraceID, Recipient: r.Recipient},
 		},
 	}
-}
-
-// printDetails prints status.details as a timeline.
-func printDetails(out io.Writer, d *v1alpha1.MessageDetailsStatus) error {
-	if d == nil || len(d.Events) == 0 {
-		return fmt.Errorf("the details trace has no events")
-	}
-	var t table
-	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
-	for _, e := range d.Events {
-		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
-	}
-	return t.print(out)
 }

@@ -33,8 +33,8 @@ with relay, DSN code and the server's response where the log has them.
 Without --recipient, every recipient of the message gets its timeline.
 
 -o json prints one event per line in the NDJSON format "mailtrace events load" reads.`,
-		Example: `  mailtrace details --trace-id 4Xk2Lb3d9Zz1 --recipient info@partner.example
-  mailtrace query details --trace-id 4Xk2Lb3d9Zz1 -o json`,
+		Example: `  mailtrace details --trace-id 6ac2279ac0af5eb73a36 --recipient info@partner.example
+  mailtrace query details --trace-id 6ac2279ac0af5eb73a36 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDetails(cmd.Context(), f, time.Now(), cmd.OutOrStdout())

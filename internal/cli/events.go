@@ -48,7 +48,7 @@ still stored. Unknown fields are ignored. Loading the same file twice stores
 each event once. The exit status is 1 when any line was skipped.`,
 		Example: `  mailtrace events load --store sqlite://mailtrace.db events.ndjson
   zcat events.ndjson.gz | mailtrace events load -
-  mailtrace details --trace-id 4Xk2Lb3d9Zz1 -o json | mailtrace events load --store postgres://mt@db/mailtrace`,
+  mailtrace details --trace-id 6ac2279ac0af5eb73a36 -o json | mailtrace events load --store postgres://mt@db/mailtrace`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := "-"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -214,9 +215,9 @@ type rowTable struct {
 func (t *rowTable) Write(r store.Row) error {
 	if t.n == 0 {
 		if t.wide {
-			t.t.add("RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE ID", "TRACE ID")
+			t.t.add(slices.Clone(headQueryWide)...)
 		} else {
-			t.t.add("RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "TRACE ID")
+			t.t.add(slices.Clone(headQuery)...)
 		}
 	}
 	t.n++
@@ -259,7 +260,7 @@ func humanSize(n int64) string {
 // printTimeline prints one message's events for one recipient in time order.
 func printTimeline(w io.Writer, events []store.Event) error {
 	var t table
-	t.add("TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL")
+	t.add(slices.Clone(headTimeline)...)
 	for _, e := range events {
 		t.add(e.Time.UTC().Format(tableTime), string(e.Type), orDash(e.Recipient), orDash(e.Source), orDash(e.DSN),
 			eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))

@@ -141,7 +141,7 @@ func TestTimelineSaysTheResponseOnce(t *testing.T) {
 	if err := printDetailsTimeline(&plugin, io.Discard, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := printDetails(&demo, d); err != nil {
+	if err := printDetailsTimeline(&demo, io.Discard, d); err != nil {
 		t.Fatal(err)
 	}
 	for name, out := range map[string]string{"mailtrace details": cli.String(), "kubectl mailtrace details": plugin.String(), "demo": demo.String()} {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -410,9 +411,9 @@ func rangeOf(mt *v1alpha1.MessageTrace) string {
 func printRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
 	var t table
 	if wide {
-		t.add("RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE TRACE ID", "MESSAGE ID")
+		t.add(slices.Clone(headPluginWide)...)
 	} else {
-		t.add("RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS")
+		t.add(slices.Clone(headPluginRows)...)
 	}
 	for _, r := range rows {
 		recv := r.Received.UTC().Format(tableTime)
@@ -496,7 +497,7 @@ func (p *plugin) listCommand() *cobra.Command {
 // printTraceList prints traces as kubectl get would, with the answer's size.
 func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace bool, now time.Time) {
 	var t table
-	head := []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
+	head := append([]string(nil), headPluginList...)
 	if withNamespace {
 		head = append([]string{"NAMESPACE"}, head...)
 	}
@@ -548,7 +549,7 @@ func (p *plugin) detailsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "details",
 		Short:   "Print one message's event timeline for one recipient (like Get-MessageTraceDetailV2)",
-		Example: `  kubectl mailtrace details --trace-id 4Xk2Lb3d9Zz1 --recipient info@partner.example`,
+		Example: `  kubectl mailtrace details --trace-id 6ac2279ac0af5eb73a36 --recipient info@partner.example`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if traceID == "" || recipient == "" {
@@ -592,7 +593,7 @@ func printDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) e
 		return nil
 	}
 	var t table
-	t.add("TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL")
+	t.add(slices.Clone(headPluginDetail)...)
 	for _, e := range d.Events {
 		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
