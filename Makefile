@@ -46,7 +46,7 @@ vet: ## go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: ## gofmt check and go vet (hack/lint.sh).
+lint: ## gofmt, go mod tidy, golangci-lint (vet, import rules), duplication check (hack/lint.sh).
 	@hack/lint.sh
 
 ##@ Build

@@ -2,9 +2,11 @@
 # `make test`: every test, in phases, with a timing summary at the end
 # (printed on failure too, so a slow or red CI run says where its time went).
 #
-#   deps   what the tests start, built or installed once per machine
-#          (hack/envtest.sh, hack/minio.sh, hack/postgres.sh)
-#   lint   gofmt, go vet, go mod tidy check (hack/lint.sh)
+#   deps   what the tests start and the linters, built or installed once
+#          per machine (hack/envtest.sh, minio.sh, postgres.sh,
+#          golangci-lint.sh, dupl.sh)
+#   lint   gofmt, go mod tidy, golangci-lint with the import rules, the
+#          duplication check (hack/lint.sh)
 #   test   go test ./... : unit, store conformance (SQLite, PostgreSQL),
 #          S3 (MinIO), envtest suites, tenancy, faults, chart, image
 #   flood  the 1 GB ingest flood with its memory figures
@@ -48,7 +50,8 @@ phase() {
 }
 
 deps() {
-  hack/envtest.sh >/dev/null && hack/postgres.sh && hack/minio.sh >/dev/null
+  hack/envtest.sh >/dev/null && hack/postgres.sh && hack/minio.sh >/dev/null &&
+    hack/golangci-lint.sh >/dev/null && hack/dupl.sh >/dev/null
 }
 
 run_tests() {
