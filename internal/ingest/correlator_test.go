@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -136,7 +139,9 @@ func TestCorrelatorStateRestore(t *testing.T) {
 		"Mar  1 10:00:04 mx postfix/qmgr[2]: FEDCB98765: removed",
 	}
 	all, call := run(t, testCfg, lines...)
-
+	// the state of a correlator that read the first four lines, through
+	// JSON as the ingester saves it, and the same state as a version 1 file
+	// (written by the correlator before sources, testdata/state-v1.json)
 	s := newMemStore()
 	c1 := NewCorrelator(testCfg, s.Append)
 	for _, l := range lines[:4] {
@@ -144,30 +149,61 @@ func TestCorrelatorStateRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st := c1.State()
-	c2 := NewCorrelator(testCfg, s.Append)
-	if err := c2.Restore(st); err != nil {
+	st, err := c1.State()
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range lines[4:] {
-		if err := c2.Feed(l); err != nil {
+	fresh, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.ReadFile("testdata/state-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"this version": fresh, "version 1": v1} {
+		var st State
+		if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := c2.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	want := call.TraceID("mx", "ABCDE12345")
-	if got := c2.TraceID("mx", "FEDCB98765"); got != want {
-		t.Errorf("after restore: second hop trace %q, want %q", got, want)
-	}
-	if len(s.order) != len(all.order) {
-		t.Errorf("after restore %d events, in one go %d", len(s.order), len(all.order))
-	}
-	for k := range all.byKey {
-		if _, ok := s.byKey[k]; !ok {
-			t.Errorf("event %s (%s) missing after restore", k, all.byKey[k].Type)
+		s2 := newMemStore()
+		for k, e := range s.byKey { // what the first correlator stored
+			s2.byKey[k] = e
+			s2.order = append(s2.order, k)
 		}
+		c2 := NewCorrelator(testCfg, s2.Append)
+		if err := c2.Restore(st); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, l := range lines[4:] {
+			if err := c2.Feed(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c2.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		want := call.TraceID("mx", "ABCDE12345")
+		if got := c2.TraceID("mx", "FEDCB98765"); got != want {
+			t.Errorf("%s: after restore: second hop trace %q, want %q", name, got, want)
+		}
+		if len(s2.order) != len(all.order) {
+			t.Errorf("%s: after restore %d events, in one go %d", name, len(s2.order), len(all.order))
+		}
+		for k := range all.byKey {
+			if _, ok := s2.byKey[k]; !ok {
+				t.Errorf("%s: event %s (%s) missing after restore", name, k, all.byKey[k].Type)
+			}
+		}
+	}
+	// a state cannot be restored into a correlator that has read lines,
+	// nor one of a source this build does not have
+	if err := c1.Restore(st); err == nil {
+		t.Error("Restore after lines succeeded")
+	}
+	st.Sources["exim"] = json.RawMessage(`{}`)
+	if err := NewCorrelator(testCfg, s.Append).Restore(st); err == nil {
+		t.Error("Restore of an unknown source's state succeeded")
 	}
 }
 
@@ -285,7 +321,7 @@ func TestIngestReaderGarbage(t *testing.T) {
 	if st.Lines != 10 {
 		t.Errorf("lines %d, want 10", st.Lines)
 	}
-	for reason, n := range map[string]int64{ReasonNotSyslog: 2, ReasonNotPostfix: 1, ReasonUnknownLine: 2, ReasonTooLong: 1, ReasonEmpty: 1} {
+	for reason, n := range map[string]int64{ReasonNotSyslog: 2, ReasonNotPostfix: 1, postfix.ReasonUnknownLine: 2, ReasonTooLong: 1, ReasonEmpty: 1} {
 		if st.NotUnderstood[reason] != n {
 			t.Errorf("%s: %d, want %d (%v)", reason, st.NotUnderstood[reason], n, st.NotUnderstood)
 		}

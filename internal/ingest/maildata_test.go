@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -164,8 +166,12 @@ func ingestFile(t testing.TB, file string, extra ...func([]store.Event) error) i
 
 // traceOf finds the trace of a queue id on any host of the file.
 func (in ingested) traceOf(qid string) string {
-	for k, id := range in.c.traceIDs {
-		if strings.HasSuffix(k, "\x00"+qid) {
+	hosts := map[string]bool{}
+	for _, e := range in.s.byKey {
+		hosts[e.ServerHostname] = true
+	}
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
+		if id := in.c.TraceID(h, qid); id != "" {
 			return id
 		}
 	}

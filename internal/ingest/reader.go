@@ -121,8 +121,8 @@ func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) e
 		line, tooLong, err := readLine(br, max)
 		if len(line) > 0 || tooLong || err == nil {
 			if tooLong {
-				c.stats.Lines++
-				c.stats.skip(ReasonTooLong)
+				c.env.Stats.Lines++
+				c.env.Stats.Skip(ReasonTooLong)
 			} else if len(line) > 0 || err == nil {
 				// the line's bytes are the reader's buffer: feed copies
 				// what it keeps
@@ -153,14 +153,13 @@ func pipelined() bool { return pipelineIngest && runtime.GOMAXPROCS(0) > 1 }
 
 // pipeLine is what the correlator's half needs of most lines (consumeHead):
 // the few bytes handed across cores per line. A line that needs more (one
-// that may matter, a session's end) has its whole prepared in the batch's
-// full, in order.
+// its source consumes) has its whole prepared in the batch's full, in
+// order.
 type pipeLine struct {
-	t          time.Time
-	op         prepOp
-	invalid    bool
-	disconnect bool
-	full       bool // the next entry of full is this line's
+	t       time.Time
+	op      prepOp
+	invalid bool
+	full    bool // the next entry of full is this line's
 }
 
 // pipeBatch is a batch of lines read in a row, and the read's error after
@@ -303,8 +302,8 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, after
 					// correlator is done with it: view (copies what it keeps)
 					c.prepareLine(&p, &parser, fastscan.String(line), true, true)
 				}
-				keep := p.op == prepLine || p.op == prepIgnored && p.disconnect
-				b.lines = append(b.lines, pipeLine{t: p.t, op: p.op, invalid: p.invalid, disconnect: p.disconnect, full: keep})
+				keep := p.op == prepLine || p.op == prepIgnored && p.line.Keep
+				b.lines = append(b.lines, pipeLine{t: p.line.UTC, op: p.op, invalid: p.invalid, full: keep})
 				if keep {
 					b.full = append(b.full, p)
 				}
@@ -338,7 +337,7 @@ func ingestPipelined(ctx context.Context, br *bufio.Reader, c *Correlator, after
 				ferr = c.consume(&b.full[next])
 				next++
 			} else {
-				_, ferr = c.consumeHead(it.op, it.invalid, it.t, it.disconnect)
+				_, ferr = c.consumeHead(it.op, it.invalid, it.t, false)
 			}
 			if ferr != nil {
 				stop()

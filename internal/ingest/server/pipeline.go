@@ -139,13 +139,7 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		corrDone:  make(chan error, 1),
 		writeDone: make(chan struct{}),
 	}
-	p.c = ingest.NewCorrelator(o.Correlator, func(evs []store.Event) error {
-		if len(p.pending) == 0 {
-			p.pendingSince = time.Now()
-		}
-		p.pending = append(p.pending, evs...)
-		return nil
-	})
+	p.c = p.newCorrelator()
 	if o.StateFile != "" {
 		if err := p.restore(); err != nil {
 			return nil, err
@@ -155,6 +149,18 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 	go p.write()
 	go func() { p.corrDone <- p.correlate() }()
 	return p, nil
+}
+
+// newCorrelator returns the pipeline's correlator: its events wait in
+// pending for the writer.
+func (p *Pipeline) newCorrelator() *ingest.Correlator {
+	return ingest.NewCorrelator(p.o.Correlator, func(evs []store.Event) error {
+		if len(p.pending) == 0 {
+			p.pendingSince = time.Now()
+		}
+		p.pending = append(p.pending, evs...)
+		return nil
+	})
 }
 
 func (p *Pipeline) restore() error {
@@ -171,12 +177,14 @@ func (p *Pipeline) restore() error {
 	}
 	if err != nil {
 		// A damaged state costs the short queue ids in flight their trace
-		// IDs, not the ingester: start afresh and keep the file to look at.
+		// IDs, not the ingester: start afresh (a correlator half restored
+		// is dropped) and keep the file to look at.
 		p.log.Error(err, "cannot restore the ingest state; starting without it", "file", p.o.StateFile)
 		_ = os.Rename(p.o.StateFile, p.o.StateFile+".bad")
+		p.c = p.newCorrelator()
 		return nil
 	}
-	p.log.Info("restored the ingest state", "file", p.o.StateFile, "messages", len(s.Messages))
+	p.log.Info("restored the ingest state", "file", p.o.StateFile, "bytes", len(b))
 	return nil
 }
 
@@ -400,7 +408,11 @@ func (p *Pipeline) finish() error {
 }
 
 func (p *Pipeline) saveState() {
-	if err := writeFileAtomic(p.o.StateFile, p.c.State()); err != nil {
+	st, err := p.c.State()
+	if err == nil {
+		err = writeFileAtomic(p.o.StateFile, st)
+	}
+	if err != nil {
 		p.m.StateSaves.WithLabelValues("error").Inc()
 		p.log.Error(err, "saving the ingest state failed", "file", p.o.StateFile)
 		return

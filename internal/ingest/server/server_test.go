@@ -31,6 +31,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
@@ -470,7 +471,7 @@ func TestBadInput(t *testing.T) {
 	m := r.s.Metrics.NotUnderstood
 	eventually(t, "every reason counted", func() (bool, string) {
 		var missing []string
-		for _, reason := range []string{ingest.ReasonNotSyslog, ingest.ReasonNotPostfix, ingest.ReasonUnknownLine, ingest.ReasonTooLong,
+		for _, reason := range []string{ingest.ReasonNotSyslog, ingest.ReasonNotPostfix, postfix.ReasonUnknownLine, ingest.ReasonTooLong,
 			ReasonFrameTooLong, ReasonHalfLine, ReasonBadJSON, ReasonRequestTooBig, ReasonEmptyRecord} {
 			if val(m.WithLabelValues(reason)) == 0 {
 				missing = append(missing, reason)

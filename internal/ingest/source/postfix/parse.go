@@ -1,4 +1,4 @@
-package ingest
+package postfix
 
 import (
 	"net/netip"
@@ -9,7 +9,7 @@ import (
 // Kind says what a Postfix (or content filter) log message is about.
 type Kind int
 
-// Kinds of log message the correlator understands.
+// Kinds of log message the source understands.
 const (
 	KindUnknown   Kind = iota // not understood
 	KindIgnored               // understood, nothing to trace (connect, TLS, statistics...)
@@ -65,105 +65,6 @@ type Record struct {
 	Category string // amavis: CLEAN, SPAM, BANNED, ...
 	Flags    string // amavis {...}
 	Rcpts    []string
-}
-
-// daemonOf returns the daemon name and whether the program is one we read.
-func daemonOf(program string) (string, bool) {
-	switch program {
-	case "amavis", "amavisd", "amavisd-new":
-		return "amavis", true
-	case "pmg-smtp-filter":
-		return "pmg-smtp-filter", true
-	}
-	if !strings.HasPrefix(program, "postfix") {
-		return "", false
-	}
-	i := strings.LastIndexByte(program, '/')
-	if i < 0 {
-		return "", false
-	}
-	return program[i+1:], true
-}
-
-// isQueueID reports whether s looks like a Postfix queue id: short (hex,
-// upper case) or long (base 52, with the 'z' separator inside).
-func isQueueID(s string) bool {
-	if len(s) < 5 || len(s) > 20 {
-		return false
-	}
-	hex := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
-			hex = false
-		default:
-			return false
-		}
-	}
-	if hex {
-		return true
-	}
-	return len(s) >= 10 && strings.IndexByte(s[1:], 'z') >= 0
-}
-
-// isLongQueueID reports whether a queue id is a long one, which Postfix
-// never reuses (it encodes the time and the inode).
-func isLongQueueID(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
-			return true
-		}
-	}
-	return false
-}
-
-// splitQueueID splits "QID: rest".
-func splitQueueID(msg string) (qid, rest string, ok bool) {
-	// A queue id is letters and digits only, so the first ": " can only
-	// end one if everything before it is letters and digits: look no
-	// further than the longest queue id (strings.Index(msg, ": ") would
-	// scan the whole message of every line that has none).
-	i := 0
-	for i < len(msg) && i <= 20 && alnum[msg[i]] {
-		i++
-	}
-	if i+1 >= len(msg) || msg[i] != ':' || msg[i+1] != ' ' {
-		return "", "", false
-	}
-	if !isQueueID(msg[:i]) {
-		return "", "", false
-	}
-	return msg[:i], msg[i+2:], true
-}
-
-// alnum marks the bytes of a queue id: ASCII letters and digits.
-var alnum = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c], t[c+'a'-'A'] = true, true
-	}
-	return t
-}()
-
-// ignorable reports, by a few byte comparisons, that ParseMessage(daemon,
-// msg) is KindIgnored (connect, disconnect, postscreen, TLS, statistics:
-// most of a server's lines): a Postfix message that is neither NOQUEUE nor
-// proxy- nor "QID: ...".
-func ignorable(daemon, msg string) bool {
-	switch daemon {
-	case "amavis", "pmg-smtp-filter":
-		return false
-	}
-	if strings.HasPrefix(msg, "NOQUEUE: ") || strings.HasPrefix(msg, "proxy-") {
-		return false
-	}
-	_, _, ok := splitQueueID(msg)
-	return !ok
 }
 
 // ParseMessage parses the message part of a syslog line logged by daemon

@@ -1,4 +1,4 @@
-package ingest
+package postfix
 
 import (
 	"math/rand"

@@ -1,0 +1,219 @@
+package postfix
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// Content-filter links: the runs of the filters beside Postfix (PMG's
+// pmg-smtp-filter, amavis, PMG's before-queue proxy) and how they join the
+// hop that handed them a message to the hop they handed it back as.
+
+// filterRec is a PMG filter run (keyed by its filter id) or an amavis run
+// (keyed by its id), waiting to be claimed by the hop that handed it the
+// message.
+type filterRec struct {
+	host, id   string
+	first      time.Time
+	messageID  string
+	verdicts   []store.Event
+	children   []*message
+	rcptSeen   map[string]bool
+	emittedFor *trace
+}
+
+func (c *Source) filter(host, id string, t time.Time) *filterRec {
+	k := host + "\x00" + id
+	f := c.filters[k]
+	if f == nil {
+		f = &filterRec{host: host, id: id, first: t, rcptSeen: map[string]bool{}}
+		c.filters[k] = f
+	}
+	return f
+}
+
+// pmgFilter handles pmg-smtp-filter lines.
+func (c *Source) pmgFilter(host string, t time.Time, raw string, r Record) bool {
+	k := host + "\x00" + r.FilterID
+	if r.Verdict == "new" {
+		if old := c.filters[k]; old != nil {
+			c.expireFilter(old)
+		}
+		delete(c.filters, k)
+		f := c.filter(host, r.FilterID, t)
+		f.messageID = r.MessageID
+		return true
+	}
+	f := c.filter(host, r.FilterID, t)
+	switch r.Verdict {
+	case "accept":
+		if r.NewID != "" {
+			ch := c.get(host, r.NewID, t)
+			ch.linked = true
+			f.children = append(f.children, ch)
+			if f.emittedFor != nil {
+				c.release(ch, f.emittedFor)
+			}
+		}
+		return true
+	case "block", "quarantine":
+		typ := store.EventFilterAsSpam
+		if r.Verdict == "quarantine" {
+			typ = store.EventQuarantine
+		}
+		rc := store.NormalizeAddress(r.To)
+		e := store.Event{
+			ID:        eventID(host, r.FilterID, t, raw, typ, rc),
+			Time:      t,
+			Recipient: rc,
+			Type:      typ,
+			Source:    r.Daemon,
+			Detail:    fmt.Sprintf("%s mail to <%s> (%s)", r.Verdict, r.To, r.Reason),
+		}
+		if r.Verdict == "quarantine" {
+			e.Detail = fmt.Sprintf("moved mail for <%s> %s", r.To, r.Reason)
+		}
+		f.verdicts = append(f.verdicts, e)
+		f.rcptSeen[rc] = true
+		if f.emittedFor != nil {
+			f.emittedFor.verdict[rc] = true
+			c.env.Emit(c.fill(f.emittedFor, e))
+		}
+		return true
+	}
+	return true
+}
+
+// claimFilter attaches a filter run's verdicts and children to the message
+// that handed it the mail.
+func (c *Source) claimFilter(f *filterRec, m *message, t time.Time) {
+	delete(c.filters, f.host+"\x00"+f.id)
+	for _, e := range f.verdicts {
+		m.verdict[e.Recipient] = true
+		if m.tr != nil {
+			m.tr.verdict[e.Recipient] = true
+		}
+		c.add(m, e)
+	}
+	for _, ch := range f.children {
+		c.link(ch, m)
+	}
+}
+
+// expireFilter makes an unclaimed filter run a message of its own.
+func (c *Source) expireFilter(f *filterRec) {
+	delete(c.filters, f.host+"\x00"+f.id)
+	if len(f.verdicts) == 0 && len(f.children) == 0 {
+		return
+	}
+	m := c.get(f.host, "filter-"+f.id, f.first)
+	m.started = true
+	m.start = f.first
+	m.messageID = f.messageID
+	if m.tr == nil {
+		c.release(m, newTrace(digest(f.host, "filter", f.id, f.first.Format(time.RFC3339Nano)), f.host))
+	}
+	c.claimFilter(f, m, f.first)
+	m.removed, m.removedAt = true, c.env.Now
+}
+
+// proxy handles PMG's before-queue filtering result on the smtpd session.
+func (c *Source) proxy(host string, t time.Time, raw string, r Record, pid int) bool {
+	f := c.filters[host+"\x00"+r.FilterID]
+	s := c.sessions[host+"\x00"+strconv.Itoa(pid)]
+	m := c.get(host, "filter-"+r.FilterID+"-"+t.Format(time.RFC3339Nano), t)
+	m.started = true
+	m.start = t
+	m.clientName, m.clientIP = s.clientName, s.clientIP
+	if r.HasFrom {
+		m.sender, m.senderKnown = r.From, true
+	}
+	if f != nil {
+		m.messageID = f.messageID
+		m.first = f.first
+	}
+	if m.tr == nil {
+		first := t
+		if f != nil {
+			first = f.first
+		}
+		c.release(m, newTrace(digest(host, "filter", r.FilterID, first.Format(time.RFC3339Nano)), host))
+	}
+	e := c.newEvent(m, t, raw, store.EventReceive, "", "smtpd")
+	e.ClientHostname, e.ClientIP = s.clientName, s.clientIP
+	e.Detail = fmt.Sprintf("received from %s[%s], checked by the before-queue filter (%s)", s.clientName, s.clientIP, r.FilterID)
+	c.add(m, e)
+	if f != nil {
+		c.claimFilter(f, m, t)
+	}
+	rc := store.NormalizeAddress(r.To)
+	if r.Action == "proxy-reject" && rc != "" && !m.tr.verdict[rc] {
+		e := c.newEvent(m, t, raw, store.EventFilterAsSpam, rc, "smtpd")
+		e.Detail = r.Action + ": " + r.Response
+		e.DSN = r.DSN
+		e.SMTPResponse = r.Response
+		c.add(m, e)
+	}
+	m.removed, m.removedAt = true, t
+	return true
+}
+
+// amavis handles amavisd-new's verdict line.
+func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
+	var typ store.EventType
+	if r.Verdict == "Blocked" {
+		typ = store.EventFilterAsSpam
+		if strings.Contains(r.Flags, "Quarantined") {
+			typ = store.EventQuarantine
+		}
+	}
+	var m *message
+	if r.QueueID != "" {
+		m = c.get(host, r.QueueID, t)
+		if r.Subject != "" && m.subject == "" {
+			m.subject = r.Subject
+			if m.tr != nil && m.tr.subject == "" {
+				m.tr.subject = r.Subject
+			}
+		}
+		if r.NewID != "" {
+			c.linkID(host, r.NewID, m)
+		}
+	} else if r.NewID != "" {
+		// no Queue-ID (e.g. mail that came through pickup): the new hop
+		// carries the subject, and the first hop's "queued as" links them.
+		ch := c.get(host, r.NewID, t)
+		if r.Subject != "" && ch.subject == "" {
+			ch.subject = r.Subject
+		}
+	}
+	if typ == "" {
+		return true
+	}
+	for _, rc := range r.Rcpts {
+		rc = store.NormalizeAddress(rc)
+		e := store.Event{
+			ID:        eventID(host, r.FilterID, t, raw, typ, rc),
+			Time:      t,
+			Recipient: rc,
+			Type:      typ,
+			Source:    "amavis",
+			Detail:    fmt.Sprintf("amavis: %s %s {%s}", r.Verdict, r.Category, r.Flags),
+		}
+		if m != nil {
+			m.verdict[rc] = true
+			if m.tr != nil {
+				m.tr.verdict[rc] = true
+			}
+			c.add(m, e)
+		} else {
+			f := c.filter(host, r.FilterID, t)
+			f.verdicts = append(f.verdicts, e)
+		}
+	}
+	return true
+}

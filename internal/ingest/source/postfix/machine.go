@@ -1,0 +1,510 @@
+package postfix
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// The message state machine: a queue id's lifecycle (a hop) from its first
+// line to its last, hops joined into traces, events held while a hop may
+// turn out to be the later hop of another.
+
+// trace is one message as the store sees it: one or more hops.
+type trace struct {
+	id       string
+	host     string
+	received time.Time
+
+	sender       string
+	senderKnown  bool
+	messageID    string
+	subject      string
+	size         int64
+	origClientIP string
+	fromIP       string
+	clientName   string
+	local        bool // generated or submitted locally (pickup, bounce notice)
+	sasl         string
+
+	rcpts        map[string]bool
+	expandedFrom map[string]string
+	verdict      map[string]bool // a filter verdict decided this recipient
+	direction    store.Direction
+	counted      bool // counted in Stats.Messages
+}
+
+// message is one queue id lifecycle (one hop).
+type message struct {
+	host, qid   string
+	first, last time.Time
+	start       time.Time // time of client=/pickup, else first
+	started     bool      // client=/pickup seen
+	tr          *trace
+	held        []store.Event
+	linked      bool       // a parent is known; wait for it
+	pendingRoot bool       // received from outside; emitted once DATA shows it is a message
+	waiting     []*message // children linked while this one was held
+	noticeOf    string     // for a bounce notice: the original's queue id
+	removed     bool
+	removedAt   time.Time
+	submitted   bool
+	rcpt        map[string]store.Status
+	verdict     map[string]bool   // a filter verdict decided this recipient
+	expanded    map[string]string // recipient -> the address it was expanded from
+
+	clientName, clientIP string
+	origIP, sasl         string
+	loopback             bool
+	// own attributes, merged into the trace on release
+	sender      string
+	senderKnown bool
+	messageID   string
+	size        int64
+	subject     string
+}
+
+func (c *Source) get(host, qid string, t time.Time) *message {
+	k := host + "\x00" + qid
+	m := c.msgs[k]
+	if m == nil {
+		m = &message{host: host, qid: qid, first: t, start: t, last: t, rcpt: map[string]store.Status{}, verdict: map[string]bool{}}
+		c.msgs[k] = m
+		if p := c.pendingLinks[k]; p != nil {
+			delete(c.pendingLinks, k)
+			c.link(m, p)
+		}
+	}
+	if t.After(m.last) {
+		m.last = t
+	}
+	if t.Before(m.first) {
+		m.first = t
+		if !m.started {
+			m.start = t
+		}
+	}
+	return m
+}
+
+// begin returns the message for a line that starts a lifecycle (client=,
+// pickup, the first cleanup line): a queue id whose earlier lifecycle ended
+// before t starts afresh.
+func (c *Source) begin(host, qid string, t time.Time) *message {
+	k := host + "\x00" + qid
+	if m := c.msgs[k]; m != nil && m.removed && t.After(m.removedAt) {
+		if m.tr == nil {
+			c.releaseRoot(m)
+		}
+		delete(c.msgs, k)
+	}
+	return c.get(host, qid, t)
+}
+
+func newTrace(id, host string) *trace {
+	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, verdict: map[string]bool{}}
+}
+
+// releaseRoot makes a held message a message of its own.
+func (c *Source) releaseRoot(m *message) {
+	if m.tr != nil {
+		return
+	}
+	c.release(m, newTrace(traceIDFor(m.host, m.qid, m.start), m.host))
+}
+
+// release attaches m to tr and emits what it held.
+func (c *Source) release(m *message, tr *trace) {
+	if m.tr != nil {
+		return
+	}
+	m.tr = tr
+	c.traceIDs[m.host+"\x00"+m.qid] = tr.id
+	c.merge(m)
+	held := m.held
+	m.held = nil
+	for _, e := range held {
+		c.env.Emit(c.fill(tr, e))
+	}
+	for _, ch := range m.waiting {
+		c.release(ch, tr)
+	}
+	m.waiting = nil
+}
+
+// merge copies a hop's attributes into its trace where the trace has none.
+func (c *Source) merge(m *message) {
+	tr := m.tr
+	if tr.received.IsZero() || m.first.Before(tr.received) {
+		tr.received = m.first
+	}
+	if !tr.senderKnown && m.senderKnown {
+		tr.sender, tr.senderKnown = m.sender, true
+	}
+	if tr.messageID == "" {
+		tr.messageID = m.messageID
+	}
+	if tr.size == 0 {
+		tr.size = m.size
+	}
+	if tr.subject == "" {
+		tr.subject = m.subject
+	}
+	if tr.sasl == "" {
+		tr.sasl = m.sasl
+	}
+	for to, from := range m.expanded {
+		if tr.expandedFrom[to] == "" {
+			tr.expandedFrom[to] = from
+		}
+	}
+	if tr.origClientIP == "" {
+		switch {
+		case m.origIP != "":
+			tr.origClientIP = m.origIP
+		case m.clientIP != "" && !m.loopback:
+			tr.origClientIP = m.clientIP
+		}
+	}
+	if tr.fromIP == "" && m.clientIP != "" && !m.loopback {
+		tr.fromIP = m.clientIP
+		tr.clientName = m.clientName
+	}
+}
+
+// link makes child a later hop of parent.
+func (c *Source) link(child, parent *message) {
+	if child == parent || child.tr != nil {
+		return
+	}
+	child.linked = true
+	if parent.tr != nil {
+		c.release(child, parent.tr)
+		return
+	}
+	parent.waiting = append(parent.waiting, child)
+}
+
+// linkID links the queue id newID on host to parent, now or when it appears.
+func (c *Source) linkID(host, newID string, parent *message) {
+	k := host + "\x00" + newID
+	if ch := c.msgs[k]; ch != nil && !(ch.removed && ch.removedAt.Before(parent.first)) {
+		c.link(ch, parent)
+		return
+	}
+	c.pendingLinks[k] = parent
+}
+
+// add emits (or holds) an event of message m.
+func (c *Source) add(m *message, e store.Event) {
+	if m.tr == nil {
+		m.held = append(m.held, e)
+		return
+	}
+	c.merge(m)
+	c.env.Emit(c.fill(m.tr, e))
+}
+
+// fill sets the message-level attributes of an event from its trace.
+func (c *Source) fill(tr *trace, e store.Event) store.Event {
+	if !tr.counted {
+		tr.counted = true
+		c.env.Stats.Messages++
+	}
+	e.MessageTraceID = tr.id
+	e.Sender = tr.sender
+	e.MessageID = tr.messageID
+	e.Subject = tr.subject
+	e.Size = tr.size
+	e.OriginalClientIP = tr.origClientIP
+	e.FromIP = tr.fromIP
+	e.Received = tr.received
+	if e.Recipient != "" {
+		r := store.NormalizeAddress(e.Recipient)
+		e.Recipient = r
+		if e.Type != store.EventExpand {
+			tr.rcpts[r] = true
+		}
+		if from := tr.expandedFrom[r]; from != "" && e.ExpandedFrom == "" {
+			e.ExpandedFrom = from
+		}
+	}
+	tr.direction = direction(c.cfg.AcceptedDomains, tr)
+	e.Direction = tr.direction
+	if e.ServerHostname == "" {
+		e.ServerHostname = tr.host
+	}
+	if e.Validate() != nil {
+		// never hand the store an event it refuses: drop bad IPs
+		e.ClientIP, e.ToIP, e.FromIP, e.OriginalClientIP, e.ServerIP = validIP(e.ClientIP), validIP(e.ToIP), validIP(e.FromIP), validIP(e.OriginalClientIP), validIP(e.ServerIP)
+	}
+	return e
+}
+
+func (c *Source) newEvent(m *message, t time.Time, raw string, typ store.EventType, rcpt, source string) store.Event {
+	return store.Event{
+		ID:             eventID(m.host, m.qid, t, raw, typ, rcpt),
+		Time:           t,
+		Recipient:      store.NormalizeAddress(rcpt),
+		Type:           typ,
+		Source:         source,
+		ServerHostname: m.host,
+	}
+}
+
+// apply handles one record and reports whether it was used.
+func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) bool {
+	if r.QueueID != "" && r.Kind != KindClient && r.Kind != KindIgnored && r.Kind != KindUnknown {
+		if m := c.msgs[host+"\x00"+r.QueueID]; m != nil && m.pendingRoot && m.tr == nil {
+			c.releaseRoot(m)
+		}
+	}
+	switch r.Kind {
+	case KindIgnored, KindUnknown:
+		return false
+	case KindSession:
+		c.sessions[host+"\x00"+strconv.Itoa(pid)] = session{clientName: r.ClientName, clientIP: r.ClientIP, seen: t}
+		return true
+	case KindClient:
+		m := c.begin(host, r.QueueID, t)
+		m.started = true
+		m.start = t
+		m.clientName, m.clientIP, m.sasl = r.ClientName, r.ClientIP, r.SASLUsername
+		m.origIP = r.OrigClientIP
+		m.loopback = (r.ClientIP != "" && isLoopback(r.ClientIP)) || (r.ClientIP == "" && r.ClientName == "localhost")
+		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
+		e.Detail = fmt.Sprintf("received from %s[%s] as queue id %s", r.ClientName, r.ClientIP, r.QueueID)
+		if r.OrigClientIP != "" {
+			e.Detail += fmt.Sprintf(", originally from %s[%s]", r.OrigClientName, r.OrigClientIP)
+		}
+		if r.SASLUsername != "" {
+			e.Detail += ", authenticated as " + r.SASLUsername
+		}
+		c.add(m, e)
+		if m.tr == nil && !m.linked && (!m.loopback || m.sasl != "") {
+			// From outside: a message once DATA begins (its next line),
+			// nothing if the session ends without it.
+			m.pendingRoot = true
+		}
+		if pid > 0 {
+			k := host + "\x00" + strconv.Itoa(pid)
+			s := c.sessions[k]
+			s.qid, s.seen = r.QueueID, t
+			c.sessions[k] = s
+		}
+		return true
+	case KindPickup:
+		m := c.begin(host, r.QueueID, t)
+		m.started = true
+		m.start = t
+		if r.HasFrom {
+			m.sender, m.senderKnown = r.From, true
+		}
+		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e.Detail = fmt.Sprintf("submitted locally by uid %s as queue id %s", r.UID, r.QueueID)
+		c.add(m, e)
+		if m.tr == nil && !m.linked {
+			c.releaseRoot(m)
+		}
+		if m.tr != nil {
+			m.tr.local = true
+		}
+		return true
+	case KindMessageID:
+		m := c.begin(host, r.QueueID, t)
+		m.messageID = r.MessageID
+		if m.tr != nil && m.tr.messageID == "" {
+			m.tr.messageID = r.MessageID
+		}
+		return true
+	case KindQueued:
+		m := c.get(host, r.QueueID, t)
+		if r.HasFrom {
+			m.sender, m.senderKnown = r.From, true
+		}
+		m.size = r.Size
+		if m.tr != nil {
+			if !m.tr.senderKnown && r.HasFrom {
+				m.tr.sender, m.tr.senderKnown = r.From, true
+			}
+			if m.tr.size == 0 {
+				m.tr.size = r.Size
+			}
+		}
+		if !m.submitted {
+			m.submitted = true
+			e := c.newEvent(m, t, raw, store.EventSubmit, "", r.Daemon)
+			e.Detail = fmt.Sprintf("queued: from=<%s>, size=%d, nrcpt=%d", r.From, r.Size, r.NRcpt)
+			c.add(m, e)
+		}
+		return true
+	case KindDelivery:
+		c.delivery(host, t, raw, r)
+		return true
+	case KindExpired:
+		m := c.get(host, r.QueueID, t)
+		for rc, st := range m.rcpt {
+			if st == store.StatusPending || st == "" {
+				e := c.newEvent(m, t, raw, store.EventFail, rc, r.Daemon)
+				e.Detail = "expired in the queue, returned to sender"
+				m.rcpt[rc] = store.StatusFailed
+				c.add(m, e)
+			}
+		}
+		return true
+	case KindRemoved:
+		m := c.get(host, r.QueueID, t)
+		m.removed = true
+		m.removedAt = t
+		return true
+	case KindNotify:
+		m := c.get(host, r.QueueID, t)
+		n := c.get(host, r.NewID, t)
+		n.noticeOf = r.QueueID
+		n.linked = false
+		ne := c.newEvent(n, t, raw, store.EventReceive, "", r.Daemon)
+		ne.Detail = fmt.Sprintf("%s for queue id %s", r.NotifyKind, r.QueueID)
+		if m.tr != nil {
+			ne.Detail += " (message trace " + m.tr.id + ")"
+		}
+		c.add(n, ne)
+		if n.tr == nil {
+			c.releaseRoot(n)
+		}
+		n.tr.local = true
+		e := c.newEvent(m, t, raw, store.EventNotify, "", r.Daemon)
+		e.Detail = fmt.Sprintf("%s queued as %s (message trace %s)", r.NotifyKind, r.NewID, n.tr.id)
+		c.add(m, e)
+		return true
+	case KindSubject:
+		m := c.get(host, r.QueueID, t)
+		m.subject = r.Subject
+		if m.tr != nil && m.tr.subject == "" {
+			m.tr.subject = r.Subject
+		}
+		return true
+	case KindReject, KindAction:
+		c.action(host, t, raw, r)
+		return true
+	case KindProxy:
+		return c.proxy(host, t, raw, r, pid)
+	case KindFilter:
+		return c.pmgFilter(host, t, raw, r)
+	case KindAmavis:
+		return c.amavis(host, t, raw, r)
+	}
+	return false
+}
+
+func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
+	m := c.get(host, r.QueueID, t)
+	rcpt := store.NormalizeAddress(r.To)
+	if orig := store.NormalizeAddress(r.OrigTo); orig != "" && orig != rcpt {
+		if m.expanded == nil {
+			m.expanded = map[string]string{}
+		}
+		m.expanded[rcpt] = orig
+		if m.tr != nil && m.tr.expandedFrom[rcpt] == "" {
+			m.tr.expandedFrom[rcpt] = orig
+		}
+		ex := c.newEvent(m, t, raw, store.EventExpand, orig, r.Daemon)
+		ex.Detail = fmt.Sprintf("%s was rewritten or expanded to %s", orig, rcpt)
+		c.add(m, ex)
+	}
+	detail := fmt.Sprintf("status=%s via %s: %s", r.Status, r.Relay, r.Response)
+	filter := isFilterRelay(c.cfg.ContentFilters, r.RelayIP, r.RelayPort, r.NewID)
+	verdictKnown := false
+	if filter && r.Status == "sent" {
+		if f := c.filters[host+"\x00"+r.FilterID]; r.FilterID != "" && f != nil {
+			c.claimFilter(f, m, t)
+		}
+		verdictKnown = m.verdict[rcpt] || (m.tr != nil && m.tr.verdict[rcpt])
+		if r.NewID != "" {
+			detail = fmt.Sprintf("handed to content filter %s, queued as %s: %s", r.Relay, r.NewID, r.Response)
+			c.linkID(host, r.NewID, m)
+		} else {
+			detail = fmt.Sprintf("handed to content filter %s: %s", r.Relay, r.Response)
+		}
+	}
+	typ := deliveryType(r.Status, r.Daemon, r.Response, filter, verdictKnown)
+	e := c.newEvent(m, t, raw, typ, rcpt, r.Daemon)
+	e.Detail = detail
+	e.Relay = r.Relay
+	e.ToIP = r.RelayIP
+	e.DSN = r.DSN
+	e.SMTPResponse = r.Response
+	if r.OrigTo != "" && store.NormalizeAddress(r.OrigTo) != rcpt {
+		e.ExpandedFrom = store.NormalizeAddress(r.OrigTo)
+	}
+	if s, ok := store.StatusOf(typ); ok {
+		m.rcpt[rcpt] = s
+	} else if _, seen := m.rcpt[rcpt]; !seen {
+		m.rcpt[rcpt] = ""
+	}
+	c.add(m, e)
+}
+
+// action handles smtpd rejects (NOQUEUE or with a queue id) and cleanup /
+// milter actions.
+func (c *Source) action(host string, t time.Time, raw string, r Record) {
+	var m *message
+	if r.QueueID == "" {
+		// A message refused before it got a queue id: traceable on its own.
+		qid := "NOQUEUE-" + digest(raw)[:8]
+		m = c.get(host, qid, t)
+		m.started = true
+		m.start = t
+		m.clientName, m.clientIP = r.ClientName, r.ClientIP
+		if r.HasFrom {
+			m.sender, m.senderKnown = r.From, true
+		}
+		c.releaseRoot(m)
+		m.removed, m.removedAt = true, t
+		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
+		e.Detail = fmt.Sprintf("%s %s from %s[%s] before queueing", r.Action, r.Stage, r.ClientName, r.ClientIP)
+		c.add(m, e)
+	} else {
+		m = c.get(host, r.QueueID, t)
+		if r.HasFrom && !m.senderKnown {
+			m.sender, m.senderKnown = r.From, true
+			if m.tr != nil && !m.tr.senderKnown {
+				m.tr.sender, m.tr.senderKnown = r.From, true
+			}
+		}
+	}
+	typ := actionType(r.Action, r.Stage, r.DSN, r.Reason)
+	// The action concerns the whole message at cleanup and for DATA or
+	// END-OF-MESSAGE, only the named recipient at RCPT.
+	rcpts := []string{}
+	if r.To != "" {
+		rcpts = append(rcpts, store.NormalizeAddress(r.To))
+	}
+	if r.Stage != "RCPT" {
+		for rc := range m.rcpt {
+			if rc != store.NormalizeAddress(r.To) {
+				rcpts = append(rcpts, rc)
+			}
+		}
+	}
+	if len(rcpts) == 0 {
+		rcpts = append(rcpts, "")
+	}
+	for _, rc := range rcpts {
+		e := c.newEvent(m, t, raw, typ, rc, r.Daemon)
+		e.Detail = fmt.Sprintf("%s: %s", r.Action, r.Reason)
+		e.DSN = r.DSN
+		e.SMTPResponse = r.Reason
+		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
+		if typ == store.EventRedirect {
+			e.Detail = fmt.Sprintf("%s to %s", r.Action, r.Reason)
+		}
+		if s, ok := store.StatusOf(typ); ok && rc != "" {
+			m.rcpt[rc] = s
+		}
+		c.add(m, e)
+	}
+}

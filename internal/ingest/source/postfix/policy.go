@@ -1,0 +1,141 @@
+package postfix
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// Policy: the decisions of the state machine that depend on nothing but
+// their arguments (what an event is, which way a message goes), each with
+// a table test.
+
+// rejectType decides what a reject means: a recipient address that does not
+// work (unknown user, mailbox full or disabled) or an oversize message
+// failed; everything else (relay denied, RBL, HELO and sender checks,
+// greylisting, spam, milters) is a refusal by policy: FilterAsSpam.
+func rejectType(dsn, reason string) store.EventType {
+	if strings.Contains(strings.ToLower(reason), "greylist") {
+		return store.EventFilterAsSpam
+	}
+	switch dsn {
+	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":
+		return store.EventFail // the recipient address does not work, or the message is too big
+	}
+	return store.EventFilterAsSpam
+}
+
+// deliveryType decides what a delivery line (status=...) means. A
+// hand-over to a content filter is a Transfer, unless the filter's reply
+// says it refused the message (" BLOCKED", "discarded", "reject") and no
+// verdict of the filter's own decided the recipient already.
+func deliveryType(status, daemon, response string, filter, verdictKnown bool) store.EventType {
+	switch status {
+	case "sent":
+		switch {
+		case filter:
+			if verdictKnown {
+				return store.EventTransfer
+			}
+			lower := strings.ToLower(response)
+			if strings.Contains(response, " BLOCKED") || strings.Contains(lower, "discarded") || strings.Contains(lower, "reject") {
+				return store.EventFilterAsSpam
+			}
+			return store.EventTransfer
+		case daemon == "discard":
+			return store.EventFilterAsSpam
+		default:
+			return store.EventDeliver
+		}
+	case "deferred":
+		return store.EventDefer
+	case "bounced", "expired", "undeliverable":
+		return store.EventFail
+	default: // "deliverable" and other address verification probes
+		return store.EventSend
+	}
+}
+
+// actionType decides what an smtpd reject or a cleanup/milter action
+// means: a reject at the header or body stage, or by a milter, is a
+// refusal by policy; others as rejectType says; a hold is a quarantine; a
+// discard is FilterAsSpam; what is left redirects.
+func actionType(action, stage, dsn, reason string) store.EventType {
+	switch action {
+	case "reject", "milter-reject":
+		if stage == "header" || stage == "body" || strings.HasPrefix(action, "milter") {
+			return store.EventFilterAsSpam
+		}
+		return rejectType(dsn, reason)
+	case "hold", "milter-hold":
+		return store.EventQuarantine
+	case "discard", "milter-discard":
+		return store.EventFilterAsSpam
+	default: // redirect, milter-header-redirect
+		return store.EventRedirect
+	}
+}
+
+// inside reports whether an address is in one of the accepted domains.
+func inside(domains []string, a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
+	for _, p := range domains {
+		if sub, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(d, "."+sub) {
+				return true
+			}
+		} else if d == p {
+			return true
+		}
+	}
+	return false
+}
+
+// direction decides which way a message goes, from its sender, its
+// recipients and whether it came from inside (authenticated, or local with
+// the null sender): unknown ("") until both sender and a recipient are
+// known.
+func direction(domains []string, tr *trace) store.Direction {
+	if len(tr.rcpts) == 0 || !tr.senderKnown {
+		return ""
+	}
+	org := tr.sasl != "" || (tr.sender == "" && tr.local) || (tr.sender != "" && inside(domains, tr.sender))
+	anyIn, anyOut := false, false
+	for r := range tr.rcpts {
+		if inside(domains, r) {
+			anyIn = true
+		} else {
+			anyOut = true
+		}
+	}
+	switch {
+	case org && anyOut:
+		return store.DirectionOutbound
+	case org:
+		return store.DirectionInternal
+	case anyIn:
+		return store.DirectionInbound
+	default:
+		return store.DirectionOutbound // relayed from outside to outside
+	}
+}
+
+// isFilterRelay reports whether a relay is a content filter: one of the
+// configured ones, or any loopback relay whose reply names a new queue id.
+func isFilterRelay(filters []string, relayIP string, relayPort int, newID string) bool {
+	if relayIP == "" {
+		return false
+	}
+	hp := relayIP + ":" + strconv.Itoa(relayPort)
+	for _, f := range filters {
+		if f == hp {
+			return true
+		}
+	}
+	return isLoopback(relayIP) && newID != ""
+}

@@ -1,0 +1,238 @@
+// Package postfix is the ingest's source for Postfix logs, and for the
+// lines of the content filters that sit beside Postfix: amavis, Proxmox
+// Mail Gateway's pmg-smtp-filter, and rspamd through its milter. It joins
+// them into messages: by host and queue id inside Postfix, and across a
+// content filter by the new queue id the filter hands back ("queued as
+// NEWID", PMG's "accept mail to <x> (NEWID)", amavis' "queued_as: NEWID"),
+// so that one message keeps one MessageTraceID from the first hop to the
+// last.
+//
+// Its files follow its concerns: prepare.go (what a line is worth, from
+// the line alone), parse.go (the grammar of Postfix's messages), machine.go
+// (the state machine of a queue id's lifecycle), filters.go (content-filter
+// links), policy.go (pure decisions: what an event is, which way a message
+// goes), ids.go (trace and event IDs) and state.go (what survives a
+// restart).
+//
+// # Trace IDs and restarts
+//
+// A message's MessageTraceID is a digest of (host, queue id, start time) of
+// its first hop, where the start time is the time of its smtpd `client=` or
+// pickup line (or of the first line seen for it). Long queue ids
+// (enable_long_queue_ids, "4PbC4x469Jz3tBr") already encode their creation
+// time and are never reused, so for them the start time is left out of the
+// digest: the ID depends on nothing but the host and the queue id, and a
+// source restarted mid-lifecycle with no state at all still gives the
+// later lines of that message the same trace ID. Short queue ids
+// ("21BCE3807B6") are reused, so their trace ID needs the start time, which
+// only the source's state knows: a restart without State/Restore gives the
+// rest of such a lifecycle a new trace ID (the store then shows the message
+// twice, the second part starting at the restart). State and Restore carry
+// that state (and messages held for a link) across a restart; Event IDs are
+// digests of (host, queue id, line) and stay stable either way, so a replay
+// after a restart stores nothing twice.
+//
+// # Holding
+//
+// A message received from a loopback client without authentication (a
+// content filter re-injecting it), or first seen by a line other than
+// `client=`/pickup (a bounce notice, or a message that started before the
+// file), may turn out to be the second hop of another message. Its events
+// are held until the link appears or Config.LinkWait (log time) passes, then
+// emitted under the right trace ID. Everything else is emitted as soon as
+// its line is read. Flush releases everything held (end of a file).
+package postfix
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
+)
+
+// Reasons a line of Postfix is not understood, keys of
+// source.Stats.NotUnderstood.
+const (
+	ReasonUnknownLine   = "unknown postfix line"
+	ReasonUnknownQueue  = "line for an unknown message" // e.g. a filter verdict never claimed
+	ReasonUnusableEvent = "unusable event"
+)
+
+// Source correlates Postfix's lines (source.Source).
+type Source struct {
+	cfg     source.Config
+	env     *source.Env
+	msgs    map[string]*message
+	filters map[string]*filterRec
+	// pendingLinks: a child queue id announced before any of its lines.
+	pendingLinks map[string]*message
+	sessions     map[string]session
+	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
+}
+
+// New returns the Postfix source: it emits into env and counts there.
+func New(cfg source.Config, env *source.Env) source.Source {
+	return &Source{
+		cfg:          cfg,
+		env:          env,
+		msgs:         map[string]*message{},
+		filters:      map[string]*filterRec{},
+		pendingLinks: map[string]*message{},
+		sessions:     map[string]session{},
+		traceIDs:     map[string]string{},
+	}
+}
+
+// TraceID returns the trace ID of the latest lifecycle of a queue id on a
+// host, while the source still remembers it ("" otherwise, or while the
+// message is held).
+func (c *Source) TraceID(host, queueID string) string {
+	if m := c.msgs[host+"\x00"+queueID]; m != nil && m.tr != nil {
+		return m.tr.id
+	}
+	return c.traceIDs[host+"\x00"+queueID]
+}
+
+// Consume reads one line Prepare claimed.
+func (c *Source) Consume(l *source.Line) {
+	if l.Ignore {
+		// kept: the end of an smtpd session
+		c.disconnect(l.Host, l.PID, l.Flags&flagData != 0)
+		c.env.Stats.Ignored++
+		return
+	}
+	rec := ParseMessage(l.Daemon, l.Message)
+	if l.Flags&flagDisconnect != 0 {
+		c.disconnect(l.Host, l.PID, l.Flags&flagData != 0)
+	}
+	used := c.apply(l.Host, l.UTC, l.Raw, rec, l.PID)
+	switch {
+	case rec.Kind == KindIgnored:
+		c.env.Stats.Ignored++
+	case rec.Kind == KindUnknown:
+		c.env.Stats.Skip(ReasonUnknownLine)
+	case !used:
+		c.env.Stats.Skip(ReasonUnknownQueue)
+	default:
+		c.env.Stats.Used++
+	}
+}
+
+// Flush releases every held message and unclaimed filter run as a message
+// of its own. Remembered lifecycles are kept.
+func (c *Source) Flush() {
+	for _, f := range c.sortedFilters(func(*filterRec) bool { return true }) {
+		c.expireFilter(f)
+	}
+	for _, m := range c.sortedMsgs(func(m *message) bool { return m.tr == nil }) {
+		c.releaseRoot(m)
+	}
+}
+
+// session is an smtpd process's current client (by host and pid).
+type session struct {
+	clientName, clientIP string
+	qid                  string // the queue id of the session's current transaction
+	seen                 time.Time
+}
+
+// disconnect ends an smtpd session: a transaction still waiting for DATA
+// was abandoned (or was a verification probe) unless the session did send
+// DATA or BDAT (then it is a message whose other lines are late).
+func (c *Source) disconnect(host string, pid int, data bool) {
+	// the key host\x00pid built on the stack: most disconnects end a
+	// session that had no transaction and left no entry
+	var buf [128]byte
+	k := strconv.AppendInt(append(append(buf[:0], host...), 0), int64(pid), 10)
+	s, ok := c.sessions[string(k)]
+	if !ok {
+		return
+	}
+	delete(c.sessions, string(k))
+	if s.qid == "" {
+		return
+	}
+	mk := host + "\x00" + s.qid
+	m := c.msgs[mk]
+	if m == nil || !m.pendingRoot || m.tr != nil {
+		return
+	}
+	if data {
+		c.releaseRoot(m)
+		return
+	}
+	delete(c.msgs, mk)
+	c.env.Stats.Abandoned++
+}
+
+// sortedFilters and sortedMsgs select in a stable order (first seen, then
+// key) so that what a sweep or a flush emits does not depend on map order.
+func (c *Source) sortedFilters(keep func(*filterRec) bool) []*filterRec {
+	var out []*filterRec
+	for _, f := range c.filters {
+		if keep(f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) < 2 {
+		return out
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].first.Equal(out[j].first) {
+			return out[i].first.Before(out[j].first)
+		}
+		return out[i].id < out[j].id
+	})
+	return out
+}
+
+func (c *Source) sortedMsgs(keep func(*message) bool) []*message {
+	var out []*message
+	for _, m := range c.msgs {
+		if keep(m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) < 2 {
+		return out
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].first.Equal(out[j].first) {
+			return out[i].first.Before(out[j].first)
+		}
+		return out[i].host+out[i].qid < out[j].host+out[j].qid
+	})
+	return out
+}
+
+// Sweep releases messages that waited too long for a link and forgets
+// finished ones.
+func (c *Source) Sweep() {
+	for _, f := range c.sortedFilters(func(f *filterRec) bool { return c.env.Now.Sub(f.first) > c.cfg.LinkWait }) {
+		c.expireFilter(f)
+	}
+	for _, m := range c.sortedMsgs(func(m *message) bool {
+		return m.tr == nil && (c.env.Now.Sub(m.first) > c.cfg.LinkWait || c.env.Now.Sub(m.last) > c.cfg.MaxIdle)
+	}) {
+		c.releaseRoot(m)
+	}
+	for k, m := range c.msgs {
+		if (m.removed && c.env.Now.Sub(m.removedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.last) > c.cfg.MaxIdle {
+			delete(c.msgs, k)
+		}
+	}
+	for k, s := range c.sessions {
+		if c.env.Now.Sub(s.seen) > time.Hour {
+			delete(c.sessions, k)
+		}
+	}
+	for k, m := range c.pendingLinks {
+		if c.env.Now.Sub(m.last) > c.cfg.LinkWait {
+			delete(c.pendingLinks, k)
+		}
+	}
+	if len(c.traceIDs) > 1<<16 {
+		c.traceIDs = map[string]string{}
+	}
+}

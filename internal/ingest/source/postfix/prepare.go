@@ -1,0 +1,143 @@
+package postfix
+
+import (
+	"strings"
+
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
+)
+
+// Preparation: what a line is worth, from the line alone, ahead of the
+// state machine and possibly on another goroutine (source.Source.Prepare).
+
+// Flags of a Verdict, for Consume.
+const (
+	flagDisconnect = 1 << iota // smtpd "disconnect from": the session ends
+	flagData                   // ... and it had sent DATA or BDAT
+)
+
+// Prepare claims the lines of Postfix's daemons, amavis and
+// pmg-smtp-filter, and says which carry nothing for a trace: a Postfix
+// message that is neither NOQUEUE nor proxy- nor "QID: ..." (connect,
+// disconnect, postscreen, TLS, statistics: most of a server's lines),
+// known by a few byte comparisons. The end of an smtpd session is kept all
+// the same: it decides whether a transaction was abandoned.
+func (c *Source) Prepare(l *syslog.Line, v *source.Verdict) bool {
+	daemon, ok := daemonOf(l.Program)
+	if !ok {
+		return false
+	}
+	*v = source.Verdict{Daemon: daemon}
+	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
+		v.Flags = flagDisconnect
+		if sentData(l.Message) {
+			v.Flags |= flagData
+		}
+		v.Keep = true
+	}
+	v.Ignore = ignorable(daemon, l.Message)
+	return true
+}
+
+// daemonOf returns the daemon name and whether the program is one we read.
+func daemonOf(program string) (string, bool) {
+	switch program {
+	case "amavis", "amavisd", "amavisd-new":
+		return "amavis", true
+	case "pmg-smtp-filter":
+		return "pmg-smtp-filter", true
+	}
+	if !strings.HasPrefix(program, "postfix") {
+		return "", false
+	}
+	i := strings.LastIndexByte(program, '/')
+	if i < 0 {
+		return "", false
+	}
+	return program[i+1:], true
+}
+
+// isQueueID reports whether s looks like a Postfix queue id: short (hex,
+// upper case) or long (base 52, with the 'z' separator inside).
+func isQueueID(s string) bool {
+	if len(s) < 5 || len(s) > 20 {
+		return false
+	}
+	hex := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
+			hex = false
+		default:
+			return false
+		}
+	}
+	if hex {
+		return true
+	}
+	return len(s) >= 10 && strings.IndexByte(s[1:], 'z') >= 0
+}
+
+// splitQueueID splits "QID: rest".
+func splitQueueID(msg string) (qid, rest string, ok bool) {
+	// A queue id is letters and digits only, so the first ": " can only
+	// end one if everything before it is letters and digits: look no
+	// further than the longest queue id (strings.Index(msg, ": ") would
+	// scan the whole message of every line that has none).
+	i := 0
+	for i < len(msg) && i <= 20 && alnum[msg[i]] {
+		i++
+	}
+	if i+1 >= len(msg) || msg[i] != ':' || msg[i+1] != ' ' {
+		return "", "", false
+	}
+	if !isQueueID(msg[:i]) {
+		return "", "", false
+	}
+	return msg[:i], msg[i+2:], true
+}
+
+// alnum marks the bytes of a queue id: ASCII letters and digits.
+var alnum = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c], t[c+'a'-'A'] = true, true
+	}
+	return t
+}()
+
+// ignorable reports, by a few byte comparisons, that ParseMessage(daemon,
+// msg) is KindIgnored (connect, disconnect, postscreen, TLS, statistics:
+// most of a server's lines): a Postfix message that is neither NOQUEUE nor
+// proxy- nor "QID: ...".
+func ignorable(daemon, msg string) bool {
+	switch daemon {
+	case "amavis", "pmg-smtp-filter":
+		return false
+	}
+	if strings.HasPrefix(msg, "NOQUEUE: ") || strings.HasPrefix(msg, "proxy-") {
+		return false
+	}
+	_, _, ok := splitQueueID(msg)
+	return !ok
+}
+
+// sentData is strings.Contains(msg, " data=") || strings.Contains(msg,
+// " bdat="), in one pass over the '=' of the message.
+func sentData(msg string) bool {
+	for i := 0; ; {
+		j := strings.IndexByte(msg[i:], '=')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= 5 && (msg[i-5:i] == " data" || msg[i-5:i] == " bdat") {
+			return true
+		}
+		i++
+	}
+}
