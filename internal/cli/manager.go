@@ -302,7 +302,7 @@ func runManager(ctx context.Context, f managerFlags) error {
 	if f.opts.Reports.Default, err = f.rf.defaultStoreConfig(os.Getenv); err != nil {
 		return err
 	}
-	st, err := storeopen.OpenWithOptions(ctx, f.store, storeopen.Options{Retention: f.opts.Retention})
+	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {
 		return err
 	}

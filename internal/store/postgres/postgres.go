@@ -15,8 +15,8 @@
 //
 // Retention: Prune(cutoff) drops the daily partitions entirely before cutoff
 // and deletes what remains before cutoff in the boundary day. Nothing prunes
-// on its own: a long-running process (the manager) must call RunRetention,
-// which prunes every `every` with the cutoff now - Options.Retention.
+// on its own: retention has one owner, the manager's --retention, whose loop
+// calls Prune (as it does for SQLite).
 package postgres
 
 import (
@@ -45,9 +45,6 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DefaultRetention is how long messages are kept when Options.Retention is zero.
-const DefaultRetention = 90 * 24 * time.Hour
-
 // DefaultLimit is the page size Trace uses when asked for limit <= 0.
 const DefaultLimit = 1000
 
@@ -56,13 +53,8 @@ const partitionLockID = 0x6d61696c74726163 // "mailtrac"
 
 // Options tune the adapter.
 type Options struct {
-	// Retention is how long messages are kept (by received time), used by
-	// RunRetention; 0 means DefaultRetention.
-	Retention time.Duration
 	// MaxConns caps the connection pool; 0 means pgxpool's default.
 	MaxConns int32
-	// Now is the clock RunRetention uses; nil means time.Now.
-	Now func() time.Time
 }
 
 // Store is a store.Store on PostgreSQL. It is safe for concurrent use.
@@ -79,12 +71,6 @@ var _ store.Store = (*Store)(nil)
 // Open connects to dsn (a libpq URL or keyword/value string), applies the
 // schema migrations and returns the store.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	if opts.Retention <= 0 {
-		opts.Retention = DefaultRetention
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -990,25 +976,4 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) error {
 		return fmt.Errorf("postgres: prune: %w", err)
 	}
 	return nil
-}
-
-// RunRetention prunes everything received more than Options.Retention ago,
-// now and then every `every` (an hour when 0), until ctx ends. Errors are
-// passed to onError (which may be nil) and the loop goes on.
-func (s *Store) RunRetention(ctx context.Context, every time.Duration, onError func(error)) {
-	if every <= 0 {
-		every = time.Hour
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if err := s.Prune(ctx, s.opts.Now().Add(-s.opts.Retention)); err != nil && onError != nil && ctx.Err() == nil {
-			onError(err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

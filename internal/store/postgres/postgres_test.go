@@ -183,35 +183,6 @@ func TestPruneDropsWholeDaysAndTrimsTheBoundaryDay(t *testing.T) {
 	}
 }
 
-func TestRunRetentionPrunesByTheClock(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	now := D0.Add(100 * 24 * time.Hour)
-	st, err := postgres.Open(context.Background(), dsn, postgres.Options{Retention: 95 * 24 * time.Hour, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	appendAll(t, st, msg("old", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
-	appendAll(t, st, msg("new", D0.Add(10*24*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { st.RunRetention(ctx, time.Hour, func(err error) { t.Error(err) }); close(done) }()
-	for i := 0; ; i++ {
-		if n := sql1[int64](t, dsn, `SELECT count(*) FROM messages WHERE trace_id = 'old'`)[0]; n == 0 {
-			break
-		}
-		if i > 1000 {
-			t.Fatal("RunRetention did not prune")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if got := trace(t, st, store.Query{Start: D0, End: D0.Add(20 * 24 * time.Hour)}); !slices.Equal(got, []string{"new b@y.example Delivered"}) {
-		t.Errorf("after retention: %q", got)
-	}
-}
-
 func TestMigrationsRunTwiceAndConcurrently(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	var wg sync.WaitGroup

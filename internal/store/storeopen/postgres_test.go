@@ -12,17 +12,13 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// A postgres:// URL, with a retention parameter, opens a working store on a
-// real PostgreSQL.
+// A postgres:// URL opens a working store on a real PostgreSQL.
 func TestOpenPostgres(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("retention", "30d")
-	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := Open(ctx, u.String())

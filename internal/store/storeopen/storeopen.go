@@ -3,14 +3,15 @@
 //
 //	sqlite:///var/lib/mailtrace/mailtrace.db   absolute path
 //	sqlite://data/mailtrace.db                 path relative to the working directory
-//	data/mailtrace.db                          a bare path is a SQLite file too
+//	data/mailtrace.db                          a bare path ending in .db is a SQLite file too
 //	postgres://user:pass@host:5432/db?sslmode=disable
 //	postgresql://...                           the same
 //
-// A PostgreSQL URL is handed to the PostgreSQL adapter as it is, except for
-// an optional `retention` query parameter (a Go duration such as 2160h, or
-// days such as 90d) which is removed from the DSN and becomes the adapter's
-// retention. Errors never print a password.
+// Nothing else is taken: a libpq keyword DSN (host=... password=...) or a
+// path without .db is refused rather than becoming a SQLite file of that
+// name. A PostgreSQL URL is handed to the PostgreSQL adapter as it is.
+// Retention is not a store setting: the manager's --retention is its one
+// owner. Errors never print a password.
 package storeopen
 
 import (
@@ -33,10 +34,6 @@ import (
 
 // Options apply to every store kind that supports them.
 type Options struct {
-	// Retention is how long messages are kept, for adapters that take it
-	// (PostgreSQL). Zero means the adapter's default. A `retention` query
-	// parameter in the URL wins over it.
-	Retention time.Duration
 	// MustExist refuses a SQLite file that does not exist (ErrNotExist)
 	// instead of creating an empty store: for commands that only read, where
 	// a new store means a mistyped path.
@@ -60,11 +57,8 @@ type Target struct {
 	Kind Kind
 	// Path is the SQLite file (KindSQLite).
 	Path string
-	// DSN is what the PostgreSQL adapter gets (KindPostgres), without the
-	// retention parameter.
+	// DSN is what the PostgreSQL adapter gets (KindPostgres).
 	DSN string
-	// Retention from the URL, zero when it has none.
-	Retention time.Duration
 }
 
 // Open opens the store a URL names.
@@ -95,16 +89,16 @@ func OpenWithOptions(ctx context.Context, rawURL string, opts Options) (store.St
 		}
 		return s, nil
 	default:
-		if t.Retention == 0 {
-			t.Retention = opts.Retention
-		}
-		s, err := postgres.Open(ctx, t.DSN, postgres.Options{Retention: t.Retention})
+		s, err := postgres.Open(ctx, t.DSN, postgres.Options{})
 		if err != nil {
 			return nil, redactError(fmt.Errorf("open PostgreSQL store %s: %w", Redact(t.DSN), err), rawURL)
 		}
 		return s, nil
 	}
 }
+
+var errUnknownStore = errors.New("the store is not sqlite:///path/to/mailtrace.db, postgres://user@host/db " +
+	"or a path ending in .db (a libpq keyword DSN such as 'host=... dbname=...' must be written as a postgres:// URL)")
 
 // Parse splits a store URL into what the adapters need, without opening anything.
 func Parse(rawURL string) (Target, error) {
@@ -114,7 +108,12 @@ func Parse(rawURL string) (Target, error) {
 	}
 	scheme, rest, hasScheme := strings.Cut(u, ":")
 	if !hasScheme || !strings.HasPrefix(rest, "//") && !isKnownScheme(scheme) || looksLikeWindowsDrive(scheme) {
-		// A bare path (no scheme).
+		// A bare path (no scheme): only a .db file. Anything else is more
+		// likely a mistake (a keyword DSN holding a password, say) than a
+		// file name, and the message does not repeat it.
+		if !strings.HasSuffix(strings.ToLower(u), ".db") || strings.ContainsAny(u, "= \t") {
+			return Target{}, errUnknownStore
+		}
 		return Target{Kind: KindSQLite, Path: u}, nil
 	}
 	switch strings.ToLower(scheme) {
@@ -135,19 +134,11 @@ func Parse(rawURL string) (Target, error) {
 		if err != nil {
 			return Target{}, fmt.Errorf("store URL %s is not a valid URL", Redact(u))
 		}
-		t := Target{Kind: KindPostgres}
-		q := parsed.Query()
-		if r := q.Get("retention"); r != "" {
-			d, err := ParseDuration(r)
-			if err != nil || d <= 0 {
-				return Target{}, fmt.Errorf("store URL %s: retention=%q is not a positive duration such as 2160h or 90d", Redact(u), r)
-			}
-			t.Retention = d
-			q.Del("retention")
-			parsed.RawQuery = q.Encode()
+		if parsed.Query().Has("retention") {
+			return Target{}, fmt.Errorf("store URL %s: retention is not a store URL parameter; "+
+				"the manager's --retention (the chart's store.retention) is its one setting", Redact(u))
 		}
-		t.DSN = parsed.String()
-		return t, nil
+		return Target{Kind: KindPostgres, DSN: parsed.String()}, nil
 	default:
 		return Target{}, fmt.Errorf("store URL %s: unknown scheme %q (use sqlite:// or postgres://)", Redact(u), scheme)
 	}

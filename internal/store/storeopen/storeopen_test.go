@@ -27,16 +27,17 @@ func TestParse(t *testing.T) {
 		{in: "postgres://mt:secret@db:5432/mailtrace?sslmode=disable",
 			want: Target{Kind: KindPostgres, DSN: "postgres://mt:secret@db:5432/mailtrace?sslmode=disable"}},
 		{in: "postgresql://db/mailtrace", want: Target{Kind: KindPostgres, DSN: "postgresql://db/mailtrace"}},
-		{in: "postgres://db/mailtrace?retention=30d&sslmode=disable",
-			want: Target{Kind: KindPostgres, DSN: "postgres://db/mailtrace?sslmode=disable", Retention: 30 * 24 * time.Hour}},
-		{in: "postgres://db/mailtrace?retention=720h",
-			want: Target{Kind: KindPostgres, DSN: "postgres://db/mailtrace", Retention: 720 * time.Hour}},
 		{in: "", wantErr: "empty"},
 		{in: "sqlite://", wantErr: "names no file"},
 		{in: "sqlite:///x.db?mode=ro", wantErr: "no query parameters"},
 		{in: "mysql://root:hunter2@db/mail", wantErr: `unknown scheme "mysql"`},
-		{in: "postgres://db/x?retention=soon", wantErr: "not a positive duration"},
-		{in: "postgres://db/x?retention=-1h", wantErr: "not a positive duration"},
+		// Retention has one owner, the manager's --retention.
+		{in: "postgres://db/mailtrace?retention=30d&sslmode=disable", wantErr: "--retention"},
+		// Neither a URL nor a .db path: refused, and never echoed (it may be
+		// a keyword DSN with a password) instead of becoming a SQLite file.
+		{in: "host=db user=mt password=hunter2 dbname=mailtrace", wantErr: "keyword DSN"},
+		{in: "data/mailtrace", wantErr: "a path ending in .db"},
+		{in: "my store.db", wantErr: "a path ending in .db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
