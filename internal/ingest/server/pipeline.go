@@ -172,7 +172,7 @@ func (p *Pipeline) restore() error {
 		return fmt.Errorf("ingest state: %w", err)
 	}
 	var s ingest.State
-	if err := json.Unmarshal(b, &s); err == nil {
+	if err = json.Unmarshal(b, &s); err == nil {
 		err = p.c.Restore(s)
 	}
 	if err != nil {

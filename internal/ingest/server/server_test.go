@@ -546,6 +546,31 @@ func selfSigned(t testing.TB) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
+// A state file that cannot be restored (damaged, or of a source this
+// build lacks) is set aside as .bad, and the ingester starts afresh.
+func TestBadStateFile(t *testing.T) {
+	for name, content := range map[string]string{
+		"damaged":        `{"version": 2, "sources": {"postfix": {"traces": [`,
+		"unknown source": `{"version": 2, "sources": {"exim": {}}}`,
+		"bad trace":      `{"version": 1, "messages": [{"host": "mx", "queueId": "ABCDE12345", "traceId": "nowhere"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			stateFile := filepath.Join(t.TempDir(), "ingest-state.json")
+			if err := os.WriteFile(stateFile, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st := openStore(t)
+			r := start(t, st, Options{Pipeline: PipelineOptions{StateFile: stateFile}})
+			if b, err := os.ReadFile(stateFile + ".bad"); err != nil || string(b) != content {
+				t.Errorf("the state file was not set aside: %v", err)
+			}
+			sendTCP(t, r.s.Addr("tcp"), strings.Join(outOfOrder, "\n")+"\n")
+			waitStatus(t, st, "b@example.com", store.StatusDelivered)
+			r.stop(t)
+		})
+	}
+}
+
 // A restart of the ingester in the middle of a message's lifecycle (after
 // the first hop of a filtered message with short queue ids, its second hop
 // held for its link) loses nothing: with the state file, the later lines

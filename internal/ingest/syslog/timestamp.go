@@ -212,8 +212,6 @@ type isoCache struct {
 	secOK  bool
 	date   [10]byte // "YYYY-MM-DD"
 	days   int64    // days since 1970-01-01 of date
-	y      int
-	mo, d  int
 	dateOK bool
 	zone   [6]byte // "Z", "", "+hh:mm", "+hhmm" as it was written
 	zlen   int
@@ -235,13 +233,13 @@ func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bo
 		}
 	} else {
 		full := s
-		var y, mo, d int
 		var days int64
 		cacheable := true // a four-digit year: the bytes say it all
 		if c != nil && c.dateOK && len(s) > 10 && s[:10] == string(c.date[:]) {
-			y, mo, d, days = c.y, c.mo, c.d, c.days
+			days = c.days
 			s = s[5:] // as below: s is "MM-DD" and the rest
 		} else {
+			var y, mo, d int
 			i := 0
 			for i < len(s) && i < 5 && s[i] >= '0' && s[i] <= '9' {
 				i++
@@ -270,7 +268,7 @@ func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bo
 			days = daysFromCivil(y, mo, d)
 			if c != nil && cacheable {
 				copy(c.date[:], full[:10])
-				c.y, c.mo, c.d, c.days, c.dateOK = y, mo, d, days, true
+				c.days, c.dateOK = days, true
 			}
 		}
 		if s[5] != 'T' && s[5] != ' ' {

@@ -109,7 +109,7 @@ func (c *Source) state() State {
 	st := State{PendingLinks: map[string]string{}}
 	traces := map[*trace]bool{}
 	for _, m := range c.sortedMsgs(func(*message) bool { return true }) {
-		ms := MessageState{
+		ms := MessageState{ //nolint:dupl // restore maps the fields back, the other way
 			Host: m.host, QueueID: m.qid, First: m.first, Last: m.last, Start: m.start, Started: m.started,
 			Held: m.held, Linked: m.linked, PendingRoot: m.pendingRoot, NoticeOf: m.noticeOf, Removed: m.removed, RemovedAt: m.removedAt,
 			Submitted: m.submitted, Recipients: m.rcpt, Verdicts: keys(m.verdict), Expanded: m.expanded,
@@ -195,7 +195,7 @@ func (c *Source) restore(st State) error {
 		traces[ts.ID] = tr
 	}
 	for _, ms := range st.Messages {
-		m := &message{
+		m := &message{ //nolint:dupl // State maps the fields out, the other way
 			host: ms.Host, qid: ms.QueueID, first: ms.First, last: ms.Last, start: ms.Start, started: ms.Started,
 			held: ms.Held, linked: ms.Linked, pendingRoot: ms.PendingRoot, noticeOf: ms.NoticeOf, removed: ms.Removed, removedAt: ms.RemovedAt,
 			submitted: ms.Submitted, rcpt: ms.Recipients, verdict: set(ms.Verdicts), expanded: ms.Expanded,
