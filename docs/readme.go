@@ -78,11 +78,10 @@ func outputBlock(readme []byte, name string) (marker, start, end int, err error)
 		return 0, 0, 0, fmt.Errorf("the block of %q does not end", name)
 	}
 	start = open + nl + 1
-	closing := bytes.Index(readme[start:], []byte("\n"+fence+"\n"))
 	if bytes.HasPrefix(readme[start:], []byte(fence+"\n")) {
-		closing = -1 // an empty block
-		return marker, start, start, nil
+		return marker, start, start, nil // an empty block
 	}
+	closing := bytes.Index(readme[start:], []byte("\n"+fence+"\n"))
 	if closing < 0 {
 		return 0, 0, 0, fmt.Errorf("the block of %q does not end", name)
 	}
