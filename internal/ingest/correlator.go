@@ -23,6 +23,7 @@ type Correlator struct {
 	// env is shared with the sources: the clock (env.Now), the counters,
 	// the events of the current line
 	env       source.Env
+	line      source.Line // the line being consumed
 	lastSweep time.Time
 	sweepAt   time.Time // lastSweep + 10s: now.Sub(lastSweep) >= 10s is !now.Before(sweepAt), now never being before lastSweep
 	// emitCopies: emit copies the events and keeps nothing of the slice
@@ -202,7 +203,8 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 	var v source.Verdict
 	src := -1
 	for i, s := range c.sources {
-		if s.Prepare(l, &v) {
+		var ok bool
+		if v, ok = s.Prepare(*l); ok {
 			src = i
 			break
 		}
@@ -241,7 +243,11 @@ func (c *Correlator) consume(p *prepared) error {
 	if done, err := c.consumeHead(p.op, p.invalid, p.line.UTC, p.line.Keep); done {
 		return err
 	}
-	c.sources[p.src].Consume(&p.line)
+	// the source gets a copy in c: a pointer to p handed through the
+	// interface would put every line's prepared on the heap
+	c.line = p.line
+	c.sources[p.src].Consume(&c.line)
+	c.line = source.Line{}
 	return c.drain()
 }
 

@@ -20,12 +20,11 @@ type mailbox struct {
 
 func newMailbox(_ source.Config, env *source.Env) source.Source { return &mailbox{env: env} }
 
-func (m *mailbox) Prepare(l *syslog.Line, v *source.Verdict) bool {
+func (m *mailbox) Prepare(l syslog.Line) (source.Verdict, bool) {
 	if l.Program != "dovecot" {
-		return false
+		return source.Verdict{}, false
 	}
-	*v = source.Verdict{Daemon: "lmtp", Ignore: !strings.Contains(l.Message, "saved mail to")}
-	return true
+	return source.Verdict{Daemon: "lmtp", Ignore: !strings.Contains(l.Message, "saved mail to")}, true
 }
 
 func (m *mailbox) Consume(l *source.Line) {

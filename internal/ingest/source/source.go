@@ -32,10 +32,12 @@ import (
 // concurrently with the other methods; they are called one at a time.
 type Source interface {
 	// Prepare reports whether l is one of this source's lines (by its
-	// Program, most often) and, when it is, fills v. It runs ahead of
-	// Consume, possibly on another goroutine: it may read the source's
-	// configuration, never its state, and keeps nothing of l.
-	Prepare(l *syslog.Line, v *Verdict) bool
+	// Program, most often) and, when it is, what it is worth. It runs
+	// ahead of Consume, possibly on another goroutine: it may read the
+	// source's configuration, never its state, and keeps nothing of l.
+	// (l and the Verdict are values: a pointer handed through an interface
+	// would make the engine allocate each line on the heap.)
+	Prepare(l syslog.Line) (Verdict, bool)
 	// Consume correlates a line Prepare claimed and did not Ignore (or
 	// Ignored and Kept), in log order; it emits events through its Env and
 	// counts the line there (Used, Ignored, or Skip with a reason).

@@ -22,12 +22,12 @@ const (
 // disconnect, postscreen, TLS, statistics: most of a server's lines),
 // known by a few byte comparisons. The end of an smtpd session is kept all
 // the same: it decides whether a transaction was abandoned.
-func (c *Source) Prepare(l *syslog.Line, v *source.Verdict) bool {
+func (c *Source) Prepare(l syslog.Line) (source.Verdict, bool) {
 	daemon, ok := daemonOf(l.Program)
 	if !ok {
-		return false
+		return source.Verdict{}, false
 	}
-	*v = source.Verdict{Daemon: daemon}
+	v := source.Verdict{Daemon: daemon, Ignore: ignorable(daemon, l.Message)}
 	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
 		v.Flags = flagDisconnect
 		if sentData(l.Message) {
@@ -35,8 +35,7 @@ func (c *Source) Prepare(l *syslog.Line, v *source.Verdict) bool {
 		}
 		v.Keep = true
 	}
-	v.Ignore = ignorable(daemon, l.Message)
-	return true
+	return v, true
 }
 
 // daemonOf returns the daemon name and whether the program is one we read.
