@@ -111,8 +111,11 @@ func Parse(rawURL string) (Target, error) {
 		// A bare path (no scheme): only a .db file. Anything else is more
 		// likely a mistake (a keyword DSN holding a password, say) than a
 		// file name, and the message does not repeat it.
-		if !strings.HasSuffix(strings.ToLower(u), ".db") || strings.ContainsAny(u, "= \t") {
-			return Target{}, errUnknownStore
+		if strings.ContainsAny(u, "= \t") {
+			return Target{}, errUnknownStore // may be a keyword DSN: not repeated
+		}
+		if !strings.HasSuffix(strings.ToLower(u), ".db") {
+			return Target{}, fmt.Errorf("store %q: %w", u, errUnknownStore)
 		}
 		return Target{Kind: KindSQLite, Path: u}, nil
 	}

@@ -36,7 +36,7 @@ func TestParse(t *testing.T) {
 		// Neither a URL nor a .db path: refused, and never echoed (it may be
 		// a keyword DSN with a password) instead of becoming a SQLite file.
 		{in: "host=db user=mt password=hunter2 dbname=mailtrace", wantErr: "keyword DSN"},
-		{in: "data/mailtrace", wantErr: "a path ending in .db"},
+		{in: "data/mailtrace", wantErr: `store "data/mailtrace": the store is not`},
 		{in: "my store.db", wantErr: "a path ending in .db"},
 	}
 	for _, tt := range tests {
