@@ -98,8 +98,12 @@ bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
 	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/
 
 .PHONY: docs
-docs: ## Regenerate docs/reference.md from the CRDs (run after make manifests).
+docs: ## Regenerate docs/reference.md from the CRDs, and README's reason and command tables (run after make manifests).
 	$(GO) run ./docs/refgen
+
+.PHONY: readme
+readme: ## Run the demo and rewrite README's recorded output blocks from what it prints (docs/readmegen).
+	@assets="$$(hack/envtest.sh)" && minio="$$(hack/minio.sh)" && $(GO) run ./docs/readmegen -assets "$$assets" -minio "$$minio"
 
 ##@ Demo
 
