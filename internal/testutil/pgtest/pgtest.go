@@ -212,6 +212,29 @@ func NamedDSN(t testing.TB, name string) (dsn string, created bool) {
 	return withDB(admin, name), !exists
 }
 
+// UnixDSN returns dsn (a DSN of the throwaway server) rewritten to connect
+// over the server's Unix socket, and true; on an external server, dsn and
+// false. A Unix socket's buffers have a fixed size (net.core.wmem_default,
+// about 200 KiB), while loopback TCP grows them to tens of MiB as the client
+// reads: a test that needs the server to block while sending needs the
+// former.
+func UnixDSN(t testing.TB, dsn string) (string, bool) {
+	t.Helper()
+	if External() || srv == nil {
+		return dsn, false
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	q := u.Query()
+	q.Set("host", filepath.Join(srv.dir, "sock"))
+	q.Set("port", strconv.Itoa(srv.port))
+	u.Host = ""
+	u.RawQuery = q.Encode()
+	return u.String(), true
+}
+
 // External reports whether the tests use an external server (MAILTRACE_TEST_POSTGRES).
 func External() bool { return os.Getenv(EnvServer) != "" }
 
