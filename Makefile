@@ -54,8 +54,8 @@ lint: ## gofmt, go mod tidy, golangci-lint (vet, import rules), duplication chec
 LDFLAGS_VERSION = -X github.com/mailtrace/mailtrace/internal/cli.Version=$(VERSION)
 
 .PHONY: build
-build: ## Build bin/mailtrace and the kubectl plugin bin/kubectl-mailtrace, stamped with `git describe`.
-	$(GO) build -ldflags "$(LDFLAGS_VERSION)" -o $(BIN)/mailtrace ./cmd/mailtrace
+build: ## Build bin/mailtrace (with the demo: -tags demo) and the kubectl plugin bin/kubectl-mailtrace, stamped with `git describe`.
+	$(GO) build -tags demo -ldflags "$(LDFLAGS_VERSION)" -o $(BIN)/mailtrace ./cmd/mailtrace
 	$(GO) build -ldflags "$(LDFLAGS_VERSION)" -o $(BIN)/kubectl-mailtrace ./cmd/kubectl-mailtrace
 
 .PHONY: build-static

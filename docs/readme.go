@@ -10,6 +10,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/mailtrace/mailtrace/internal/cli"
+	"github.com/mailtrace/mailtrace/internal/democmd"
+	"github.com/mailtrace/mailtrace/internal/plugin"
 )
 
 // ReadmeFile is README.md, relative to the repository root.
@@ -219,8 +221,8 @@ var readmeReasonSections = map[string]string{
 // the cobra trees of mailtrace and kubectl-mailtrace).
 func ReadmeTables(troubleshooting []byte) (map[string]string, error) {
 	out := map[string]string{
-		"commands-mailtrace": CommandTable(cli.NewRootCommand()),
-		"commands-kubectl":   CommandTable(cli.NewPluginCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard})),
+		"commands-mailtrace": CommandTable(cli.NewRootCommand(democmd.NewCommand())),
+		"commands-kubectl":   CommandTable(plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard})),
 	}
 	for name, heading := range readmeReasonSections {
 		t, err := ReasonTable(troubleshooting, heading)

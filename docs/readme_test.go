@@ -25,6 +25,8 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/cli"
+	"github.com/mailtrace/mailtrace/internal/democmd"
+	"github.com/mailtrace/mailtrace/internal/plugin"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
@@ -79,8 +81,8 @@ func TestReadmeGeneratedTablesAreCurrent(t *testing.T) {
 	}
 	// Every command of both trees has its row, ingest and download among them.
 	for name, root := range map[string]*cobra.Command{
-		"commands-mailtrace": cli.NewRootCommand(),
-		"commands-kubectl":   cli.NewPluginCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}),
+		"commands-mailtrace": cli.NewRootCommand(democmd.NewCommand()),
+		"commands-kubectl":   plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}),
 	} {
 		table, _ := GeneratedSection(readme, name)
 		n := 0
@@ -382,7 +384,7 @@ func TestReadmeNDJSONSample(t *testing.T) {
 // product's: 20 hex characters.
 func TestReadmeTraceIDs(t *testing.T) {
 	text := string(readReadme(t))
-	for _, root := range []*cobra.Command{cli.NewRootCommand(), cli.NewPluginCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})} {
+	for _, root := range []*cobra.Command{cli.NewRootCommand(democmd.NewCommand()), plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})} {
 		var walk func(c *cobra.Command)
 		walk = func(c *cobra.Command) {
 			text += "\n" + c.Example
@@ -414,7 +416,7 @@ func TestReadmeTraceIDs(t *testing.T) {
 // The defaults README gives for kubectl mailtrace's flags are the flags'.
 func TestReadmeFlagDefaults(t *testing.T) {
 	text := string(readReadme(t))
-	root := cli.NewPluginCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	root := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
 	for _, tc := range []struct{ cmd, flag string }{{"download", "ttl"}, {"run", "timeout"}} {
 		c, _, err := root.Find([]string{tc.cmd})
 		if err != nil {

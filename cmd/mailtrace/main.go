@@ -1,5 +1,7 @@
-// Command mailtrace is the one binary: the operator's manager, the demo, and
-// the tools to query a trace store and load events into it.
+// Command mailtrace is the one binary: the operator's manager, the tools to
+// query a trace store and load events into it, and, built with the demo tag
+// (make build does), the demo. Without the tag it does not link envtest: the
+// image's binary is built so (deps_test.go keeps it so).
 package main
 
 import (
@@ -12,5 +14,5 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:]))
+	os.Exit(cli.Main(os.Args[1:], demoCommand()))
 }

@@ -32,6 +32,8 @@ import (
 	"github.com/mailtrace/mailtrace/docs"
 	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/demo"
+	"github.com/mailtrace/mailtrace/internal/democmd"
+	"github.com/mailtrace/mailtrace/internal/plugin"
 )
 
 // The trace whose status "A first MessageTrace" shows, and the showcase
@@ -61,12 +63,12 @@ func run(ctx context.Context, assets, minio string) error {
 	}
 	blocks := map[string]string{}
 	var extraErr error
-	o := cli.DemoOptions{Assets: rel(assets), MinIO: rel(minio), Dir: ".demo", Timeout: 5 * time.Minute,
+	o := democmd.Options{Assets: rel(assets), MinIO: rel(minio), Dir: ".demo", Timeout: 5 * time.Minute,
 		Started: func(kubeconfig string) { extraErr = extras(ctx, kubeconfig, blocks) }}
 	// The demo prints how to run the binary again: as `make demo` runs it.
 	os.Args[0] = "bin/mailtrace"
 	var out, errOut bytes.Buffer
-	if err := cli.RunDemo(ctx, o, &out, &errOut); err != nil {
+	if err := democmd.Run(ctx, o, &out, &errOut); err != nil {
 		return fmt.Errorf("the demo: %w\n%s%s", err, out.String(), errOut.String())
 	}
 	if extraErr != nil {
@@ -95,7 +97,7 @@ func extras(ctx context.Context, kubeconfig string, blocks map[string]string) er
 	if err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: cli.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: plugin.NewScheme()})
 	if err != nil {
 		return err
 	}

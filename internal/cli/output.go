@@ -9,11 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-
-	"golang.org/x/text/width"
 
 	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/textable"
 )
 
 // Output formats of `query` and `details`.
@@ -32,14 +30,15 @@ var SummaryCSVHeader = []string{
 	"total_bytes", "message_id", "network_message_id", "original_client_ip", "from_ip", "to_ip", "directionality",
 }
 
-// rowWriter writes trace rows in one output format.
-type rowWriter interface {
+// RowWriter writes trace rows in one output format.
+type RowWriter interface {
 	Write(r store.Row) error
 	// Flush finishes the output (aligns and prints a table, flushes CSV).
 	Flush() error
 }
 
-func newRowWriter(format string, w io.Writer) (rowWriter, error) {
+// NewRowWriter writes rows as format says: table, wide, json or csv.
+func NewRowWriter(format string, w io.Writer) (RowWriter, error) {
 	switch strings.ToLower(format) {
 	case formatTable, "":
 		return &rowTable{w: w}, nil
@@ -118,106 +117,20 @@ func NeutralizeCSVCell(s string) string {
 	return s
 }
 
-// table collects cells and prints them in aligned columns. Alignment uses
-// display width, so Japanese subjects line up too; control characters in
-// cells (which could move the cursor or forge lines) are replaced by spaces.
-type table struct {
-	rows [][]string
-}
-
-func (t *table) add(cells ...string) {
-	for i, c := range cells {
-		cells[i] = sanitize(c)
-	}
-	t.rows = append(t.rows, cells)
-}
-
-func (t *table) print(w io.Writer) error {
-	var widths []int
-	for _, r := range t.rows {
-		for i, c := range r {
-			if i >= len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[i] = max(widths[i], displayWidth(c))
-		}
-	}
-	var b strings.Builder
-	for _, r := range t.rows {
-		b.Reset()
-		for i, c := range r {
-			b.WriteString(c)
-			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-displayWidth(c)+3))
-			}
-		}
-		b.WriteByte('\n')
-		if _, err := io.WriteString(w, strings.TrimRight(b.String(), " \n")+"\n"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-func runeWidth(r rune) int {
-	switch width.LookupRune(r).Kind() {
-	case width.EastAsianWide, width.EastAsianFullwidth:
-		return 2
-	}
-	if unicode.Is(unicode.Mn, r) {
-		return 0
-	}
-	return 1
-}
-
-func displayWidth(s string) int {
-	n := 0
-	for _, r := range s {
-		n += runeWidth(r)
-	}
-	return n
-}
-
-// truncate cuts s to at most w display columns, marking the cut with "…".
-func truncate(s string, w int) string {
-	if displayWidth(s) <= w {
-		return s
-	}
-	n := 0
-	for i, r := range s {
-		if n+runeWidth(r) > w-1 {
-			return s[:i] + "…"
-		}
-		n += runeWidth(r)
-	}
-	return s
-}
-
-const tableTime = "2006-01-02 15:04:05"
-
 // rowTable prints trace rows as a table; wide adds the IPs, message ID and direction.
 type rowTable struct {
 	w    io.Writer
 	wide bool
-	t    table
+	t    textable.Table
 	n    int
 }
 
 func (t *rowTable) Write(r store.Row) error {
 	if t.n == 0 {
 		if t.wide {
-			t.t.add(slices.Clone(headQueryWide)...)
+			t.t.Add(slices.Clone(textable.HeadQueryWide)...)
 		} else {
-			t.t.add(slices.Clone(headQuery)...)
+			t.t.Add(slices.Clone(textable.HeadQuery)...)
 		}
 	}
 	t.n++
@@ -225,74 +138,35 @@ func (t *rowTable) Write(r store.Row) error {
 	if rcpt == "" {
 		rcpt = "-"
 	}
-	recv := r.Received.UTC().Format(tableTime)
+	recv := r.Received.UTC().Format(textable.Time)
 	if t.wide {
-		t.t.add(recv, r.Sender, rcpt, truncate(r.Subject, 60), string(r.Status), humanSize(r.Size),
-			string(r.Direction), orDash(r.FromIP), orDash(r.ToIP), r.MessageID, r.MessageTraceID)
+		t.t.Add(recv, r.Sender, rcpt, textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
+			string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageID, r.MessageTraceID)
 	} else {
-		t.t.add(recv, truncate(r.Sender, 32), truncate(rcpt, 32), truncate(r.Subject, 40), string(r.Status),
-			humanSize(r.Size), r.MessageTraceID)
+		t.t.Add(recv, textable.Truncate(r.Sender, 32), textable.Truncate(rcpt, 32), textable.Truncate(r.Subject, 40), string(r.Status),
+			textable.HumanSize(r.Size), r.MessageTraceID)
 	}
 	// Print in chunks so that `--all` over a large result does not hold
 	// everything in memory; columns are aligned within each chunk.
-	if len(t.t.rows) >= 1000 {
+	if t.t.Len() >= 1000 {
 		return t.Flush()
 	}
 	return nil
 }
 
 func (t *rowTable) Flush() error {
-	err := t.t.print(t.w)
-	t.t.rows = nil
+	err := t.t.Print(t.w)
+	t.t.Reset()
 	return err
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 // printTimeline prints one message's events for one recipient in time order.
 func printTimeline(w io.Writer, events []store.Event) error {
-	var t table
-	t.add(slices.Clone(headTimeline)...)
+	var t textable.Table
+	t.Add(slices.Clone(textable.HeadTimeline)...)
 	for _, e := range events {
-		t.add(e.Time.UTC().Format(tableTime), string(e.Type), orDash(e.Recipient), orDash(e.Source), orDash(e.DSN),
-			eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
+		t.Add(e.Time.UTC().Format(textable.Time), string(e.Type), textable.OrDash(e.Recipient), textable.OrDash(e.Source), textable.OrDash(e.DSN),
+			textable.EventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
-	return t.print(w)
-}
-
-// eventDetail is what happened to a message, in one text: the event's
-// detail, then the relay, the server's response and the address the
-// recipient was expanded from, each only when the detail does not say it
-// already (the ingester's details quote Postfix's status text, which holds
-// the relay and the response).
-func eventDetail(detail, relay, response, expandedFrom string) string {
-	parts := []string{}
-	if detail != "" {
-		parts = append(parts, detail)
-	}
-	if relay != "" && relay != "none" && !strings.Contains(detail, relay) {
-		parts = append(parts, "relay="+relay)
-	}
-	if response != "" && !strings.Contains(detail, response) {
-		parts = append(parts, "response: "+response)
-	}
-	if expandedFrom != "" && !strings.Contains(detail, expandedFrom) {
-		parts = append(parts, "via "+expandedFrom)
-	}
-	return strings.Join(parts, "; ")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return t.Print(w)
 }

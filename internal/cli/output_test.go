@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/plugin"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -85,34 +86,6 @@ second line",Delivered,12345,<abc@example.com>,4Xk2Lb3d9Zz1,10.0.1.15,10.0.1.15,
 	}
 }
 
-func TestTableAlignsWideCharacters(t *testing.T) {
-	var tb table
-	tb.add("SUBJECT", "STATUS")
-	tb.add("会議", "Failed")
-	tb.add("meeting\x1b[31m", "Delivered")
-	var buf bytes.Buffer
-	if err := tb.print(&buf); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	for _, l := range lines {
-		if strings.ContainsRune(l, 0x1b) {
-			t.Errorf("control character printed: %q", l)
-		}
-	}
-	pos := []int{
-		displayWidth(lines[0][:strings.Index(lines[0], "STATUS")]),
-		displayWidth(lines[1][:strings.Index(lines[1], "Failed")]),
-		displayWidth(lines[2][:strings.Index(lines[2], "Delivered")]),
-	}
-	if pos[0] != pos[1] || pos[1] != pos[2] {
-		t.Errorf("STATUS column starts at display columns %v:\n%s", pos, buf.String())
-	}
-	if got := truncate("【ご案内】来週の定例会議について", 10); displayWidth(got) > 10 || !strings.HasSuffix(got, "…") {
-		t.Errorf("truncate = %q (width %d)", got, displayWidth(got))
-	}
-}
-
 // failEvent is a bounce as the ingester stores it: its detail quotes
 // Postfix's status text, relay and response included.
 func failEvent() store.Event {
@@ -133,18 +106,18 @@ func TestTimelineSaysTheResponseOnce(t *testing.T) {
 	toStatus := func(e store.Event) v1alpha1.MessageEvent {
 		return v1alpha1.MessageEvent{Time: metav1.NewTime(e.Time), Event: string(e.Type), Source: e.Source, DSN: e.DSN, Relay: e.Relay, SMTPResponse: e.SMTPResponse, Detail: e.Detail}
 	}
-	var cli, plugin, demo bytes.Buffer
-	if err := printTimeline(&cli, []store.Event{e, bare}); err != nil {
+	var cliOut, pluginOut, demoOut bytes.Buffer
+	if err := printTimeline(&cliOut, []store.Event{e, bare}); err != nil {
 		t.Fatal(err)
 	}
 	d := &v1alpha1.MessageDetailsStatus{Events: []v1alpha1.MessageEvent{toStatus(e), toStatus(bare)}}
-	if err := printDetailsTimeline(&plugin, io.Discard, d); err != nil {
+	if err := plugin.PrintDetailsTimeline(&pluginOut, io.Discard, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := printDetailsTimeline(&demo, io.Discard, d); err != nil {
+	if err := plugin.PrintDetailsTimeline(&demoOut, io.Discard, d); err != nil {
 		t.Fatal(err)
 	}
-	for name, out := range map[string]string{"mailtrace details": cli.String(), "kubectl mailtrace details": plugin.String(), "demo": demo.String()} {
+	for name, out := range map[string]string{"mailtrace details": cliOut.String(), "kubectl mailtrace details": pluginOut.String(), "demo": demoOut.String()} {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 3 {
 			t.Errorf("%s printed\n%s", name, out)
@@ -181,7 +154,7 @@ func TestWideTableSizesLikeTheTable(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	printRows(&buf, []v1alpha1.TraceRow{{Received: metav1.NewTime(r.Received), Sender: r.Sender, Status: "Failed", Size: r.Size, MessageTraceID: r.MessageTraceID}}, true)
+	plugin.PrintRows(&buf, []v1alpha1.TraceRow{{Received: metav1.NewTime(r.Received), Sender: r.Sender, Status: "Failed", Size: r.Size, MessageTraceID: r.MessageTraceID}}, true)
 	if !strings.Contains(buf.String(), " 176.0K ") {
 		t.Errorf("kubectl mailtrace -o wide:\n%s", buf.String())
 	}

@@ -31,15 +31,17 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
-// Main runs the command line and returns the process exit status.
-func Main(args []string) int {
+// Main runs the command line and returns the process exit status. extra
+// are commands the binary adds to NewRootCommand's (cmd/mailtrace adds
+// `demo` when built with the demo tag).
+func Main(args []string, extra ...*cobra.Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
+	return run(ctx, args, os.Stdin, os.Stdout, os.Stderr, extra...)
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := NewRootCommand()
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, extra ...*cobra.Command) int {
+	root := NewRootCommand(extra...)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -59,8 +61,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
-// NewRootCommand builds the `mailtrace` command tree.
-func NewRootCommand() *cobra.Command {
+// NewRootCommand builds the `mailtrace` command tree, with extra commands
+// (such as internal/democmd's `demo`, which this package does not import so
+// that the operator's binary does not link envtest).
+func NewRootCommand(extra ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "mailtrace",
 		Short: "Message trace for mail systems you run yourself",
@@ -77,10 +81,10 @@ The same traces can be run straight against a store with "mailtrace query".`,
 		newQueryCommand(),
 		newDetailsCommand(),
 		newEventsCommand(),
-		newDemoCommand(),
 		newIngestCommand(),
 		newVersionCommand(),
 	)
+	root.AddCommand(extra...)
 	return root
 }
 

@@ -11,19 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/rest"
-)
 
-// The column headers of the tables the commands print. The printers use
-// these, and README's recorded outputs are checked against them
-// (docs/readme_test.go), so a changed column cannot leave README behind.
-var (
-	headQuery        = []string{"RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "TRACE ID"}
-	headQueryWide    = []string{"RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE ID", "TRACE ID"}
-	headTimeline     = []string{"TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL"}
-	headPluginRows   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS"}
-	headPluginWide   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE TRACE ID", "MESSAGE ID"}
-	headPluginDetail = []string{"TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL"}
-	headPluginList   = []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
+	"github.com/mailtrace/mailtrace/internal/textable"
 )
 
 // TableHeaders returns the column headers of every table the commands
@@ -31,13 +20,13 @@ var (
 func TableHeaders() map[string][]string {
 	c := func(s []string) []string { return append([]string(nil), s...) }
 	return map[string][]string{
-		"mailtrace query":               c(headQuery),
-		"mailtrace query -o wide":       c(headQueryWide),
-		"mailtrace details":             c(headTimeline),
-		"kubectl mailtrace run":         c(headPluginRows),
-		"kubectl mailtrace run -o wide": c(headPluginWide),
-		"kubectl mailtrace details":     c(headPluginDetail),
-		"kubectl mailtrace list":        c(headPluginList),
+		"mailtrace query":               c(textable.HeadQuery),
+		"mailtrace query -o wide":       c(textable.HeadQueryWide),
+		"mailtrace details":             c(textable.HeadTimeline),
+		"kubectl mailtrace run":         c(textable.HeadPluginRows),
+		"kubectl mailtrace run -o wide": c(textable.HeadPluginWide),
+		"kubectl mailtrace details":     c(textable.HeadPluginDetail),
+		"kubectl mailtrace list":        c(textable.HeadPluginList),
 	}
 }
 

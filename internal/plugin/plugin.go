@@ -1,4 +1,10 @@
-package cli
+// Package plugin is the kubectl plugin, kubectl-mailtrace: `run`, `get`,
+// `list`, `details` and `download`, with kubectl's usual flags. It is a
+// client of the API only: it imports the API types, controller-runtime's
+// client, cli-runtime, cobra and the small shared packages (filterflags,
+// textable), never a store adapter, the controllers or envtest (a depguard
+// rule and cmd/kubectl-mailtrace's deps test keep it so).
+package plugin
 
 import (
 	"context"
@@ -19,14 +25,17 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/internal/store"
-	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+	"github.com/mailtrace/mailtrace/internal/filterflags"
+	"github.com/mailtrace/mailtrace/internal/textable"
 )
 
 // plugin is what the kubectl-mailtrace subcommands share: kubectl's usual
@@ -58,9 +67,17 @@ func (p *plugin) client() (client.Client, string, error) {
 	return c, ns, nil
 }
 
-// PluginMain runs kubectl-mailtrace with args and returns its exit code.
-func PluginMain(args []string) int {
-	cmd := NewPluginCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+// NewScheme is the scheme of the plugin's client: Kubernetes' kinds and mailtrace's.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// Main runs kubectl-mailtrace with args and returns its exit code.
+func Main(args []string) int {
+	cmd := NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -69,9 +86,9 @@ func PluginMain(args []string) int {
 	return 0
 }
 
-// NewPluginCommand is `kubectl mailtrace`: message traces from kubectl, as
+// NewCommand is `kubectl mailtrace`: message traces from kubectl, as
 // an Exchange admin uses Get-MessageTraceV2.
-func NewPluginCommand(streams genericiooptions.IOStreams) *cobra.Command {
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	p := &plugin{flags: genericclioptions.NewConfigFlags(true), streams: streams, poll: 500 * time.Millisecond, blockedGrace: 15 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "kubectl-mailtrace",
@@ -90,22 +107,21 @@ your kubectl permissions decide what you may do.`,
 	return cmd
 }
 
+// runFlags are the trace filters (shared with mailtrace query) and what
+// only a MessageTrace has.
 type runFlags struct {
-	senders, recipients, statuses []string
-	since, start, end             string
-	direction, messageID, traceID string
-	subject, subjectMatch         string
-	fromIP, toIP                  string
-	limit                         int32
-	reportStore                   string
-	reportAlways                  bool
-	name                          string
-	timeout                       time.Duration
-	output                        string
+	filter       filterflags.Flags
+	limit        int32
+	reportStore  string
+	reportAlways bool
+	name         string
+	timeout      time.Duration
+	output       string
 }
 
-func (p *plugin) runCommand() *cobra.Command {
-	var f runFlags
+func (p *plugin) runCommand() *cobra.Command { return p.runCommandWith(&runFlags{}) }
+
+func (p *plugin) runCommandWith(f *runFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Create a MessageTrace from flags, wait for it and print its rows",
@@ -136,19 +152,7 @@ func (p *plugin) runCommand() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&f.senders, "sender", nil, "sender address (wildcards: '*@example.com'); repeat or comma-separate for several")
-	fl.StringSliceVar(&f.recipients, "recipient", nil, "recipient address (wildcards allowed); repeat for several")
-	fl.StringSliceVar(&f.statuses, "status", nil, "delivery status: Delivered, Pending, Expanded, Failed, Quarantined, FilteredAsSpam, GettingStatus")
-	fl.StringVar(&f.since, "since", "", "relative range ending now, such as 48h or 7d (default 48h; at most 90d)")
-	fl.StringVar(&f.start, "start", "", "start of an absolute range (RFC 3339)")
-	fl.StringVar(&f.end, "end", "", "end of an absolute range (RFC 3339; needs --start)")
-	fl.StringVar(&f.direction, "direction", "", "Inbound, Outbound, Internal or All")
-	fl.StringVar(&f.messageID, "message-id", "", "Message-ID header")
-	fl.StringVar(&f.traceID, "trace-id", "", "message trace ID")
-	fl.StringVar(&f.subject, "subject", "", "subject filter (case-insensitive)")
-	fl.StringVar(&f.subjectMatch, "subject-match", "", "Contains (default), StartsWith or EndsWith")
-	fl.StringVar(&f.fromIP, "from-ip", "", "IP or CIDR the message was received from")
-	fl.StringVar(&f.toIP, "to-ip", "", "IP or CIDR the message was sent to")
+	f.filter.Register(cmd)
 	fl.Int32Var(&f.limit, "limit", 0, "most rows in status (default 500, at most 1000)")
 	fl.StringVar(&f.reportStore, "report-store", "", "ReportStore of the namespace for the CSV report")
 	fl.BoolVar(&f.reportAlways, "report", false, "always make a CSV report (download it with kubectl mailtrace download)")
@@ -158,70 +162,13 @@ func (p *plugin) runCommand() *cobra.Command {
 	return cmd
 }
 
-// spec builds the MessageTrace spec of the flags.
+// spec builds the MessageTrace spec of the flags: the filters are read by
+// the same parsers as `mailtrace query`'s, so both commands accept the same
+// spellings (comma lists or repeated flags, case-insensitive names, plain dates).
 func (f *runFlags) spec() (v1alpha1.MessageTraceSpec, error) {
-	var s v1alpha1.MessageTraceSpec
-	for _, a := range f.senders {
-		s.SenderAddresses = append(s.SenderAddresses, v1alpha1.AddressPattern(a))
-	}
-	for _, a := range f.recipients {
-		s.RecipientAddresses = append(s.RecipientAddresses, v1alpha1.AddressPattern(a))
-	}
-	// The same flags as `mailtrace query`, read by the same parsers, so both
-	// commands accept the same spellings (case-insensitive names, plain dates).
-	for _, st := range f.statuses {
-		v, ok := parseStatus(st)
-		if !ok {
-			return s, fmt.Errorf("--status: %q is not a delivery status (use %s)", st, statusList())
-		}
-		s.DeliveryStatuses = append(s.DeliveryStatuses, v1alpha1.DeliveryStatus(v))
-	}
-	switch {
-	case f.since != "" && (f.start != "" || f.end != ""):
-		return s, errors.New("--since cannot be combined with --start or --end")
-	case f.since != "":
-		d, err := storeopen.ParseDuration(f.since)
-		if err != nil {
-			return s, fmt.Errorf("--since: %w", err)
-		}
-		s.Window = &metav1.Duration{Duration: d}
-	case f.end != "" && f.start == "":
-		return s, errors.New("--end needs --start")
-	}
-	for _, x := range []struct {
-		flag, v string
-		dst     **metav1.Time
-	}{{"--start", f.start, &s.StartTime}, {"--end", f.end, &s.EndTime}} {
-		if x.v == "" {
-			continue
-		}
-		t, err := parseTime(x.v)
-		if err != nil {
-			return s, fmt.Errorf("%s: %w", x.flag, err)
-		}
-		mt := metav1.NewTime(t)
-		*x.dst = &mt
-	}
-	if f.direction != "" {
-		d, ok := matchFold(f.direction, store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal, store.DirectionAll)
-		if !ok {
-			return s, fmt.Errorf("--direction: %q is not Inbound, Outbound, Internal or All", f.direction)
-		}
-		s.Direction = v1alpha1.Direction(d)
-	}
-	s.MessageID, s.MessageTraceID = f.messageID, f.traceID
-	s.FromIP, s.ToIP = v1alpha1.IPOrCIDR(f.fromIP), v1alpha1.IPOrCIDR(f.toIP)
-	if f.subject != "" {
-		s.Subject = &v1alpha1.SubjectFilter{Value: f.subject}
-		if f.subjectMatch != "" {
-			m, ok := matchFold(f.subjectMatch, store.SubjectContains, store.SubjectStartsWith, store.SubjectEndsWith)
-			if !ok {
-				return s, fmt.Errorf("--subject-match: %q is not Contains, StartsWith or EndsWith", f.subjectMatch)
-			}
-			s.Subject.Match = v1alpha1.SubjectMatch(m)
-		}
-	} else if f.subjectMatch != "" {
-		return s, errors.New("--subject-match needs --subject")
+	s, err := f.filter.Spec()
+	if err != nil {
+		return s, err
 	}
 	s.ResultLimit = f.limit
 	if f.reportStore != "" || f.reportAlways {
@@ -390,7 +337,7 @@ func (p *plugin) printTrace(mt *v1alpha1.MessageTrace, format string) error {
 		fmt.Fprintf(p.streams.ErrOut, "No messages match (MessageTrace %s, %s).\n", mt.Name, rangeOf(mt))
 		return nil
 	}
-	printRows(p.streams.Out, st.Rows, format == "wide")
+	PrintRows(p.streams.Out, st.Rows, format == "wide")
 	msg := fmt.Sprintf("%d of %d matches shown (MessageTrace %s, %s)", len(st.Rows), st.TotalMatches, mt.Name, rangeOf(mt))
 	if st.Report != nil && st.Report.Phase == v1alpha1.ReportPhaseCompleted {
 		msg += fmt.Sprintf("; the CSV report has %d rows: kubectl mailtrace download %s", st.Report.Rows, mt.Name)
@@ -401,30 +348,30 @@ func (p *plugin) printTrace(mt *v1alpha1.MessageTrace, format string) error {
 
 func rangeOf(mt *v1alpha1.MessageTrace) string {
 	if tr := mt.Status.TimeRange; tr != nil {
-		return fmt.Sprintf("%s from %s", tr.Duration, tr.Start.UTC().Format(tableTime))
+		return fmt.Sprintf("%s from %s", tr.Duration, tr.Start.UTC().Format(textable.Time))
 	}
 	return "no range yet"
 }
 
-// printRows prints trace rows: the columns of Get-MessageTraceV2, and with
+// PrintRows prints trace rows: the columns of Get-MessageTraceV2, and with
 // wide the message trace ID (for details), sizes, IPs and direction.
-func printRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
-	var t table
+func PrintRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
+	var t textable.Table
 	if wide {
-		t.add(slices.Clone(headPluginWide)...)
+		t.Add(slices.Clone(textable.HeadPluginWide)...)
 	} else {
-		t.add(slices.Clone(headPluginRows)...)
+		t.Add(slices.Clone(textable.HeadPluginRows)...)
 	}
 	for _, r := range rows {
-		recv := r.Received.UTC().Format(tableTime)
+		recv := r.Received.UTC().Format(textable.Time)
 		if wide {
-			t.add(recv, r.Sender, orDash(r.Recipient), truncate(r.Subject, 60), string(r.Status), humanSize(r.Size),
-				string(r.Direction), orDash(r.FromIP), orDash(r.ToIP), r.MessageTraceID, r.MessageID)
+			t.Add(recv, r.Sender, textable.OrDash(r.Recipient), textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
+				string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageTraceID, r.MessageID)
 		} else {
-			t.add(recv, truncate(r.Sender, 40), truncate(orDash(r.Recipient), 40), truncate(r.Subject, 50), string(r.Status))
+			t.Add(recv, textable.Truncate(r.Sender, 40), textable.Truncate(textable.OrDash(r.Recipient), 40), textable.Truncate(r.Subject, 50), string(r.Status))
 		}
 	}
-	_ = t.print(w)
+	_ = t.Print(w)
 }
 
 func (p *plugin) getCommand() *cobra.Command {
@@ -447,12 +394,12 @@ func (p *plugin) getCommand() *cobra.Command {
 			}
 			if output != "yaml" && output != "json" {
 				if !mt.IsFinished() {
-					fmt.Fprintf(p.streams.ErrOut, "MessageTrace %s is %s.\n", mt.Name, orDash(string(mt.Status.Phase)))
+					fmt.Fprintf(p.streams.ErrOut, "MessageTrace %s is %s.\n", mt.Name, textable.OrDash(string(mt.Status.Phase)))
 				} else if c := mt.Condition(v1alpha1.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
 					return fmt.Errorf("MessageTrace %s failed: %s: %s", mt.Name, c.Reason, c.Message)
 				}
 				if mt.Status.Details != nil {
-					return printDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+					return PrintDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
 				}
 			}
 			return p.printTrace(mt, output)
@@ -496,12 +443,12 @@ func (p *plugin) listCommand() *cobra.Command {
 
 // printTraceList prints traces as kubectl get would, with the answer's size.
 func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace bool, now time.Time) {
-	var t table
-	head := append([]string(nil), headPluginList...)
+	var t textable.Table
+	head := append([]string(nil), textable.HeadPluginList...)
 	if withNamespace {
 		head = append([]string{"NAMESPACE"}, head...)
 	}
-	t.add(head...)
+	t.Add(head...)
 	for _, mt := range items {
 		st := &mt.Status
 		rng, report, reason := "-", "-", "-"
@@ -518,29 +465,14 @@ func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace b
 		if st.Details != nil {
 			rng, matches = "details", fmt.Sprintf("%d events", st.Details.TotalEvents)
 		}
-		cells := []string{mt.Name, orDash(string(st.Phase)), rng, matches, strconv.Itoa(int(st.ReturnedRows)), report, reason,
-			FormatAge(now.Sub(mt.CreationTimestamp.Time))}
+		cells := []string{mt.Name, textable.OrDash(string(st.Phase)), rng, matches, strconv.Itoa(int(st.ReturnedRows)), report, reason,
+			textable.FormatAge(now.Sub(mt.CreationTimestamp.Time))}
 		if withNamespace {
 			cells = append([]string{mt.Namespace}, cells...)
 		}
-		t.add(cells...)
+		t.Add(cells...)
 	}
-	_ = t.print(w)
-}
-
-// FormatAge is kubectl's short age: 45s, 12m, 5h, 3d.
-func FormatAge(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < 2*time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 2*time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	_ = t.Print(w)
 }
 
 func (p *plugin) detailsCommand() *cobra.Command {
@@ -575,7 +507,7 @@ func (p *plugin) detailsCommand() *cobra.Command {
 			if mt.Status.Details == nil {
 				return fmt.Errorf("MessageTrace %s finished without details (is the manager older than this plugin?)", mt.Name)
 			}
-			return printDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+			return PrintDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
 		},
 	}
 	cmd.Flags().StringVar(&traceID, "trace-id", "", "message trace ID of the message (required)")
@@ -585,19 +517,19 @@ func (p *plugin) detailsCommand() *cobra.Command {
 	return cmd
 }
 
-// printDetails prints a details timeline: time, event, source, DSN and what
+// PrintDetailsTimeline prints a details timeline: time, event, source, DSN and what
 // happened (detail, relay, the server's response).
-func printDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) error {
+func PrintDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) error {
 	if len(d.Events) == 0 {
 		fmt.Fprintf(errw, "No events of message %s for %s (unknown, pruned, or not visible to this namespace).\n", d.MessageTraceID, d.Recipient)
 		return nil
 	}
-	var t table
-	t.add(slices.Clone(headPluginDetail)...)
+	var t textable.Table
+	t.Add(slices.Clone(textable.HeadPluginDetail)...)
 	for _, e := range d.Events {
-		t.add(e.Time.UTC().Format(tableTime), e.Event, orDash(e.Source), orDash(e.DSN), eventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
+		t.Add(e.Time.UTC().Format(textable.Time), e.Event, textable.OrDash(e.Source), textable.OrDash(e.DSN), textable.EventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
-	if err := t.print(w); err != nil {
+	if err := t.Print(w); err != nil {
 		return err
 	}
 	if d.Truncated {

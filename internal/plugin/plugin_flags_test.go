@@ -1,24 +1,38 @@
-package cli
+package plugin
 
 import (
+	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/filterflags"
 )
+
+// runSpec parses args as `kubectl mailtrace run` does and returns the spec.
+func runSpec(t *testing.T, args ...string) (v1alpha1.MessageTraceSpec, error) {
+	t.Helper()
+	p := &plugin{streams: genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}}
+	var f runFlags
+	cmd := p.runCommandWith(&f)
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return f.spec()
+}
 
 // The plugin's run flags are read by the same parsers as `mailtrace query`.
 func TestRunFlagsShareQueryParsing(t *testing.T) {
-	f := runFlags{
-		statuses:     []string{"failed", "Pending"},
-		direction:    "outbound",
-		start:        "2026-03-01",
-		end:          "2026-03-02T12:00:00Z",
-		subject:      "invoice",
-		subjectMatch: "startswith",
-	}
-	s, err := f.spec()
+	s, err := runSpec(t, "--status", "failed,Pending", "--direction", "outbound", "--start", "2026-03-01",
+		"--end", "2026-03-02T12:00:00Z", "--subject", "invoice", "--subject-match", "startswith",
+		"--sender", "a@example.com,*@partner.example", "--sender", "c@example.com",
+		"--recipient", "x@*,y@example.org", "--original-client-ip", " 203.0.113.0/24", "--limit", "20", "--report")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,18 +48,49 @@ func TestRunFlagsShareQueryParsing(t *testing.T) {
 	if s.Subject == nil || s.Subject.Match != "StartsWith" {
 		t.Errorf("subject = %+v", s.Subject)
 	}
+	if want := []v1alpha1.AddressPattern{"a@example.com", "*@partner.example", "c@example.com"}; !reflect.DeepEqual(s.SenderAddresses, want) {
+		t.Errorf("senders = %v, want %v", s.SenderAddresses, want)
+	}
+	if want := []v1alpha1.AddressPattern{"x@*", "y@example.org"}; !reflect.DeepEqual(s.RecipientAddresses, want) {
+		t.Errorf("recipients = %v, want %v", s.RecipientAddresses, want)
+	}
+	if s.OriginalClientIP != "203.0.113.0/24" || s.ResultLimit != 20 || s.Report == nil || !s.Report.Always {
+		t.Errorf("original client IP %q, limit %d, report %+v", s.OriginalClientIP, s.ResultLimit, s.Report)
+	}
 	for _, tc := range []struct {
-		f    runFlags
+		args []string
 		want string
 	}{
-		{runFlags{statuses: []string{"Bounced"}}, `--status: "Bounced" is not a delivery status`},
-		{runFlags{direction: "sideways"}, `--direction: "sideways" is not Inbound`},
-		{runFlags{start: "yesterday"}, `--start: "yesterday" is not an RFC 3339 time`},
-		{runFlags{subject: "x", subjectMatch: "Regex"}, `--subject-match: "Regex" is not Contains`},
-		{runFlags{subjectMatch: "Contains"}, `--subject-match needs --subject`},
+		{[]string{"--status", "Bounced"}, `--status: "Bounced" is not a delivery status`},
+		{[]string{"--direction", "sideways"}, `--direction: "sideways" is not Inbound`},
+		{[]string{"--start", "yesterday"}, `--start: "yesterday" is not an RFC 3339 time`},
+		{[]string{"--subject", "x", "--subject-match", "Regex"}, `--subject-match: "Regex" is not Contains`},
+		{[]string{"--subject-match", "Contains"}, `--subject-match needs --subject`},
+		{[]string{"--end", "2026-03-01"}, `--end needs --start`},
+		{[]string{"--since", "1h", "--start", "2026-03-01"}, `--since cannot be combined`},
+		{[]string{"--original-client-ip", "10.0.0.300"}, `--original-client-ip: "10.0.0.300" is not an IP address or CIDR`},
 	} {
-		if _, err := tc.f.spec(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("spec(%+v) error = %v, want %q", tc.f, err, tc.want)
+		if _, err := runSpec(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("spec(%q) error = %v, want %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// `kubectl mailtrace run` has every filter flag `mailtrace query` has, with
+// the same help text: both come from filterflags.
+func TestRunHasEveryFilterFlag(t *testing.T) {
+	var want filterflags.Flags
+	ref := NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	run, _, err := ref.Find([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := &cobra.Command{}
+	want.Register(shared)
+	shared.Flags().VisitAll(func(fl *pflag.Flag) {
+		got := run.Flags().Lookup(fl.Name)
+		if got == nil || got.Usage != fl.Usage {
+			t.Errorf("run --%s: %+v, want the shared flag (%q)", fl.Name, got, fl.Usage)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package cli
+package plugin
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
@@ -96,9 +97,9 @@ func TestKubectlPlugin(t *testing.T) {
 	}
 	ep, ak, sk := miniotest.Server(t)
 	bucket := miniotest.Bucket(t)
-	mgr, err := NewManager(env.Config, st, ManagerOptions{
-		MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: TenancyDisabled,
-		Reports: ReportOptions{Default: &objectstore.Config{Endpoint: ep, Bucket: bucket, Prefix: "reports", AccessKey: ak, SecretKey: sk, Insecure: true}},
+	mgr, err := cli.NewManager(env.Config, st, cli.ManagerOptions{
+		MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: cli.TenancyDisabled,
+		Reports: cli.ReportOptions{Default: &objectstore.Config{Endpoint: ep, Bucket: bucket, Prefix: "reports", AccessKey: ak, SecretKey: sk, Insecure: true}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestKubectlPlugin(t *testing.T) {
 	plugin := func(t *testing.T, args ...string) (string, string, error) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		cmd := NewPluginCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+		cmd := NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
 		cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...))
 		err := cmd.ExecuteContext(ctx)
 		return out.String(), errOut.String(), err

@@ -1,4 +1,7 @@
-package cli
+// Package democmd is `mailtrace demo`: the whole product on this machine.
+// It links envtest, so it is only in binaries built with the demo tag
+// (make build); the operator image's binary does not carry it.
+package democmd
 
 import (
 	"context"
@@ -18,15 +21,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/demo"
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/plugin"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
-// DemoOptions configure `mailtrace demo`.
-type DemoOptions struct {
+// Options configure `mailtrace demo`.
+type Options struct {
 	// Assets is the directory with kube-apiserver and etcd.
 	Assets string
 	// MinIO is the MinIO server binary that holds the demo's report bucket.
@@ -61,8 +66,11 @@ const (
 	demoBatch = 1000
 )
 
-func newDemoCommand() *cobra.Command {
-	o := DemoOptions{Namespace: "default"}
+// NewCommand is `mailtrace demo`. It is its own package because it links
+// envtest (a control plane on this machine): bin/mailtrace has it (make
+// build), the image's binary does not (see cmd/mailtrace).
+func NewCommand() *cobra.Command {
+	o := Options{Namespace: "default"}
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run mailtrace end to end on this machine: control plane, S3, manager, ingester, mail logs, traces and a report",
@@ -79,7 +87,7 @@ With --wait (the default when stdin is a terminal) everything keeps running
 until Ctrl-C, so you can explore with kubectl and "mailtrace query".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return RunDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return Run(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fl := cmd.Flags()
@@ -92,8 +100,8 @@ until Ctrl-C, so you can explore with kubectl and "mailtrace query".`,
 	return cmd
 }
 
-// RunDemo runs the demo; it returns when everything has stopped.
-func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err error) {
+// Run runs the demo; it returns when everything has stopped.
+func Run(ctx context.Context, o Options, out, errOut io.Writer) (err error) {
 	if o.Namespace == "" {
 		o.Namespace = "default"
 	}
@@ -137,7 +145,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	// The control plane.
 	fmt.Fprintf(out, "starting control plane (kube-apiserver and etcd from %s)...\n", shortPath(o.Assets))
 	started := time.Now()
-	cp, err := demo.StartControlPlane(o.Assets, dir, NewScheme())
+	cp, err := demo.StartControlPlane(o.Assets, dir, cli.NewScheme())
 	if err != nil {
 		return err
 	}
@@ -168,7 +176,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		return fmt.Errorf("create bucket %s: %w", demoBucket, err)
 	}
 	fmt.Fprintf(out, "MinIO listening on http://%s (data in %s, generated credentials), bucket %s created\n", s3.Endpoint, shortPath(s3.Dir), demoBucket)
-	c, err := client.New(cp.Config, client.Options{Scheme: NewScheme()})
+	c, err := client.New(cp.Config, client.Options{Scheme: cli.NewScheme()})
 	if err != nil {
 		return err
 	}
@@ -186,9 +194,9 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	defer st.Close()
 	// One user on a throwaway control plane: no tenants to keep apart.
 	// Its MinIO runs on loopback, an internal destination: granted.
-	mgr, err := NewManager(cp.Config, st, ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: TenancyDisabled,
+	mgr, err := cli.NewManager(cp.Config, st, cli.ManagerOptions{MetricsBindAddress: "0", HealthProbeBindAddress: "0", Tenancy: cli.TenancyDisabled,
 		AllowDestinations: []string{"127.0.0.0/8", "::1"},
-		Reports:           ReportOptions{CheckInterval: 10 * time.Second}})
+		Reports:           cli.ReportOptions{CheckInterval: 10 * time.Second}})
 	if err != nil {
 		return err
 	}
@@ -268,13 +276,16 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 	}
 
 	fmt.Fprintf(out, "\n$ kubectl get mt\n")
-	if err := KubectlGet(ctx, cp.Config, "messagetraces", o.Namespace, false, out); err != nil {
+	if err := cli.KubectlGet(ctx, cp.Config, "messagetraces", o.Namespace, false, out); err != nil {
 		return err
 	}
 
 	if show := findTrace(done, demoShowcase); show != nil {
 		fmt.Fprintf(out, "\nstatus.rows of %s (kubectl get mt %s -o yaml), as a table:\n", show.Name, show.Name)
-		tw := &rowTable{w: out}
+		tw, err := cli.NewRowWriter("table", out)
+		if err != nil {
+			return err
+		}
 		for _, r := range show.Status.Rows {
 			if err := tw.Write(rowFromStatus(r)); err != nil {
 				return err
@@ -297,7 +308,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 			fmt.Fprintf(out, "\nwhy the newest one failed: a MessageTrace asking for its details (spec.details: {messageTraceId: %s, recipient: %s})\n",
 				first.MessageTraceID, first.Recipient)
 			fmt.Fprintf(out, "$ kubectl get mt %s -o jsonpath='{.status.details}', as a table:\n", dt.Name)
-			if err := printDetailsTimeline(out, out, got[0].Status.Details); err != nil {
+			if err := plugin.PrintDetailsTimeline(out, out, got[0].Status.Details); err != nil {
 				return err
 			}
 		}
@@ -308,7 +319,7 @@ func RunDemo(ctx context.Context, o DemoOptions, out, errOut io.Writer) (err err
 		}
 	}
 	fmt.Fprintf(out, "\n$ kubectl get mts\n")
-	if err := KubectlGet(ctx, cp.Config, "messagetraceschedules", o.Namespace, false, out); err != nil {
+	if err := cli.KubectlGet(ctx, cp.Config, "messagetraceschedules", o.Namespace, false, out); err != nil {
 		return err
 	}
 

@@ -1,4 +1,4 @@
-package cli
+package democmd
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/demo"
 	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
 )
@@ -50,7 +51,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	defer cancel()
 	var listed []v1alpha1.MessageTrace
 	var listErr error
-	o := DemoOptions{Assets: assets, MinIO: minioBin, Dir: dir, Timeout: 2 * time.Minute, Wait: true,
+	o := Options{Assets: assets, MinIO: minioBin, Dir: dir, Timeout: 2 * time.Minute, Wait: true,
 		Started: func(kubeconfig string) {
 			defer cancel() // ends the --wait
 			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -58,7 +59,7 @@ func TestDemoEndToEnd(t *testing.T) {
 				listErr = err
 				return
 			}
-			c, err := client.New(cfg, client.Options{Scheme: NewScheme()})
+			c, err := client.New(cfg, client.Options{Scheme: cli.NewScheme()})
 			if err != nil {
 				listErr = err
 				return
@@ -68,7 +69,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			listed = list.Items
 		}}
 	var out, errOut bytes.Buffer
-	err = RunDemo(ctx, o, &out, &errOut)
+	err = Run(ctx, o, &out, &errOut)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}

@@ -1,0 +1,245 @@
+// Package filterflags is the one set of trace filter flags, shared by
+// `mailtrace query` (a store query) and `kubectl mailtrace run` (a
+// MessageTrace spec): the same names, the same help text and the same
+// parsing (address lists comma-separated or repeated, both;
+// case-insensitive statuses and directions; RFC 3339 times or plain dates;
+// the durations of internal/duration). It imports only the API types, the
+// store's vocabulary and cobra, so the kubectl plugin stays small.
+package filterflags
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/duration"
+	"github.com/mailtrace/mailtrace/internal/store"
+)
+
+// DefaultSince is the window traced when no time flag is given (PRODUCT.md: the last 2 days).
+const DefaultSince = 48 * time.Hour
+
+// Flags are every filter of a MessageTrace spec, as flags.
+type Flags struct {
+	Senders, Recipients []string
+	Start, End, Since   string
+	Statuses            []string
+	MessageID, TraceID  string
+	Direction           string
+	OriginalClientIP    string
+	FromIP, ToIP        string
+	Subject             string
+	SubjectMatch        string
+}
+
+// Register adds the filter flags to cmd.
+func (f *Flags) Register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.Senders, "sender", nil, "sender address; * is a wildcard (*@example.com); repeatable or comma-separated")
+	fl.StringSliceVar(&f.Recipients, "recipient", nil, "recipient address; * is a wildcard (user@*); repeatable or comma-separated")
+	fl.StringVar(&f.Start, "start", "", "start of the range, RFC 3339 (2026-03-01T00:00:00Z) or a date (2026-03-01); inclusive")
+	fl.StringVar(&f.End, "end", "", "end of the range, RFC 3339 or a date; exclusive (default now)")
+	fl.StringVar(&f.Since, "since", "", "relative range ending now, such as 48h or 7d (default 48h; at most 90d)")
+	fl.StringSliceVar(&f.Statuses, "status", nil, "delivery status: "+StatusList()+"; repeatable or comma-separated")
+	fl.StringVar(&f.MessageID, "message-id", "", "Message-ID header, with or without angle brackets")
+	fl.StringVar(&f.TraceID, "trace-id", "", "message trace ID (mailtrace's own id of one message)")
+	fl.StringVar(&f.Direction, "direction", "", "Inbound, Outbound, Internal or All")
+	fl.StringVar(&f.OriginalClientIP, "original-client-ip", "", "IP or CIDR that first handed the message to the organisation")
+	fl.StringVar(&f.FromIP, "from-ip", "", "IP or CIDR the message was received from")
+	fl.StringVar(&f.ToIP, "to-ip", "", "IP or CIDR the message was sent to")
+	fl.StringVar(&f.Subject, "subject", "", "subject text (case-insensitive)")
+	fl.StringVar(&f.SubjectMatch, "subject-match", "", "how --subject compares: Contains (default), StartsWith or EndsWith")
+}
+
+// StatusList is the delivery statuses, comma-separated, for help and errors.
+func StatusList() string {
+	s := make([]string, len(store.AllStatuses))
+	for i, st := range store.AllStatuses {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
+}
+
+// parsed is what both conversions share: every flag read and checked.
+type parsed struct {
+	since      time.Duration // 0: not given
+	start, end time.Time     // zero: not given
+	statuses   []store.Status
+	direction  store.Direction
+	subject    store.SubjectMatch
+	ips        [3]string // original client, from, to: trimmed, checked
+	prefixes   [3]netip.Prefix
+}
+
+func (f *Flags) parse() (parsed, error) {
+	var p parsed
+	switch {
+	case f.Since != "" && (f.Start != "" || f.End != ""):
+		return p, errors.New("--since cannot be combined with --start or --end")
+	case f.Since != "":
+		d, err := duration.Parse(strings.TrimSpace(f.Since))
+		if err != nil {
+			return p, fmt.Errorf("--since: %w", err)
+		}
+		if d <= 0 {
+			return p, fmt.Errorf("--since: %s is not a positive duration", f.Since)
+		}
+		p.since = d
+	}
+	for _, x := range []struct {
+		flag, v string
+		dst     *time.Time
+	}{{"--start", f.Start, &p.start}, {"--end", f.End, &p.end}} {
+		if x.v == "" {
+			continue
+		}
+		t, err := ParseTime(x.v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", x.flag, err)
+		}
+		*x.dst = t
+	}
+	for _, s := range f.Statuses {
+		st, ok := ParseStatus(s)
+		if !ok {
+			return p, fmt.Errorf("--status: %q is not a delivery status (use %s)", s, StatusList())
+		}
+		p.statuses = append(p.statuses, st)
+	}
+	if f.Direction != "" {
+		d, ok := MatchFold(strings.TrimSpace(f.Direction), store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal, store.DirectionAll)
+		if !ok {
+			return p, fmt.Errorf("--direction: %q is not Inbound, Outbound, Internal or All", f.Direction)
+		}
+		p.direction = d
+	}
+	for i, x := range []struct{ flag, v string }{{"--original-client-ip", f.OriginalClientIP}, {"--from-ip", f.FromIP}, {"--to-ip", f.ToIP}} {
+		p.ips[i] = strings.TrimSpace(x.v)
+		pr, err := store.ParsePrefix(p.ips[i])
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", x.flag, err)
+		}
+		p.prefixes[i] = pr
+	}
+	if f.SubjectMatch != "" {
+		if f.Subject == "" {
+			return p, errors.New("--subject-match needs --subject")
+		}
+		m, ok := MatchFold(strings.TrimSpace(f.SubjectMatch), store.SubjectContains, store.SubjectStartsWith, store.SubjectEndsWith)
+		if !ok {
+			return p, fmt.Errorf("--subject-match: %q is not Contains, StartsWith or EndsWith", f.SubjectMatch)
+		}
+		p.subject = m
+	}
+	return p, nil
+}
+
+// Query is the store query of the flags, relative to now: without a time
+// flag the DefaultSince before now (or before --end).
+func (f *Flags) Query(now time.Time) (store.Query, error) {
+	var q store.Query
+	p, err := f.parse()
+	if err != nil {
+		return q, err
+	}
+	now = now.UTC()
+	if p.since > 0 {
+		q.Start, q.End = now.Add(-p.since), now
+	} else {
+		q.End = now
+		if !p.end.IsZero() {
+			q.End = p.end
+		}
+		q.Start = q.End.Add(-DefaultSince)
+		if !p.start.IsZero() {
+			q.Start = p.start
+		}
+	}
+	q.Senders = f.Senders
+	q.Recipients = f.Recipients
+	q.Statuses = p.statuses
+	q.MessageID = strings.TrimSpace(f.MessageID)
+	q.MessageTraceID = strings.TrimSpace(f.TraceID)
+	q.Direction = p.direction
+	q.OriginalClientIP, q.FromIP, q.ToIP = p.prefixes[0], p.prefixes[1], p.prefixes[2]
+	q.Subject = f.Subject
+	q.SubjectMatch = p.subject
+	if err := q.Validate(); err != nil {
+		return q, err
+	}
+	return q, nil
+}
+
+// Spec is the MessageTrace spec of the flags (its filters only; the manager
+// applies the defaults, the API server validates).
+func (f *Flags) Spec() (v1alpha1.MessageTraceSpec, error) {
+	var s v1alpha1.MessageTraceSpec
+	p, err := f.parse()
+	if err != nil {
+		return s, err
+	}
+	if f.End != "" && f.Start == "" {
+		return s, errors.New("--end needs --start")
+	}
+	for _, a := range f.Senders {
+		s.SenderAddresses = append(s.SenderAddresses, v1alpha1.AddressPattern(a))
+	}
+	for _, a := range f.Recipients {
+		s.RecipientAddresses = append(s.RecipientAddresses, v1alpha1.AddressPattern(a))
+	}
+	if p.since > 0 {
+		s.Window = &metav1.Duration{Duration: p.since}
+	}
+	if !p.start.IsZero() {
+		t := metav1.NewTime(p.start)
+		s.StartTime = &t
+	}
+	if !p.end.IsZero() {
+		t := metav1.NewTime(p.end)
+		s.EndTime = &t
+	}
+	for _, st := range p.statuses {
+		s.DeliveryStatuses = append(s.DeliveryStatuses, v1alpha1.DeliveryStatus(st))
+	}
+	s.MessageID, s.MessageTraceID = strings.TrimSpace(f.MessageID), strings.TrimSpace(f.TraceID)
+	s.Direction = v1alpha1.Direction(p.direction)
+	s.OriginalClientIP = v1alpha1.IPOrCIDR(p.ips[0])
+	s.FromIP, s.ToIP = v1alpha1.IPOrCIDR(p.ips[1]), v1alpha1.IPOrCIDR(p.ips[2])
+	if f.Subject != "" {
+		s.Subject = &v1alpha1.SubjectFilter{Value: f.Subject, Match: v1alpha1.SubjectMatch(p.subject)}
+	}
+	return s, nil
+}
+
+// ParseStatus reads a delivery status, case-insensitively.
+func ParseStatus(s string) (store.Status, bool) {
+	return MatchFold(strings.TrimSpace(s), store.AllStatuses...)
+}
+
+// MatchFold returns the option s names, case-insensitively.
+func MatchFold[T ~string](s string, options ...T) (T, bool) {
+	for _, o := range options {
+		if strings.EqualFold(s, string(o)) {
+			return o, true
+		}
+	}
+	return "", false
+}
+
+// ParseTime accepts RFC 3339 (with or without fractional seconds) or a date, read as UTC midnight.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time (2026-03-01T09:00:00Z) or a date (2026-03-01)", s)
+}
