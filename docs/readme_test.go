@@ -127,14 +127,14 @@ func columns(line string) []string {
 }
 
 // demoFormats returns the lines the demo prints, as regular expressions
-// made of the format strings of its fmt.Fprint* calls (internal/cli/demo.go
+// made of the format strings of its fmt.Fprint* calls (internal/democmd/demo.go
 // and demo_setup.go), anchored at the end only where the format ends its
 // line (the progress line is printed in pieces), and the formats.
 func demoFormats(t *testing.T) (res []*regexp.Regexp, src []string) {
 	t.Helper()
 	verb := regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z%]`)
 	fset := token.NewFileSet()
-	for _, f := range []string{"../internal/cli/demo.go", "../internal/cli/demo_setup.go"} {
+	for _, f := range []string{"../internal/democmd/demo.go", "../internal/democmd/demo_setup.go"} {
 		af, err := parser.ParseFile(fset, f, nil, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestReadmeDemoOutputMatchesTheDemo(t *testing.T) {
 			}
 		}
 		if !ok {
-			t.Errorf("line %d of the demo's output is no line the demo prints (internal/cli/demo.go): %q", i+1, l)
+			t.Errorf("line %d of the demo's output is no line the demo prints (internal/democmd/demo.go): %q", i+1, l)
 		}
 		for _, tb := range tables {
 			if !tb.intro.MatchString(l) || i+1 == len(lines) {
