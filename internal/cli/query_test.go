@@ -50,10 +50,13 @@ func TestHelpHidesStorePassword(t *testing.T) {
 func TestReadOnlyCommandsRefuseAMissingStore(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	for _, tc := range []struct{ store, name string }{
-		{"sqlite://" + filepath.Join(dir, "typo", "trace.db"), filepath.Join(dir, "typo", "trace.db")},
-		{"trace.bd", "trace.bd"},
-		{"sqlite://rel/trace.db", filepath.Join(dir, "rel", "trace.db")},
+	const missing, notAStore = "does not exist", "a path ending in .db"
+	for _, tc := range []struct{ store, name, why string }{
+		{"sqlite://" + filepath.Join(dir, "typo", "trace.db"), filepath.Join(dir, "typo", "trace.db"), missing},
+		// Not a store URL at all (a bare path must end in .db): refused
+		// before any file is looked for.
+		{"trace.bd", "trace.bd", notAStore},
+		{"sqlite://rel/trace.db", filepath.Join(dir, "rel", "trace.db"), missing},
 	} {
 		for _, args := range [][]string{
 			{"query", "--store", tc.store, "--since", "1d"},
@@ -61,7 +64,8 @@ func TestReadOnlyCommandsRefuseAMissingStore(t *testing.T) {
 		} {
 			var out, errOut bytes.Buffer
 			code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
-			if code == 0 || !strings.Contains(errOut.String(), tc.name) || !strings.Contains(errOut.String(), "does not exist") || !strings.Contains(errOut.String(), "--store") {
+			if code == 0 || !strings.Contains(errOut.String(), tc.name) || !strings.Contains(errOut.String(), tc.why) ||
+				tc.why == missing && !strings.Contains(errOut.String(), "--store") {
 				t.Errorf("%v: exit %d, stderr %q, stdout %q; want an error naming %s", args, code, errOut.String(), out.String(), tc.name)
 			}
 		}
