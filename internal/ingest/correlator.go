@@ -204,7 +204,7 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 	src := -1
 	for i, s := range c.sources {
 		var ok bool
-		if v, ok = s.Prepare(*l); ok {
+		if v, ok = s.Prepare(l.Program, l.Message); ok {
 			src = i
 			break
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
-	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -20,11 +19,11 @@ type mailbox struct {
 
 func newMailbox(_ source.Config, env *source.Env) source.Source { return &mailbox{env: env} }
 
-func (m *mailbox) Prepare(l syslog.Line) (source.Verdict, bool) {
-	if l.Program != "dovecot" {
+func (m *mailbox) Prepare(program, msg string) (source.Verdict, bool) {
+	if program != "dovecot" {
 		return source.Verdict{}, false
 	}
-	return source.Verdict{Daemon: "lmtp", Ignore: !strings.Contains(l.Message, "saved mail to")}, true
+	return source.Verdict{Daemon: "lmtp", Ignore: !strings.Contains(msg, "saved mail to")}, true
 }
 
 func (m *mailbox) Consume(l *source.Line) {

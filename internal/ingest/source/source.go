@@ -31,13 +31,15 @@ import (
 // Source reads the lines of one kind of mail software. Prepare may run
 // concurrently with the other methods; they are called one at a time.
 type Source interface {
-	// Prepare reports whether l is one of this source's lines (by its
-	// Program, most often) and, when it is, what it is worth. It runs
-	// ahead of Consume, possibly on another goroutine: it may read the
-	// source's configuration, never its state, and keeps nothing of l.
-	// (l and the Verdict are values: a pointer handed through an interface
-	// would make the engine allocate each line on the heap.)
-	Prepare(l syslog.Line) (Verdict, bool)
+	// Prepare reports whether a line is one of this source's, by its
+	// syslog program ("postfix/smtpd") and message, and when it is, what
+	// it is worth. It runs ahead of Consume, possibly on another
+	// goroutine: it may read the source's configuration, never its state,
+	// and keeps nothing of its arguments. It runs for every line read, so
+	// it takes and returns plain values: a pointer handed through an
+	// interface would put each line on the heap, and a whole syslog.Line
+	// is copied through memory where two strings go in registers.
+	Prepare(program, message string) (Verdict, bool)
 	// Consume correlates a line Prepare claimed and did not Ignore (or
 	// Ignored and Kept), in log order; it emits events through its Env and
 	// counts the line there (Used, Ignored, or Skip with a reason).

@@ -105,10 +105,16 @@ func (p *Parser) ParseFields(l *Line, f *Fields) error {
 		if c := f.Timestamp[0]; c < '0' || c > '9' {
 			return ErrNotSyslog
 		}
-		pl := p.placer()
+		// the reference ParseInto places a truncated year against
+		ref := p.last
+		if ref.IsZero() {
+			if ref = p.Reference; ref.IsZero() {
+				ref = time.Now()
+			}
+		}
 		var rest string
 		var ok bool
-		t, rest, ok = parseISOCached(f.Timestamp, pl.ref, &p.iso)
+		t, rest, ok = parseISOCached(f.Timestamp, ref, &p.iso)
 		if !ok || rest != "" {
 			return ErrNotSyslog
 		}

@@ -107,18 +107,7 @@ func (p *Parser) Parse(line string) (Line, error) {
 // ParseInto is Parse into *l (which is overwritten; on error it is the zero
 // Line): a reader of many lines reuses one Line.
 func (p *Parser) ParseInto(l *Line, line string) error {
-	pl := p.placer()
-	err := parse(l, line, &pl)
-	if err == nil && l.Time.After(p.last) {
-		p.last = l.Time
-	}
-	return err
-}
-
-// placer places the next line's RFC 3164 date: against the latest time
-// seen, or before the first line against Reference (or now).
-func (p *Parser) placer() placer {
-	pl := placer{ref: p.last, loc: p.Location, closest: true, iso: &p.iso, hdr: &p.hdr}
+	pl := placer{ref: p.last, loc: p.Location, closest: true}
 	if pl.ref.IsZero() {
 		pl.closest = false
 		pl.ref = p.Reference
@@ -126,7 +115,13 @@ func (p *Parser) placer() placer {
 			pl.ref = time.Now()
 		}
 	}
-	return pl
+	pl.iso = &p.iso
+	pl.hdr = &p.hdr
+	err := parse(l, line, &pl)
+	if err == nil && l.Time.After(p.last) {
+		p.last = l.Time
+	}
+	return err
 }
 
 // Last is the latest time seen so far (zero before the first line).

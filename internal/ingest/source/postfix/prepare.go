@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
-	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
 // Preparation: what a line is worth, from the line alone, ahead of the
@@ -22,15 +21,15 @@ const (
 // disconnect, postscreen, TLS, statistics: most of a server's lines),
 // known by a few byte comparisons. The end of an smtpd session is kept all
 // the same: it decides whether a transaction was abandoned.
-func (c *Source) Prepare(l syslog.Line) (source.Verdict, bool) {
-	daemon, ok := daemonOf(l.Program)
+func (c *Source) Prepare(program, msg string) (source.Verdict, bool) {
+	daemon, ok := daemonOf(program)
 	if !ok {
 		return source.Verdict{}, false
 	}
-	v := source.Verdict{Daemon: daemon, Ignore: ignorable(daemon, l.Message)}
-	if daemon == "smtpd" && strings.HasPrefix(l.Message, "disconnect from ") {
+	v := source.Verdict{Daemon: daemon, Ignore: ignorable(daemon, msg)}
+	if daemon == "smtpd" && strings.HasPrefix(msg, "disconnect from ") {
 		v.Flags = flagDisconnect
-		if sentData(l.Message) {
+		if sentData(msg) {
 			v.Flags |= flagData
 		}
 		v.Keep = true
