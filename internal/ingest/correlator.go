@@ -200,15 +200,7 @@ func (c *Correlator) prepareFields(p *prepared, parser *syslog.Parser, f *syslog
 // source that claims the line, and what its Prepare says (l is
 // &p.line.Line).
 func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view, detach bool) {
-	var v source.Verdict
-	src := -1
-	for i, s := range c.sources {
-		var ok bool
-		if v, ok = s.Prepare(l.Program, l.Message); ok {
-			src = i
-			break
-		}
-	}
+	v, src := c.claim(l.Program, l.Message)
 	if src < 0 {
 		p.op = prepNotPostfix
 		return
@@ -236,6 +228,17 @@ func (c *Correlator) prepareParsed(p *prepared, l *syslog.Line, raw string, view
 		raw = owned
 	}
 	p.line.Raw = raw
+}
+
+// claim returns the first source that claims a line (its index in
+// c.sources, -1 for none) and its Verdict.
+func (c *Correlator) claim(program, msg string) (source.Verdict, int) {
+	for i, s := range c.sources {
+		if v, ok := s.Prepare(program, msg); ok {
+			return v, i
+		}
+	}
+	return source.Verdict{}, -1
 }
 
 // consume is the second half of feed.

@@ -30,15 +30,6 @@ func plainIsASCII(s string) bool {
 	return true
 }
 
-func plainIndexAny3(s string, a, b, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if k := s[i]; k == a || k == b || k == c {
-			return i
-		}
-	}
-	return -1
-}
-
 func TestLoad64(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 100000; i++ {
@@ -62,7 +53,7 @@ func TestLoad64(t *testing.T) {
 func TestIsASCII(t *testing.T) {
 	rng := rand.New(rand.NewSource(5))
 	for i := 0; i < 100000; i++ {
-		b := make([]byte, rng.Intn(50))
+		b := make([]byte, rng.Intn(100))
 		for k := range b {
 			b[k] = byte(rng.Intn(128))
 		}
@@ -71,25 +62,6 @@ func TestIsASCII(t *testing.T) {
 		}
 		if got, want := IsASCII(string(b)), plainIsASCII(string(b)); got != want {
 			t.Fatalf("IsASCII(%q) = %v, want %v", b, got, want)
-		}
-	}
-}
-
-func TestIndexAny3(t *testing.T) {
-	rng := rand.New(rand.NewSource(3))
-	alphabet := "ab/-_.0[: x]\x00\xff\x80\x7f"
-	for i := 0; i < 100000; i++ {
-		b := make([]byte, rng.Intn(40))
-		for k := range b {
-			b[k] = alphabet[rng.Intn(len(alphabet))]
-		}
-		s := string(b)
-		if got, want := IndexAny3(s, '[', ':', ' '), plainIndexAny3(s, '[', ':', ' '); got != want {
-			t.Fatalf("IndexAny3(%q) = %d, want %d", s, got, want)
-		}
-		x, y, z := alphabet[rng.Intn(len(alphabet))], alphabet[rng.Intn(len(alphabet))], alphabet[rng.Intn(len(alphabet))]
-		if got, want := IndexAny3(s, x, y, z), plainIndexAny3(s, x, y, z); got != want {
-			t.Fatalf("IndexAny3(%q, %q, %q, %q) = %d, want %d", s, x, y, z, got, want)
 		}
 	}
 }
@@ -152,20 +124,6 @@ func benchLines(b *testing.B) []string {
 	return lines
 }
 
-// tags are the tags of the lines ("postfix/smtpd[297535]: ..."), where
-// IndexAny3 looks for the end of the program name.
-func tags(lines []string) []string {
-	out := make([]string, 0, len(lines))
-	for _, l := range lines {
-		f := strings.SplitN(l, " ", 3)
-		if len(f) == 3 {
-			out = append(out, f[2])
-		}
-	}
-	return out
-}
-
-var sinkInt int
 var sinkBool bool
 
 func perLine(b *testing.B, n int) {
@@ -218,39 +176,6 @@ func BenchmarkPlainIsASCII(b *testing.B) {
 		}
 	}
 	perLine(b, len(lines))
-}
-
-func BenchmarkFastIndexAny3(b *testing.B) {
-	ts := tags(benchLines(b))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, s := range ts {
-			sinkInt = IndexAny3(s, '[', ':', ' ')
-		}
-	}
-	perLine(b, len(ts))
-}
-
-func BenchmarkPlainIndexAny3(b *testing.B) {
-	ts := tags(benchLines(b))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, s := range ts {
-			sinkInt = plainIndexAny3(s, '[', ':', ' ')
-		}
-	}
-	perLine(b, len(ts))
-}
-
-func BenchmarkStringsIndexAny(b *testing.B) {
-	ts := tags(benchLines(b))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, s := range ts {
-			sinkInt = strings.IndexAny(s, "[: ")
-		}
-	}
-	perLine(b, len(ts))
 }
 
 var sinkString string

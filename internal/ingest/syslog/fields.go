@@ -124,7 +124,7 @@ func (p *Parser) ParseFields(l *Line, f *Fields) error {
 		return ErrNotSyslog
 	}
 	if f.Host == "" || strings.IndexByte(f.Host, ' ') >= 0 ||
-		f.App == "" || fastscan.IndexAny3(f.App, '[', ':', ' ') >= 0 {
+		f.App == "" || indexTagEnd(f.App) < len(f.App) {
 		return ErrNotSyslog
 	}
 	pid := 0

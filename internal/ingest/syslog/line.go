@@ -130,6 +130,19 @@ func (p *Parser) Last() time.Time { return p.last }
 // Resume continues after a restart as if the latest line seen had time last.
 func (p *Parser) Resume(last time.Time) { p.last = last }
 
+// tagEnd marks the bytes that end a syslog tag's program name.
+var tagEnd = [256]bool{'[': true, ':': true, ' ': true}
+
+// indexTagEnd returns the index of the first '[', ':' or ' ' in s, or
+// len(s).
+func indexTagEnd(s string) int {
+	i := 0
+	for i < len(s) && !tagEnd[s[i]] {
+		i++
+	}
+	return i
+}
+
 func parse(l *Line, line string, pl *placer) error {
 	*l = Line{}
 	rest, ok := "", false
@@ -167,8 +180,8 @@ func parse(l *Line, line string, pl *placer) error {
 		rest = rest[1:]
 	}
 	// tag: program[pid]: or program: or program[pid] (colon missing)
-	end := fastscan.IndexAny3(rest, '[', ':', ' ')
-	if end <= 0 {
+	end := indexTagEnd(rest)
+	if end <= 0 || end == len(rest) {
 		*l = Line{}
 		return ErrNotSyslog
 	}

@@ -287,7 +287,8 @@ func parseISOCached(s string, ref time.Time, c *isoCache) (time.Time, string, bo
 	}
 	var loc *time.Location
 	var off int
-	if c != nil && c.zoneOK && len(rest) >= c.zlen && (len(rest) == c.zlen || rest[c.zlen] == ' ') && rest[:c.zlen] == string(c.zone[:c.zlen]) {
+	if c != nil && c.zoneOK && len(rest) > c.zlen && rest[c.zlen] == ' ' && rest[:c.zlen] == string(c.zone[:c.zlen]) {
+		// (a timestamp at the end of s, a Fields' own, takes the path below)
 		loc, off, rest = c.loc, c.off, rest[c.zlen:]
 	} else {
 		zone := rest

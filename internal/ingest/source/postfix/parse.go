@@ -68,7 +68,7 @@ type Record struct {
 }
 
 // ParseMessage parses the message part of a syslog line logged by daemon
-// (the value daemonOf returns).
+// (the name daemonOf returns).
 func ParseMessage(daemon, msg string) Record {
 	r := Record{Daemon: daemon}
 	switch daemon {

@@ -22,11 +22,14 @@ const (
 // known by a few byte comparisons. The end of an smtpd session is kept all
 // the same: it decides whether a transaction was abandoned.
 func (c *Source) Prepare(program, msg string) (source.Verdict, bool) {
-	daemon, ok := daemonOf(program)
+	daemon, filter, ok := daemonOf(program)
 	if !ok {
 		return source.Verdict{}, false
 	}
-	v := source.Verdict{Daemon: daemon, Ignore: ignorable(daemon, msg)}
+	if filter {
+		return source.Verdict{Daemon: daemon}, true
+	}
+	v := source.Verdict{Daemon: daemon, Ignore: ignorable(msg)}
 	if daemon == "smtpd" && strings.HasPrefix(msg, "disconnect from ") {
 		v.Flags = flagDisconnect
 		if sentData(msg) {
@@ -37,22 +40,24 @@ func (c *Source) Prepare(program, msg string) (source.Verdict, bool) {
 	return v, true
 }
 
-// daemonOf returns the daemon name and whether the program is one we read.
-func daemonOf(program string) (string, bool) {
+// daemonOf returns the daemon name of a program ("smtpd" for
+// "postfix/smtpd", "amavis" for "amavisd"), whether it is a content
+// filter's, and whether the program is one this source reads.
+func daemonOf(program string) (daemon string, filter, ok bool) {
 	switch program {
 	case "amavis", "amavisd", "amavisd-new":
-		return "amavis", true
+		return "amavis", true, true
 	case "pmg-smtp-filter":
-		return "pmg-smtp-filter", true
+		return "pmg-smtp-filter", true, true
 	}
 	if !strings.HasPrefix(program, "postfix") {
-		return "", false
+		return "", false, false
 	}
 	i := strings.LastIndexByte(program, '/')
 	if i < 0 {
-		return "", false
+		return "", false, false
 	}
-	return program[i+1:], true
+	return program[i+1:], false, true
 }
 
 // isQueueID reports whether s looks like a Postfix queue id: short (hex,
@@ -108,15 +113,12 @@ var alnum = func() (t [256]bool) {
 	return t
 }()
 
-// ignorable reports, by a few byte comparisons, that ParseMessage(daemon,
-// msg) is KindIgnored (connect, disconnect, postscreen, TLS, statistics:
-// most of a server's lines): a Postfix message that is neither NOQUEUE nor
-// proxy- nor "QID: ...".
-func ignorable(daemon, msg string) bool {
-	switch daemon {
-	case "amavis", "pmg-smtp-filter":
-		return false
-	}
+// ignorable reports, by a few byte comparisons, that ParseMessage of a
+// Postfix daemon's msg is KindIgnored (connect, disconnect, postscreen,
+// TLS, statistics: most of a server's lines): a message that is neither
+// NOQUEUE nor proxy- nor "QID: ...". (A content filter's line is never
+// ignorable.)
+func ignorable(msg string) bool {
 	if strings.HasPrefix(msg, "NOQUEUE: ") || strings.HasPrefix(msg, "proxy-") {
 		return false
 	}
