@@ -10,8 +10,9 @@
 //     RFC 3339:  2023-03-01T12:34:56.123456+01:00 host prog[pid]: msg
 //
 //   - Frames on the wire (RFC 6587 over TCP or TLS, one datagram per message
-//     over UDP): Decoder reads octet-counted and newline-ended frames, mixed
-//     on one stream, and ParseFrame reads one frame's "<PRI>" and, for an
+//     over UDP): Decoder reads octet-counted or newline-ended frames, the
+//     framing chosen by a stream's first frame (a count only when a syslog
+//     header follows it), and ParseFrame reads one frame's "<PRI>" and, for an
 //     RFC 5424 message, its header fields.
 //
 //   - Fields: a message whose header a sender already split (an RFC 5424
@@ -26,7 +27,6 @@
 // this package (docs/benchmarks.md): they parse only what travels on the
 // wire (a `<PRI>` prefix, which files on disk do not carry), reject the
 // damaged lines real files hold (a missing colon after the pid, a truncated
-// leading year), fix the framing per connection where senders mix it, stop
-// reading a stream at its first oversized frame, and allocate ten times per
-// frame where this package allocates once or twice.
+// leading year), stop reading a stream at its first oversized frame, and
+// allocate ten times per frame where this package allocates once or twice.
 package syslog
