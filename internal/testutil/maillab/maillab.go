@@ -1,0 +1,451 @@
+// Package maillab starts a small, real mail system on loopback for tests, in
+// one temporary directory, so that scenarios can send real SMTP and check
+// what mailtrace makes of the logs it writes:
+//
+//   - Postfix (a private instance: its own config, queue and data
+//     directories): smtpd on a free port playing port 25, a submission
+//     port with SASL through Dovecot's auth, virtual mailbox domain
+//     Domain (virtual alias maps, a transport map, header_checks), and
+//     `maillog_file` into the temp dir;
+//   - rspamd as Postfix's milter (its proxy worker scanning by itself, no
+//     Redis), which rejects GTUBE;
+//   - Dovecot: LMTP with Sieve for the mailboxes (passwd-file users, one
+//     Maildir each) and the SASL auth service;
+//   - a remote MX (internal/testutil/smtptest) that all other domains
+//     route to, answering each recipient by its local part (see
+//     RemoteReply);
+//   - rsyslog, tailing the maillog (imfile) and forwarding it octet-counted
+//     over TLS with a client certificate, into
+//   - a real `mailtrace ingest` (the CLI command, in this process) writing
+//     to PostgreSQL (internal/testutil/pgtest).
+//
+// Start brings everything up and stops it when the test ends. What it needs
+// is installed by hack/maillab.sh (Debian's packages). When something is
+// missing, the test skips with a message saying how to install it, or fails
+// with that message when CI is set; any other failure to start fails the
+// test with the component's log.
+//
+// The test process must run as root: Postfix and Dovecot start their own
+// privileged master processes (the sandboxes and CI runners here do).
+package maillab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
+	"github.com/mailtrace/mailtrace/internal/testutil/smtptest"
+)
+
+// The lab's names.
+const (
+	// Domain is the organisation's mail domain: Postfix's virtual mailbox
+	// domain, delivered to Dovecot over LMTP, and the ingester's accepted domain.
+	Domain = "lab.test"
+	// RemoteDomain is a domain outside, served by the remote MX (every
+	// domain but Domain routes there).
+	RemoteDomain = "remote.test"
+	// Hostname is Postfix's myhostname.
+	Hostname = "mx.lab.test"
+	// Password is every mailbox user's password (SASL on submission).
+	Password = "secret"
+)
+
+// Named users, each with a mailbox; User(n) names the numbered ones.
+var namedUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy", "trent", "victor", "walter"}
+
+// NumberedUsers is how many numbered mailboxes (u01@, u02@, ...) exist.
+const NumberedUsers = 60
+
+// User returns the address of numbered mailbox n (1-based): u01@lab.test.
+func User(n int) string { return fmt.Sprintf("u%02d@%s", n, Domain) }
+
+// Aliases are the virtual alias maps of the lab (address -> members).
+var Aliases = map[string][]string{
+	"group@" + Domain:      {"alice@" + Domain, "bob@" + Domain, "carol@" + Domain},
+	"alias@" + Domain:      {"dave@" + Domain},
+	"team@" + Domain:       {"grace@" + Domain, "heidi@" + Domain, "ivan@" + Domain},
+	"forward@" + Domain:    {"partner@" + RemoteDomain},
+	"postmaster@" + Domain: {"walter@" + Domain},
+}
+
+// HeaderChecks are the lab's header_checks (regexp table, first match wins):
+// a subject tag decides the action; every other Subject is logged (INFO), as
+// sites that want subjects in their logs do.
+var HeaderChecks = []string{
+	`/^Subject:.*\[lab-hold\]/ HOLD lab rule: held for review`,
+	`/^Subject:.*\[lab-discard\]/ DISCARD lab rule: discarded`,
+	`/^Subject:.*\[lab-redirect\]/ REDIRECT dave@` + Domain,
+	`/^Subject:.*\[lab-reject\]/ REJECT lab rule: rejected`,
+	`/^Subject:/ INFO`,
+}
+
+// RemoteReply is how the remote MX answers RCPT TO, by the recipient's local
+// part: "defer*" gets 451 4.3.0 (retried later), "nosuch*" gets 550 5.1.1,
+// "full*" 552 5.2.2; every other recipient is accepted.
+func RemoteReply(rcpt string) string {
+	local, _, _ := strings.Cut(strings.ToLower(rcpt), "@")
+	switch {
+	case strings.HasPrefix(local, "defer"):
+		return "451 4.3.0 <" + rcpt + ">: lab remote: try again later"
+	case strings.HasPrefix(local, "nosuch"):
+		return "550 5.1.1 <" + rcpt + ">: Recipient address rejected: User unknown"
+	case strings.HasPrefix(local, "full"):
+		return "552 5.2.2 <" + rcpt + ">: Mailbox full"
+	}
+	return ""
+}
+
+// Lab is a running mail lab.
+type Lab struct {
+	// Dir is the temporary directory everything lives in.
+	Dir string
+	// SMTP is Postfix's smtpd (the MX, port 25's role), host:port.
+	SMTP string
+	// Submission is Postfix's submission service (AUTH PLAIN required to
+	// relay), host:port.
+	Submission string
+	// Remote is the remote MX every other domain routes to.
+	Remote *smtptest.Server
+	// StoreURL is the PostgreSQL store the ingester writes to.
+	StoreURL string
+	// Store reads it.
+	Store store.Reader
+
+	ports      ports
+	procs      []*proc
+	ingestStop func()
+	mu         sync.Mutex
+}
+
+type ports struct {
+	smtp, submission, lmtp, auth, milter, syslog int
+}
+
+// errMissing marks "not installed": skip, or fail under CI.
+type errMissing struct{ msg string }
+
+func (e errMissing) Error() string { return e.msg }
+
+const installHint = "run hack/maillab.sh as root (or `make test-maillab`), which installs Debian's postfix, swaks, dovecot-core, dovecot-lmtpd, dovecot-sieve, rspamd, rsyslog and rsyslog-gnutls"
+
+// Binaries the lab runs, with the package that provides each.
+var binaries = []struct{ path, pkg string }{
+	{"/usr/sbin/postfix", "postfix"},
+	{"/usr/lib/postfix/sbin/master", "postfix"},
+	{"/usr/sbin/dovecot", "dovecot-core"},
+	{"/usr/lib/dovecot/lmtp", "dovecot-lmtpd"},
+	{"/usr/lib/dovecot/modules/lib90_sieve_plugin.so", "dovecot-sieve"},
+	{"/usr/bin/rspamd", "rspamd"},
+	{"/usr/sbin/rsyslogd", "rsyslog"},
+}
+
+// Check reports what the lab lacks on this machine: nil when it can start.
+func Check() error {
+	var missing []string
+	for _, b := range binaries {
+		if _, err := os.Stat(b.path); err != nil {
+			missing = append(missing, b.pkg+" ("+b.path+")")
+		}
+	}
+	if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
+		missing = append(missing, "rsyslog-gnutls (lmnsd_gtls.so)")
+	}
+	if len(missing) > 0 {
+		return errMissing{"maillab: not installed: " + strings.Join(missing, ", ") + "; " + installHint}
+	}
+	if os.Geteuid() != 0 {
+		return errMissing{"maillab: the mail lab runs private Postfix and Dovecot master processes and must run as root"}
+	}
+	for _, u := range []string{"postfix", "dovecot", "dovenull", "mail"} {
+		if err := exec.Command("id", u).Run(); err != nil {
+			return errMissing{"maillab: no `" + u + "` OS user (the packages create it); " + installHint}
+		}
+	}
+	return nil
+}
+
+// fail reports err: a skip for a missing installation (a failure under CI), a failure otherwise.
+func fail(t testing.TB, err error) {
+	t.Helper()
+	var m errMissing
+	if errors.As(err, &m) && os.Getenv("CI") == "" {
+		t.Skip(err.Error())
+	}
+	t.Fatal(err.Error())
+}
+
+// Start starts a lab; everything stops, and the directory goes, when the
+// test ends (the directory stays when it failed, and its path is logged).
+func Start(t testing.TB) *Lab {
+	t.Helper()
+	if err := Check(); err != nil {
+		fail(t, err)
+	}
+	removeStale()
+	dir, err := os.MkdirTemp("", "mailtrace-maillab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemons run as their own users and must reach their files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &Lab{Dir: dir}
+	t.Cleanup(func() {
+		l.stop()
+		if t.Failed() || os.Getenv("MAILTRACE_MAILLAB_KEEP") != "" {
+			t.Logf("maillab: kept %s (logs in log/)", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	if err := l.start(t); err != nil {
+		fail(t, err)
+	}
+	return l
+}
+
+func (l *Lab) start(t testing.TB) error {
+	for _, p := range []*int{&l.ports.smtp, &l.ports.submission, &l.ports.lmtp, &l.ports.auth, &l.ports.milter, &l.ports.syslog} {
+		port, err := harness.FreePort()
+		if err != nil {
+			return err
+		}
+		*p = port
+	}
+	l.SMTP = addr(l.ports.smtp)
+	l.Submission = addr(l.ports.submission)
+	l.Remote = smtptest.StartWith(t, smtptest.Options{RcptReply: RemoteReply})
+	if err := os.MkdirAll(l.path("log"), 0o755); err != nil {
+		return err
+	}
+	certs, err := writeCerts(l.path("tls"))
+	if err != nil {
+		return err
+	}
+
+	// rspamd is the slowest to start (its regexp cache): it goes first,
+	// beside PostgreSQL and the ingester, and Dovecot.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errs[0] = l.startRspamd() }()
+	go func() { defer wg.Done(); errs[1] = l.startDovecot() }()
+	dsn := pgtest.DSN(t)
+	l.StoreURL = dsn
+	go func() { defer wg.Done(); errs[2] = l.startIngester(dsn, certs) }()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := l.startPostfix(); err != nil {
+		return err
+	}
+	if err := l.startRsyslog(certs); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := storeopen.Open(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("maillab: open the store: %w", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	l.Store = st
+	return l.probe(t)
+}
+
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+func (l *Lab) path(p ...string) string { return filepath.Join(append([]string{l.Dir}, p...)...) }
+
+// LogFile returns the path of one of the lab's logs: "maillog" (Postfix),
+// "dovecot.log", "rspamd.log", "rsyslog.log", "ingest.log".
+func (l *Lab) LogFile(name string) string { return l.path("log", name) }
+
+// Logs returns the tail of every log of the lab, for a failure message.
+func (l *Lab) Logs() string {
+	var b strings.Builder
+	names, _ := filepath.Glob(l.path("log", "*"))
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "--- %s (tail)\n%s\n", filepath.Base(n), harness.Tail(string(data), 3000))
+	}
+	return b.String()
+}
+
+// proc is a child process of the lab.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	stop   func() // how to ask it to stop; SIGTERM when nil
+}
+
+// spawn starts a child whose output goes to log/<name>.out; it dies with
+// the test binary (Pdeathsig).
+func (l *Lab) spawn(name string, env []string, argv ...string) (*proc, error) {
+	out, err := os.Create(l.path("log", name+".out"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = l.Dir
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=UTC", "LANG=C.UTF-8", "HOME=" + l.Dir}, env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := harness.Spawn(cmd); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("maillab: start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+// stop stops the children, last started first.
+func (l *Lab) stop() {
+	l.mu.Lock()
+	procs := l.procs
+	l.procs = nil
+	l.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		if p.stop != nil {
+			p.stop()
+		} else {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
+		}
+		// Whatever it left in its process group (Dovecot's and Postfix's
+		// children exit with their master; this is for a stuck one).
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	l.mu.Lock()
+	stopIngest := l.ingestStop
+	l.ingestStop = nil
+	l.mu.Unlock()
+	if stopIngest != nil {
+		stopIngest()
+	}
+}
+
+// waitTCP waits until addr accepts connections, p exits or the deadline passes.
+func waitTCP(p *proc, address string, timeout time.Duration, logFile string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", address, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("maillab: %s exited at start:\n%s", p.name, tailOf(logFile))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("maillab: %s did not listen on %s within %s:\n%s", p.name, address, timeout, tailOf(logFile))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitBanner waits until an SMTP server at address greets with 220.
+func waitBanner(p *proc, address string, timeout time.Duration, logFile string) error {
+	if err := waitTCP(p, address, timeout, logFile); err != nil {
+		return err
+	}
+	c, err := net.DialTimeout("tcp", address, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	tp := textproto.NewConn(c)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return fmt.Errorf("maillab: %s greeted with %v:\n%s", p.name, err, tailOf(logFile))
+	}
+	_ = tp.PrintfLine("QUIT")
+	return nil
+}
+
+func tailOf(files ...string) string {
+	var b strings.Builder
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), harness.Tail(string(data), 3000))
+	}
+	return b.String()
+}
+
+func writeFile(path, content string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(content), mode)
+}
+
+func chownTo(user string, paths ...string) error {
+	for _, p := range paths {
+		if out, err := exec.Command("chown", "-R", user, p).CombinedOutput(); err != nil {
+			return fmt.Errorf("maillab: chown %s %s: %v: %s", user, p, err, out)
+		}
+	}
+	return nil
+}
+
+// removeStale stops what labs of dead test processes left running and
+// removes their directories (a killed test binary takes its children with
+// it through Pdeathsig, but not the daemons those children forked).
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "mailtrace-maillab-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		for _, pidFile := range []string{"postfix/queue/pid/master.pid", "dovecot/run/master.pid", "rspamd/rspamd.pid", "rsyslog/rsyslog.pid"} {
+			if b, err := os.ReadFile(filepath.Join(d, pidFile)); err == nil {
+				if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 1 {
+					_ = syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		}
+		os.RemoveAll(d)
+	}
+}
