@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
@@ -291,8 +292,8 @@ func TestFinishedTraceIsNotRerun(t *testing.T) {
 	queries := st.queries.Load()
 
 	// More matching mail arrives, and someone touches the object.
-	more := []seedMsg{{"m99", 4*day + 4*time.Hour, "alice@example.com", "Late", store.DirectionOutbound, "10.0.0.5", 10,
-		[]seedRcpt{{addr: "zoe@example.org", status: store.StatusDelivered}}}}
+	more := []seedMsg{{"m99", 4*day + 4*time.Hour, "alice@example.com", "Late", mailflow.DirectionOutbound, "10.0.0.5", 10,
+		[]seedRcpt{{addr: "zoe@example.org", status: mailflow.StatusDelivered}}}}
 	if err := st.Append(testCtx(t), seedEvents(d0, more)); err != nil {
 		t.Fatal(err)
 	}

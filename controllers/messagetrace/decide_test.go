@@ -10,9 +10,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
-	"github.com/mailtrace/mailtrace/internal/store"
 )
 
 func TestReportUpFront(t *testing.T) {
@@ -55,7 +55,7 @@ func TestExportFailureReason(t *testing.T) {
 		}
 	}
 	// A query the store refuses is recognised as terminal.
-	err := fmt.Errorf("report: %w: trace: %w", report.ErrTraceStore, store.ErrInvalidQuery)
+	err := fmt.Errorf("report: %w: trace: %w", report.ErrTraceStore, mailflow.ErrInvalidQuery)
 	if !IsTerminal(err) {
 		t.Error("an invalid query wrapped by the report is not terminal")
 	}

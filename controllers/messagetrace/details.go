@@ -10,7 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Bounds of a details answer in status.
@@ -62,7 +62,7 @@ func DetailsMessage(d *v1alpha1.MessageDetailsStatus) string {
 }
 
 // ToMessageEvent converts a store event, cutting its long texts.
-func ToMessageEvent(e store.Event) v1alpha1.MessageEvent {
+func ToMessageEvent(e mailflow.Event) v1alpha1.MessageEvent {
 	detail := TruncateRunes(e.Detail, MaxDetailText)
 	resp := TruncateRunes(e.SMTPResponse, MaxDetailText)
 	return v1alpha1.MessageEvent{
@@ -87,8 +87,8 @@ func ToMessageEvent(e store.Event) v1alpha1.MessageEvent {
 // DetailsOf is the bounded timeline of evs, oldest first: at most maxEvents
 // events whose JSON fits maxBytes; when some must go, the latest are kept
 // (they hold the outcome).
-func DetailsOf(traceID, recipient string, evs []store.Event, maxEvents, maxBytes int) *v1alpha1.MessageDetailsStatus {
-	sorted := append([]store.Event(nil), evs...)
+func DetailsOf(traceID, recipient string, evs []mailflow.Event, maxEvents, maxBytes int) *v1alpha1.MessageDetailsStatus {
+	sorted := append([]mailflow.Event(nil), evs...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Time.Before(sorted[j].Time) })
 	out := &v1alpha1.MessageDetailsStatus{MessageTraceID: traceID, Recipient: recipient, TotalEvents: int32(len(sorted))}
 	var kept []v1alpha1.MessageEvent

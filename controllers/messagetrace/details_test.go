@@ -10,26 +10,26 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
 
 func TestDetailsOf(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	ev := func(i int, typ store.EventType, detail string) store.Event {
-		return store.Event{Time: t0.Add(time.Duration(i) * time.Minute), MessageTraceID: "m", Recipient: "r@x", Type: typ, Detail: detail}
+	ev := func(i int, typ mailflow.EventType, detail string) mailflow.Event {
+		return mailflow.Event{Time: t0.Add(time.Duration(i) * time.Minute), MessageTraceID: "m", Recipient: "r@x", Type: typ, Detail: detail}
 	}
-	many := func(n int) []store.Event {
-		var out []store.Event
+	many := func(n int) []mailflow.Event {
+		var out []mailflow.Event
 		for i := n - 1; i >= 0; i-- { // out of order on purpose
-			out = append(out, ev(i, store.EventDefer, "451 later"))
+			out = append(out, ev(i, mailflow.EventDefer, "451 later"))
 		}
 		return out
 	}
 	long := strings.Repeat("é", MaxDetailText+10)
 	cases := []struct {
 		name                string
-		evs                 []store.Event
+		evs                 []mailflow.Event
 		maxEvents, maxBytes int
 		wantN               int
 		wantTrunc           bool
@@ -40,7 +40,7 @@ func TestDetailsOf(t *testing.T) {
 		{"count-bound-keeps-latest", many(250), 200, 1 << 20, 200, true, 50},
 		{"byte-bound-keeps-latest", many(10), 200, 400, 0, true, -1}, // set below from the JSON size
 	}
-	one := len(mustJSON(t, ToMessageEvent(ev(0, store.EventDefer, "451 later"))))
+	one := len(mustJSON(t, ToMessageEvent(ev(0, mailflow.EventDefer, "451 later"))))
 	cases[3].maxBytes = 3*one + one/2
 	cases[3].wantN, cases[3].firstMinute = 3, 7
 	for _, tc := range cases {
@@ -60,13 +60,13 @@ func TestDetailsOf(t *testing.T) {
 		})
 	}
 	t.Run("long-text-cut", func(t *testing.T) {
-		e := ev(0, store.EventFail, long)
+		e := ev(0, mailflow.EventFail, long)
 		e.SMTPResponse = "550 5.1.1 no such user"
 		got := ToMessageEvent(e)
 		if !got.Truncated || len([]rune(got.Detail)) > MaxDetailText || got.SMTPResponse != e.SMTPResponse {
 			t.Errorf("got truncated=%v detail of %d runes, response %q", got.Truncated, len([]rune(got.Detail)), got.SMTPResponse)
 		}
-		if ToMessageEvent(ev(0, store.EventFail, "short")).Truncated {
+		if ToMessageEvent(ev(0, mailflow.EventFail, "short")).Truncated {
 			t.Error("a short detail is marked truncated")
 		}
 	})
@@ -96,11 +96,11 @@ func TestDetailsTimeline(t *testing.T) {
 	d0 := day0()
 	st := openSQLite(t)
 	seedStore(t, st, d0)
-	fail := store.Event{ID: "m11-kim-fail-detail", Time: d0.Add(4*day + 2*time.Hour + 40*time.Minute), MessageTraceID: "m11",
-		Recipient: "kim@example.org", Type: store.EventFail, Source: "smtp", Relay: "mx.example.org[192.0.2.20]:25",
+	fail := mailflow.Event{ID: "m11-kim-fail-detail", Time: d0.Add(4*day + 2*time.Hour + 40*time.Minute), MessageTraceID: "m11",
+		Recipient: "kim@example.org", Type: mailflow.EventFail, Source: "smtp", Relay: "mx.example.org[192.0.2.20]:25",
 		DSN: "5.1.1", SMTPResponse: "550 5.1.1 <kim@example.org>: Recipient address rejected: User unknown",
 		ServerHostname: "mail.example.com", Detail: "bounced"}
-	if err := st.Append(context.Background(), []store.Event{fail}); err != nil {
+	if err := st.Append(context.Background(), []mailflow.Event{fail}); err != nil {
 		t.Fatal(err)
 	}
 	startManager(t, env, ns, st, nil, Options{})

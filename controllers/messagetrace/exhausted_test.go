@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
@@ -217,8 +218,8 @@ type stallingStore struct {
 	once    sync.Once
 }
 
-func (s *stallingStore) Trace(ctx context.Context, _ store.Query, _ store.Cursor, _ int) (store.Page, error) {
+func (s *stallingStore) Trace(ctx context.Context, _ mailflow.Query, _ mailflow.Cursor, _ int) (mailflow.Page, error) {
 	s.once.Do(func() { close(s.stalled) })
 	<-ctx.Done()
-	return store.Page{}, ctx.Err()
+	return mailflow.Page{}, ctx.Err()
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/mailtrace/mailtrace/internal/controllerkit"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -23,8 +24,8 @@ type job struct {
 	obj  types.NamespacedName
 	key  string // relative to the object store's prefix
 	os   objectstore.Store
-	st   store.Store
-	q    store.Query
+	st   store.Reader
+	q    mailflow.Query
 	opts report.Options
 	keep int // status rows captured from the first page
 
@@ -36,8 +37,8 @@ type job struct {
 	done   chan struct{}
 	res    report.Result
 	info   objectstore.UploadInfo
-	counts store.Counts
-	first  []store.Row
+	counts mailflow.Counts
+	first  []mailflow.Row
 	err    error
 }
 
@@ -48,8 +49,8 @@ type jobState struct {
 	finished bool
 	res      report.Result
 	info     objectstore.UploadInfo
-	counts   store.Counts
-	first    []store.Row
+	counts   mailflow.Counts
+	first    []mailflow.Row
 	err      error
 }
 
@@ -206,14 +207,14 @@ func (j *job) execute(ctx context.Context) {
 // as the report reads them: a long-range trace gets its counts and its first
 // rows in status without a second pass over the store.
 type tapStore struct {
-	store.Store
+	store.Reader
 	keep   int
-	counts store.Counts
-	first  []store.Row
+	counts mailflow.Counts
+	first  []mailflow.Row
 }
 
-func (t *tapStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
-	p, err := t.Store.Trace(ctx, q, c, limit)
+func (t *tapStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
+	p, err := t.Reader.Trace(ctx, q, c, limit)
 	if err != nil {
 		return p, err
 	}
@@ -223,9 +224,9 @@ func (t *tapStore) Trace(ctx context.Context, q store.Query, c store.Cursor, lim
 	return p, nil
 }
 
-func (t *tapStore) see(r *store.Row) {
+func (t *tapStore) see(r *mailflow.Row) {
 	if t.counts.ByStatus == nil {
-		t.counts.ByStatus = map[store.Status]int64{}
+		t.counts.ByStatus = map[mailflow.Status]int64{}
 	}
 	t.counts.Total++
 	t.counts.ByStatus[r.Status]++
@@ -237,8 +238,8 @@ func (t *tapStore) see(r *store.Row) {
 // tapOf returns the store a report reads (st with a tap on it) and the tap.
 // Over a store.Streamer it is a Streamer too: the tap must not hide the
 // store's one-query export.
-func tapOf(st store.Store, keep int) (store.Store, *tapStore) {
-	tap := &tapStore{Store: st, keep: keep}
+func tapOf(st store.Reader, keep int) (store.Reader, *tapStore) {
+	tap := &tapStore{Reader: st, keep: keep}
 	if sm, ok := st.(store.Streamer); ok {
 		return &tapStreamer{tapStore: tap, sm: sm}, tap
 	}
@@ -251,8 +252,8 @@ type tapStreamer struct {
 	sm store.Streamer
 }
 
-func (t *tapStreamer) Stream(ctx context.Context, q store.Query, c store.Cursor, fn func(*store.Row) error) error {
-	return t.sm.Stream(ctx, q, c, func(r *store.Row) error {
+func (t *tapStreamer) Stream(ctx context.Context, q mailflow.Query, c mailflow.Cursor, fn func(*mailflow.Row) error) error {
+	return t.sm.Stream(ctx, q, c, func(r *mailflow.Row) error {
 		t.see(r)
 		return fn(r)
 	})

@@ -28,6 +28,7 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/controllerkit"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -44,7 +45,7 @@ type Reconciler struct {
 	Client    client.Client
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
-	Store     store.Store
+	Store     store.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
 	Options   Options
@@ -109,7 +110,7 @@ type run struct {
 	opts  Options
 	start time.Time
 	end   time.Time
-	query store.Query
+	query mailflow.Query
 	// report: the trace makes a CSV report; skipQuery: its answer comes
 	// from the report alone (a long range, or an export already started).
 	report, skipQuery bool

@@ -28,6 +28,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/controllers/reportstore"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -216,10 +217,10 @@ func parseCSV(t *testing.T, b []byte) [][]string {
 }
 
 // allRows is the store's whole answer to q, newest first, page by page.
-func allRows(t *testing.T, st store.Store, q store.Query) []store.Row {
+func allRows(t *testing.T, st store.Store, q mailflow.Query) []mailflow.Row {
 	t.Helper()
-	var out []store.Row
-	var cur store.Cursor
+	var out []mailflow.Row
+	var cur mailflow.Cursor
 	for {
 		p, err := st.Trace(testCtx(t), q, cur, 5000)
 		if err != nil {
@@ -235,7 +236,7 @@ func allRows(t *testing.T, st store.Store, q store.Query) []store.Row {
 
 // requireSummaryEqual compares a summary report, cell by cell on the columns
 // a reader relies on, with the store's rows in order.
-func requireSummaryEqual(t *testing.T, recs [][]string, rows []store.Row) {
+func requireSummaryEqual(t *testing.T, recs [][]string, rows []mailflow.Row) {
 	t.Helper()
 	if len(recs) == 0 || fmt.Sprint(recs[0]) != fmt.Sprint(report.SummaryColumns) {
 		t.Fatalf("header %v, want %v", recs[:min(1, len(recs))], report.SummaryColumns)

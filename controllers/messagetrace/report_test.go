@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -60,7 +61,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	fits := create(t, env.Client, ns, "five-days-fits", v1alpha1.MessageTraceSpec{StartTime: s5, EndTime: e5,
 		MessageTraceID: "b00000001", Report: &v1alpha1.ReportSpec{StoreName: "reports"}})
 
-	q30 := store.Query{Start: s30.Time, End: e30.Time}
+	q30 := mailflow.Query{Start: s30.Time, End: e30.Time}
 	want30 := allRows(t, st, q30)
 	if len(want30) < 10_000 {
 		t.Fatalf("the seed gives only %d rows over 30 days", len(want30))
@@ -101,7 +102,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	})
 	t.Run("detailed", func(t *testing.T) {
 		mt := mustSucceed(t, env.Client, detailed)
-		rows := allRows(t, st, store.Query{Start: s30.Time, End: e30.Time, Senders: []string{"*@d07.example"}})
+		rows := allRows(t, st, mailflow.Query{Start: s30.Time, End: e30.Time, Senders: []string{"*@d07.example"}})
 		recs := parseCSV(t, download(t, bucket, mt.Status.Report))
 		if len(recs) == 0 || len(recs[0]) != len(report.DetailedColumns) {
 			t.Fatalf("detailed header %v", recs[:min(1, len(recs))])
@@ -130,7 +131,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	})
 	t.Run("five-days-over-the-row-budget", func(t *testing.T) {
 		mt := mustSucceed(t, env.Client, over)
-		want := allRows(t, st, store.Query{Start: s5.Time, End: e5.Time})
+		want := allRows(t, st, mailflow.Query{Start: s5.Time, End: e5.Time})
 		if mt.Status.ReturnedRows != 25 || !mt.Status.Truncated || mt.Status.TotalMatches != int64(len(want)) {
 			t.Errorf("status: %d rows shown of %d (truncated %v); the store has %d", mt.Status.ReturnedRows, mt.Status.TotalMatches, mt.Status.Truncated, len(want))
 		}
@@ -274,7 +275,7 @@ func TestReportSurvivesObjectStoreOutage(t *testing.T) {
 	if done.Status.Report.Attempts < 2 {
 		t.Errorf("%d attempts: the outage should have cost one", done.Status.Report.Attempts)
 	}
-	want := allRows(t, pg, store.Query{Start: s90.Time, End: e90.Time})
+	want := allRows(t, pg, mailflow.Query{Start: s90.Time, End: e90.Time})
 	requireSummaryEqual(t, parseCSV(t, download(t, bucket, done.Status.Report)), want)
 	objs, incomplete := objectsIn(t, bucket)
 	if len(objs) != 1 || incomplete != 0 {
@@ -321,7 +322,7 @@ func TestReportSurvivesManagerRestart(t *testing.T) {
 	if done.Status.Report.Attempts != 2 || done.Status.Report.Key != running.Status.Report.Key {
 		t.Errorf("attempts %d key %s; want 2 attempts with the key %s", done.Status.Report.Attempts, done.Status.Report.Key, running.Status.Report.Key)
 	}
-	requireSummaryEqual(t, parseCSV(t, download(t, bucket, done.Status.Report)), allRows(t, pg, store.Query{Start: s30.Time, End: e30.Time}))
+	requireSummaryEqual(t, parseCSV(t, download(t, bucket, done.Status.Report)), allRows(t, pg, mailflow.Query{Start: s30.Time, End: e30.Time}))
 	objs, incomplete := objectsIn(t, bucket)
 	if len(objs) != 1 || incomplete != 0 {
 		t.Errorf("bucket holds %v and %d incomplete uploads; want the report alone", objs, incomplete)
@@ -357,7 +358,7 @@ type hookStore struct {
 	read  atomic.Int64
 }
 
-func (h *hookStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (h *hookStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	p, err := h.Store.Trace(ctx, q, c, limit)
 	if h.read.Add(int64(len(p.Rows))) >= h.after {
 		h.hook()

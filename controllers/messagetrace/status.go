@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // The decisions of the controller, as pure functions (table-tested in status_test.go).
@@ -44,7 +44,7 @@ func PhaseOf(conds []metav1.Condition) v1alpha1.Phase {
 // store refused the query) rather than being retried (the store could not
 // be reached, timed out, or broke down).
 func IsTerminal(err error) bool {
-	return errors.Is(err, store.ErrInvalidQuery)
+	return errors.Is(err, mailflow.ErrInvalidQuery)
 }
 
 // RowBytes is a row's share of the status object: its JSON plus a separator.
@@ -102,7 +102,7 @@ func FormatDuration(d time.Duration) string {
 }
 
 // ToRow turns a store row into a status row (subject cut to 256 characters).
-func ToRow(r store.Row) v1alpha1.TraceRow {
+func ToRow(r mailflow.Row) v1alpha1.TraceRow {
 	return v1alpha1.TraceRow{
 		Received:       metav1.NewTime(r.Received.UTC()),
 		Sender:         r.Sender,
@@ -119,7 +119,7 @@ func ToRow(r store.Row) v1alpha1.TraceRow {
 }
 
 // CountsOf turns the store's counts into status counts.
-func CountsOf(c store.Counts) *v1alpha1.StatusCounts {
+func CountsOf(c mailflow.Counts) *v1alpha1.StatusCounts {
 	out := &v1alpha1.StatusCounts{}
 	for s, n := range c.ByStatus {
 		out.Add(v1alpha1.DeliveryStatus(s), n)

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 func cond(t v1alpha1.ConditionType, s metav1.ConditionStatus, r v1alpha1.Reason) metav1.Condition {
@@ -53,8 +53,8 @@ func TestIsTerminal(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{fmt.Errorf("%w: end is not after start", store.ErrInvalidQuery), true},
-		{fmt.Errorf("postgres: %w", fmt.Errorf("%w: malformed cursor", store.ErrInvalidQuery)), true},
+		{fmt.Errorf("%w: end is not after start", mailflow.ErrInvalidQuery), true},
+		{fmt.Errorf("postgres: %w", fmt.Errorf("%w: malformed cursor", mailflow.ErrInvalidQuery)), true},
 		{errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), false},
 		{context.DeadlineExceeded, false},
 		{fmt.Errorf("count: %w", context.Canceled), false},
@@ -174,11 +174,11 @@ func TestFormatDuration(t *testing.T) {
 }
 
 func TestToRowAndCounts(t *testing.T) {
-	r := store.Row{
+	r := mailflow.Row{
 		Received: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)),
-		Sender:   "a@x", Recipient: "b@y", Subject: strings.Repeat("s", 300), Status: store.StatusFailed,
+		Sender:   "a@x", Recipient: "b@y", Subject: strings.Repeat("s", 300), Status: mailflow.StatusFailed,
 		MessageID: "id@x", MessageTraceID: "T1", Size: 42, FromIP: "192.0.2.1", ToIP: "192.0.2.2",
-		Direction: store.DirectionOutbound,
+		Direction: mailflow.DirectionOutbound,
 	}
 	got := ToRow(r)
 	if got.Received.Location() != time.UTC || !got.Received.Time.Equal(r.Received) {
@@ -188,7 +188,7 @@ func TestToRowAndCounts(t *testing.T) {
 		got.MessageTraceID != "T1" || got.FromIP != "192.0.2.1" || got.ToIP != "192.0.2.2" || got.MessageID != "id@x" {
 		t.Errorf("ToRow = %+v", got)
 	}
-	c := CountsOf(store.Counts{Total: 6, ByStatus: map[store.Status]int64{store.StatusDelivered: 3, store.StatusFailed: 2, store.StatusGettingStatus: 1}})
+	c := CountsOf(mailflow.Counts{Total: 6, ByStatus: map[mailflow.Status]int64{mailflow.StatusDelivered: 3, mailflow.StatusFailed: 2, mailflow.StatusGettingStatus: 1}})
 	if (*c != v1alpha1.StatusCounts{Delivered: 3, Failed: 2, GettingStatus: 1}) {
 		t.Errorf("CountsOf = %+v", *c)
 	}
@@ -216,7 +216,7 @@ func TestBuildQuery(t *testing.T) {
 	if !q.Start.Equal(start) || !q.End.Equal(end) ||
 		fmt.Sprint(q.Senders) != "[*@example.com]" || fmt.Sprint(q.Recipients) != "[bob@example.org *@example.net]" ||
 		fmt.Sprint(q.Statuses) != "[Failed Pending]" || q.MessageID != "<m@x>" || q.MessageTraceID != "T1" ||
-		q.Direction != store.DirectionOutbound || q.Subject != "invoice" || q.SubjectMatch != store.SubjectStartsWith ||
+		q.Direction != mailflow.DirectionOutbound || q.Subject != "invoice" || q.SubjectMatch != mailflow.SubjectStartsWith ||
 		q.OriginalClientIP != netip.MustParsePrefix("198.51.100.7/32") || q.FromIP != netip.MustParsePrefix("198.51.100.0/24") ||
 		q.ToIP != netip.MustParsePrefix("2001:db8::/32") {
 		t.Errorf("BuildQuery = %+v", q)

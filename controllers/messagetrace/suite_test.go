@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
@@ -42,12 +43,12 @@ type countingStore struct {
 	queries atomic.Int64
 }
 
-func (s *countingStore) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+func (s *countingStore) Count(ctx context.Context, q mailflow.Query) (mailflow.Counts, error) {
 	s.queries.Add(1)
 	return s.Store.Count(ctx, q)
 }
 
-func (s *countingStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (s *countingStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	s.queries.Add(1)
 	return s.Store.Trace(ctx, q, c, limit)
 }
@@ -168,7 +169,7 @@ func waitForEvents(t *testing.T, c client.Client, mt *v1alpha1.MessageTrace, rea
 
 // sortNewestFirst is the order of a trace: newest received first, then
 // message trace ID and recipient ascending.
-func sortNewestFirst(rows []store.Row) {
+func sortNewestFirst(rows []mailflow.Row) {
 	sort.SliceStable(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
 		if !a.Received.Equal(b.Received) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
@@ -19,12 +20,12 @@ type streamSpy struct {
 	streams, pages int
 }
 
-func (s *streamSpy) Stream(ctx context.Context, q store.Query, c store.Cursor, fn func(*store.Row) error) error {
+func (s *streamSpy) Stream(ctx context.Context, q mailflow.Query, c mailflow.Cursor, fn func(*mailflow.Row) error) error {
 	s.streams++
 	return s.Store.Stream(ctx, q, c, fn)
 }
 
-func (s *streamSpy) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (s *streamSpy) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	s.pages++
 	return s.Store.Trace(ctx, q, c, limit)
 }
@@ -42,7 +43,7 @@ func TestExportTapKeepsTheStoreStream(t *testing.T) {
 	if err := storetest.SeedBench(ctx, pg, 3000); err != nil {
 		t.Fatal(err)
 	}
-	q := store.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
+	q := mailflow.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
 	want, err := pg.Count(ctx, q)
 	if err != nil {
 		t.Fatal(err)

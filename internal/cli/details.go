@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 type detailsFlags struct {
@@ -82,7 +82,7 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 		if !earliest.IsZero() {
 			end = earliest.UTC().Add(24 * time.Hour)
 		}
-		q := store.Query{Start: end.Add(-store.MaxRange), End: end, MessageTraceID: f.traceID}
+		q := mailflow.Query{Start: end.Add(-mailflow.MaxRange), End: end, MessageTraceID: f.traceID}
 		page, err := st.Trace(ctx, q, "", 1000)
 		if err != nil {
 			return fmt.Errorf("find the recipients of %s: %w", f.traceID, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -94,7 +95,7 @@ type LoadResult struct {
 
 type pending struct {
 	line int
-	ev   store.Event
+	ev   mailflow.Event
 }
 
 // LoadEvents appends the NDJSON events read from r to st in batches,
@@ -147,7 +148,7 @@ func LoadEvents(ctx context.Context, st store.Store, r io.Reader, batch int, rep
 		case len(b) == 0:
 			// blank lines are allowed
 		default:
-			var e store.Event
+			var e mailflow.Event
 			if jerr := json.Unmarshal(b, &e); jerr != nil {
 				bad(line, "not a JSON event: %v", jerr)
 			} else if verr := e.Validate(); verr != nil {
@@ -172,7 +173,7 @@ func LoadEvents(ctx context.Context, st store.Store, r io.Reader, batch int, rep
 // reachable, the events are appended one by one so that only the ones it
 // refuses are skipped (and reported with their lines).
 func appendBatch(ctx context.Context, st store.Store, batch []pending, bad func(int, string, ...any)) (int, error) {
-	evs := make([]store.Event, len(batch))
+	evs := make([]mailflow.Event, len(batch))
 	for i, p := range batch {
 		evs[i] = p.ev
 	}
@@ -188,7 +189,7 @@ func appendBatch(ctx context.Context, st store.Store, batch []pending, bad func(
 	}
 	n := 0
 	for _, p := range batch {
-		if err := st.Append(ctx, []store.Event{p.ev}); err != nil {
+		if err := st.Append(ctx, []mailflow.Event{p.ev}); err != nil {
 			if ctx.Err() != nil {
 				return n, err
 			}

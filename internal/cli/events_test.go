@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
@@ -58,12 +59,12 @@ func TestLoadEventsReportsBadLinesAndKeepsGoodOnes(t *testing.T) {
 	if strings.Contains(report.String(), "line 4:") || strings.Contains(report.String(), "line 10:") {
 		t.Errorf("good lines reported:\n%s", report.String())
 	}
-	q := store.Query{Start: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)}
+	q := mailflow.Query{Start: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)}
 	c, err := st.Count(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Total != 2 || c.ByStatus[store.StatusDelivered] != 1 || c.ByStatus[store.StatusFailed] != 1 {
+	if c.Total != 2 || c.ByStatus[mailflow.StatusDelivered] != 1 || c.ByStatus[mailflow.StatusFailed] != 1 {
 		t.Fatalf("stored rows %+v, want m1 Delivered and m2 Failed", c)
 	}
 	evs, err := st.Events(context.Background(), "m1", "b@partner.example")
@@ -85,7 +86,7 @@ func TestLoadEventsGzipAndIdempotent(t *testing.T) {
 			t.Fatalf("run %d: %+v %v %s", i, res, err, report.String())
 		}
 	}
-	q := store.Query{Start: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)}
+	q := mailflow.Query{Start: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)}
 	if c, err := st.Count(context.Background(), q); err != nil || c.Total != 2 {
 		t.Fatalf("after loading twice: %+v %v, want 2 rows", c, err)
 	}

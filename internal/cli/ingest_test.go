@@ -19,7 +19,7 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
@@ -209,12 +209,12 @@ func TestIngestFileCommand(t *testing.T) {
 	defer st.Close()
 	year := time.Now().Year()
 	for y := year; y >= year-1; y-- { // RFC 3164 lines take the latest year not in the future
-		c, err := st.Count(context.Background(), store.Query{Start: time.Date(y, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(y, 4, 1, 0, 0, 0, 0, time.UTC)})
+		c, err := st.Count(context.Background(), mailflow.Query{Start: time.Date(y, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(y, 4, 1, 0, 0, 0, 0, time.UTC)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.Total > 0 {
-			if c.Total != 1 || c.ByStatus[store.StatusDelivered] != 1 {
+			if c.Total != 1 || c.ByStatus[mailflow.StatusDelivered] != 1 {
 				t.Errorf("counts %+v, want one delivered row", c)
 			}
 			return

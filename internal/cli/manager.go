@@ -5,11 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"k8s.io/utils/ptr"
 	"net/http"
 	"os"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"time"
+
+	"k8s.io/utils/ptr"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -32,6 +33,7 @@ import (
 	"github.com/mailtrace/mailtrace/controllers/reportstore"
 	"github.com/mailtrace/mailtrace/internal/egress"
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -87,7 +89,7 @@ func (o ManagerOptions) grants(mgr ctrl.Manager) (*grants.Resolver, error) {
 		return nil, fmt.Errorf("--allow-destination: %w", err)
 	}
 	for _, p := range o.AllowEmailRecipients {
-		if err := store.ValidatePattern(p); err != nil {
+		if err := mailflow.ValidatePattern(p); err != nil {
 			return nil, fmt.Errorf("--allow-email-recipient %q: %w", p, err)
 		}
 	}
@@ -228,7 +230,7 @@ func storeCheck(st store.Store) healthz.Checker {
 
 // pruneLoop removes messages received before now-retention, now and then
 // every pruneInterval, until ctx ends. It runs on the leader only.
-func pruneLoop(ctx context.Context, st store.Store, retention time.Duration, clk clock.Clock, log logr.Logger) {
+func pruneLoop(ctx context.Context, st store.Pruner, retention time.Duration, clk clock.Clock, log logr.Logger) {
 	for {
 		cutoff := clk.Now().Add(-retention)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)

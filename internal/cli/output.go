@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/textable"
 )
 
@@ -32,7 +32,7 @@ var SummaryCSVHeader = []string{
 
 // RowWriter writes trace rows in one output format.
 type RowWriter interface {
-	Write(r store.Row) error
+	Write(r mailflow.Row) error
 	// Flush finishes the output (aligns and prints a table, flushes CSV).
 	Flush() error
 }
@@ -58,8 +58,8 @@ func NewRowWriter(format string, w io.Writer) (RowWriter, error) {
 // size streams and each line can be processed on its own (jq, grep).
 type jsonLines struct{ enc *json.Encoder }
 
-func (j *jsonLines) Write(r store.Row) error { return j.enc.Encode(r) }
-func (j *jsonLines) Flush() error            { return nil }
+func (j *jsonLines) Write(r mailflow.Row) error { return j.enc.Encode(r) }
+func (j *jsonLines) Flush() error               { return nil }
 
 // SummaryCSVWriter writes trace rows as a summary CSV report: UTF-8, a header
 // row, RFC 4180 quoting, and cells a spreadsheet would run as a formula
@@ -78,7 +78,7 @@ func NewSummaryCSVWriter(w io.Writer) (*SummaryCSVWriter, error) {
 }
 
 // Write writes one row.
-func (c *SummaryCSVWriter) Write(r store.Row) error {
+func (c *SummaryCSVWriter) Write(r mailflow.Row) error {
 	rec := []string{
 		formatCSVTime(r.Received), r.Sender, r.Recipient, r.Subject, string(r.Status),
 		strconv.FormatInt(r.Size, 10), r.MessageID, r.MessageTraceID, r.OriginalClientIP, r.FromIP, r.ToIP,
@@ -125,7 +125,7 @@ type rowTable struct {
 	n    int
 }
 
-func (t *rowTable) Write(r store.Row) error {
+func (t *rowTable) Write(r mailflow.Row) error {
 	if t.n == 0 {
 		if t.wide {
 			t.t.Add(slices.Clone(textable.HeadQueryWide)...)
@@ -161,7 +161,7 @@ func (t *rowTable) Flush() error {
 }
 
 // printTimeline prints one message's events for one recipient in time order.
-func printTimeline(w io.Writer, events []store.Event) error {
+func printTimeline(w io.Writer, events []mailflow.Event) error {
 	var t textable.Table
 	t.Add(slices.Clone(textable.HeadTimeline)...)
 	for _, e := range events {

@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/plugin"
-	"github.com/mailtrace/mailtrace/internal/store"
 )
 
 func TestNeutralizeCSVCell(t *testing.T) {
@@ -48,16 +48,16 @@ func TestSummaryCSVWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := []store.Row{
+	rows := []mailflow.Row{
 		{
 			Received: time.Date(2026, 3, 14, 9, 26, 53, 500_000_000, time.FixedZone("JST", 9*3600)),
 			Sender:   "alice@example.com", Recipient: "ken.tanaka@partner.example",
-			Subject: `Quote "Q3", final` + "\nsecond line", Status: store.StatusDelivered, Size: 12345,
+			Subject: `Quote "Q3", final` + "\nsecond line", Status: mailflow.StatusDelivered, Size: 12345,
 			MessageID: "<abc@example.com>", MessageTraceID: "4Xk2Lb3d9Zz1", OriginalClientIP: "10.0.1.15",
-			FromIP: "10.0.1.15", ToIP: "198.51.100.25", Direction: store.DirectionOutbound,
+			FromIP: "10.0.1.15", ToIP: "198.51.100.25", Direction: mailflow.DirectionOutbound,
 		},
-		{Sender: "=cmd|' /C calc'!A0@evil.example", Subject: "-10% off", Status: store.StatusGettingStatus, MessageTraceID: "x"},
-		{Subject: "【ご案内】来週の定例会議について", Status: store.StatusFailed, MessageTraceID: "y"},
+		{Sender: "=cmd|' /C calc'!A0@evil.example", Subject: "-10% off", Status: mailflow.StatusGettingStatus, MessageTraceID: "x"},
+		{Subject: "【ご案内】来週の定例会議について", Status: mailflow.StatusFailed, MessageTraceID: "y"},
 	}
 	for _, r := range rows {
 		if err := w.Write(r); err != nil {
@@ -88,8 +88,8 @@ second line",Delivered,12345,<abc@example.com>,4Xk2Lb3d9Zz1,10.0.1.15,10.0.1.15,
 
 // failEvent is a bounce as the ingester stores it: its detail quotes
 // Postfix's status text, relay and response included.
-func failEvent() store.Event {
-	return store.Event{Time: time.Date(2026, 11, 25, 1, 10, 10, 0, time.UTC), Type: store.EventFail, Recipient: "orders-old@partner.example",
+func failEvent() mailflow.Event {
+	return mailflow.Event{Time: time.Date(2026, 11, 25, 1, 10, 10, 0, time.UTC), Type: mailflow.EventFail, Recipient: "orders-old@partner.example",
 		Source: "smtp", DSN: "5.1.1", Relay: "mx.partner.example[198.51.100.25]:25",
 		SMTPResponse: "host mx.partner.example[198.51.100.25] said: 550 5.1.1 <orders-old@partner.example>: User unknown (in reply to RCPT TO command)",
 		Detail:       "status=bounced via mx.partner.example[198.51.100.25]:25: host mx.partner.example[198.51.100.25] said: 550 5.1.1 <orders-old@partner.example>: User unknown (in reply to RCPT TO command)"}
@@ -103,11 +103,11 @@ func TestTimelineSaysTheResponseOnce(t *testing.T) {
 	e := failEvent()
 	bare := e
 	bare.Detail = "bounced: the recipient's server says the mailbox does not exist"
-	toStatus := func(e store.Event) v1alpha1.MessageEvent {
+	toStatus := func(e mailflow.Event) v1alpha1.MessageEvent {
 		return v1alpha1.MessageEvent{Time: metav1.NewTime(e.Time), Event: string(e.Type), Source: e.Source, DSN: e.DSN, Relay: e.Relay, SMTPResponse: e.SMTPResponse, Detail: e.Detail}
 	}
 	var cliOut, pluginOut, demoOut bytes.Buffer
-	if err := printTimeline(&cliOut, []store.Event{e, bare}); err != nil {
+	if err := printTimeline(&cliOut, []mailflow.Event{e, bare}); err != nil {
 		t.Fatal(err)
 	}
 	d := &v1alpha1.MessageDetailsStatus{Events: []v1alpha1.MessageEvent{toStatus(e), toStatus(bare)}}
@@ -138,8 +138,8 @@ func TestTimelineSaysTheResponseOnce(t *testing.T) {
 // TestWideTableSizesLikeTheTable: -o wide shows sizes as the table does
 // (176.0K), not in raw bytes.
 func TestWideTableSizesLikeTheTable(t *testing.T) {
-	r := store.Row{Received: time.Date(2026, 11, 25, 1, 10, 8, 0, time.UTC), Sender: "bob@example.com", Recipient: "x@partner.example",
-		Subject: "s", Status: store.StatusFailed, Size: 180224, MessageTraceID: "6ac2279ac0af5eb73a36", MessageID: "<a@b>"}
+	r := mailflow.Row{Received: time.Date(2026, 11, 25, 1, 10, 8, 0, time.UTC), Sender: "bob@example.com", Recipient: "x@partner.example",
+		Subject: "s", Status: mailflow.StatusFailed, Size: 180224, MessageTraceID: "6ac2279ac0af5eb73a36", MessageID: "<a@b>"}
 	for _, wide := range []bool{false, true} {
 		var buf bytes.Buffer
 		tw := &rowTable{w: &buf, wide: wide}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailtrace/mailtrace/internal/filterflags"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -84,7 +85,7 @@ func runQuery(ctx context.Context, f queryFlags, now time.Time, stdout, stderr i
 	if f.all {
 		limit = pageSize
 	}
-	var cursor store.Cursor
+	var cursor mailflow.Cursor
 	n := 0
 	more := false
 	for {
@@ -114,7 +115,7 @@ func runQuery(ctx context.Context, f queryFlags, now time.Time, stdout, stderr i
 }
 
 // printFooter tells, on stderr, how many rows matched in all.
-func printFooter(ctx context.Context, st store.Store, q store.Query, shown int, more bool, stderr io.Writer) error {
+func printFooter(ctx context.Context, st store.Reader, q mailflow.Query, shown int, more bool, stderr io.Writer) error {
 	rangeText := fmt.Sprintf("%s to %s", q.Start.UTC().Format(time.RFC3339), q.End.UTC().Format(time.RFC3339))
 	if shown == 0 {
 		fmt.Fprintf(stderr, "No messages match (%s).\n", rangeText)
@@ -125,7 +126,7 @@ func printFooter(ctx context.Context, st store.Store, q store.Query, shown int, 
 		return fmt.Errorf("count: %w", err)
 	}
 	var parts []string
-	for _, s := range store.AllStatuses {
+	for _, s := range mailflow.AllStatuses {
 		if v := c.ByStatus[s]; v > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", s, v))
 		}

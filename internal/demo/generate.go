@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // OrgDomain is the organisation's primary domain in the demo data.
@@ -70,13 +70,13 @@ type gen struct {
 	rng    *rand.Rand
 	now    time.Time
 	seq    int
-	events []store.Event
+	events []mailflow.Event
 }
 
 // Generate returns the demo's events: about two weeks of mail flow of a small
 // organisation (example.com) ending at now. It is deterministic: the same now
 // gives the same events. Every delivery status occurs, and every direction.
-func Generate(now time.Time) []store.Event {
+func Generate(now time.Time) []mailflow.Event {
 	now = now.UTC().Truncate(time.Second)
 	g := &gen{rng: rand.New(rand.NewPCG(20260101, 42)), now: now}
 	for d := Days - 1; d >= 0; d-- {
@@ -128,14 +128,14 @@ type msg struct {
 	id, messageID      string
 	sender, subject    string
 	size               int64
-	dir                store.Direction
+	dir                mailflow.Direction
 	t0                 time.Time
 	clientHost, client string // who handed it to us
 }
 
 func pick[T any](r *rand.Rand, xs []T) T { return xs[r.IntN(len(xs))] }
 
-func (g *gen) newMsg(t0 time.Time, sender, subject string, dir store.Direction, clientHost, clientIP string) *msg {
+func (g *gen) newMsg(t0 time.Time, sender, subject string, dir mailflow.Direction, clientHost, clientIP string) *msg {
 	const alphabet = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjkmnpqrstvwxyz"
 	var id strings.Builder
 	for range 12 {
@@ -155,7 +155,7 @@ func (g *gen) newMsg(t0 time.Time, sender, subject string, dir store.Direction, 
 }
 
 // add appends an event at t0+dt unless that is still in the future.
-func (m *msg) add(dt time.Duration, e store.Event) bool {
+func (m *msg) add(dt time.Duration, e mailflow.Event) bool {
 	e.Time = m.t0.Add(dt)
 	if e.Time.After(m.g.now) {
 		return false
@@ -173,26 +173,26 @@ func (m *msg) receive() {
 	detail := fmt.Sprintf("message received from %s[%s]", m.clientHost, m.client)
 	source := "postfix/smtpd"
 	server, serverIP := mxHost, mxIP
-	if m.dir != store.DirectionInbound {
+	if m.dir != mailflow.DirectionInbound {
 		source = "postfix/submission/smtpd"
 		detail = fmt.Sprintf("message submitted by %s from %s[%s] (sasl_method=PLAIN)", m.sender, m.clientHost, m.client)
 		server, serverIP = lmtpHost, "10.0.0.25"
 	}
-	m.add(0, store.Event{
-		Type: store.EventReceive, Source: source, Detail: detail,
+	m.add(0, mailflow.Event{
+		Type: mailflow.EventReceive, Source: source, Detail: detail,
 		MessageID: m.messageID, Sender: m.sender, Subject: m.subject, Size: m.size, Direction: m.dir,
 		OriginalClientIP: m.client, FromIP: m.client, Received: m.t0,
 		ServerHostname: server, ServerIP: serverIP, ClientHostname: m.clientHost, ClientIP: m.client,
 	})
-	m.add(time.Second, store.Event{
-		Type: store.EventSubmit, Source: "postfix/qmgr",
+	m.add(time.Second, mailflow.Event{
+		Type: mailflow.EventSubmit, Source: "postfix/qmgr",
 		Detail: fmt.Sprintf("queued: from=<%s>, size=%d", m.sender, m.size),
 	})
 }
 
 func (m *msg) deliverLocal(dt time.Duration, rcpt, expandedFrom string) bool {
-	return m.add(dt, store.Event{
-		Type: store.EventDeliver, Recipient: rcpt, Source: "postfix/lmtp", ExpandedFrom: expandedFrom,
+	return m.add(dt, mailflow.Event{
+		Type: mailflow.EventDeliver, Recipient: rcpt, Source: "postfix/lmtp", ExpandedFrom: expandedFrom,
 		Relay: fmt.Sprintf("%s[%s]:24", lmtpHost, lmtpIP), ToIP: lmtpIP, DSN: "2.0.0",
 		SMTPResponse: fmt.Sprintf("250 2.0.0 <%s> Saved", rcpt),
 		Detail:       "delivered to mailbox",
@@ -200,8 +200,8 @@ func (m *msg) deliverLocal(dt time.Duration, rcpt, expandedFrom string) bool {
 }
 
 func (m *msg) deliverRemote(dt time.Duration, rcpt string, p peer) bool {
-	return m.add(dt, store.Event{
-		Type: store.EventDeliver, Recipient: rcpt, Source: "postfix/smtp",
+	return m.add(dt, mailflow.Event{
+		Type: mailflow.EventDeliver, Recipient: rcpt, Source: "postfix/smtp",
 		Relay: fmt.Sprintf("%s[%s]:25", p.host, p.ip), ToIP: p.ip, DSN: "2.0.0",
 		SMTPResponse: "250 2.0.0 Ok: queued as " + strings.ToUpper(m.id[:10]),
 		Detail:       "accepted by " + p.host,
@@ -216,7 +216,7 @@ func (g *gen) submitter() (string, string) {
 
 func (g *gen) outboundDelivered(t0 time.Time) {
 	host, ip := g.submitter()
-	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), store.DirectionOutbound, host, ip)
+	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), mailflow.DirectionOutbound, host, ip)
 	m.receive()
 	p := pick(g.rng, outside)
 	m.deliverRemote(time.Duration(2+g.rng.IntN(8))*time.Second, pick(g.rng, p.addrs), p)
@@ -224,12 +224,12 @@ func (g *gen) outboundDelivered(t0 time.Time) {
 
 func (g *gen) outboundDeferredThenDelivered(t0 time.Time) {
 	host, ip := g.submitter()
-	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), store.DirectionOutbound, host, ip)
+	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), mailflow.DirectionOutbound, host, ip)
 	m.receive()
 	rcpt := pick(g.rng, vendor.addrs)
 	for i, dt := range []time.Duration{5 * time.Second, 10 * time.Minute, 30 * time.Minute} {
-		m.add(dt, store.Event{
-			Type: store.EventDefer, Recipient: rcpt, Source: "postfix/smtp", DSN: "4.4.1",
+		m.add(dt, mailflow.Event{
+			Type: mailflow.EventDefer, Recipient: rcpt, Source: "postfix/smtp", DSN: "4.4.1",
 			Relay:  "none",
 			Detail: fmt.Sprintf("connect to %s[%s]:25: Connection timed out (attempt %d)", vendor.host, vendor.ip, i+1),
 		})
@@ -239,19 +239,19 @@ func (g *gen) outboundDeferredThenDelivered(t0 time.Time) {
 
 func (g *gen) outboundBounce(t0 time.Time) {
 	host, ip := g.submitter()
-	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), store.DirectionOutbound, host, ip)
+	m := g.newMsg(t0, g.orgUser(), pick(g.rng, outboundSubjects), mailflow.DirectionOutbound, host, ip)
 	m.receive()
 	// One good recipient and one that does not exist.
 	m.deliverRemote(3*time.Second, "orders@partner.example", partner)
 	bad := pick(g.rng, []string{"k.tanaka@partner.example", "sales-team@partner.example", "info@partner.example"})
-	m.add(3*time.Second, store.Event{
-		Type: store.EventFail, Recipient: bad, Source: "postfix/smtp",
+	m.add(3*time.Second, mailflow.Event{
+		Type: mailflow.EventFail, Recipient: bad, Source: "postfix/smtp",
 		Relay: fmt.Sprintf("%s[%s]:25", partner.host, partner.ip), ToIP: partner.ip, DSN: "5.1.1",
 		SMTPResponse: fmt.Sprintf("550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table", bad),
 		Detail:       "bounced: the recipient's server says the mailbox does not exist",
 	})
-	m.add(4*time.Second, store.Event{
-		Type: store.EventNotify, Source: "postfix/bounce",
+	m.add(4*time.Second, mailflow.Event{
+		Type: mailflow.EventNotify, Source: "postfix/bounce",
 		Detail: "sender non-delivery notification sent to " + m.sender,
 	})
 }
@@ -263,18 +263,18 @@ func (g *gen) inboundDelivered(t0 time.Time, japanese bool) {
 		p = partner
 		subject = pick(g.rng, inboundSubjects[3:5])
 	}
-	m := g.newMsg(t0, pick(g.rng, p.addrs), subject, store.DirectionInbound, p.host, p.ip)
+	m := g.newMsg(t0, pick(g.rng, p.addrs), subject, mailflow.DirectionInbound, p.host, p.ip)
 	m.receive()
 	m.deliverLocal(time.Duration(1+g.rng.IntN(4))*time.Second, g.orgUser(), "")
 }
 
 func (g *gen) inboundToGroup(t0 time.Time) {
 	group := pick(g.rng, groupNames)
-	m := g.newMsg(t0, pick(g.rng, partner.addrs), "Holiday schedule and office closure", store.DirectionInbound, partner.host, partner.ip)
+	m := g.newMsg(t0, pick(g.rng, partner.addrs), "Holiday schedule and office closure", mailflow.DirectionInbound, partner.host, partner.ip)
 	m.receive()
 	members := groups[group]
-	m.add(time.Second, store.Event{
-		Type: store.EventExpand, Recipient: group, Source: "postfix/cleanup",
+	m.add(time.Second, mailflow.Event{
+		Type: mailflow.EventExpand, Recipient: group, Source: "postfix/cleanup",
 		Detail: fmt.Sprintf("expanded %s to %d members: %s", group, len(members), strings.Join(members, ", ")),
 	})
 	for i, rcpt := range members {
@@ -283,18 +283,18 @@ func (g *gen) inboundToGroup(t0 time.Time) {
 }
 
 func (g *gen) inboundSpam(t0 time.Time) {
-	m := g.newMsg(t0, pick(g.rng, spammer.addrs), pick(g.rng, spamSubjects), store.DirectionInbound, spammer.host, spammer.ip)
+	m := g.newMsg(t0, pick(g.rng, spammer.addrs), pick(g.rng, spamSubjects), mailflow.DirectionInbound, spammer.host, spammer.ip)
 	rcpt := g.orgUser()
-	m.add(0, store.Event{
-		Type: store.EventReceive, Source: "postfix/smtpd",
+	m.add(0, mailflow.Event{
+		Type: mailflow.EventReceive, Source: "postfix/smtpd",
 		Detail:    fmt.Sprintf("connect from %s[%s]", spammer.host, spammer.ip),
 		MessageID: m.messageID, Sender: m.sender, Subject: m.subject, Size: m.size, Direction: m.dir,
 		OriginalClientIP: spammer.ip, FromIP: spammer.ip, Received: t0,
 		ServerHostname: mxHost, ServerIP: mxIP, ClientHostname: spammer.host, ClientIP: spammer.ip,
 	})
 	score := 12 + g.rng.IntN(20)
-	m.add(2*time.Second, store.Event{
-		Type: store.EventFilterAsSpam, Recipient: rcpt, Source: "postfix/cleanup", DSN: "5.7.1",
+	m.add(2*time.Second, mailflow.Event{
+		Type: mailflow.EventFilterAsSpam, Recipient: rcpt, Source: "postfix/cleanup", DSN: "5.7.1",
 		SMTPResponse:   "554 5.7.1 Spam message rejected",
 		Detail:         fmt.Sprintf("milter-reject: END-OF-MESSAGE from %s[%s]: rspamd score %d.%d/15.0; rejected before queueing", spammer.host, spammer.ip, score, g.rng.IntN(10)),
 		ClientHostname: spammer.host, ClientIP: spammer.ip,
@@ -303,10 +303,10 @@ func (g *gen) inboundSpam(t0 time.Time) {
 
 func (g *gen) inboundQuarantine(t0 time.Time) {
 	p := pick(g.rng, []peer{vendor, spammer})
-	m := g.newMsg(t0, pick(g.rng, p.addrs), "Invoice overdue - open attachment", store.DirectionInbound, p.host, p.ip)
+	m := g.newMsg(t0, pick(g.rng, p.addrs), "Invoice overdue - open attachment", mailflow.DirectionInbound, p.host, p.ip)
 	m.receive()
-	m.add(2*time.Second, store.Event{
-		Type: store.EventQuarantine, Recipient: g.orgUser(), Source: "amavis",
+	m.add(2*time.Second, mailflow.Event{
+		Type: mailflow.EventQuarantine, Recipient: g.orgUser(), Source: "amavis",
 		Detail: fmt.Sprintf("Blocked BANNED (.exe in invoice.zip): quarantined as banned-%s", strings.ToLower(m.id[:8])),
 	})
 }
@@ -318,7 +318,7 @@ func (g *gen) internal(t0 time.Time) {
 		to = g.orgUser()
 	}
 	host, ip := g.submitter()
-	m := g.newMsg(t0, from, pick(g.rng, internalSubjects), store.DirectionInternal, host, ip)
+	m := g.newMsg(t0, from, pick(g.rng, internalSubjects), mailflow.DirectionInternal, host, ip)
 	m.receive()
 	m.deliverLocal(time.Second, to, "")
 }
@@ -326,12 +326,12 @@ func (g *gen) internal(t0 time.Time) {
 // inboundMailboxFull: local delivery deferred because the mailbox is over
 // quota, delivered once someone cleans up (if that has happened by now).
 func (g *gen) inboundMailboxFull(t0 time.Time) {
-	m := g.newMsg(t0, pick(g.rng, partner.addrs), "Re: Quote for Q3 renewal (large attachment)", store.DirectionInbound, partner.host, partner.ip)
+	m := g.newMsg(t0, pick(g.rng, partner.addrs), "Re: Quote for Q3 renewal (large attachment)", mailflow.DirectionInbound, partner.host, partner.ip)
 	m.receive()
 	rcpt := "dave@" + OrgDomain
 	for dt := 2 * time.Second; dt < 5*time.Hour; dt += 50 * time.Minute {
-		m.add(dt, store.Event{
-			Type: store.EventDefer, Recipient: rcpt, Source: "postfix/lmtp", DSN: "4.2.2",
+		m.add(dt, mailflow.Event{
+			Type: mailflow.EventDefer, Recipient: rcpt, Source: "postfix/lmtp", DSN: "4.2.2",
 			Relay:        fmt.Sprintf("%s[%s]:24", lmtpHost, lmtpIP),
 			SMTPResponse: "452 4.2.2 <dave@example.com> Mailbox is full / Quota exceeded",
 			Detail:       "deferred: the recipient's mailbox is over quota; will retry",
@@ -342,9 +342,9 @@ func (g *gen) inboundMailboxFull(t0 time.Time) {
 
 // fresh: received moments ago; nothing has happened to it yet.
 func (g *gen) fresh(t0 time.Time) {
-	m := g.newMsg(t0, pick(g.rng, news.addrs), "This week's product news", store.DirectionInbound, news.host, news.ip)
-	m.add(0, store.Event{
-		Type: store.EventReceive, Source: "postfix/smtpd",
+	m := g.newMsg(t0, pick(g.rng, news.addrs), "This week's product news", mailflow.DirectionInbound, news.host, news.ip)
+	m.add(0, mailflow.Event{
+		Type: mailflow.EventReceive, Source: "postfix/smtpd",
 		Detail:    fmt.Sprintf("message received from %s[%s]", news.host, news.ip),
 		MessageID: m.messageID, Sender: m.sender, Subject: m.subject, Size: m.size, Direction: m.dir,
 		OriginalClientIP: news.ip, FromIP: news.ip, Received: t0,
@@ -353,7 +353,7 @@ func (g *gen) fresh(t0 time.Time) {
 }
 
 // Messages counts the distinct messages in events.
-func Messages(events []store.Event) int {
+func Messages(events []mailflow.Event) int {
 	seen := map[string]struct{}{}
 	for _, e := range events {
 		seen[e.MessageTraceID] = struct{}{}

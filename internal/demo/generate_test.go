@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 var testNow = time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)
@@ -24,8 +24,8 @@ func TestGenerateIsDeterministic(t *testing.T) {
 // statuses derives every (message, recipient) row's status the way the store
 // does: message-level events belong to every recipient; a message with no
 // recipient yet is one GettingStatus row.
-func statuses(events []store.Event) map[[2]string]store.Status {
-	byRow := map[[2]string][]store.Event{}
+func statuses(events []mailflow.Event) map[[2]string]mailflow.Status {
+	byRow := map[[2]string][]mailflow.Event{}
 	hasRcpt := map[string]bool{}
 	for _, e := range events {
 		if e.Recipient != "" {
@@ -34,13 +34,13 @@ func statuses(events []store.Event) map[[2]string]store.Status {
 			hasRcpt[e.MessageTraceID] = true
 		}
 	}
-	out := map[[2]string]store.Status{}
+	out := map[[2]string]mailflow.Status{}
 	for k, evs := range byRow {
-		out[k] = store.DeriveStatus(evs)
+		out[k] = mailflow.DeriveStatus(evs)
 	}
 	for _, e := range events {
 		if !hasRcpt[e.MessageTraceID] {
-			out[[2]string{e.MessageTraceID, ""}] = store.StatusGettingStatus
+			out[[2]string{e.MessageTraceID, ""}] = mailflow.StatusGettingStatus
 		}
 	}
 	return out
@@ -48,17 +48,17 @@ func statuses(events []store.Event) map[[2]string]store.Status {
 
 func TestGenerateCoversEveryStatusAndDirection(t *testing.T) {
 	events := Generate(testNow)
-	seen := map[store.Status]int{}
+	seen := map[mailflow.Status]int{}
 	for _, s := range statuses(events) {
 		seen[s]++
 	}
-	for _, s := range store.AllStatuses {
+	for _, s := range mailflow.AllStatuses {
 		if seen[s] == 0 {
 			t.Errorf("no row with status %s (have %v)", s, seen)
 		}
 	}
-	dirs := map[store.Direction]bool{}
-	types := map[store.EventType]bool{}
+	dirs := map[mailflow.Direction]bool{}
+	types := map[mailflow.EventType]bool{}
 	japanese, dsn511, expandedFrom := false, false, false
 	for _, e := range events {
 		if err := e.Validate(); err != nil {
@@ -72,16 +72,16 @@ func TestGenerateCoversEveryStatusAndDirection(t *testing.T) {
 		}
 		types[e.Type] = true
 		japanese = japanese || strings.ContainsAny(e.Subject, "会議見積")
-		dsn511 = dsn511 || (e.Type == store.EventFail && e.DSN == "5.1.1")
+		dsn511 = dsn511 || (e.Type == mailflow.EventFail && e.DSN == "5.1.1")
 		expandedFrom = expandedFrom || e.ExpandedFrom != ""
 	}
-	for _, d := range []store.Direction{store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal} {
+	for _, d := range []mailflow.Direction{mailflow.DirectionInbound, mailflow.DirectionOutbound, mailflow.DirectionInternal} {
 		if !dirs[d] {
 			t.Errorf("no %s message", d)
 		}
 	}
-	for _, et := range []store.EventType{store.EventReceive, store.EventSubmit, store.EventDeliver, store.EventDefer,
-		store.EventFail, store.EventExpand, store.EventQuarantine, store.EventFilterAsSpam, store.EventNotify} {
+	for _, et := range []mailflow.EventType{mailflow.EventReceive, mailflow.EventSubmit, mailflow.EventDeliver, mailflow.EventDefer,
+		mailflow.EventFail, mailflow.EventExpand, mailflow.EventQuarantine, mailflow.EventFilterAsSpam, mailflow.EventNotify} {
 		if !types[et] {
 			t.Errorf("no %s event", et)
 		}
@@ -95,9 +95,9 @@ func TestGenerateCoversEveryStatusAndDirection(t *testing.T) {
 func TestGenerateFeedsTheSamples(t *testing.T) {
 	events := Generate(testNow)
 	rows := statuses(events)
-	recv := map[string]store.Event{}
+	recv := map[string]mailflow.Event{}
 	for _, e := range events {
-		if e.Type == store.EventReceive {
+		if e.Type == mailflow.EventReceive {
 			recv[e.MessageTraceID] = e
 		}
 	}
@@ -108,10 +108,10 @@ func TestGenerateFeedsTheSamples(t *testing.T) {
 		if age < 24*time.Hour && strings.HasSuffix(r.Sender, "@"+OrgDomain) {
 			sentLastDay++
 		}
-		if age < 7*24*time.Hour && s == store.StatusFailed {
+		if age < 7*24*time.Hour && s == mailflow.StatusFailed {
 			failed7d++
 		}
-		if age < 48*time.Hour && s == store.StatusPending && strings.HasSuffix(k[1], "@"+OrgDomain) {
+		if age < 48*time.Hour && s == mailflow.StatusPending && strings.HasSuffix(k[1], "@"+OrgDomain) {
 			pending2dToOrg++
 		}
 	}

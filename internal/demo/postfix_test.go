@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
@@ -36,24 +36,24 @@ func TestGenerateLogThroughTheIngester(t *testing.T) {
 	lines := GenerateLog(testNow)
 	stats, err := ingest.IngestReader(ctx, strings.NewReader(strings.Join(lines, "\n")+"\n"),
 		ingest.Config{AcceptedDomains: AcceptedDomains, Reference: testNow},
-		func(evs []store.Event) error { return st.Append(ctx, evs) })
+		func(evs []mailflow.Event) error { return st.Append(ctx, evs) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", stats)
-	q := store.Query{Start: testNow.Add(-LogDays * 24 * time.Hour), End: testNow}
+	q := mailflow.Query{Start: testNow.Add(-LogDays * 24 * time.Hour), End: testNow}
 	c, err := st.Count(ctx, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d rows: %v", c.Total, c.ByStatus)
-	for _, s := range []store.Status{store.StatusDelivered, store.StatusPending, store.StatusExpanded, store.StatusFailed,
-		store.StatusQuarantined, store.StatusFilteredAsSpam} {
+	for _, s := range []mailflow.Status{mailflow.StatusDelivered, mailflow.StatusPending, mailflow.StatusExpanded, mailflow.StatusFailed,
+		mailflow.StatusQuarantined, mailflow.StatusFilteredAsSpam} {
 		if c.ByStatus[s] == 0 {
 			t.Errorf("no %s rows", s)
 		}
 	}
-	for _, d := range []store.Direction{store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal} {
+	for _, d := range []mailflow.Direction{mailflow.DirectionInbound, mailflow.DirectionOutbound, mailflow.DirectionInternal} {
 		q := q
 		q.Direction = d
 		if c, err := st.Count(ctx, q); err != nil || c.Total == 0 {
@@ -66,8 +66,8 @@ func TestGenerateLogThroughTheIngester(t *testing.T) {
 		t.Errorf("nothing older than 80 days (%v)", err)
 	}
 	// every default query finds something (pending: to the organisation's users in the last 2 days)
-	pend := store.Query{Start: testNow.Add(-48 * time.Hour), End: testNow, Recipients: []string{"*@" + OrgDomain},
-		Statuses: []store.Status{store.StatusPending}}
+	pend := mailflow.Query{Start: testNow.Add(-48 * time.Hour), End: testNow, Recipients: []string{"*@" + OrgDomain},
+		Statuses: []mailflow.Status{mailflow.StatusPending}}
 	if c, err := st.Count(ctx, pend); err != nil || c.Total == 0 {
 		t.Errorf("nothing pending to *@%s in the last 2 days (%v)", OrgDomain, err)
 	}
@@ -76,7 +76,7 @@ func TestGenerateLogThroughTheIngester(t *testing.T) {
 		t.Errorf("no Japanese subject (%v)", err)
 	}
 	q.Subject = ""
-	q.Statuses = []store.Status{store.StatusFailed}
+	q.Statuses = []mailflow.Status{mailflow.StatusFailed}
 	p, err := st.Trace(ctx, q, "", 1)
 	if err != nil || len(p.Rows) == 0 {
 		t.Fatalf("no failed row (%v)", err)

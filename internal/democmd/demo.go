@@ -25,8 +25,8 @@ import (
 	"github.com/mailtrace/mailtrace/internal/demo"
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/plugin"
-	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
@@ -410,11 +410,11 @@ func findTrace(mts []v1alpha1.MessageTrace, name string) *v1alpha1.MessageTrace 
 	return nil
 }
 
-func rowFromStatus(r v1alpha1.TraceRow) store.Row {
-	return store.Row{
+func rowFromStatus(r v1alpha1.TraceRow) mailflow.Row {
+	return mailflow.Row{
 		Received: r.Received.Time, Sender: r.Sender, Recipient: r.Recipient, Subject: r.Subject,
-		Status: store.Status(r.Status), MessageID: r.MessageID, MessageTraceID: r.MessageTraceID,
-		Size: r.Size, FromIP: r.FromIP, ToIP: r.ToIP, Direction: store.Direction(r.Direction),
+		Status: mailflow.Status(r.Status), MessageID: r.MessageID, MessageTraceID: r.MessageTraceID,
+		Size: r.Size, FromIP: r.FromIP, ToIP: r.ToIP, Direction: mailflow.Direction(r.Direction),
 	}
 }
 

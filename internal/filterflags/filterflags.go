@@ -19,7 +19,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/duration"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // DefaultSince is the window traced when no time flag is given (PRODUCT.md: the last 2 days).
@@ -59,8 +59,8 @@ func (f *Flags) Register(cmd *cobra.Command) {
 
 // StatusList is the delivery statuses, comma-separated, for help and errors.
 func StatusList() string {
-	s := make([]string, len(store.AllStatuses))
-	for i, st := range store.AllStatuses {
+	s := make([]string, len(mailflow.AllStatuses))
+	for i, st := range mailflow.AllStatuses {
 		s[i] = string(st)
 	}
 	return strings.Join(s, ", ")
@@ -70,9 +70,9 @@ func StatusList() string {
 type parsed struct {
 	since      time.Duration // 0: not given
 	start, end time.Time     // zero: not given
-	statuses   []store.Status
-	direction  store.Direction
-	subject    store.SubjectMatch
+	statuses   []mailflow.Status
+	direction  mailflow.Direction
+	subject    mailflow.SubjectMatch
 	ips        [3]string // original client, from, to: trimmed, checked
 	prefixes   [3]netip.Prefix
 }
@@ -113,7 +113,7 @@ func (f *Flags) parse() (parsed, error) {
 		p.statuses = append(p.statuses, st)
 	}
 	if f.Direction != "" {
-		d, ok := MatchFold(strings.TrimSpace(f.Direction), store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal, store.DirectionAll)
+		d, ok := MatchFold(strings.TrimSpace(f.Direction), mailflow.DirectionInbound, mailflow.DirectionOutbound, mailflow.DirectionInternal, mailflow.DirectionAll)
 		if !ok {
 			return p, fmt.Errorf("--direction: %q is not Inbound, Outbound, Internal or All", f.Direction)
 		}
@@ -121,7 +121,7 @@ func (f *Flags) parse() (parsed, error) {
 	}
 	for i, x := range []struct{ flag, v string }{{"--original-client-ip", f.OriginalClientIP}, {"--from-ip", f.FromIP}, {"--to-ip", f.ToIP}} {
 		p.ips[i] = strings.TrimSpace(x.v)
-		pr, err := store.ParsePrefix(p.ips[i])
+		pr, err := mailflow.ParsePrefix(p.ips[i])
 		if err != nil {
 			return p, fmt.Errorf("%s: %w", x.flag, err)
 		}
@@ -131,7 +131,7 @@ func (f *Flags) parse() (parsed, error) {
 		if f.Subject == "" {
 			return p, errors.New("--subject-match needs --subject")
 		}
-		m, ok := MatchFold(strings.TrimSpace(f.SubjectMatch), store.SubjectContains, store.SubjectStartsWith, store.SubjectEndsWith)
+		m, ok := MatchFold(strings.TrimSpace(f.SubjectMatch), mailflow.SubjectContains, mailflow.SubjectStartsWith, mailflow.SubjectEndsWith)
 		if !ok {
 			return p, fmt.Errorf("--subject-match: %q is not Contains, StartsWith or EndsWith", f.SubjectMatch)
 		}
@@ -142,8 +142,8 @@ func (f *Flags) parse() (parsed, error) {
 
 // Query is the store query of the flags, relative to now: without a time
 // flag the DefaultSince before now (or before --end).
-func (f *Flags) Query(now time.Time) (store.Query, error) {
-	var q store.Query
+func (f *Flags) Query(now time.Time) (mailflow.Query, error) {
+	var q mailflow.Query
 	p, err := f.parse()
 	if err != nil {
 		return q, err
@@ -218,8 +218,8 @@ func (f *Flags) Spec() (v1alpha1.MessageTraceSpec, error) {
 }
 
 // ParseStatus reads a delivery status, case-insensitively.
-func ParseStatus(s string) (store.Status, bool) {
-	return MatchFold(strings.TrimSpace(s), store.AllStatuses...)
+func ParseStatus(s string) (mailflow.Status, bool) {
+	return MatchFold(strings.TrimSpace(s), mailflow.AllStatuses...)
 }
 
 // MatchFold returns the option s names, case-insensitively.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // TestQuery: the flags as mailtrace query reads them (kubectl mailtrace
@@ -18,18 +18,18 @@ func TestQuery(t *testing.T) {
 	tests := []struct {
 		name    string
 		f       Flags
-		want    store.Query
+		want    mailflow.Query
 		wantErr string
 	}{
-		{name: "defaults: the last 48 hours", want: store.Query{Start: now.Add(-48 * time.Hour), End: now}},
-		{name: "since hours", f: Flags{Since: "6h"}, want: store.Query{Start: now.Add(-6 * time.Hour), End: now}},
-		{name: "since days", f: Flags{Since: "7d"}, want: store.Query{Start: now.Add(-7 * day), End: now}},
+		{name: "defaults: the last 48 hours", want: mailflow.Query{Start: now.Add(-48 * time.Hour), End: now}},
+		{name: "since hours", f: Flags{Since: "6h"}, want: mailflow.Query{Start: now.Add(-6 * time.Hour), End: now}},
+		{name: "since days", f: Flags{Since: "7d"}, want: mailflow.Query{Start: now.Add(-7 * day), End: now}},
 		{name: "start and end", f: Flags{Start: "2026-03-01T00:00:00Z", End: "2026-03-02T12:30:00+09:00"},
-			want: store.Query{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 2, 3, 30, 0, 0, time.UTC)}},
+			want: mailflow.Query{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 2, 3, 30, 0, 0, time.UTC)}},
 		{name: "start only ends now", f: Flags{Start: "2026-03-10"},
-			want: store.Query{Start: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), End: now}},
+			want: mailflow.Query{Start: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), End: now}},
 		{name: "end only covers the 48 hours before it", f: Flags{End: "2026-03-10T00:00:00Z"},
-			want: store.Query{Start: time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)}},
+			want: mailflow.Query{Start: time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)}},
 		{
 			name: "every filter",
 			f: Flags{
@@ -38,24 +38,24 @@ func TestQuery(t *testing.T) {
 				Direction: "outbound", OriginalClientIP: "203.0.113.0/24", FromIP: "198.51.100.7", ToIP: "2001:db8::/32",
 				Subject: "Invoice", SubjectMatch: "startswith",
 			},
-			want: store.Query{
+			want: mailflow.Query{
 				Start: now.Add(-48 * time.Hour), End: now,
 				Senders: []string{"*@example.com", "Bob@Example.com"}, Recipients: []string{"user@*"},
-				Statuses:  []store.Status{store.StatusFailed, store.StatusFilteredAsSpam},
-				MessageID: "<abc@x>", MessageTraceID: "4Xk2", Direction: store.DirectionOutbound,
+				Statuses:  []mailflow.Status{mailflow.StatusFailed, mailflow.StatusFilteredAsSpam},
+				MessageID: "<abc@x>", MessageTraceID: "4Xk2", Direction: mailflow.DirectionOutbound,
 				OriginalClientIP: netip.MustParsePrefix("203.0.113.0/24"),
 				FromIP:           netip.MustParsePrefix("198.51.100.7/32"),
 				ToIP:             netip.MustParsePrefix("2001:db8::/32"),
-				Subject:          "Invoice", SubjectMatch: store.SubjectStartsWith,
+				Subject:          "Invoice", SubjectMatch: mailflow.SubjectStartsWith,
 			},
 		},
 		{name: "IPv4-mapped IPv6 is unmapped", f: Flags{FromIP: "::ffff:192.0.2.1"},
-			want: store.Query{Start: now.Add(-48 * time.Hour), End: now, FromIP: netip.MustParsePrefix("192.0.2.1/32")}},
+			want: mailflow.Query{Start: now.Add(-48 * time.Hour), End: now, FromIP: netip.MustParsePrefix("192.0.2.1/32")}},
 		{name: "since with start", f: Flags{Since: "1h", Start: "2026-03-01"}, wantErr: "--since cannot be combined"},
 		{name: "bad since", f: Flags{Since: "a week"}, wantErr: "--since"},
 		{name: "negative since", f: Flags{Since: "-1h"}, wantErr: `--since: "-1h" is not a duration such as 48h, 90m or 7d`},
 		{name: "zero since", f: Flags{Since: "0d"}, wantErr: "not a positive duration"},
-		{name: "since in days and hours", f: Flags{Since: "1d12h"}, want: store.Query{Start: now.Add(-36 * time.Hour), End: now}},
+		{name: "since in days and hours", f: Flags{Since: "1d12h"}, want: mailflow.Query{Start: now.Add(-36 * time.Hour), End: now}},
 		{name: "bad start", f: Flags{Start: "yesterday"}, wantErr: "--start: \"yesterday\" is not an RFC 3339 time"},
 		{name: "end before start", f: Flags{Start: "2026-03-02", End: "2026-03-01"}, wantErr: "is not after start"},
 		{name: "more than 90 days", f: Flags{Since: "91d"}, wantErr: "longer than 90 days"},

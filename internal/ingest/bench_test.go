@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // benchLog is the real Postfix log of ../shared (69,861 lines of a
@@ -118,7 +118,7 @@ func cpuTime() time.Duration {
 // parseCorrelate is one pass of the parse and correlate stage over data,
 // events thrown away.
 func parseCorrelate(b *testing.B, data []byte) {
-	if _, err := IngestReader(context.Background(), bytes.NewReader(data), benchCfg, func([]store.Event) error { return nil }); err != nil {
+	if _, err := IngestReader(context.Background(), bytes.NewReader(data), benchCfg, func([]mailflow.Event) error { return nil }); err != nil {
 		b.Fatal(err)
 	}
 }

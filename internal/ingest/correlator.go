@@ -8,7 +8,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Correlator reads log lines, hands each to the source that claims it
@@ -16,7 +16,7 @@ import (
 // safe for concurrent use.
 type Correlator struct {
 	cfg     Config
-	emit    func([]store.Event) error
+	emit    func([]mailflow.Event) error
 	parser  syslog.Parser
 	sources []source.Source
 	names   []string // the sources' registered names, for State
@@ -33,7 +33,7 @@ type Correlator struct {
 
 // NewCorrelator returns a correlator that passes the events of each line to
 // emit (never an empty slice). An error from emit is returned by Feed.
-func NewCorrelator(cfg Config, emit func([]store.Event) error) *Correlator {
+func NewCorrelator(cfg Config, emit func([]mailflow.Event) error) *Correlator {
 	cfg.defaults()
 	c := &Correlator{
 		cfg:    cfg,

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // run feeds lines to a fresh correlator and returns the memStore and it.
@@ -67,11 +67,11 @@ func TestCorrelatorRelayBeforeLMTP(t *testing.T) {
 		t.Errorf("%d traces, want 1", len(s.traces))
 	}
 	r := rowOf(t, s, id, "b@example.com")
-	if r.Status != store.StatusDelivered {
+	if r.Status != mailflow.StatusDelivered {
 		t.Errorf("status %s\n%s", r.Status, dumpEvents(r.Events))
 	}
 	for _, e := range s.traces[id] {
-		if e.OriginalClientIP != "192.0.2.1" || e.Direction != "" && e.Direction != store.DirectionInbound {
+		if e.OriginalClientIP != "192.0.2.1" || e.Direction != "" && e.Direction != mailflow.DirectionInbound {
 			t.Errorf("event %s: original client %q, direction %q", e.Type, e.OriginalClientIP, e.Direction)
 		}
 	}
@@ -92,12 +92,12 @@ func TestCorrelatorQueueIDReuse(t *testing.T) {
 		t.Fatalf("%d traces, want 2", len(s.traces))
 	}
 	second := c.TraceID("mx", "ABCDE12345")
-	if r := rowOf(t, s, second, "v@example.com"); r.Status != store.StatusPending || r.Sender != "y@example.net" {
+	if r := rowOf(t, s, second, "v@example.com"); r.Status != mailflow.StatusPending || r.Sender != "y@example.net" {
 		t.Errorf("second lifecycle: %+v", r)
 	}
 	for id := range s.traces {
 		if id != second {
-			if r := rowOf(t, s, id, "u@example.com"); r.Status != store.StatusDelivered {
+			if r := rowOf(t, s, id, "u@example.com"); r.Status != mailflow.StatusDelivered {
 				t.Errorf("first lifecycle: %s", r.Status)
 			}
 		}
@@ -119,7 +119,7 @@ func TestCorrelatorRestartLongQueueID(t *testing.T) {
 	if a, b := c1.TraceID("helga", "4PbC4x469Jz3tBr"), c2.TraceID("helga", "4PbC4x469Jz3tBr"); a == "" || a != b {
 		t.Fatalf("trace IDs before and after a restart: %q %q", a, b)
 	}
-	if r := rowOf(t, s2, c2.TraceID("helga", "4PbC4x469Jz3tBr"), "b@example.com"); r.Status != store.StatusDelivered {
+	if r := rowOf(t, s2, c2.TraceID("helga", "4PbC4x469Jz3tBr"), "b@example.com"); r.Status != mailflow.StatusDelivered {
 		t.Errorf("%s", r.Status)
 	}
 }
@@ -210,12 +210,12 @@ func TestCorrelatorStateRestore(t *testing.T) {
 func TestCorrelatorDirection(t *testing.T) {
 	for _, tc := range []struct {
 		name, client, from, to string
-		want                   store.Direction
+		want                   mailflow.Direction
 	}{
-		{"inbound", "client=mx.example.net[192.0.2.1]", "a@example.net", "b@example.com", store.DirectionInbound},
-		{"outbound", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@example.net", store.DirectionOutbound},
-		{"internal", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", store.DirectionInternal},
-		{"authenticated relay", "client=pc[192.0.2.5], sasl_method=PLAIN, sasl_username=joe", "joe@gmail.example", "b@example.net", store.DirectionOutbound},
+		{"inbound", "client=mx.example.net[192.0.2.1]", "a@example.net", "b@example.com", mailflow.DirectionInbound},
+		{"outbound", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@example.net", mailflow.DirectionOutbound},
+		{"internal", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", mailflow.DirectionInternal},
+		{"authenticated relay", "client=pc[192.0.2.5], sasl_method=PLAIN, sasl_username=joe", "joe@gmail.example", "b@example.net", mailflow.DirectionOutbound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, c := run(t, testCfg,
@@ -242,7 +242,7 @@ func TestCorrelatorFilterVerdictWins(t *testing.T) {
 		"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=1, dsn=2.7.0, status=sent (250 2.7.0 Ok, discarded, id=9-01 - spam)",
 	)
 	r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "b@example.com")
-	if r.Status != store.StatusQuarantined {
+	if r.Status != mailflow.StatusQuarantined {
 		t.Errorf("%s\n%s", r.Status, dumpEvents(r.Events))
 	}
 	for _, e := range r.Events {
@@ -261,14 +261,14 @@ func TestCorrelatorNoQueueReject(t *testing.T) {
 	for _, r := range s.allRows() {
 		got[r.Recipient] = r
 	}
-	if r := got["smtp@example.org"]; r.Status != store.StatusFilteredAsSpam || r.Sender != "john@example.net" {
+	if r := got["smtp@example.org"]; r.Status != mailflow.StatusFilteredAsSpam || r.Sender != "john@example.net" {
 		t.Errorf("relay denied: %+v", r)
 	}
-	if r := got["nobody@example.com"]; r.Status != store.StatusFailed {
+	if r := got["nobody@example.com"]; r.Status != mailflow.StatusFailed {
 		t.Errorf("user unknown: %+v", r)
 	}
 	for _, e := range s.byKey {
-		if e.Type == store.EventFilterAsSpam && (e.ClientIP != "192.0.2.4" || e.DSN != "5.7.1") {
+		if e.Type == mailflow.EventFilterAsSpam && (e.ClientIP != "192.0.2.4" || e.DSN != "5.7.1") {
 			t.Errorf("reject event: %+v", e)
 		}
 	}
@@ -287,7 +287,7 @@ func TestCorrelatorOutOfOrder(t *testing.T) {
 		t.Fatalf("%d traces", len(s.traces))
 	}
 	r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "b@example.com")
-	if r.Status != store.StatusDelivered || !r.Received.Equal(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)) {
+	if r.Status != mailflow.StatusDelivered || !r.Received.Equal(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)) {
 		t.Errorf("%+v", r)
 	}
 }
@@ -305,8 +305,8 @@ func TestIngestReaderGarbage(t *testing.T) {
 	in.WriteString("\n")
 	in.WriteString("Mar  1 10:00:01 mx postfix/smtp[3]: ABCDE12345: to=<b@example.com>, relay=r[192.0.2.7]:25, dsn=2.0.0, status=sent (250 ok)\n")
 	in.WriteString("Mar  1 10:00:01 mx postfix/smtp[3]: ABCDE12345: to=<c@exa") // half a line, no newline
-	var evs []store.Event
-	st, err := IngestReader(context.Background(), &in, testCfg, func(b []store.Event) error {
+	var evs []mailflow.Event
+	st, err := IngestReader(context.Background(), &in, testCfg, func(b []mailflow.Event) error {
 		for _, e := range b {
 			if err := e.Validate(); err != nil {
 				t.Errorf("invalid event %+v: %v", e, err)
@@ -331,7 +331,7 @@ func TestIngestReaderGarbage(t *testing.T) {
 	}
 	found := false
 	for _, e := range evs {
-		found = found || (e.Type == store.EventDeliver && e.Recipient == "b@example.com")
+		found = found || (e.Type == mailflow.EventDeliver && e.Recipient == "b@example.com")
 	}
 	if !found {
 		t.Errorf("the delivery after the garbage was lost: %+v", evs)
@@ -347,7 +347,7 @@ func TestIngestReaderGzip(t *testing.T) {
 	zw.Close()
 	count := func(r *bytes.Buffer) int {
 		n := 0
-		if _, err := IngestReader(context.Background(), r, testCfg, func(b []store.Event) error { n += len(b); return nil }); err != nil {
+		if _, err := IngestReader(context.Background(), r, testCfg, func(b []mailflow.Event) error { n += len(b); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -366,7 +366,7 @@ func FuzzCorrelator(f *testing.F) {
 		var ids []string
 		for round := 0; round < 2; round++ {
 			var got []string
-			c := NewCorrelator(Config{AcceptedDomains: []string{"example.com"}, Reference: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, func(evs []store.Event) error {
+			c := NewCorrelator(Config{AcceptedDomains: []string{"example.com"}, Reference: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, func(evs []mailflow.Event) error {
 				for _, e := range evs {
 					if err := e.Validate(); err != nil {
 						t.Fatalf("invalid event %+v: %v", e, err)
@@ -403,7 +403,7 @@ func TestCorrelatorExpandAndExpire(t *testing.T) {
 		"Mar  6 10:00:03 mx postfix/qmgr[2]: ABCDE12345: removed",
 	)
 	id := c.TraceID("mx", "ABCDE12345")
-	want := map[string]store.Status{"team@example.com": store.StatusExpanded, "m1@example.com": store.StatusDelivered, "m2@example.net": store.StatusFailed}
+	want := map[string]mailflow.Status{"team@example.com": mailflow.StatusExpanded, "m1@example.com": mailflow.StatusDelivered, "m2@example.net": mailflow.StatusFailed}
 	for rc, st := range want {
 		r := rowOf(t, s, id, rc)
 		if r.Status != st {

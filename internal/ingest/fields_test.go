@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // asFields splits a line of a file into the Fields a sender that parses
@@ -56,9 +56,9 @@ func TestFeedFieldsIsFeedOfText(t *testing.T) {
 			}
 		}
 		var a, b strings.Builder
-		collect := func(w *strings.Builder) func([]store.Event) error {
+		collect := func(w *strings.Builder) func([]mailflow.Event) error {
 			enc := json.NewEncoder(w)
-			return func(evs []store.Event) error {
+			return func(evs []mailflow.Event) error {
 				for _, e := range evs {
 					if err := enc.Encode(e); err != nil {
 						return err
@@ -123,8 +123,8 @@ func TestFeedFieldsChecks(t *testing.T) {
 		{"not postfix", func() syslog.Fields { f := good; f.App = "dovecot"; return f }(), ReasonNotPostfix, 0},
 	}
 	for _, c := range cases {
-		var evs []store.Event
-		cr := NewCorrelator(testCfg, func(b []store.Event) error { evs = append(evs, b...); return nil })
+		var evs []mailflow.Event
+		cr := NewCorrelator(testCfg, func(b []mailflow.Event) error { evs = append(evs, b...); return nil })
 		if err := cr.FeedFields(&c.f); err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // goldenDigests are the SHA-256 digests of the JSON of every event emitted
@@ -245,7 +245,7 @@ func eventsDigest(t testing.TB, file string) (string, int) {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
 	n := 0
-	st, err := IngestReader(context.Background(), f, configFor(file), func(evs []store.Event) error {
+	st, err := IngestReader(context.Background(), f, configFor(file), func(evs []mailflow.Event) error {
 		for _, e := range evs {
 			if err := enc.Encode(e); err != nil {
 				return err

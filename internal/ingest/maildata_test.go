@@ -16,7 +16,7 @@ import (
 	"time"
 	_ "time/tzdata"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // maildata is the shared folder of real logs (see ../shared/maildata/SOURCES.md).
@@ -32,18 +32,18 @@ func needMaildata(t testing.TB) {
 
 // memStore is the reference reading of store semantics over the emitted
 // events: idempotent by Event.Key, one row per (message, recipient), status
-// by store.DeriveStatus.
+// by mailflow.DeriveStatus.
 type memStore struct {
-	byKey  map[string]store.Event
+	byKey  map[string]mailflow.Event
 	order  []string
-	traces map[string][]store.Event
+	traces map[string][]mailflow.Event
 }
 
 func newMemStore() *memStore {
-	return &memStore{byKey: map[string]store.Event{}, traces: map[string][]store.Event{}}
+	return &memStore{byKey: map[string]mailflow.Event{}, traces: map[string][]mailflow.Event{}}
 }
 
-func (s *memStore) Append(evs []store.Event) error {
+func (s *memStore) Append(evs []mailflow.Event) error {
 	for _, e := range evs {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("event %+v: %w", e, err)
@@ -61,11 +61,11 @@ func (s *memStore) Append(evs []store.Event) error {
 
 type memRow struct {
 	TraceID, Recipient string
-	Status             store.Status
+	Status             mailflow.Status
 	Sender             string
 	Received           time.Time
 	ExpandedFrom       string
-	Events             []store.Event // the recipient's own events
+	Events             []mailflow.Event // the recipient's own events
 }
 
 // rows derives the rows of one trace. A message with no recipient row has
@@ -73,7 +73,7 @@ type memRow struct {
 // events.
 func (s *memStore) rows(traceID string) []memRow {
 	evs := s.traces[traceID]
-	by := map[string][]store.Event{}
+	by := map[string][]mailflow.Event{}
 	var received time.Time
 	sender := ""
 	for _, e := range evs {
@@ -90,7 +90,7 @@ func (s *memStore) rows(traceID string) []memRow {
 		if rc == "" && len(by) > 1 {
 			continue
 		}
-		r := memRow{TraceID: traceID, Recipient: rc, Status: store.DeriveStatus(es), Sender: sender, Received: received, Events: es}
+		r := memRow{TraceID: traceID, Recipient: rc, Status: mailflow.DeriveStatus(es), Sender: sender, Received: received, Events: es}
 		for _, e := range es {
 			if e.ExpandedFrom != "" {
 				r.ExpandedFrom = e.ExpandedFrom
@@ -136,7 +136,7 @@ type ingested struct {
 
 // ingestFile feeds a maildata file through a correlator into a memStore.
 // Every batch also goes to the extra sinks (a real store).
-func ingestFile(t testing.TB, file string, extra ...func([]store.Event) error) ingested {
+func ingestFile(t testing.TB, file string, extra ...func([]mailflow.Event) error) ingested {
 	t.Helper()
 	f, err := os.Open(filepath.Join(maildata, file))
 	if err != nil {
@@ -145,7 +145,7 @@ func ingestFile(t testing.TB, file string, extra ...func([]store.Event) error) i
 	defer f.Close()
 	s := newMemStore()
 	var c *Correlator
-	sink := func(evs []store.Event) error {
+	sink := func(evs []mailflow.Event) error {
 		if err := s.Append(evs); err != nil {
 			return err
 		}
@@ -236,9 +236,9 @@ func TestMaildataExpected(t *testing.T) {
 				}
 			}
 			if tc.DSN != "" {
-				var last store.Event
+				var last mailflow.Event
 				for _, e := range row.Events {
-					if _, ok := store.StatusOf(e.Type); ok && !e.Time.Before(last.Time) {
+					if _, ok := mailflow.StatusOf(e.Type); ok && !e.Time.Before(last.Time) {
 						last = e
 					}
 				}
@@ -251,10 +251,10 @@ func TestMaildataExpected(t *testing.T) {
 				if orig == "" || orig == row.TraceID {
 					t.Fatalf("original %s: trace %q (notice %q)", tc.BounceOf, orig, row.TraceID)
 				}
-				if !hasEvent(in.s.traces[orig], store.EventNotify, row.TraceID) {
+				if !hasEvent(in.s.traces[orig], mailflow.EventNotify, row.TraceID) {
 					t.Errorf("original %s has no Notify event naming the notice's trace %s", tc.BounceOf, row.TraceID)
 				}
-				if !hasEvent(in.s.traces[row.TraceID], store.EventReceive, tc.BounceOf) {
+				if !hasEvent(in.s.traces[row.TraceID], mailflow.EventReceive, tc.BounceOf) {
 					t.Errorf("notice has no Receive event naming the original %s", tc.BounceOf)
 				}
 			}
@@ -262,7 +262,7 @@ func TestMaildataExpected(t *testing.T) {
 	}
 }
 
-func hasEvent(evs []store.Event, typ store.EventType, detailHas string) bool {
+func hasEvent(evs []mailflow.Event, typ mailflow.EventType, detailHas string) bool {
 	for _, e := range evs {
 		if e.Type == typ && strings.Contains(e.Detail, detailHas) {
 			return true
@@ -297,7 +297,7 @@ func findRow(t *testing.T, in ingested, qid *string, rcpt string) memRow {
 	return found[0]
 }
 
-func dumpEvents(evs []store.Event) string {
+func dumpEvents(evs []mailflow.Event) string {
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
 	var b strings.Builder
 	for _, e := range evs {
@@ -314,11 +314,11 @@ func dumpEvents(evs []store.Event) string {
 // and delivered it: Delivered for the message as a whole. N (rejected) in
 // these files is postscreen's RBL block: a refusal by policy, FilteredAsSpam
 // (a reject for an unknown user would be Failed, see rejectType).
-var pmgStatus = map[string]store.Status{
-	"2": store.StatusDelivered, "P": store.StatusDelivered, "A": store.StatusDelivered,
-	"4": store.StatusPending, "5": store.StatusFailed, "R": store.StatusFailed,
-	"N": store.StatusFilteredAsSpam, "G": store.StatusFilteredAsSpam, "B": store.StatusFilteredAsSpam,
-	"Q": store.StatusQuarantined,
+var pmgStatus = map[string]mailflow.Status{
+	"2": mailflow.StatusDelivered, "P": mailflow.StatusDelivered, "A": mailflow.StatusDelivered,
+	"4": mailflow.StatusPending, "5": mailflow.StatusFailed, "R": mailflow.StatusFailed,
+	"N": mailflow.StatusFilteredAsSpam, "G": mailflow.StatusFilteredAsSpam, "B": mailflow.StatusFilteredAsSpam,
+	"Q": mailflow.StatusQuarantined,
 }
 
 type pmgTo struct {
@@ -397,14 +397,14 @@ func TestMaildataPMGOutputs(t *testing.T) {
 				if x.qid != "" {
 					id := in.traceOf(x.qid)
 					for _, r := range in.s.rows(id) {
-						if r.Recipient == store.NormalizeAddress(x.to) {
+						if r.Recipient == mailflow.NormalizeAddress(x.to) {
 							row = &r
 						}
 					}
 				} else {
 					for _, r := range in.s.allRows() {
 						d := r.Received.Sub(x.ctime)
-						if r.Recipient == store.NormalizeAddress(x.to) && r.Sender == x.from && d > -5*time.Second && d < 5*time.Second {
+						if r.Recipient == mailflow.NormalizeAddress(x.to) && r.Sender == x.from && d > -5*time.Second && d < 5*time.Second {
 							row = &r
 						}
 					}
@@ -471,15 +471,15 @@ func TestMaildataLogsumsLifecycles(t *testing.T) {
 	needMaildata(t)
 	in := ingestFile(t, "postfix-logsums/mail.log.gz")
 	rows := in.s.allRows()
-	byStatus := map[store.Status]int{}
+	byStatus := map[mailflow.Status]int{}
 	for _, r := range rows {
 		byStatus[r.Status]++
 	}
 	// a lifecycle = a trace; its end = the status of its rows (a trace with
 	// rows in several statuses counts once per status)
-	traceEnds := map[store.Status]int{}
+	traceEnds := map[mailflow.Status]int{}
 	for id := range in.s.traces {
-		seen := map[store.Status]bool{}
+		seen := map[mailflow.Status]bool{}
 		for _, r := range in.s.rows(id) {
 			seen[r.Status] = true
 		}
@@ -488,17 +488,17 @@ func TestMaildataLogsumsLifecycles(t *testing.T) {
 		}
 	}
 	t.Logf("postfix-logsums: %d traces, %d rows", len(in.s.traces), len(rows))
-	for _, s := range store.AllStatuses {
+	for _, s := range mailflow.AllStatuses {
 		t.Logf("  %-15s rows %5d  traces %5d", s, byStatus[s], traceEnds[s])
 	}
 	t.Logf("stats: %+v", in.stats)
 	// The file's lifecycles are complete (SOURCES.md); the two smtpd
 	// transactions that ended after RCPT without DATA (address
 	// verification probes) are not messages.
-	if byStatus[store.StatusGettingStatus] != 0 || in.stats.Abandoned != 2 {
-		t.Errorf("GettingStatus rows %d (want 0), abandoned %d (want 2)", byStatus[store.StatusGettingStatus], in.stats.Abandoned)
+	if byStatus[mailflow.StatusGettingStatus] != 0 || in.stats.Abandoned != 2 {
+		t.Errorf("GettingStatus rows %d (want 0), abandoned %d (want 2)", byStatus[mailflow.StatusGettingStatus], in.stats.Abandoned)
 	}
-	if byStatus[store.StatusDelivered] == 0 || byStatus[store.StatusFilteredAsSpam] == 0 {
+	if byStatus[mailflow.StatusDelivered] == 0 || byStatus[mailflow.StatusFilteredAsSpam] == 0 {
 		t.Errorf("expected deliveries and rejects in the file: %v", byStatus)
 	}
 }

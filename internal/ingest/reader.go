@@ -13,7 +13,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // BatchSize is how many events IngestReader hands the sink at a time.
@@ -24,15 +24,15 @@ const BatchSize = 1000
 // BatchSize. At the end every held message is released (Flush). It returns
 // what was read; the error is the reader's, the sink's or ctx's: the events
 // handed to sink before it stay handed.
-func IngestReader(ctx context.Context, r io.Reader, cfg Config, sink func([]store.Event) error) (Stats, error) {
+func IngestReader(ctx context.Context, r io.Reader, cfg Config, sink func([]mailflow.Event) error) (Stats, error) {
 	return ingestWith(ctx, r, cfg, sink, nil)
 }
 
 // ingestWith is IngestReader with a hook that sees the correlator (tests).
-func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.Event) error, hook func(*Correlator)) (Stats, error) {
+func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]mailflow.Event) error, hook func(*Correlator)) (Stats, error) {
 	// The sink may keep a batch, so each batch is a new slice; after a
 	// full one, the next is made full size at once instead of growing.
-	var batch []store.Event
+	var batch []mailflow.Event
 	next := 0
 	flush := func() error {
 		if len(batch) == 0 {
@@ -43,9 +43,9 @@ func ingestWith(ctx context.Context, r io.Reader, cfg Config, sink func([]store.
 		batch = nil
 		return err
 	}
-	c := NewCorrelator(cfg, func(evs []store.Event) error {
+	c := NewCorrelator(cfg, func(evs []mailflow.Event) error {
 		if batch == nil && next > 0 {
-			batch = make([]store.Event, 0, next)
+			batch = make([]mailflow.Event, 0, next)
 		}
 		batch = append(batch, evs...)
 		if len(batch) >= BatchSize {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // mailbox is a second source as a test would write one: it claims
@@ -28,7 +28,7 @@ func (m *mailbox) Prepare(program, msg string) (source.Verdict, bool) {
 
 func (m *mailbox) Consume(l *source.Line) {
 	m.saved++
-	m.env.Emit(store.Event{ID: "dovecot-" + l.Raw[:15], Time: l.UTC, MessageTraceID: "mailbox", Type: store.EventDeliver,
+	m.env.Emit(mailflow.Event{ID: "dovecot-" + l.Raw[:15], Time: l.UTC, MessageTraceID: "mailbox", Type: mailflow.EventDeliver,
 		Recipient: "u@example.com", Source: l.Daemon, ServerHostname: l.Host, Detail: l.Message})
 	m.env.Stats.Used++
 }
@@ -62,7 +62,7 @@ func TestSecondSource(t *testing.T) {
 	if evs := s.traces["mailbox"]; len(evs) != 1 || evs[0].Source != "lmtp" || evs[0].ServerHostname != "mx" {
 		t.Errorf("mailbox events %+v", evs)
 	}
-	if r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "u@example.com"); r.Status != store.StatusDelivered {
+	if r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "u@example.com"); r.Status != mailflow.StatusDelivered {
 		t.Errorf("postfix row %+v", r)
 	}
 	saved, err := c.State()

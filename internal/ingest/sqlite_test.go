@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
 // sqliteFile ingests a maildata file into the memStore and into a real
 // SQLite store, and checks that every row the store returns has the status
 // the reference reading derives.
-func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, store.Query) {
+func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, mailflow.Query) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "trace.db"))
@@ -24,7 +24,7 @@ func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, store.Query
 		t.Fatalf("sqlite.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	in := ingestFile(t, file, func(evs []store.Event) error { return db.Append(ctx, evs) })
+	in := ingestFile(t, file, func(evs []mailflow.Event) error { return db.Append(ctx, evs) })
 	var lo, hi time.Time
 	for _, e := range in.s.byKey {
 		if lo.IsZero() || e.Time.Before(lo) {
@@ -34,18 +34,18 @@ func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, store.Query
 			hi = e.Time
 		}
 	}
-	q := store.Query{Start: lo.Add(-time.Hour), End: hi.Add(time.Hour)}
+	q := mailflow.Query{Start: lo.Add(-time.Hour), End: hi.Add(time.Hour)}
 	// every row of the store against the reference reading, in windows
 	// the store accepts
-	want := map[string]store.Status{}
+	want := map[string]mailflow.Status{}
 	for _, r := range in.s.allRows() {
 		want[r.TraceID+"\x00"+r.Recipient] = r.Status
 	}
 	got := 0
 	const step = 80 * 24 * time.Hour
 	for start := q.Start; start.Before(q.End); start = start.Add(step) {
-		w := store.Query{Start: start, End: start.Add(step)}
-		var cur store.Cursor
+		w := mailflow.Query{Start: start, End: start.Add(step)}
+		var cur mailflow.Cursor
 		for {
 			page, err := db.Trace(ctx, w, cur, 500)
 			if err != nil {
@@ -65,8 +65,8 @@ func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, store.Query
 			cur = page.Next
 		}
 	}
-	if q.End.Sub(q.Start) > store.MaxRange {
-		q.Start = q.End.Add(-store.MaxRange)
+	if q.End.Sub(q.Start) > mailflow.MaxRange {
+		q.Start = q.End.Add(-mailflow.MaxRange)
 	}
 	if got != len(want) {
 		t.Errorf("store has %d rows, the reference reading %d", got, len(want))
@@ -92,7 +92,7 @@ func TestMaildataSQLite(t *testing.T) {
 	type opened struct {
 		in ingested
 		db *sqlite.Store
-		q  store.Query
+		q  mailflow.Query
 	}
 	files := map[string]opened{}
 	for _, tc := range doc.Cases {
@@ -134,7 +134,7 @@ func TestMaildataSQLite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !hasEvent(evs, store.EventNotify, r.MessageTraceID) {
+			if !hasEvent(evs, mailflow.EventNotify, r.MessageTraceID) {
 				t.Errorf("%s: the original %s has no Notify naming %s in the store", tc.File, tc.BounceOf, r.MessageTraceID)
 			}
 		}

@@ -18,6 +18,11 @@ type State struct {
 	ParserLast time.Time `json:"parserLast,omitzero"`
 	// Sources holds each source's own state, by its registered name.
 	Sources map[string]json.RawMessage `json:"sources,omitempty"`
+	// WALPosition is where in its write-ahead log the reader of this
+	// correlator was when the state was taken (set by the live
+	// ingester, see package wal): reading on from there after Restore
+	// repeats nothing and misses nothing.
+	WALPosition uint64 `json:"walPosition,omitempty"`
 }
 
 // stateVersion 2: the sources' states by name. Version 1 was written

@@ -24,8 +24,8 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/cli"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
-	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
@@ -50,21 +50,21 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config, dir string) string {
 }
 
 // pluginSeed: three messages a few hours ago; m2 bounced with a DSN.
-func pluginSeed(now time.Time) []store.Event {
+func pluginSeed(now time.Time) []mailflow.Event {
 	t0 := now.Add(-6 * time.Hour).Truncate(time.Second)
-	recv := func(id, sender, subject string, at time.Time) store.Event {
-		return store.Event{ID: id + "-r", Time: at, MessageTraceID: id, Type: store.EventReceive, Source: "smtpd",
-			Sender: sender, Subject: subject, MessageID: id + "@example.com", Direction: store.DirectionOutbound, FromIP: "10.0.0.5", Received: at}
+	recv := func(id, sender, subject string, at time.Time) mailflow.Event {
+		return mailflow.Event{ID: id + "-r", Time: at, MessageTraceID: id, Type: mailflow.EventReceive, Source: "smtpd",
+			Sender: sender, Subject: subject, MessageID: id + "@example.com", Direction: mailflow.DirectionOutbound, FromIP: "10.0.0.5", Received: at}
 	}
-	return []store.Event{
+	return []mailflow.Event{
 		recv("m1", "alice@example.com", "Invoice 1", t0),
-		{ID: "m1-d", Time: t0.Add(time.Minute), MessageTraceID: "m1", Recipient: "bob@partner.example", Type: store.EventDeliver,
+		{ID: "m1-d", Time: t0.Add(time.Minute), MessageTraceID: "m1", Recipient: "bob@partner.example", Type: mailflow.EventDeliver,
 			Source: "smtp", Relay: "mx.partner.example[192.0.2.10]:25", DSN: "2.0.0", SMTPResponse: "250 2.0.0 Ok: queued", ToIP: "192.0.2.10"},
 		recv("m2", "alice@example.com", "Invoice 2", t0.Add(time.Hour)),
-		{ID: "m2-f", Time: t0.Add(time.Hour + time.Minute), MessageTraceID: "m2", Recipient: "nobody@partner.example", Type: store.EventFail,
+		{ID: "m2-f", Time: t0.Add(time.Hour + time.Minute), MessageTraceID: "m2", Recipient: "nobody@partner.example", Type: mailflow.EventFail,
 			Source: "smtp", Relay: "mx.partner.example[192.0.2.10]:25", DSN: "5.1.1", SMTPResponse: "550 5.1.1 <nobody@partner.example>: User unknown", Detail: "bounced"},
 		recv("m3", "carol@other.example", "Lunch", t0.Add(2*time.Hour)),
-		{ID: "m3-d", Time: t0.Add(2*time.Hour + time.Minute), MessageTraceID: "m3", Recipient: "dave@example.com", Type: store.EventDeliver, Source: "local"},
+		{ID: "m3-d", Time: t0.Add(2*time.Hour + time.Minute), MessageTraceID: "m3", Recipient: "dave@example.com", Type: mailflow.EventDeliver, Source: "local"},
 	}
 }
 

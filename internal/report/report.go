@@ -31,6 +31,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -173,7 +174,7 @@ func ts(t time.Time) string {
 }
 
 // summaryRecord fills rec (len(SummaryColumns)) with row r.
-func summaryRecord(rec []string, r *store.Row) {
+func summaryRecord(rec []string, r *mailflow.Row) {
 	rec[0] = ts(r.Received)
 	rec[1] = cell(r.Sender)
 	rec[2] = cell(r.Recipient)
@@ -189,7 +190,7 @@ func summaryRecord(rec []string, r *store.Row) {
 }
 
 // eventRecord fills rec[len(SummaryColumns):] with event e (nil: empty cells).
-func eventRecord(rec []string, e *store.Event) {
+func eventRecord(rec []string, e *mailflow.Event) {
 	ev := rec[len(SummaryColumns):]
 	if e == nil {
 		for i := range ev {
@@ -226,8 +227,8 @@ func (c *countHash) Write(p []byte) (int, error) {
 
 // page is one page of the trace, with the events of each row for a detailed report.
 type page struct {
-	rows   []store.Row
-	events [][]store.Event
+	rows   []mailflow.Row
+	events [][]mailflow.Event
 	err    error
 }
 
@@ -238,7 +239,7 @@ const eventWorkers = 4
 // when not nil, is called with the number of rows written so far after each
 // page. On error the report written so far is incomplete; the Result still
 // counts what was written.
-func Write(ctx context.Context, w io.Writer, st store.Store, q store.Query, opts Options, progress func(rows int64)) (Result, error) {
+func Write(ctx context.Context, w io.Writer, st store.Reader, q mailflow.Query, opts Options, progress func(rows int64)) (Result, error) {
 	kind := opts.Kind
 	if kind == "" {
 		kind = Summary
@@ -348,12 +349,12 @@ func Write(ctx context.Context, w io.Writer, st store.Store, q store.Query, opts
 // fetch sends the pages of q to pages until the last one, an error, or ctx
 // ends. A store that can stream (store.Streamer) is read with one query,
 // cut into pages here; others page through Trace.
-func fetch(ctx context.Context, st store.Store, q store.Query, size int, detailed bool, pages chan<- page) {
+func fetch(ctx context.Context, st store.Reader, q mailflow.Query, size int, detailed bool, pages chan<- page) {
 	if sm, ok := st.(store.Streamer); ok {
 		stream(ctx, st, sm, q, size, detailed, pages)
 		return
 	}
-	var cur store.Cursor
+	var cur mailflow.Cursor
 	for {
 		pg, err := st.Trace(ctx, q, cur, size)
 		if err != nil {
@@ -386,7 +387,7 @@ func fetch(ctx context.Context, st store.Store, q store.Query, size int, detaile
 var errStopped = errors.New("report: stopped")
 
 // stream is fetch for a store.Streamer.
-func stream(ctx context.Context, st store.Store, sm store.Streamer, q store.Query, size int, detailed bool, pages chan<- page) {
+func stream(ctx context.Context, st store.Reader, sm store.Streamer, q mailflow.Query, size int, detailed bool, pages chan<- page) {
 	send := func(p page) bool {
 		if p.err == nil && detailed && len(p.rows) > 0 {
 			p.events, p.err = events(ctx, st, q.Scope, p.rows)
@@ -398,8 +399,8 @@ func stream(ctx context.Context, st store.Store, sm store.Streamer, q store.Quer
 			return false
 		}
 	}
-	rows := make([]store.Row, 0, size)
-	err := sm.Stream(ctx, q, "", func(r *store.Row) error {
+	rows := make([]mailflow.Row, 0, size)
+	err := sm.Stream(ctx, q, "", func(r *mailflow.Row) error {
 		rows = append(rows, *r)
 		if len(rows) < size {
 			return nil
@@ -408,7 +409,7 @@ func stream(ctx context.Context, st store.Store, sm store.Streamer, q store.Quer
 			return errStopped
 		}
 		// The page sent is the writer's now: a fresh one for the next rows.
-		rows = make([]store.Row, 0, size)
+		rows = make([]mailflow.Row, 0, size)
 		return nil
 	})
 	switch {
@@ -422,8 +423,8 @@ func stream(ctx context.Context, st store.Store, sm store.Streamer, q store.Quer
 
 // events reads the events of each row, eventWorkers at a time, within the
 // query's scope (the store answers only for rows the scope can see).
-func events(ctx context.Context, st store.Store, scope []string, rows []store.Row) ([][]store.Event, error) {
-	out := make([][]store.Event, len(rows))
+func events(ctx context.Context, st store.Reader, scope []string, rows []mailflow.Row) ([][]mailflow.Event, error) {
+	out := make([][]mailflow.Event, len(rows))
 	errs := make([]error, len(rows))
 	next := make(chan int)
 	var wg sync.WaitGroup

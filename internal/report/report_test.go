@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/report"
-	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
 )
 
@@ -70,46 +70,46 @@ func TestKey(t *testing.T) {
 // fakeStore serves fixed rows and events from memory (for the CSV tests that
 // need exact control over the data), paging like a real store.
 type fakeStore struct {
-	rows    []store.Row
-	events  map[string][]store.Event // by trace id + "\x00" + recipient
-	failAt  int                      // fail the page starting at this row (when > 0)
+	rows    []mailflow.Row
+	events  map[string][]mailflow.Event // by trace id + "\x00" + recipient
+	failAt  int                         // fail the page starting at this row (when > 0)
 	failErr error
 	calls   int
 }
 
-func (f *fakeStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (f *fakeStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	f.calls++
 	start := 0
 	if c != "" {
 		start, _ = strconv.Atoi(string(c))
 	}
 	if f.failAt > 0 && start >= f.failAt {
-		return store.Page{}, f.failErr
+		return mailflow.Page{}, f.failErr
 	}
 	end := min(start+limit, len(f.rows))
-	p := store.Page{Rows: append([]store.Row(nil), f.rows[start:end]...)}
+	p := mailflow.Page{Rows: append([]mailflow.Row(nil), f.rows[start:end]...)}
 	if end < len(f.rows) {
-		p.Next = store.Cursor(strconv.Itoa(end))
+		p.Next = mailflow.Cursor(strconv.Itoa(end))
 	}
 	return p, nil
 }
 
-func (f *fakeStore) Events(ctx context.Context, mtid, rcpt string) ([]store.Event, error) {
+func (f *fakeStore) Events(ctx context.Context, mtid, rcpt string) ([]mailflow.Event, error) {
 	return f.events[mtid+"\x00"+rcpt], nil
 }
 
-func (f *fakeStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]store.Event, error) {
+func (f *fakeStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]mailflow.Event, error) {
 	return f.Events(ctx, mtid, rcpt)
 }
-func (f *fakeStore) Append(context.Context, []store.Event) error { return nil }
-func (f *fakeStore) Count(context.Context, store.Query) (store.Counts, error) {
-	return store.Counts{}, nil
+func (f *fakeStore) Append(context.Context, []mailflow.Event) error { return nil }
+func (f *fakeStore) Count(context.Context, mailflow.Query) (mailflow.Counts, error) {
+	return mailflow.Counts{}, nil
 }
 func (f *fakeStore) Prune(context.Context, time.Time) error { return nil }
 func (f *fakeStore) Ping(context.Context) error             { return nil }
 func (f *fakeStore) Close() error                           { return nil }
 
-var anyQuery = store.Query{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}
+var anyQuery = mailflow.Query{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}
 
 func parse(t testing.TB, b []byte, gz bool) [][]string {
 	t.Helper()
@@ -151,11 +151,11 @@ func TestQuoting(t *testing.T) {
 	}
 	f := &fakeStore{}
 	for i, s := range subjects {
-		f.rows = append(f.rows, store.Row{
+		f.rows = append(f.rows, mailflow.Row{
 			Received: time.Date(2026, 1, 2, 3, 4, 5, 123000000, time.FixedZone("JST", 9*3600)), Sender: "+evil@example.com",
-			Recipient: fmt.Sprintf("r%d@example.com", i), Subject: s.in, Status: store.StatusDelivered,
+			Recipient: fmt.Sprintf("r%d@example.com", i), Subject: s.in, Status: mailflow.StatusDelivered,
 			MessageID: "<a,b@example.com>", MessageTraceID: fmt.Sprintf("mt-%d", i), Size: 1234,
-			OriginalClientIP: "2001:db8::1", FromIP: "192.0.2.1", ToIP: "198.51.100.2", Direction: store.DirectionInbound,
+			OriginalClientIP: "2001:db8::1", FromIP: "192.0.2.1", ToIP: "198.51.100.2", Direction: mailflow.DirectionInbound,
 		})
 	}
 	var buf bytes.Buffer
@@ -185,7 +185,7 @@ func TestWriteReportsStoreErrors(t *testing.T) {
 	boom := errors.New("store down")
 	f := &fakeStore{failAt: 20, failErr: boom}
 	for i := range 50 {
-		f.rows = append(f.rows, store.Row{MessageTraceID: fmt.Sprint(i), Received: anyQuery.Start})
+		f.rows = append(f.rows, mailflow.Row{MessageTraceID: fmt.Sprint(i), Received: anyQuery.Start})
 	}
 	var buf bytes.Buffer
 	res, err := report.Write(context.Background(), &buf, f, anyQuery, report.Options{PageSize: 10}, nil)
@@ -206,7 +206,7 @@ func TestWriteRejectsUnknownKind(t *testing.T) {
 // TestDetailedRowWithoutEvents: a (message, recipient) whose events are not
 // known still has a row.
 func TestDetailedRowWithoutEvents(t *testing.T) {
-	f := &fakeStore{rows: []store.Row{{MessageTraceID: "m1", Recipient: "a@x", Received: anyQuery.Start, Status: store.StatusGettingStatus}}}
+	f := &fakeStore{rows: []mailflow.Row{{MessageTraceID: "m1", Recipient: "a@x", Received: anyQuery.Start, Status: mailflow.StatusGettingStatus}}}
 	var buf bytes.Buffer
 	res, err := report.Write(context.Background(), &buf, f, anyQuery, report.Options{Kind: report.Detailed}, nil)
 	if err != nil {
@@ -221,7 +221,7 @@ func TestDetailedRowWithoutEvents(t *testing.T) {
 func TestWriteStopsWhenCancelled(t *testing.T) {
 	f := &fakeStore{}
 	for i := range 5000 {
-		f.rows = append(f.rows, store.Row{MessageTraceID: fmt.Sprint(i), Received: anyQuery.Start})
+		f.rows = append(f.rows, mailflow.Row{MessageTraceID: fmt.Sprint(i), Received: anyQuery.Start})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := report.Write(ctx, io.Discard, f, anyQuery, report.Options{PageSize: 10}, func(rows int64) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -47,35 +48,35 @@ func seed(t testing.TB, n int) *sqlite.Store {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	var evs []store.Event
+	var evs []mailflow.Event
 	for i := range n {
 		mt := fmt.Sprintf("MT%05d", i)
 		at := base.Add(time.Duration(i) * time.Minute)
-		evs = append(evs, store.Event{
-			Time: at, MessageTraceID: mt, Type: store.EventReceive, Source: "smtpd",
+		evs = append(evs, mailflow.Event{
+			Time: at, MessageTraceID: mt, Type: mailflow.EventReceive, Source: "smtpd",
 			MessageID: fmt.Sprintf("<%d.%s@example.org>", i, mt), Sender: fmt.Sprintf("sender%d@example.org", i%7),
 			Subject: tricky[i%len(tricky)] + " #" + strconv.Itoa(i), Size: int64(1000 + i),
-			Direction: store.DirectionInbound, OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.10",
+			Direction: mailflow.DirectionInbound, OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.10",
 			ClientHostname: "mx.example.org", ClientIP: "192.0.2.10", ServerHostname: "mail.example.com", ServerIP: "198.51.100.1",
 			Detail: "client=mx.example.org[192.0.2.10]",
 		})
 		for j := range 1 + i%3 {
 			rcpt := fmt.Sprintf("user%d@example.com", j)
-			e := store.Event{
+			e := mailflow.Event{
 				Time: at.Add(time.Duration(j+1) * time.Second), MessageTraceID: mt, Recipient: rcpt, Source: "smtp",
 				ToIP: "198.51.100.25", Relay: "mx2.example.com[198.51.100.25]:25",
 			}
 			switch (i + j) % 4 {
 			case 0:
-				e.Type, e.DSN, e.SMTPResponse, e.Detail = store.EventDeliver, "2.0.0", "250 2.0.0 Ok: queued as ABC", "status=sent"
+				e.Type, e.DSN, e.SMTPResponse, e.Detail = mailflow.EventDeliver, "2.0.0", "250 2.0.0 Ok: queued as ABC", "status=sent"
 			case 1:
-				e.Type, e.DSN, e.SMTPResponse, e.Detail = store.EventDefer, "4.4.1", "connect to mx2: Connection timed out", "status=deferred, will retry"
+				e.Type, e.DSN, e.SMTPResponse, e.Detail = mailflow.EventDefer, "4.4.1", "connect to mx2: Connection timed out", "status=deferred, will retry"
 			case 2:
-				e.Type, e.DSN, e.SMTPResponse, e.Detail = store.EventFail, "5.1.1", "550 5.1.1 <"+rcpt+">: Recipient address rejected", "status=bounced"
+				e.Type, e.DSN, e.SMTPResponse, e.Detail = mailflow.EventFail, "5.1.1", "550 5.1.1 <"+rcpt+">: Recipient address rejected", "status=bounced"
 			case 3:
-				e.Type, e.Detail = store.EventExpand, "expanded by alias, \"team\""
+				e.Type, e.Detail = mailflow.EventExpand, "expanded by alias, \"team\""
 			}
-			evs = append(evs, store.Event{Time: e.Time.Add(-time.Second / 2), MessageTraceID: mt, Recipient: rcpt, Type: store.EventSubmit, Source: "qmgr", Detail: "queued"}, e)
+			evs = append(evs, mailflow.Event{Time: e.Time.Add(-time.Second / 2), MessageTraceID: mt, Recipient: rcpt, Type: mailflow.EventSubmit, Source: "qmgr", Detail: "queued"}, e)
 		}
 	}
 	if err := st.Append(ctx, evs); err != nil {
@@ -84,9 +85,9 @@ func seed(t testing.TB, n int) *sqlite.Store {
 	return st
 }
 
-var seedQuery = store.Query{Start: base.Add(-time.Hour), End: base.Add(48 * time.Hour)}
+var seedQuery = mailflow.Query{Start: base.Add(-time.Hour), End: base.Add(48 * time.Hour)}
 
-func wantSummary(r store.Row) []string {
+func wantSummary(r mailflow.Row) []string {
 	subj := []rune(r.Subject)
 	if len(subj) > 256 {
 		subj = subj[:256]
@@ -99,7 +100,7 @@ func wantSummary(r store.Row) []string {
 	}
 }
 
-func wantEvent(e store.Event) []string {
+func wantEvent(e mailflow.Event) []string {
 	s := report.SafeCell
 	return []string{
 		e.Time.UTC().Format(time.RFC3339Nano), s(string(e.Type)), s(e.Source), s(e.SMTPResponse), s(e.ServerIP),
@@ -108,14 +109,14 @@ func wantEvent(e store.Event) []string {
 }
 
 // want computes the expected records (header first) straight from the store.
-func want(t testing.TB, st store.Store, q store.Query, kind report.Kind) [][]string {
+func want(t testing.TB, st store.Store, q mailflow.Query, kind report.Kind) [][]string {
 	t.Helper()
 	ctx := context.Background()
 	recs := [][]string{report.SummaryColumns}
 	if kind == report.Detailed {
 		recs[0] = report.DetailedColumns
 	}
-	var cur store.Cursor
+	var cur mailflow.Cursor
 	for {
 		p, err := st.Trace(ctx, q, cur, 1000)
 		if err != nil {
@@ -188,7 +189,7 @@ func TestRoundTripSQLite(t *testing.T) {
 	}
 	// A filter: the report holds exactly what the trace returns.
 	q := seedQuery
-	q.Statuses = []store.Status{store.StatusFailed}
+	q.Statuses = []mailflow.Status{mailflow.StatusFailed}
 	q.Recipients = []string{"user1@*"}
 	var buf bytes.Buffer
 	if _, err := report.Write(context.Background(), &buf, st, q, report.Options{PageSize: 3}, nil); err != nil {
@@ -261,9 +262,9 @@ type failingStore struct {
 	err   error
 }
 
-func (f *failingStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (f *failingStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	if f.pages == 0 {
-		return store.Page{}, f.err
+		return mailflow.Page{}, f.err
 	}
 	f.pages--
 	return f.Store.Trace(ctx, q, c, limit)
@@ -326,46 +327,46 @@ func newGen(n, subjectLen int) *genStore {
 	return &genStore{n: n, subj: strings.Repeat("Subject with, some \"quoting\" ", 1+subjectLen/30)[:max(subjectLen, 10)]}
 }
 
-func (g *genStore) row(i int) store.Row {
-	return store.Row{
+func (g *genStore) row(i int) mailflow.Row {
+	return mailflow.Row{
 		Received: base.Add(-time.Duration(i) * time.Second), Sender: "sender" + strconv.Itoa(i%97) + "@example.org",
-		Recipient: "user" + strconv.Itoa(i%1013) + "@example.com", Subject: g.subj, Status: store.StatusDelivered,
+		Recipient: "user" + strconv.Itoa(i%1013) + "@example.com", Subject: g.subj, Status: mailflow.StatusDelivered,
 		MessageID: "<" + strconv.Itoa(i) + "@example.org>", MessageTraceID: "MT" + strconv.Itoa(i), Size: int64(i),
-		OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.10", ToIP: "198.51.100.25", Direction: store.DirectionInbound,
+		OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.10", ToIP: "198.51.100.25", Direction: mailflow.DirectionInbound,
 	}
 }
 
-func (g *genStore) Trace(ctx context.Context, q store.Query, c store.Cursor, limit int) (store.Page, error) {
+func (g *genStore) Trace(ctx context.Context, q mailflow.Query, c mailflow.Cursor, limit int) (mailflow.Page, error) {
 	start := 0
 	if c != "" {
 		start, _ = strconv.Atoi(string(c))
 	}
 	end := min(start+limit, g.n)
-	p := store.Page{Rows: make([]store.Row, 0, end-start)}
+	p := mailflow.Page{Rows: make([]mailflow.Row, 0, end-start)}
 	for i := start; i < end; i++ {
 		p.Rows = append(p.Rows, g.row(i))
 	}
 	if end < g.n {
-		p.Next = store.Cursor(strconv.Itoa(end))
+		p.Next = mailflow.Cursor(strconv.Itoa(end))
 	}
 	return p, ctx.Err()
 }
 
-func (g *genStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]store.Event, error) {
+func (g *genStore) ScopedEvents(ctx context.Context, _ []string, mtid, rcpt string) ([]mailflow.Event, error) {
 	return g.Events(ctx, mtid, rcpt)
 }
 
-func (g *genStore) Events(ctx context.Context, mtid, rcpt string) ([]store.Event, error) {
+func (g *genStore) Events(ctx context.Context, mtid, rcpt string) ([]mailflow.Event, error) {
 	t := base
-	return []store.Event{
-		{Time: t, MessageTraceID: mtid, Type: store.EventReceive, Source: "smtpd", ClientIP: "192.0.2.10", Detail: "client=mx.example.org[192.0.2.10]"},
-		{Time: t.Add(time.Second), MessageTraceID: mtid, Recipient: rcpt, Type: store.EventSubmit, Source: "qmgr"},
-		{Time: t.Add(2 * time.Second), MessageTraceID: mtid, Recipient: rcpt, Type: store.EventDeliver, Source: "smtp", DSN: "2.0.0", SMTPResponse: "250 2.0.0 Ok", Relay: "mx2[198.51.100.25]:25"},
+	return []mailflow.Event{
+		{Time: t, MessageTraceID: mtid, Type: mailflow.EventReceive, Source: "smtpd", ClientIP: "192.0.2.10", Detail: "client=mx.example.org[192.0.2.10]"},
+		{Time: t.Add(time.Second), MessageTraceID: mtid, Recipient: rcpt, Type: mailflow.EventSubmit, Source: "qmgr"},
+		{Time: t.Add(2 * time.Second), MessageTraceID: mtid, Recipient: rcpt, Type: mailflow.EventDeliver, Source: "smtp", DSN: "2.0.0", SMTPResponse: "250 2.0.0 Ok", Relay: "mx2[198.51.100.25]:25"},
 	}, nil
 }
-func (g *genStore) Append(context.Context, []store.Event) error { return nil }
-func (g *genStore) Count(context.Context, store.Query) (store.Counts, error) {
-	return store.Counts{}, nil
+func (g *genStore) Append(context.Context, []mailflow.Event) error { return nil }
+func (g *genStore) Count(context.Context, mailflow.Query) (mailflow.Counts, error) {
+	return mailflow.Counts{}, nil
 }
 func (g *genStore) Prune(context.Context, time.Time) error { return nil }
 func (g *genStore) Ping(context.Context) error             { return nil }
@@ -469,7 +470,7 @@ func benchWrite(b *testing.B, opts report.Options) {
 // SQLite store (about 12k rows), so the figure includes the store's paging.
 func BenchmarkWriteSummarySQLite(b *testing.B) {
 	st := seed(b, 6000)
-	q := store.Query{Start: base.Add(-time.Hour), End: base.Add(10 * 24 * time.Hour)}
+	q := mailflow.Query{Start: base.Add(-time.Hour), End: base.Add(10 * 24 * time.Hour)}
 	b.ResetTimer()
 	var written int64
 	for b.Loop() {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -35,7 +36,7 @@ const (
 //
 // The error wraps ErrTraceStore when reading the trace failed, and is the
 // object store's (with its kind, see objectstore.Reason) when uploading failed.
-func Upload(ctx context.Context, obj objectstore.Store, key string, st store.Store, q store.Query, opts Options, progress func(int64)) (Result, objectstore.UploadInfo, error) {
+func Upload(ctx context.Context, obj objectstore.Store, key string, st store.Reader, q mailflow.Query, opts Options, progress func(int64)) (Result, objectstore.UploadInfo, error) {
 	kind := opts.Kind
 	if kind == "" {
 		kind = Summary

@@ -20,6 +20,7 @@ import (
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
@@ -266,11 +267,11 @@ type slowStore struct {
 	delay time.Duration
 }
 
-func (s slowStore) Trace(ctx context.Context, q store.Query, cur store.Cursor, limit int) (store.Page, error) {
+func (s slowStore) Trace(ctx context.Context, q mailflow.Query, cur mailflow.Cursor, limit int) (mailflow.Page, error) {
 	select {
 	case <-time.After(s.delay):
 	case <-ctx.Done():
-		return store.Page{}, ctx.Err()
+		return mailflow.Page{}, ctx.Err()
 	}
 	return s.Store.Trace(ctx, q, cur, limit)
 }
@@ -388,7 +389,7 @@ func TestRetentionPrunes(t *testing.T) {
 	}
 	seed(t, st, lines)
 	count := func(from, to time.Time) int64 {
-		c, err := st.Count(context.Background(), store.Query{Start: from, End: to})
+		c, err := st.Count(context.Background(), mailflow.Query{Start: from, End: to})
 		if err != nil {
 			t.Fatal(err)
 		}

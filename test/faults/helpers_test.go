@@ -33,6 +33,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
@@ -292,10 +293,10 @@ func label(m *dto.Metric, name string) string {
 func dump(t *testing.T, st store.Store, from, to time.Time) []string {
 	t.Helper()
 	var out []string
-	var cur store.Cursor
+	var cur mailflow.Cursor
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		p, err := st.Trace(ctx, store.Query{Start: from, End: to}, cur, 1000)
+		p, err := st.Trace(ctx, mailflow.Query{Start: from, End: to}, cur, 1000)
 		cancel()
 		if err != nil {
 			t.Fatal(err)

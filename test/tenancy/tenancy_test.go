@@ -30,6 +30,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/cli"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
@@ -132,16 +133,16 @@ func bind(t *testing.T, env *kubetest.Env, ns, user string) {
 
 // seed stores messages of a.example, b.example and c.example, received an hour ago.
 func seed(t *testing.T, st store.Store, recv time.Time) {
-	msg := func(id, sender string, rcpts ...string) []store.Event {
-		evs := []store.Event{{ID: id + "-r", Time: recv, MessageTraceID: id, Type: store.EventReceive, Sender: sender,
-			Subject: "subject of " + id, Received: recv, Direction: store.DirectionInbound, Detail: "received from " + sender}}
+	msg := func(id, sender string, rcpts ...string) []mailflow.Event {
+		evs := []mailflow.Event{{ID: id + "-r", Time: recv, MessageTraceID: id, Type: mailflow.EventReceive, Sender: sender,
+			Subject: "subject of " + id, Received: recv, Direction: mailflow.DirectionInbound, Detail: "received from " + sender}}
 		for _, r := range rcpts {
-			evs = append(evs, store.Event{ID: id + "-d-" + r, Time: recv.Add(time.Second), MessageTraceID: id, Recipient: r,
-				Type: store.EventDeliver, Detail: "delivered to " + r})
+			evs = append(evs, mailflow.Event{ID: id + "-d-" + r, Time: recv.Add(time.Second), MessageTraceID: id, Recipient: r,
+				Type: mailflow.EventDeliver, Detail: "delivered to " + r})
 		}
 		return evs
 	}
-	var evs []store.Event
+	var evs []mailflow.Event
 	evs = append(evs, msg("m-a1", "x@a.example", "y@b.example")...)
 	evs = append(evs, msg("m-b1", "p@b.example", "q@a.example", "r@b.example")...)
 	evs = append(evs, msg("m-b2", "b@b.example", "c@c.example")...)
@@ -157,12 +158,12 @@ type countingStore struct {
 	queries atomic.Int64
 }
 
-func (c *countingStore) Trace(ctx context.Context, q store.Query, cur store.Cursor, limit int) (store.Page, error) {
+func (c *countingStore) Trace(ctx context.Context, q mailflow.Query, cur mailflow.Cursor, limit int) (mailflow.Page, error) {
 	c.queries.Add(1)
 	return c.Store.Trace(ctx, q, cur, limit)
 }
 
-func (c *countingStore) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+func (c *countingStore) Count(ctx context.Context, q mailflow.Query) (mailflow.Counts, error) {
 	c.queries.Add(1)
 	return c.Store.Count(ctx, q)
 }

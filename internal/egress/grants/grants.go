@@ -13,7 +13,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/egress"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Resolver answers, per namespace, the guard its connections go through and
@@ -90,7 +90,7 @@ func (e *RecipientNotAllowedError) Error() string {
 func matchAny(patterns []string, addr string) bool {
 	addr = strings.ToLower(addr)
 	for _, p := range patterns {
-		if store.MatchPattern(strings.ToLower(p), addr) {
+		if mailflow.MatchPattern(strings.ToLower(p), addr) {
 			return true
 		}
 	}

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Source reads the lines of one kind of mail software. Prepare may run
@@ -110,7 +110,7 @@ type Line struct {
 	// UTC is the line's time in UTC.
 	UTC time.Time
 	// Raw is the whole line as read (for Fields, their file form): what
-	// makes an event ID unique (see store.Event.ID).
+	// makes an event ID unique (see mailflow.Event.ID).
 	Raw string
 }
 
@@ -124,11 +124,11 @@ type Env struct {
 	Stats Stats
 	// Out are the events emitted by the current line; the engine hands
 	// them on after each line.
-	Out []store.Event
+	Out []mailflow.Event
 }
 
 // Emit emits an event.
-func (e *Env) Emit(ev store.Event) { e.Out = append(e.Out, ev) }
+func (e *Env) Emit(ev mailflow.Event) { e.Out = append(e.Out, ev) }
 
 // Stats counts what a Correlator read.
 type Stats struct {

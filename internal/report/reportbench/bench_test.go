@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailtrace/mailtrace/controllers/messagetrace"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/objectstore"
 	"github.com/mailtrace/mailtrace/internal/report"
-	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/miniotest"
@@ -196,7 +196,7 @@ func measure(b *testing.B) figures {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	q := store.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
+	q := mailflow.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
 	var f figures
 
 	// PostgreSQL's own CSV of the same rows and order, to /dev/null.

@@ -39,6 +39,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -151,23 +152,23 @@ func (s *Store) Close() error {
 
 // ranks orders the status-deciding statuses as Outcome.Supersedes does at
 // equal times (derived from it, so the SQL cannot drift from the reference).
-var ranks, statusByRank = func() (map[store.Status]int, []store.Status) {
-	var deciding []store.Status
-	for _, s := range store.AllStatuses {
-		if s != store.StatusGettingStatus {
+var ranks, statusByRank = func() (map[mailflow.Status]int, []mailflow.Status) {
+	var deciding []mailflow.Status
+	for _, s := range mailflow.AllStatuses {
+		if s != mailflow.StatusGettingStatus {
 			deciding = append(deciding, s)
 		}
 	}
 	t := time.Unix(0, 0)
-	r := map[store.Status]int{}
+	r := map[mailflow.Status]int{}
 	for _, a := range deciding {
 		for _, b := range deciding {
-			if a != b && (store.Outcome{Status: a, Time: t}).Supersedes(store.Outcome{Status: b, Time: t}) {
+			if a != b && (mailflow.Outcome{Status: a, Time: t}).Supersedes(mailflow.Outcome{Status: b, Time: t}) {
 				r[a]++
 			}
 		}
 	}
-	by := make([]store.Status, len(deciding))
+	by := make([]mailflow.Status, len(deciding))
 	for s, n := range r {
 		by[n] = s
 	}
@@ -315,7 +316,7 @@ func nullNS(t time.Time) any {
 
 // stageRows validates events and turns them into staging rows; it also
 // returns the days whose partitions the append may need.
-func stageRows(events []store.Event) (rows [][]any, days map[int64]bool, messages int, err error) {
+func stageRows(events []mailflow.Event) (rows [][]any, days map[int64]bool, messages int, err error) {
 	out := make([][]any, 0, len(events))
 	days = map[int64]bool{}
 	seen := map[[2]string]bool{}
@@ -343,19 +344,19 @@ func stageRows(events []store.Event) (rows [][]any, days map[int64]bool, message
 			return nil, nil, 0, err
 		}
 		msgs[e.MessageTraceID] = true
-		rcpt := store.NormalizeAddress(e.Recipient)
-		sender := store.NormalizeAddress(e.Sender)
+		rcpt := mailflow.NormalizeAddress(e.Recipient)
+		sender := mailflow.NormalizeAddress(e.Sender)
 		var oTime, oRank any
-		if st, ok := store.StatusOf(e.Type); ok {
+		if st, ok := mailflow.StatusOf(e.Type); ok {
 			oTime, oRank = e.Time.UnixNano(), ranks[st]
 		}
-		mid := store.NormalizeMessageID(e.MessageID)
+		mid := mailflow.NormalizeMessageID(e.MessageID)
 		out = append(out, []any{
 			i, key, e.MessageTraceID, rcpt, domainOf(rcpt), e.Time.UnixNano(), nullNS(e.Received), oTime, oRank,
 			e.MessageID, strings.ToLower(mid), sender, domainOf(sender), e.Subject, strings.ToLower(e.Subject),
 			e.Size, string(e.Direction),
 			e.OriginalClientIP, inet(e.OriginalClientIP), e.FromIP, inet(e.FromIP), e.ToIP, inet(e.ToIP),
-			store.NormalizeAddress(e.ExpandedFrom), string(body),
+			mailflow.NormalizeAddress(e.ExpandedFrom), string(body),
 		})
 	}
 	return out, days, len(msgs), nil
@@ -507,7 +508,7 @@ var mergeSQL = func() mergeStmts {
 
 // Append stores events atomically: all of them or, on error, none. Events
 // already stored (same message trace id and Event.Key) change nothing.
-func (s *Store) Append(ctx context.Context, events []store.Event) error {
+func (s *Store) Append(ctx context.Context, events []mailflow.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -576,7 +577,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) error {
 // (SQLSTATE classes 08 and 57: a restart). The pool may hold connections the
 // server closed when it restarted.
 func connectionLost(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil || errors.Is(err, store.ErrInvalidQuery) {
+	if err == nil || ctx.Err() != nil || errors.Is(err, mailflow.ErrInvalidQuery) {
 		return false
 	}
 	var pe *pgconn.PgError
@@ -618,7 +619,7 @@ func addressConds(w *where, col, domainCol string, patterns []string) {
 	w.add("(" + addressOr(w, col, domainCol, patterns) + ")")
 }
 
-// scopeCond is the visibility condition of a non-nil scope (store.InScope):
+// scopeCond is the visibility condition of a non-nil scope (mailflow.InScope):
 // the sender or the recipient matches one of the patterns, each side using
 // its address and domain indexes; an empty scope is false.
 func scopeCond(w *where, alias string, scope []string) string {
@@ -634,14 +635,13 @@ func scopeCond(w *where, alias string, scope []string) string {
 func addressOr(w *where, col, domainCol string, patterns []string) string {
 	var eq, dom, like []string
 	for _, p := range patterns {
-		lp := strings.ToLower(p)
-		switch {
-		case !store.HasWildcard(lp):
-			eq = append(eq, lp)
-		case strings.HasPrefix(lp, "*@") && !strings.ContainsAny(lp[2:], "*@"):
-			dom = append(dom, lp[2:])
+		switch c := mailflow.ClassifyPattern(p); c.Kind {
+		case mailflow.PatternExact:
+			eq = append(eq, c.Value)
+		case mailflow.PatternDomain:
+			dom = append(dom, c.Value)
 		default:
-			like = append(like, store.LikePattern(p))
+			like = append(like, c.Value)
 		}
 	}
 	var ors []string
@@ -657,7 +657,7 @@ func addressOr(w *where, col, domainCol string, patterns []string) string {
 	return strings.Join(ors, " OR ")
 }
 
-func buildWhere(q store.Query) *where {
+func buildWhere(q mailflow.Query) *where {
 	w := &where{}
 	w.add("received >= " + w.arg(q.Start.UnixNano()))
 	w.add("received < " + w.arg(q.End.UnixNano()))
@@ -674,12 +674,12 @@ func buildWhere(q store.Query) *where {
 		w.add("status = ANY(" + w.arg(ss) + ")")
 	}
 	if q.MessageID != "" {
-		w.add("message_id_lc = " + w.arg(strings.ToLower(store.NormalizeMessageID(q.MessageID))))
+		w.add("message_id_lc = " + w.arg(strings.ToLower(mailflow.NormalizeMessageID(q.MessageID))))
 	}
 	if q.MessageTraceID != "" {
 		w.add("trace_id = " + w.arg(q.MessageTraceID))
 	}
-	if q.Direction != "" && q.Direction != store.DirectionAll {
+	if q.Direction != "" && q.Direction != mailflow.DirectionAll {
 		w.add("direction = " + w.arg(string(q.Direction)))
 	}
 	for _, f := range []struct {
@@ -699,50 +699,50 @@ func buildWhere(q store.Query) *where {
 // Trace returns up to limit rows matching q after cursor (keyset
 // pagination), newest received first, ties by message trace id then
 // recipient ascending.
-func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
-	var p store.Page
+func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
+	var p mailflow.Page
 	err := s.retryRead(ctx, func() (err error) { p, err = s.trace(ctx, q, cursor, limit); return err })
 	return p, err
 }
 
-func (s *Store) trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
+func (s *Store) trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
 	sqlText, args, err := traceSQL(q, cursor, limit+1)
 	if err != nil {
-		return store.Page{}, err
+		return mailflow.Page{}, err
 	}
 	rs, err := s.pool.Query(ctx, sqlText, args...)
 	if err != nil {
-		return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+		return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
 	}
 	defer rs.Close()
-	var page store.Page
+	var page mailflow.Page
 	for rs.Next() {
-		var r store.Row
+		var r mailflow.Row
 		if err := scanRow(rs, &r); err != nil {
-			return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+			return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
 		}
 		page.Rows = append(page.Rows, r)
 	}
 	if err := rs.Err(); err != nil {
-		return store.Page{}, fmt.Errorf("postgres: trace: %w", err)
+		return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
 	}
 	if len(page.Rows) > limit {
 		page.Rows = page.Rows[:limit]
-		page.Next = store.NewCursor(page.Rows[limit-1])
+		page.Next = mailflow.NewCursor(page.Rows[limit-1])
 	}
 	return page, nil
 }
 
 // traceSQL is the query of the rows matching q after cursor, in trace
 // order, at most limit of them (every one when limit is zero).
-func traceSQL(q store.Query, cursor store.Cursor, limit int) (string, []any, error) {
+func traceSQL(q mailflow.Query, cursor mailflow.Cursor, limit int) (string, []any, error) {
 	if err := q.Validate(); err != nil {
 		return "", nil, err
 	}
-	rcv, mtid, rcpt, ok, err := store.DecodeCursor(cursor)
+	rcv, mtid, rcpt, ok, err := mailflow.DecodeCursor(cursor)
 	if err != nil {
 		return "", nil, err
 	}
@@ -762,7 +762,7 @@ func traceSQL(q store.Query, cursor store.Cursor, limit int) (string, []any, err
 }
 
 // scanRow reads one row of rowCols into r.
-func scanRow(rs pgx.Rows, r *store.Row) error {
+func scanRow(rs pgx.Rows, r *mailflow.Row) error {
 	var received int64
 	var statusTime *int64
 	var status, direction string
@@ -771,8 +771,8 @@ func scanRow(rs pgx.Rows, r *store.Row) error {
 		return err
 	}
 	r.Received = time.Unix(0, received).UTC()
-	r.Status = store.Status(status)
-	r.Direction = store.Direction(direction)
+	r.Status = mailflow.Status(status)
+	r.Direction = mailflow.Direction(direction)
 	r.StatusTime = time.Time{}
 	if statusTime != nil {
 		r.StatusTime = time.Unix(0, *statusTime).UTC()
@@ -787,15 +787,15 @@ func scanRow(rs pgx.Rows, r *store.Row) error {
 // connection is lost mid-stream (a server restart, a network failure), the
 // stream resumes after the last row fn was given, on a new connection, a
 // few times without progress before giving up: fn sees every row once.
-func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, fn func(*store.Row) error) error {
+func (s *Store) Stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, fn func(*mailflow.Row) error) error {
 	var (
-		last   store.Row // the keys of the last row fn was given
+		last   mailflow.Row // the keys of the last row fn was given
 		fnErr  error
 		failed int
 	)
 	for {
 		progressed := false
-		err := s.stream(ctx, q, cursor, func(r *store.Row) error {
+		err := s.stream(ctx, q, cursor, func(r *mailflow.Row) error {
 			if err := fn(r); err != nil {
 				fnErr = err
 				return err
@@ -812,7 +812,7 @@ func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, 
 		}
 		if progressed {
 			// resume after the last row given
-			failed, cursor = 0, store.NewCursor(last)
+			failed, cursor = 0, mailflow.NewCursor(last)
 		}
 		if failed++; failed > 3 {
 			return fmt.Errorf("postgres: trace: %w", err)
@@ -820,7 +820,7 @@ func (s *Store) Stream(ctx context.Context, q store.Query, cursor store.Cursor, 
 	}
 }
 
-func (s *Store) stream(ctx context.Context, q store.Query, cursor store.Cursor, fn func(*store.Row) error) error {
+func (s *Store) stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, fn func(*mailflow.Row) error) error {
 	sqlText, args, err := traceSQL(q, cursor, 0)
 	if err != nil {
 		return err
@@ -835,7 +835,7 @@ func (s *Store) stream(ctx context.Context, q store.Query, cursor store.Cursor, 
 	}
 	defer rs.Close()
 	defer cancel()
-	var r store.Row
+	var r mailflow.Row
 	for rs.Next() {
 		if err := scanRow(rs, &r); err != nil {
 			return err
@@ -848,55 +848,55 @@ func (s *Store) stream(ctx context.Context, q store.Query, cursor store.Cursor, 
 }
 
 // Count counts the rows matching q per status.
-func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
-	var c store.Counts
+func (s *Store) Count(ctx context.Context, q mailflow.Query) (mailflow.Counts, error) {
+	var c mailflow.Counts
 	err := s.retryRead(ctx, func() (err error) { c, err = s.count(ctx, q); return err })
 	return c, err
 }
 
-func (s *Store) count(ctx context.Context, q store.Query) (store.Counts, error) {
+func (s *Store) count(ctx context.Context, q mailflow.Query) (mailflow.Counts, error) {
 	if err := q.Validate(); err != nil {
-		return store.Counts{}, err
+		return mailflow.Counts{}, err
 	}
 	w := buildWhere(q)
 	rs, err := s.pool.Query(ctx, `SELECT status, count(*) FROM rows WHERE `+strings.Join(w.conds, " AND ")+` GROUP BY status`, w.args...)
 	if err != nil {
-		return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+		return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
 	}
 	defer rs.Close()
-	c := store.Counts{ByStatus: map[store.Status]int64{}}
+	c := mailflow.Counts{ByStatus: map[mailflow.Status]int64{}}
 	for rs.Next() {
 		var st string
 		var n int64
 		if err := rs.Scan(&st, &n); err != nil {
-			return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+			return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
 		}
-		c.ByStatus[store.Status(st)] = n
+		c.ByStatus[mailflow.Status(st)] = n
 		c.Total += n
 	}
 	if err := rs.Err(); err != nil {
-		return store.Counts{}, fmt.Errorf("postgres: count: %w", err)
+		return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
 	}
 	return c, nil
 }
 
 // Events returns one message's events for one recipient in time order: the
 // message-level events and that recipient's own.
-func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]mailflow.Event, error) {
 	return s.ScopedEvents(ctx, nil, messageTraceID, recipient)
 }
 
 // ScopedEvents is Events when the (message, recipient) row is visible in
 // scope (any row of the message for an empty recipient), else nothing.
-func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
-	var evs []store.Event
+func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]mailflow.Event, error) {
+	var evs []mailflow.Event
 	err := s.retryRead(ctx, func() (err error) { evs, err = s.events(ctx, scope, messageTraceID, recipient); return err })
 	return evs, err
 }
 
-func (s *Store) events(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
+func (s *Store) events(ctx context.Context, scope []string, messageTraceID, recipient string) ([]mailflow.Event, error) {
 	w := &where{}
-	mt, rc := w.arg(messageTraceID), w.arg(store.NormalizeAddress(recipient))
+	mt, rc := w.arg(messageTraceID), w.arg(mailflow.NormalizeAddress(recipient))
 	sqlText := `SELECT e.body FROM events e JOIN messages m ON m.trace_id = e.trace_id AND e.received = m.received
 		WHERE e.trace_id = ` + mt + ` AND e.recipient IN ('', ` + rc + `)`
 	if scope != nil {
@@ -908,13 +908,13 @@ func (s *Store) events(ctx context.Context, scope []string, messageTraceID, reci
 		return nil, fmt.Errorf("postgres: events: %w", err)
 	}
 	defer rs.Close()
-	var out []store.Event
+	var out []mailflow.Event
 	for rs.Next() {
 		var body string
 		if err := rs.Scan(&body); err != nil {
 			return nil, fmt.Errorf("postgres: events: %w", err)
 		}
-		var e store.Event
+		var e mailflow.Event
 		if err := json.Unmarshal([]byte(body), &e); err != nil {
 			return nil, fmt.Errorf("postgres: events: %w", err)
 		}

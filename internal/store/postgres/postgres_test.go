@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
@@ -77,25 +78,25 @@ func partitions(t *testing.T, dsn, parent string) []string {
 		WHERE i.inhparent = $1::regclass ORDER BY 1`, parent)
 }
 
-func msg(id string, recv time.Time, sender, rcpt string, outcome store.EventType) []store.Event {
-	evs := []store.Event{{ID: id + "-r", Time: recv, MessageTraceID: id, Type: store.EventReceive, Sender: sender, Subject: "s " + id}}
+func msg(id string, recv time.Time, sender, rcpt string, outcome mailflow.EventType) []mailflow.Event {
+	evs := []mailflow.Event{{ID: id + "-r", Time: recv, MessageTraceID: id, Type: mailflow.EventReceive, Sender: sender, Subject: "s " + id}}
 	if rcpt != "" {
-		evs = append(evs, store.Event{ID: id + "-o", Time: recv.Add(time.Minute), MessageTraceID: id, Recipient: rcpt, Type: outcome})
+		evs = append(evs, mailflow.Event{ID: id + "-o", Time: recv.Add(time.Minute), MessageTraceID: id, Recipient: rcpt, Type: outcome})
 	}
 	return evs
 }
 
-func appendAll(t *testing.T, st store.Store, evs ...store.Event) {
+func appendAll(t *testing.T, st store.Store, evs ...mailflow.Event) {
 	t.Helper()
 	if err := st.Append(context.Background(), evs); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 }
 
-func trace(t *testing.T, st store.Store, q store.Query) []string {
+func trace(t *testing.T, st store.Store, q mailflow.Query) []string {
 	t.Helper()
 	var out []string
-	var cur store.Cursor
+	var cur mailflow.Cursor
 	for {
 		p, err := st.Trace(context.Background(), q, cur, 2)
 		if err != nil {
@@ -111,8 +112,8 @@ func trace(t *testing.T, st store.Store, q store.Query) []string {
 	}
 }
 
-func span(days int) store.Query {
-	return store.Query{Start: D0.Add(-24 * time.Hour), End: D0.Add(time.Duration(days) * 24 * time.Hour)}
+func span(days int) mailflow.Query {
+	return mailflow.Query{Start: D0.Add(-24 * time.Hour), End: D0.Add(time.Duration(days) * 24 * time.Hour)}
 }
 
 func TestDailyPartitionsAreCreatedOnDemand(t *testing.T) {
@@ -120,9 +121,9 @@ func TestDailyPartitionsAreCreatedOnDemand(t *testing.T) {
 	if got := partitions(t, dsn, "rows"); len(got) != 0 {
 		t.Fatalf("partitions before any append: %v", got)
 	}
-	var evs []store.Event
+	var evs []mailflow.Event
 	for d := 0; d < 3; d++ {
-		evs = append(evs, msg(fmt.Sprintf("m%d", d), D0.Add(time.Duration(d)*24*time.Hour+time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+		evs = append(evs, msg(fmt.Sprintf("m%d", d), D0.Add(time.Duration(d)*24*time.Hour+time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	}
 	appendAll(t, st, evs...)
 	want := []string{"rows_p20260310", "rows_p20260311", "rows_p20260312"}
@@ -137,7 +138,7 @@ func TestDailyPartitionsAreCreatedOnDemand(t *testing.T) {
 	}
 	// A second store (another process) finds them and appends to them.
 	st2 := open(t, dsn)
-	appendAll(t, st2, msg("n1", D0.Add(2*time.Hour), "a@x.example", "c@y.example", store.EventDefer)...)
+	appendAll(t, st2, msg("n1", D0.Add(2*time.Hour), "a@x.example", "c@y.example", mailflow.EventDefer)...)
 	got := trace(t, st2, span(3))
 	wantRows := []string{"m2 b@y.example Delivered", "m1 b@y.example Delivered", "n1 c@y.example Pending", "m0 b@y.example Delivered"}
 	if !slices.Equal(got, wantRows) {
@@ -147,11 +148,11 @@ func TestDailyPartitionsAreCreatedOnDemand(t *testing.T) {
 
 func TestPruneDropsWholeDaysAndTrimsTheBoundaryDay(t *testing.T) {
 	st, dsn := newStore(t)
-	var evs []store.Event
+	var evs []mailflow.Event
 	for d := 0; d < 3; d++ {
 		base := D0.Add(time.Duration(d) * 24 * time.Hour)
-		evs = append(evs, msg(fmt.Sprintf("d%d-early", d), base.Add(6*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
-		evs = append(evs, msg(fmt.Sprintf("d%d-late", d), base.Add(20*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+		evs = append(evs, msg(fmt.Sprintf("d%d-early", d), base.Add(6*time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
+		evs = append(evs, msg(fmt.Sprintf("d%d-late", d), base.Add(20*time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	}
 	appendAll(t, st, evs...)
 	cutoff := D0.Add(24*time.Hour + 12*time.Hour) // noon of the second day
@@ -177,8 +178,8 @@ func TestPruneDropsWholeDaysAndTrimsTheBoundaryDay(t *testing.T) {
 		t.Errorf("events of a pruned message: %v, %v", evts, err)
 	}
 	// Appending to a pruned day again recreates its partition (the cache is not stale).
-	appendAll(t, st, msg("again", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventFail)...)
-	if got := trace(t, st, store.Query{Start: D0, End: D0.Add(24 * time.Hour)}); !slices.Equal(got, []string{"again b@y.example Failed"}) {
+	appendAll(t, st, msg("again", D0.Add(time.Hour), "a@x.example", "b@y.example", mailflow.EventFail)...)
+	if got := trace(t, st, mailflow.Query{Start: D0, End: D0.Add(24 * time.Hour)}); !slices.Equal(got, []string{"again b@y.example Failed"}) {
 		t.Errorf("trace of the recreated day: %q", got)
 	}
 }
@@ -207,7 +208,7 @@ func TestMigrationsRunTwiceAndConcurrently(t *testing.T) {
 		}
 	}
 	st := open(t, dsn) // and once more, on a migrated database
-	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	if n := sql1[int64](t, dsn, `SELECT count(*) FROM goose_db_version WHERE version_id > 0`)[0]; n != 1 {
 		t.Errorf("%d migrations recorded, want 1", n)
 	}
@@ -216,18 +217,18 @@ func TestMigrationsRunTwiceAndConcurrently(t *testing.T) {
 func TestLateReceiveMovesTheMessageToItsDay(t *testing.T) {
 	st, dsn := newStore(t)
 	recv := D0.Add(-10 * time.Minute) // 23:50 the day before D0
-	appendAll(t, st, store.Event{ID: "o", Time: D0.Add(10 * time.Minute), MessageTraceID: "late", Recipient: "B@Y.example", Type: store.EventDeliver, ToIP: "10.0.0.1"})
+	appendAll(t, st, mailflow.Event{ID: "o", Time: D0.Add(10 * time.Minute), MessageTraceID: "late", Recipient: "B@Y.example", Type: mailflow.EventDeliver, ToIP: "10.0.0.1"})
 	if got := sql1[string](t, dsn, `SELECT tableoid::regclass::text FROM rows`); !slices.Equal(got, []string{"rows_p20260310"}) {
 		t.Fatalf("row first lands in %v", got)
 	}
-	appendAll(t, st, store.Event{ID: "r", Time: recv, MessageTraceID: "late", Type: store.EventReceive, Sender: "A@X.example", Subject: "Hi"})
+	appendAll(t, st, mailflow.Event{ID: "r", Time: recv, MessageTraceID: "late", Type: mailflow.EventReceive, Sender: "A@X.example", Subject: "Hi"})
 	if got := sql1[string](t, dsn, `SELECT tableoid::regclass::text FROM rows`); !slices.Equal(got, []string{"rows_p20260309"}) {
 		t.Errorf("row after the late Receive is in %v, want rows_p20260309", got)
 	}
 	if got := sql1[string](t, dsn, `SELECT DISTINCT tableoid::regclass::text FROM events`); !slices.Equal(got, []string{"events_p20260309"}) {
 		t.Errorf("events after the late Receive are in %v, want events_p20260309", got)
 	}
-	p, err := st.Trace(context.Background(), store.Query{Start: D0.Add(-24 * time.Hour), End: D0, Senders: []string{"*@x.EXAMPLE"}}, "", 10)
+	p, err := st.Trace(context.Background(), mailflow.Query{Start: D0.Add(-24 * time.Hour), End: D0, Senders: []string{"*@x.EXAMPLE"}}, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,11 +236,11 @@ func TestLateReceiveMovesTheMessageToItsDay(t *testing.T) {
 		t.Fatalf("trace of the earlier day: %+v", p.Rows)
 	}
 	r := p.Rows[0]
-	if !r.Received.Equal(recv) || r.Sender != "a@x.example" || r.Recipient != "b@y.example" || r.Status != store.StatusDelivered || r.Subject != "Hi" || r.ToIP != "10.0.0.1" {
+	if !r.Received.Equal(recv) || r.Sender != "a@x.example" || r.Recipient != "b@y.example" || r.Status != mailflow.StatusDelivered || r.Subject != "Hi" || r.ToIP != "10.0.0.1" {
 		t.Errorf("row %+v", r)
 	}
 	evs, err := st.Events(context.Background(), "late", "b@y.example")
-	if err != nil || len(evs) != 2 || evs[0].Type != store.EventReceive || evs[1].Type != store.EventDeliver {
+	if err != nil || len(evs) != 2 || evs[0].Type != mailflow.EventReceive || evs[1].Type != mailflow.EventDeliver {
 		t.Errorf("Events: %+v, %v", evs, err)
 	}
 	// Replaying both changes nothing.
@@ -251,9 +252,9 @@ func TestLateReceiveMovesTheMessageToItsDay(t *testing.T) {
 
 func TestConcurrentAppendsOfTheSameEventsStoreThemOnce(t *testing.T) {
 	st, dsn := newStore(t)
-	var evs []store.Event
+	var evs []mailflow.Event
 	for i := 0; i < 50; i++ {
-		evs = append(evs, msg(fmt.Sprintf("m%02d", i), D0.Add(time.Duration(i)*time.Minute), "a@x.example", "b@y.example", store.EventDeliver)...)
+		evs = append(evs, msg(fmt.Sprintf("m%02d", i), D0.Add(time.Duration(i)*time.Minute), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	}
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
@@ -281,7 +282,7 @@ func TestConcurrentAppendsOfTheSameEventsStoreThemOnce(t *testing.T) {
 func TestStoreDownThenBack(t *testing.T) {
 	st, _ := newStore(t)
 	ctx := context.Background()
-	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	appendAll(t, st, msg("m", D0.Add(time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	// The pool holds connections the restart kills; the first calls after it
 	// must not fail because of them.
 	pgtest.Restart(t)
@@ -289,13 +290,13 @@ func TestStoreDownThenBack(t *testing.T) {
 		t.Errorf("trace right after a restart: %q", got)
 	}
 	pgtest.Restart(t)
-	appendAll(t, st, msg("k", D0.Add(3*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	appendAll(t, st, msg("k", D0.Add(3*time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 
 	pgtest.Stop(t)
 	if err := st.Ping(ctx); err == nil {
 		t.Error("Ping succeeded with the server stopped")
 	}
-	if err := st.Append(ctx, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)); err == nil {
+	if err := st.Append(ctx, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)); err == nil {
 		t.Error("Append succeeded with the server stopped")
 	}
 	if _, err := st.Trace(ctx, span(1), "", 10); err == nil {
@@ -305,7 +306,7 @@ func TestStoreDownThenBack(t *testing.T) {
 	if err := st.Ping(ctx); err != nil {
 		t.Errorf("Ping after restart: %v", err)
 	}
-	appendAll(t, st, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", store.EventDeliver)...)
+	appendAll(t, st, msg("n", D0.Add(2*time.Hour), "a@x.example", "b@y.example", mailflow.EventDeliver)...)
 	if got := trace(t, st, span(1)); len(got) != 3 {
 		t.Errorf("after restart: %q", got)
 	}
@@ -345,9 +346,9 @@ func TestStreamResumesWhenItsConnectionIsKilled(t *testing.T) {
 	if err := storetest.SeedBench(ctx, st, 40000); err != nil {
 		t.Fatal(err)
 	}
-	q := store.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
+	q := mailflow.Query{Start: storetest.BenchEnd.Add(-90 * 24 * time.Hour), End: storetest.BenchEnd}
 	var want []string
-	var cur store.Cursor
+	var cur mailflow.Cursor
 	for {
 		p, err := st.Trace(ctx, q, cur, 5000)
 		if err != nil {
@@ -422,7 +423,7 @@ func TestStreamResumesWhenItsConnectionIsKilled(t *testing.T) {
 	}
 	var got []string
 	var killed []int32 // the stream's backends killed with rows left to send
-	err = st.Stream(ctx, q, "", func(r *store.Row) error {
+	err = st.Stream(ctx, q, "", func(r *mailflow.Row) error {
 		got = append(got, r.MessageTraceID+" "+r.Recipient)
 		// Every 100 rows, kill the backend serving the stream once it is
 		// blocked sending, twice in all. Early in each connection, while

@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // message is what the messages table holds for one message.
@@ -36,7 +36,7 @@ func (m *message) received() int64 {
 
 // merge folds one event's message-level attributes in. Non-empty values
 // replace known ones; empty values never erase.
-func (m *message) merge(e *store.Event) {
+func (m *message) merge(e *mailflow.Event) {
 	t := e.Time.UnixNano()
 	if m.firstEvent == 0 || t < m.firstEvent {
 		m.firstEvent = t
@@ -47,7 +47,7 @@ func (m *message) merge(e *store.Event) {
 			m.receivedExplicit = r
 		}
 	}
-	setStr(&m.sender, store.NormalizeAddress(e.Sender))
+	setStr(&m.sender, mailflow.NormalizeAddress(e.Sender))
 	setStr(&m.subject, e.Subject)
 	setStr(&m.messageID, strings.TrimSpace(e.MessageID))
 	if e.Size != 0 {
@@ -66,20 +66,20 @@ func setStr(dst *string, v string) {
 
 // rowState is the recipient-level part of a row.
 type rowState struct {
-	outcome      store.Outcome
+	outcome      mailflow.Outcome
 	toIP         string
 	expandedFrom string
 }
 
-func (r *rowState) merge(e *store.Event) {
-	if s, ok := store.StatusOf(e.Type); ok {
-		o := store.Outcome{Status: s, Time: e.Time}
+func (r *rowState) merge(e *mailflow.Event) {
+	if s, ok := mailflow.StatusOf(e.Type); ok {
+		o := mailflow.Outcome{Status: s, Time: e.Time}
 		if o.Supersedes(r.outcome) {
 			r.outcome = o
 		}
 	}
 	setStr(&r.toIP, e.ToIP)
-	setStr(&r.expandedFrom, store.NormalizeAddress(e.ExpandedFrom))
+	setStr(&r.expandedFrom, mailflow.NormalizeAddress(e.ExpandedFrom))
 }
 
 // domainOf returns the lower-cased part after the last '@', or "".
@@ -93,7 +93,7 @@ func domainOf(addr string) string {
 
 // ipKey encodes an IP so that a prefix is a contiguous BLOB range: one family
 // byte (4 or 6) and the address bytes. IPv4-mapped IPv6 addresses are stored
-// as IPv4, as store.Query.Match compares them. NULL when there is no usable IP.
+// as IPv4, as mailflow.Query.Match compares them. NULL when there is no usable IP.
 func ipKey(s string) any {
 	if s == "" {
 		return nil
@@ -191,7 +191,7 @@ func prepare(ctx context.Context, tx *sql.Tx) (*appendStmts, error) {
 
 // Append stores events atomically (one transaction) and idempotently (an
 // event whose key is stored already changes nothing).
-func (s *Store) Append(ctx context.Context, events []store.Event) (err error) {
+func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
@@ -218,7 +218,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) (err error) {
 
 	// Store the events; keep the new ones, grouped by message.
 	var order []string
-	byMsg := map[string][]*store.Event{}
+	byMsg := map[string][]*mailflow.Event{}
 	for i := range events {
 		e := events[i]
 		e.ID = e.Key()
@@ -230,7 +230,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) (err error) {
 		if err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
-		res, err := st.insEvent.ExecContext(ctx, e.ID, e.MessageTraceID, store.NormalizeAddress(e.Recipient), e.Time.UnixNano(), string(body))
+		res, err := st.insEvent.ExecContext(ctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), string(body))
 		if err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
@@ -254,7 +254,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) (err error) {
 }
 
 // applyMessage folds a message's new events into its message and row records.
-func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*store.Event) error {
+func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*mailflow.Event) error {
 	var old message
 	var rexp sql.NullInt64
 	exists := true
@@ -269,10 +269,10 @@ func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*stor
 	old.receivedExplicit = rexp.Int64
 	m := old
 	var recips []string
-	byRecip := map[string][]*store.Event{}
+	byRecip := map[string][]*mailflow.Event{}
 	for _, e := range evs {
 		m.merge(e)
-		r := store.NormalizeAddress(e.Recipient)
+		r := mailflow.NormalizeAddress(e.Recipient)
 		if _, ok := byRecip[r]; !ok {
 			recips = append(recips, r)
 		}
@@ -316,14 +316,14 @@ func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*stor
 		if r == "" && hasRecipients {
 			continue // message-level events: the placeholder is not needed
 		}
-		cur := rowState{outcome: store.Outcome{Status: store.StatusGettingStatus}}
+		cur := rowState{outcome: mailflow.Outcome{Status: mailflow.StatusGettingStatus}}
 		if exists {
 			var status string
 			var stime int64
 			err := st.getRow.QueryRowContext(ctx, mtid, r).Scan(&status, &stime, &cur.toIP, &cur.expandedFrom)
 			switch {
 			case err == nil:
-				cur.outcome = store.Outcome{Status: store.Status(status), Time: fromNanos(stime)}
+				cur.outcome = mailflow.Outcome{Status: mailflow.Status(status), Time: fromNanos(stime)}
 			case !errors.Is(err, sql.ErrNoRows):
 				return err
 			}
@@ -332,7 +332,7 @@ func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*stor
 			cur.merge(e)
 		}
 		var stime int64
-		if cur.outcome.Status != store.StatusGettingStatus {
+		if cur.outcome.Status != mailflow.StatusGettingStatus {
 			stime = cur.outcome.Time.UnixNano()
 		}
 		if _, err := st.putRow.ExecContext(ctx, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
@@ -346,4 +346,4 @@ func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*stor
 }
 
 // msgIDKey is the form message IDs are compared in.
-func msgIDKey(id string) string { return strings.ToLower(store.NormalizeMessageID(id)) }
+func msgIDKey(id string) string { return strings.ToLower(mailflow.NormalizeMessageID(id)) }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // DefaultLimit is the page size Trace uses when asked for limit <= 0 (as the
@@ -28,7 +28,7 @@ func fromNanos(n int64) time.Time {
 // best found through the address index and then sorted, rather than by
 // walking the time range in order (SQLite's planner prefers the latter when
 // a LIMIT is given).
-func where(q *store.Query) (clause string, args []any, selective bool) {
+func where(q *mailflow.Query) (clause string, args []any, selective bool) {
 	var b strings.Builder
 	args = []any{q.Start.UnixNano(), q.End.UnixNano()}
 	b.WriteString("received >= ? AND received < ?")
@@ -62,7 +62,7 @@ func where(q *store.Query) (clause string, args []any, selective bool) {
 		b.WriteString(" AND mtid = ?")
 		args = append(args, q.MessageTraceID)
 	}
-	if q.Direction != "" && q.Direction != store.DirectionAll {
+	if q.Direction != "" && q.Direction != mailflow.DirectionAll {
 		b.WriteString(" AND direction = ?")
 		args = append(args, string(q.Direction))
 	}
@@ -92,22 +92,21 @@ func addrOr(b *strings.Builder, args *[]any, patterns []string, col, domainCol s
 		if i > 0 {
 			b.WriteString(" OR ")
 		}
-		lp := strings.ToLower(p)
-		switch {
-		case !store.HasWildcard(lp):
+		switch c := mailflow.ClassifyPattern(p); c.Kind {
+		case mailflow.PatternExact:
 			b.WriteString(col + " = ?")
-			*args = append(*args, lp)
-		case isDomainPattern(lp):
+			*args = append(*args, c.Value)
+		case mailflow.PatternDomain:
 			b.WriteString(domainCol + " = ?")
-			*args = append(*args, lp[2:])
+			*args = append(*args, c.Value)
 		default:
 			b.WriteString(col + ` LIKE ? ESCAPE '\'`)
-			*args = append(*args, store.LikePattern(p))
+			*args = append(*args, c.Value)
 		}
 	}
 }
 
-// scopeCond is the visibility condition of a non-nil scope (store.InScope):
+// scopeCond is the visibility condition of a non-nil scope (mailflow.InScope):
 // the sender or the recipient matches one of the patterns; an empty scope
 // is false. Columns are prefixed with alias (e.g. "r.") when given.
 func scopeCond(scope []string, alias string) (string, []any) {
@@ -124,26 +123,15 @@ func scopeCond(scope []string, alias string) (string, []any) {
 	return b.String(), args
 }
 
-// prefixed reports whether every pattern is an exact address or starts with
-// a literal prefix long enough to be selective.
+// prefixed reports whether every pattern is selective on the address
+// index (mailflow.Pattern.Selective).
 func prefixed(patterns []string) bool {
 	for _, p := range patterns {
-		lit, _, _ := strings.Cut(p, "*")
-		if !strings.Contains(lit, "@") && len(lit) < 4 {
+		if !mailflow.ClassifyPattern(p).Selective() {
 			return false
 		}
 	}
 	return len(patterns) > 0
-}
-
-// isDomainPattern reports whether a lower-cased pattern is exactly `*@domain`
-// (no other wildcard, no other '@'): an equality on the domain column.
-func isDomainPattern(p string) bool {
-	if !strings.HasPrefix(p, "*@") || len(p) == 2 {
-		return false
-	}
-	rest := p[2:]
-	return !strings.ContainsAny(rest, "*@")
 }
 
 const rowColumns = `mtid, recipient, received, sender, subject, status, message_id, size,
@@ -151,16 +139,16 @@ const rowColumns = `mtid, recipient, received, sender, subject, status, message_
 
 // Trace returns a page of matching rows, newest received first, continuing
 // after cursor (keyset pagination).
-func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, limit int) (store.Page, error) {
+func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
 	if err := q.Validate(); err != nil {
-		return store.Page{}, err
+		return mailflow.Page{}, err
 	}
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	cr, cm, cc, ok, err := store.DecodeCursor(cursor)
+	cr, cm, cc, ok, err := mailflow.DecodeCursor(cursor)
 	if err != nil {
-		return store.Page{}, err
+		return mailflow.Page{}, err
 	}
 	w, args, selective := where(&q)
 	order := "received DESC, mtid, recipient"
@@ -176,71 +164,71 @@ func (s *Store) Trace(ctx context.Context, q store.Query, cursor store.Cursor, l
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+rowColumns+" FROM rows WHERE "+w+
 		" ORDER BY "+order+" LIMIT ?", args...)
 	if err != nil {
-		return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+		return mailflow.Page{}, fmt.Errorf("sqlite: trace: %w", err)
 	}
 	defer rows.Close()
-	var page store.Page
+	var page mailflow.Page
 	for rows.Next() {
-		var r store.Row
+		var r mailflow.Row
 		var recv, stime int64
 		var status, dir string
 		if err := rows.Scan(&r.MessageTraceID, &r.Recipient, &recv, &r.Sender, &r.Subject, &status,
 			&r.MessageID, &r.Size, &r.OriginalClientIP, &r.FromIP, &r.ToIP, &dir, &r.ExpandedFrom, &stime); err != nil {
-			return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+			return mailflow.Page{}, fmt.Errorf("sqlite: trace: %w", err)
 		}
 		r.Received, r.StatusTime = fromNanos(recv), fromNanos(stime)
-		r.Status, r.Direction = store.Status(status), store.Direction(dir)
+		r.Status, r.Direction = mailflow.Status(status), mailflow.Direction(dir)
 		page.Rows = append(page.Rows, r)
 	}
 	if err := rows.Err(); err != nil {
-		return store.Page{}, fmt.Errorf("sqlite: trace: %w", err)
+		return mailflow.Page{}, fmt.Errorf("sqlite: trace: %w", err)
 	}
 	if len(page.Rows) > limit {
 		page.Rows = page.Rows[:limit]
-		page.Next = store.NewCursor(page.Rows[limit-1])
+		page.Next = mailflow.NewCursor(page.Rows[limit-1])
 	}
 	return page, nil
 }
 
 // Count counts matching rows per status.
-func (s *Store) Count(ctx context.Context, q store.Query) (store.Counts, error) {
+func (s *Store) Count(ctx context.Context, q mailflow.Query) (mailflow.Counts, error) {
 	if err := q.Validate(); err != nil {
-		return store.Counts{}, err
+		return mailflow.Counts{}, err
 	}
 	w, args, _ := where(&q)
 	rows, err := s.rdb.QueryContext(ctx, "SELECT status, count(*) FROM rows WHERE "+w+" GROUP BY status", args...)
 	if err != nil {
-		return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+		return mailflow.Counts{}, fmt.Errorf("sqlite: count: %w", err)
 	}
 	defer rows.Close()
-	c := store.Counts{ByStatus: map[store.Status]int64{}}
-	for _, st := range store.AllStatuses {
+	c := mailflow.Counts{ByStatus: map[mailflow.Status]int64{}}
+	for _, st := range mailflow.AllStatuses {
 		c.ByStatus[st] = 0
 	}
 	for rows.Next() {
 		var st string
 		var n int64
 		if err := rows.Scan(&st, &n); err != nil {
-			return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+			return mailflow.Counts{}, fmt.Errorf("sqlite: count: %w", err)
 		}
-		c.ByStatus[store.Status(st)] += n
+		c.ByStatus[mailflow.Status(st)] += n
 		c.Total += n
 	}
 	if err := rows.Err(); err != nil {
-		return store.Counts{}, fmt.Errorf("sqlite: count: %w", err)
+		return mailflow.Counts{}, fmt.Errorf("sqlite: count: %w", err)
 	}
 	return c, nil
 }
 
 // Events returns the message-level events and the recipient's own, in time order.
-func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]store.Event, error) {
+func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([]mailflow.Event, error) {
 	return s.ScopedEvents(ctx, nil, messageTraceID, recipient)
 }
 
 // ScopedEvents is Events when the (message, recipient) row is visible in
 // scope (any row of the message for an empty recipient), else nothing.
-func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]store.Event, error) {
-	rcpt := store.NormalizeAddress(recipient)
+func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]mailflow.Event, error) {
+	rcpt := mailflow.NormalizeAddress(recipient)
 	sqlText := `SELECT body FROM events WHERE mtid = ? AND recipient IN ('', ?)`
 	args := []any{messageTraceID, rcpt}
 	if scope != nil {
@@ -253,13 +241,13 @@ func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID
 		return nil, fmt.Errorf("sqlite: events: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Event
+	var out []mailflow.Event
 	for rows.Next() {
 		var body string
 		if err := rows.Scan(&body); err != nil {
 			return nil, fmt.Errorf("sqlite: events: %w", err)
 		}
-		var e store.Event
+		var e mailflow.Event
 		if err := json.Unmarshal([]byte(body), &e); err != nil {
 			return nil, fmt.Errorf("sqlite: events: stored event: %w", err)
 		}

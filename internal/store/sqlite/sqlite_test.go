@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
 )
@@ -29,15 +30,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func day() store.Query {
-	return store.Query{Start: storetest.T0.Add(-24 * time.Hour), End: storetest.T0.Add(24 * time.Hour)}
+func day() mailflow.Query {
+	return mailflow.Query{Start: storetest.T0.Add(-24 * time.Hour), End: storetest.T0.Add(24 * time.Hour)}
 }
 
-func sample(mtid string) []store.Event {
+func sample(mtid string) []mailflow.Event {
 	t0 := storetest.T0
-	return []store.Event{
-		{ID: mtid + "-r", Time: t0, MessageTraceID: mtid, Type: store.EventReceive, Sender: "a@example.com", Subject: "hi"},
-		{ID: mtid + "-d", Time: t0.Add(time.Second), MessageTraceID: mtid, Recipient: "b@example.com", Type: store.EventDeliver},
+	return []mailflow.Event{
+		{ID: mtid + "-r", Time: t0, MessageTraceID: mtid, Type: mailflow.EventReceive, Sender: "a@example.com", Subject: "hi"},
+		{ID: mtid + "-d", Time: t0.Add(time.Second), MessageTraceID: mtid, Recipient: "b@example.com", Type: mailflow.EventDeliver},
 	}
 }
 
@@ -72,7 +73,7 @@ func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Total != 1 || c.ByStatus[store.StatusDelivered] != 1 {
+		if c.Total != 1 || c.ByStatus[mailflow.StatusDelivered] != 1 {
 			t.Errorf("after reopening: %+v, want the one delivered row", c)
 		}
 		_ = s.Close()

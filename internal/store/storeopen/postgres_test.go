@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 
@@ -27,10 +27,10 @@ func TestOpenPostgres(t *testing.T) {
 	}
 	defer st.Close()
 	now := time.Now().UTC().Truncate(time.Second)
-	if err := st.Append(ctx, []store.Event{{Time: now, MessageTraceID: "m1", Type: store.EventReceive, Sender: "a@example.com"}}); err != nil {
+	if err := st.Append(ctx, []mailflow.Event{{Time: now, MessageTraceID: "m1", Type: mailflow.EventReceive, Sender: "a@example.com"}}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := st.Count(ctx, store.Query{Start: now.Add(-time.Hour), End: now.Add(time.Hour)})
+	c, err := st.Count(ctx, mailflow.Query{Start: now.Add(-time.Hour), End: now.Add(time.Hour)})
 	if err != nil || c.Total != 1 {
 		t.Fatalf("Count = %+v, %v; want 1 row", c, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -36,7 +37,7 @@ var benchSubjects = []string{
 func SeedBench(ctx context.Context, st store.Store, rows int) error {
 	rng := rand.New(rand.NewPCG(BenchSeedVersion, 42))
 	span := int64(90 * 24 * time.Hour / time.Millisecond)
-	batch := make([]store.Event, 0, BenchBatch+32)
+	batch := make([]mailflow.Event, 0, BenchBatch+32)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -50,7 +51,7 @@ func SeedBench(ctx context.Context, st store.Store, rows int) error {
 	ip4 := func(a int) string {
 		return fmt.Sprintf("%d.%d.%d.%d", a, rng.IntN(256), rng.IntN(256), 1+rng.IntN(254))
 	}
-	dirs := []store.Direction{store.DirectionInbound, store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal}
+	dirs := []mailflow.Direction{mailflow.DirectionInbound, mailflow.DirectionInbound, mailflow.DirectionOutbound, mailflow.DirectionInternal}
 	made := 0
 	for m := 0; made < rows; m++ {
 		k := min(1+rng.IntN(5), rows-made)
@@ -61,8 +62,8 @@ func SeedBench(ctx context.Context, st store.Store, rows int) error {
 			subj = fmt.Sprintf(subj, n)
 		}
 		from := ip4(198)
-		batch = append(batch, store.Event{
-			ID: mtid + "-r", Time: recv, MessageTraceID: mtid, Type: store.EventReceive, Source: "smtpd",
+		batch = append(batch, mailflow.Event{
+			ID: mtid + "-r", Time: recv, MessageTraceID: mtid, Type: mailflow.EventReceive, Source: "smtpd",
 			Sender:    fmt.Sprintf("u%03d@d%02d.example", rng.IntN(500), rng.IntN(50)),
 			Subject:   subj,
 			MessageID: fmt.Sprintf("<%s.%d@mail.d%02d.example>", mtid, rng.IntN(1<<30), rng.IntN(50)),
@@ -71,23 +72,23 @@ func SeedBench(ctx context.Context, st store.Store, rows int) error {
 		})
 		for j := range k {
 			rcpt := fmt.Sprintf("user%04d@corp%d.example", rng.IntN(5000), (j+rng.IntN(3))%3)
-			e := store.Event{ID: fmt.Sprintf("%s-%d", mtid, j), MessageTraceID: mtid, Recipient: rcpt, Source: "smtp",
+			e := mailflow.Event{ID: fmt.Sprintf("%s-%d", mtid, j), MessageTraceID: mtid, Recipient: rcpt, Source: "smtp",
 				Time: recv.Add(time.Duration(1+rng.IntN(120)) * time.Second)}
 			switch p := rng.IntN(100); {
 			case p < 80:
-				e.Type, e.ToIP, e.DSN, e.SMTPResponse = store.EventDeliver, ip4(10), "2.0.0", "250 2.0.0 Ok"
+				e.Type, e.ToIP, e.DSN, e.SMTPResponse = mailflow.EventDeliver, ip4(10), "2.0.0", "250 2.0.0 Ok"
 			case p < 86:
-				e.Type, e.DSN = store.EventDefer, "4.4.1"
+				e.Type, e.DSN = mailflow.EventDefer, "4.4.1"
 			case p < 89:
-				e.Type, e.DSN = store.EventFail, "5.1.1"
+				e.Type, e.DSN = mailflow.EventFail, "5.1.1"
 			case p < 92:
-				e.Type = store.EventQuarantine
+				e.Type = mailflow.EventQuarantine
 			case p < 97:
-				e.Type = store.EventFilterAsSpam
+				e.Type = mailflow.EventFilterAsSpam
 			case p < 99:
-				e.Type = store.EventSend
+				e.Type = mailflow.EventSend
 			default:
-				e.Type = store.EventExpand
+				e.Type = mailflow.EventExpand
 			}
 			batch = append(batch, e)
 		}
@@ -103,8 +104,8 @@ func SeedBench(ctx context.Context, st store.Store, rows int) error {
 
 // BenchQuery is the benchmark's trace: the 10 days before BenchEnd, senders
 // of one domain out of fifty.
-func BenchQuery() store.Query {
-	return store.Query{Start: BenchEnd.Add(-10 * 24 * time.Hour), End: BenchEnd, Senders: []string{"*@d07.example"}}
+func BenchQuery() mailflow.Query {
+	return mailflow.Query{Start: BenchEnd.Add(-10 * 24 * time.Hour), End: BenchEnd, Senders: []string{"*@d07.example"}}
 }
 
 // BenchTrace measures the first page (500 rows) of BenchQuery on a seeded store.

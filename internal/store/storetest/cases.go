@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
-func q(mod func(*store.Query)) store.Query {
+func q(mod func(*mailflow.Query)) mailflow.Query {
 	qq := day()
 	mod(&qq)
 	return qq
@@ -19,60 +20,60 @@ func q(mod func(*store.Query)) store.Query {
 func testNoFilter(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	f.expectKeys(day(), allDayKeys...)
-	f.expectKeys(q(func(q *store.Query) { q.Direction = store.DirectionAll }), allDayKeys...)
+	f.expectKeys(q(func(q *mailflow.Query) { q.Direction = mailflow.DirectionAll }), allDayKeys...)
 }
 
 func testRowFields(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	d := day()
-	f.expectRow(f.row(d, "m05", "all@example.com"), store.Row{
+	f.expectRow(f.row(d, "m05", "all@example.com"), mailflow.Row{
 		Received: at(-50), Sender: "news@lists.example.org", Recipient: "all@example.com",
-		Subject: "Newsletter 100% free_stuff", Status: store.StatusExpanded, MessageID: "<n5@lists.example.org>",
+		Subject: "Newsletter 100% free_stuff", Status: mailflow.StatusExpanded, MessageID: "<n5@lists.example.org>",
 		MessageTraceID: "m05", Size: 40000, OriginalClientIP: "2001:db8:1::5", FromIP: "2001:db8:1::5",
-		Direction: store.DirectionInbound, StatusTime: at(-49),
+		Direction: mailflow.DirectionInbound, StatusTime: at(-49),
 	})
-	f.expectRow(f.row(d, "m05", "bob@example.com"), store.Row{
+	f.expectRow(f.row(d, "m05", "bob@example.com"), mailflow.Row{
 		Received: at(-50), Sender: "news@lists.example.org", Recipient: "bob@example.com",
-		Subject: "Newsletter 100% free_stuff", Status: store.StatusDelivered, MessageID: "<n5@lists.example.org>",
+		Subject: "Newsletter 100% free_stuff", Status: mailflow.StatusDelivered, MessageID: "<n5@lists.example.org>",
 		MessageTraceID: "m05", Size: 40000, OriginalClientIP: "2001:db8:1::5", FromIP: "2001:db8:1::5",
-		ToIP: "2001:db8:2::1", Direction: store.DirectionInbound, ExpandedFrom: "all@example.com", StatusTime: at(-48),
+		ToIP: "2001:db8:2::1", Direction: mailflow.DirectionInbound, ExpandedFrom: "all@example.com", StatusTime: at(-48),
 	})
-	// Addresses are stored normalized (store.NormalizeAddress: lower-cased).
-	f.expectRow(f.row(d, "m02", "alice@example.com"), store.Row{
+	// Addresses are stored normalized (mailflow.NormalizeAddress: lower-cased).
+	f.expectRow(f.row(d, "m02", "alice@example.com"), mailflow.Row{
 		Received: at(-20), Sender: "bob@contoso.com", Recipient: "alice@example.com",
-		Subject: "Re: Quarterly report", Status: store.StatusDelivered, MessageID: "<R2@contoso.com>",
+		Subject: "Re: Quarterly report", Status: mailflow.StatusDelivered, MessageID: "<R2@contoso.com>",
 		MessageTraceID: "m02", Size: 2300, OriginalClientIP: "198.51.100.20", FromIP: "198.51.100.20",
-		ToIP: "10.0.0.25", Direction: store.DirectionInbound, StatusTime: at(-18),
+		ToIP: "10.0.0.25", Direction: mailflow.DirectionInbound, StatusTime: at(-18),
 	})
-	f.expectRow(f.row(d, "m06", "eve@example.com"), store.Row{
+	f.expectRow(f.row(d, "m06", "eve@example.com"), mailflow.Row{
 		Received: at(-60), Sender: `weird%user_x\y@example.com`, Recipient: "eve@example.com",
-		Subject: "Invoice_%", Status: store.StatusQuarantined, MessageID: "<i6@example.com>",
+		Subject: "Invoice_%", Status: mailflow.StatusQuarantined, MessageID: "<i6@example.com>",
 		MessageTraceID: "m06", Size: 700, OriginalClientIP: "192.0.2.1", FromIP: "::ffff:192.0.2.1",
-		Direction: store.DirectionInbound, StatusTime: at(-58),
+		Direction: mailflow.DirectionInbound, StatusTime: at(-58),
 	})
-	f.expectRow(f.row(d, "m07", "frank@other.example"), store.Row{
+	f.expectRow(f.row(d, "m07", "frank@other.example"), mailflow.Row{
 		Received: at(-70), Sender: "alice@example.com", Recipient: "frank@other.example",
-		Subject: "ÄRGER im Büro", Status: store.StatusGettingStatus, MessageID: "<a7@example.com>",
+		Subject: "ÄRGER im Büro", Status: mailflow.StatusGettingStatus, MessageID: "<a7@example.com>",
 		MessageTraceID: "m07", Size: 900, OriginalClientIP: "10.1.1.1", FromIP: "10.1.1.1",
-		Direction: store.DirectionOutbound,
+		Direction: mailflow.DirectionOutbound,
 	})
-	f.expectRow(f.row(d, "m10", ""), store.Row{
-		Received: at(-100), Sender: "ghost@example.com", Subject: "pending intake", Status: store.StatusGettingStatus,
+	f.expectRow(f.row(d, "m10", ""), mailflow.Row{
+		Received: at(-100), Sender: "ghost@example.com", Subject: "pending intake", Status: mailflow.StatusGettingStatus,
 		MessageID: "<g10@example.com>", MessageTraceID: "m10", Size: 300, OriginalClientIP: "192.0.2.200", FromIP: "192.0.2.200",
 	})
 }
 
 func testTimeRange(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(store.Query{Start: at(-40), End: at(-20)}, sM03Dave, sM04Alice)
-	f.expectKeys(store.Query{Start: at(-20), End: at(-19)}, sM02Alice, sM02Carol)
-	f.expectKeys(store.Query{Start: at(-21), End: at(-20)})
-	f.expectKeys(store.Query{Start: T0.Add(-49 * time.Hour), End: T0.Add(-47 * time.Hour)}, "m11 bob@contoso.com")
-	f.expectKeys(store.Query{Start: T0.Add(-72 * time.Hour), End: at(-95)}, sM10, "m11 bob@contoso.com")
+	f.expectKeys(mailflow.Query{Start: at(-40), End: at(-20)}, sM03Dave, sM04Alice)
+	f.expectKeys(mailflow.Query{Start: at(-20), End: at(-19)}, sM02Alice, sM02Carol)
+	f.expectKeys(mailflow.Query{Start: at(-21), End: at(-20)})
+	f.expectKeys(mailflow.Query{Start: T0.Add(-49 * time.Hour), End: T0.Add(-47 * time.Hour)}, "m11 bob@contoso.com")
+	f.expectKeys(mailflow.Query{Start: T0.Add(-72 * time.Hour), End: at(-95)}, sM10, "m11 bob@contoso.com")
 }
 
-func senders(p ...string) store.Query    { return q(func(q *store.Query) { q.Senders = p }) }
-func recipients(p ...string) store.Query { return q(func(q *store.Query) { q.Recipients = p }) }
+func senders(p ...string) mailflow.Query    { return q(func(q *mailflow.Query) { q.Senders = p }) }
+func recipients(p ...string) mailflow.Query { return q(func(q *mailflow.Query) { q.Recipients = p }) }
 
 func testSenderExact(t *testing.T, f *fixture) {
 	f.loadCorpus()
@@ -170,6 +171,19 @@ func testTwoAtSigns(t *testing.T, f *fixture) {
 	f.expectKeys(recipients(`*@y"@contoso.co`))
 }
 
+// `*@` is not a domain pattern (its domain would be empty): it matches only
+// an address that ends in '@', never the null sender of a bounce nor an
+// address without a domain, whose domain column is empty too.
+func testEmptyDomainPattern(t *testing.T, f *fixture) {
+	f.append(receive("b1", "", at(0)), deliver("b1", "kim@example.org", at(1)),
+		receive("b2", "postmaster", at(2)), deliver("b2", "root", at(3)))
+	f.expectKeys(senders("*@"))
+	f.expectKeys(recipients("*@"))
+	f.expectKeys(senders("*"), "b2 root", "b1 kim@example.org")
+	f.expectKeys(senders("postmaster"), "b2 root")
+	f.expectKeys(recipients("*@example.org"), "b1 kim@example.org")
+}
+
 func testRecipientPatterns(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	f.expectKeys(recipients("*@example.com"), sM02Alice, sM02Carol, sM04Alice, sM05Alice, sM05All, sM05Bob, sM06Eve, sM09X)
@@ -188,55 +202,61 @@ func testPatternsOred(t *testing.T, f *fixture) {
 	f.expectKeys(senders("alice@*", "*@example.com"), sM01Alice, sM06Eve, sM07Frank, sM10)
 }
 
-func statuses(s ...store.Status) store.Query { return q(func(q *store.Query) { q.Statuses = s }) }
+func statuses(s ...mailflow.Status) mailflow.Query {
+	return q(func(q *mailflow.Query) { q.Statuses = s })
+}
 
 func testStatusFilter(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(statuses(store.StatusDelivered), sM01Alice, sM02Alice, sM05Alice, sM05Bob, sM08Suzuki, sM09X)
-	f.expectKeys(statuses(store.StatusPending, store.StatusFailed), sM02Carol, sM03Dave)
-	f.expectKeys(statuses(store.StatusGettingStatus), sM07Frank, sM10)
-	f.expectKeys(statuses(store.StatusExpanded), sM05All)
-	f.expectKeys(statuses(store.StatusQuarantined), sM06Eve)
-	f.expectKeys(statuses(store.StatusFilteredAsSpam), sM04Alice)
-	f.expectKeys(statuses(store.AllStatuses...), allDayKeys...)
+	f.expectKeys(statuses(mailflow.StatusDelivered), sM01Alice, sM02Alice, sM05Alice, sM05Bob, sM08Suzuki, sM09X)
+	f.expectKeys(statuses(mailflow.StatusPending, mailflow.StatusFailed), sM02Carol, sM03Dave)
+	f.expectKeys(statuses(mailflow.StatusGettingStatus), sM07Frank, sM10)
+	f.expectKeys(statuses(mailflow.StatusExpanded), sM05All)
+	f.expectKeys(statuses(mailflow.StatusQuarantined), sM06Eve)
+	f.expectKeys(statuses(mailflow.StatusFilteredAsSpam), sM04Alice)
+	f.expectKeys(statuses(mailflow.AllStatuses...), allDayKeys...)
 }
 
 func testMessageID(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	for _, id := range []string{"<q1@example.com>", "q1@example.com", "Q1@EXAMPLE.COM", "<Q1@example.com>"} {
-		f.expectKeys(q(func(q *store.Query) { q.MessageID = id }), sM01Alice)
+		f.expectKeys(q(func(q *mailflow.Query) { q.MessageID = id }), sM01Alice)
 	}
-	f.expectKeys(q(func(q *store.Query) { q.MessageID = "r2@contoso.com" }), sM02Alice, sM02Carol)
-	f.expectKeys(q(func(q *store.Query) { q.MessageID = "<nope@example.com>" }))
-	f.expectKeys(q(func(q *store.Query) { q.MessageID = "q1@example" }))
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageID = "r2@contoso.com" }), sM02Alice, sM02Carol)
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageID = "<nope@example.com>" }))
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageID = "q1@example" }))
 }
 
 func testMessageTraceID(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(q(func(q *store.Query) { q.MessageTraceID = "m03" }), sM03Dave)
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageTraceID = "m03" }), sM03Dave)
 	// Rows of one message are ordered by recipient.
-	f.expectKeys(q(func(q *store.Query) { q.MessageTraceID = "m05" }), sM05Alice, sM05All, sM05Bob)
-	f.expectKeys(q(func(q *store.Query) { q.MessageTraceID = "m1" }))
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageTraceID = "m05" }), sM05Alice, sM05All, sM05Bob)
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageTraceID = "m1" }))
 	// m11 exists but is outside the range.
-	f.expectKeys(q(func(q *store.Query) { q.MessageTraceID = "m11" }))
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageTraceID = "m11" }))
 }
 
-func direction(d store.Direction) store.Query { return q(func(q *store.Query) { q.Direction = d }) }
+func direction(d mailflow.Direction) mailflow.Query {
+	return q(func(q *mailflow.Query) { q.Direction = d })
+}
 
 func testDirection(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(direction(store.DirectionInbound), sM02Alice, sM02Carol, sM04Alice, sM05Alice, sM05All, sM05Bob, sM06Eve, sM09X)
-	f.expectKeys(direction(store.DirectionOutbound), sM01Alice, sM07Frank)
-	f.expectKeys(direction(store.DirectionInternal), sM03Dave, sM08Suzuki)
-	f.expectKeys(direction(store.DirectionAll), allDayKeys...)
+	f.expectKeys(direction(mailflow.DirectionInbound), sM02Alice, sM02Carol, sM04Alice, sM05Alice, sM05All, sM05Bob, sM06Eve, sM09X)
+	f.expectKeys(direction(mailflow.DirectionOutbound), sM01Alice, sM07Frank)
+	f.expectKeys(direction(mailflow.DirectionInternal), sM03Dave, sM08Suzuki)
+	f.expectKeys(direction(mailflow.DirectionAll), allDayKeys...)
 	f.expectKeys(direction(""), allDayKeys...)
 }
 
 func testIPFilters(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	ocip := func(s string) store.Query { return q(func(q *store.Query) { q.OriginalClientIP = mustPrefix(s) }) }
-	from := func(s string) store.Query { return q(func(q *store.Query) { q.FromIP = mustPrefix(s) }) }
-	to := func(s string) store.Query { return q(func(q *store.Query) { q.ToIP = mustPrefix(s) }) }
+	ocip := func(s string) mailflow.Query {
+		return q(func(q *mailflow.Query) { q.OriginalClientIP = mustPrefix(s) })
+	}
+	from := func(s string) mailflow.Query { return q(func(q *mailflow.Query) { q.FromIP = mustPrefix(s) }) }
+	to := func(s string) mailflow.Query { return q(func(q *mailflow.Query) { q.ToIP = mustPrefix(s) }) }
 	f.expectKeys(ocip("203.0.113.5"), sM01Alice)
 	f.expectKeys(ocip("203.0.113.6"))
 	f.expectKeys(ocip("10.0.0.0/8"), sM03Dave, sM07Frank, sM08Suzuki)
@@ -255,84 +275,84 @@ func testIPFilters(t *testing.T, f *fixture) {
 	f.expectKeys(to("10.0.0.0/24"), sM02Alice, sM03Dave, sM09X)
 	f.expectKeys(to("2001:db8:2::/48"), sM05Alice, sM05Bob)
 	f.expectKeys(to("198.51.100.7/32"), sM01Alice)
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.OriginalClientIP = mustPrefix("10.0.0.0/8")
 		q.ToIP = mustPrefix("10.2.0.0/16")
 	}), sM08Suzuki)
 }
 
-func subject(m store.SubjectMatch, s string) store.Query {
-	return q(func(q *store.Query) { q.Subject, q.SubjectMatch = s, m })
+func subject(m mailflow.SubjectMatch, s string) mailflow.Query {
+	return q(func(q *mailflow.Query) { q.Subject, q.SubjectMatch = s, m })
 }
 
 func testSubject(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	f.expectKeys(subject("", "quarterly"), sM01Alice, sM02Alice, sM02Carol)
-	f.expectKeys(subject(store.SubjectContains, "QUARTERLY REPORT"), sM01Alice, sM02Alice, sM02Carol)
-	f.expectKeys(subject(store.SubjectStartsWith, "re:"), sM02Alice, sM02Carol)
-	f.expectKeys(subject(store.SubjectStartsWith, "quarterly"), sM01Alice)
-	f.expectKeys(subject(store.SubjectEndsWith, "REPORT"), sM01Alice, sM02Alice, sM02Carol)
-	f.expectKeys(subject(store.SubjectEndsWith, "repor"))
-	f.expectKeys(subject(store.SubjectContains, "100%"), sM05Alice, sM05All, sM05Bob)
-	f.expectKeys(subject(store.SubjectContains, "%"), sM05Alice, sM05All, sM05Bob, sM06Eve)
-	f.expectKeys(subject(store.SubjectContains, "_"), sM05Alice, sM05All, sM05Bob, sM06Eve)
-	f.expectKeys(subject(store.SubjectEndsWith, "_%"), sM06Eve)
-	f.expectKeys(subject(store.SubjectContains, `\`))
-	f.expectKeys(subject(store.SubjectContains, "e_s"), sM05Alice, sM05All, sM05Bob)
-	f.expectKeys(subject(store.SubjectContains, "?"), sM03Dave)
+	f.expectKeys(subject(mailflow.SubjectContains, "QUARTERLY REPORT"), sM01Alice, sM02Alice, sM02Carol)
+	f.expectKeys(subject(mailflow.SubjectStartsWith, "re:"), sM02Alice, sM02Carol)
+	f.expectKeys(subject(mailflow.SubjectStartsWith, "quarterly"), sM01Alice)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "REPORT"), sM01Alice, sM02Alice, sM02Carol)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "repor"))
+	f.expectKeys(subject(mailflow.SubjectContains, "100%"), sM05Alice, sM05All, sM05Bob)
+	f.expectKeys(subject(mailflow.SubjectContains, "%"), sM05Alice, sM05All, sM05Bob, sM06Eve)
+	f.expectKeys(subject(mailflow.SubjectContains, "_"), sM05Alice, sM05All, sM05Bob, sM06Eve)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "_%"), sM06Eve)
+	f.expectKeys(subject(mailflow.SubjectContains, `\`))
+	f.expectKeys(subject(mailflow.SubjectContains, "e_s"), sM05Alice, sM05All, sM05Bob)
+	f.expectKeys(subject(mailflow.SubjectContains, "?"), sM03Dave)
 }
 
 func testUnicodeSubject(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(subject(store.SubjectContains, "ärger"), sM07Frank)
-	f.expectKeys(subject(store.SubjectStartsWith, "ärger im"), sM07Frank)
-	f.expectKeys(subject(store.SubjectEndsWith, "BÜRO"), sM07Frank)
-	f.expectKeys(subject(store.SubjectContains, "büro"), sM07Frank)
-	f.expectKeys(subject(store.SubjectContains, "会議"), sM08Suzuki)
-	f.expectKeys(subject(store.SubjectStartsWith, "会議の件"), sM08Suzuki)
-	f.expectKeys(subject(store.SubjectEndsWith, "🎉"), sM08Suzuki)
-	f.expectKeys(subject(store.SubjectContains, "について 🎉"), sM08Suzuki)
-	f.expectKeys(subject(store.SubjectEndsWith, "について"))
-	f.expectKeys(subject(store.SubjectContains, "🎈"))
+	f.expectKeys(subject(mailflow.SubjectContains, "ärger"), sM07Frank)
+	f.expectKeys(subject(mailflow.SubjectStartsWith, "ärger im"), sM07Frank)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "BÜRO"), sM07Frank)
+	f.expectKeys(subject(mailflow.SubjectContains, "büro"), sM07Frank)
+	f.expectKeys(subject(mailflow.SubjectContains, "会議"), sM08Suzuki)
+	f.expectKeys(subject(mailflow.SubjectStartsWith, "会議の件"), sM08Suzuki)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "🎉"), sM08Suzuki)
+	f.expectKeys(subject(mailflow.SubjectContains, "について 🎉"), sM08Suzuki)
+	f.expectKeys(subject(mailflow.SubjectEndsWith, "について"))
+	f.expectKeys(subject(mailflow.SubjectContains, "🎈"))
 }
 
 func testCombinations(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Senders = []string{"*@example.com"}
-		q.Statuses = []store.Status{store.StatusDelivered}
+		q.Statuses = []mailflow.Status{mailflow.StatusDelivered}
 	}), sM01Alice)
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Senders = []string{"*@example.com", "*@contoso.com"}
-		q.Direction = store.DirectionInbound
+		q.Direction = mailflow.DirectionInbound
 	}), sM02Alice, sM02Carol, sM06Eve)
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Recipients = []string{"*@example.com"}
 		q.Subject = "newsletter"
-		q.Statuses = []store.Status{store.StatusDelivered, store.StatusFailed}
+		q.Statuses = []mailflow.Status{mailflow.StatusDelivered, mailflow.StatusFailed}
 	}), sM05Alice, sM05Bob)
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Start, q.End = at(-60), at(-10)
 		q.Recipients = []string{"alice@*", "eve@*"}
 	}), sM02Alice, sM04Alice, sM05Alice, sM06Eve)
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Senders = []string{"alice@example.com"}
 		q.Recipients = []string{"*@contoso.com"}
 		q.MessageID = "q1@example.com"
 		q.MessageTraceID = "m01"
-		q.Direction = store.DirectionOutbound
+		q.Direction = mailflow.DirectionOutbound
 		q.OriginalClientIP = mustPrefix("203.0.113.0/24")
 		q.FromIP = mustPrefix("10.0.0.5")
 		q.ToIP = mustPrefix("198.51.100.0/24")
-		q.Subject, q.SubjectMatch = "report", store.SubjectEndsWith
-		q.Statuses = []store.Status{store.StatusDelivered}
+		q.Subject, q.SubjectMatch = "report", mailflow.SubjectEndsWith
+		q.Statuses = []mailflow.Status{mailflow.StatusDelivered}
 	}), sM01Alice)
 	// Same, with one filter that does not match.
-	f.expectKeys(q(func(q *store.Query) {
+	f.expectKeys(q(func(q *mailflow.Query) {
 		q.Senders = []string{"alice@example.com"}
 		q.Recipients = []string{"*@contoso.com"}
 		q.MessageTraceID = "m01"
-		q.Direction = store.DirectionInbound
+		q.Direction = mailflow.DirectionInbound
 	}))
 }
 
@@ -342,11 +362,11 @@ func testCountAgrees(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[store.Status]int64{
-		store.StatusDelivered: 6, store.StatusPending: 1, store.StatusExpanded: 1, store.StatusFailed: 1,
-		store.StatusQuarantined: 1, store.StatusFilteredAsSpam: 1, store.StatusGettingStatus: 2,
+	want := map[mailflow.Status]int64{
+		mailflow.StatusDelivered: 6, mailflow.StatusPending: 1, mailflow.StatusExpanded: 1, mailflow.StatusFailed: 1,
+		mailflow.StatusQuarantined: 1, mailflow.StatusFilteredAsSpam: 1, mailflow.StatusGettingStatus: 2,
 	}
-	for _, s := range store.AllStatuses {
+	for _, s := range mailflow.AllStatuses {
 		if c.ByStatus[s] != want[s] {
 			t.Errorf("Count(day).ByStatus[%s] = %d, want %d", s, c.ByStatus[s], want[s])
 		}
@@ -354,9 +374,9 @@ func testCountAgrees(t *testing.T, f *fixture) {
 	if c.Total != 13 {
 		t.Errorf("Count(day).Total = %d, want 13", c.Total)
 	}
-	for _, qq := range []store.Query{
-		day(), senders("*@example.com"), recipients("*@example.com"), direction(store.DirectionInbound),
-		statuses(store.StatusDelivered, store.StatusGettingStatus), subject(store.SubjectContains, "e"),
+	for _, qq := range []mailflow.Query{
+		day(), senders("*@example.com"), recipients("*@example.com"), direction(mailflow.DirectionInbound),
+		statuses(mailflow.StatusDelivered, mailflow.StatusGettingStatus), subject(mailflow.SubjectContains, "e"),
 		{Start: T0.Add(-72 * time.Hour), End: T0},
 	} {
 		f.checkCount(qq)
@@ -364,26 +384,26 @@ func testCountAgrees(t *testing.T, f *fixture) {
 }
 
 // checkCount compares Count with a tally of Trace's rows.
-func (f *fixture) checkCount(qq store.Query) {
+func (f *fixture) checkCount(qq mailflow.Query) {
 	f.t.Helper()
 	rows := f.all(qq)
 	c, err := f.st.Count(f.ctx, qq)
 	if err != nil {
 		f.t.Fatalf("Count(%s): %v", describe(qq), err)
 	}
-	tally := map[store.Status]int64{}
+	tally := map[mailflow.Status]int64{}
 	for _, r := range rows {
 		tally[r.Status]++
 	}
 	var sum int64
-	for _, s := range store.AllStatuses {
+	for _, s := range mailflow.AllStatuses {
 		if c.ByStatus[s] != tally[s] {
 			f.t.Errorf("Count(%s).ByStatus[%s] = %d, trace has %d", describe(qq), s, c.ByStatus[s], tally[s])
 		}
 		sum += c.ByStatus[s]
 	}
 	for s, n := range c.ByStatus {
-		if !slices.Contains(store.AllStatuses, s) && n != 0 {
+		if !slices.Contains(mailflow.AllStatuses, s) && n != 0 {
 			f.t.Errorf("Count(%s) reports unknown status %q", describe(qq), s)
 		}
 	}
@@ -392,16 +412,16 @@ func (f *fixture) checkCount(qq store.Query) {
 	}
 }
 
-func deliver(mtid, rcpt string, tm time.Time) store.Event {
-	return store.Event{ID: fmt.Sprintf("%s-%s-deliver-%d", mtid, rcpt, tm.UnixMilli()), Time: tm, MessageTraceID: mtid, Recipient: rcpt, Type: store.EventDeliver}
+func deliver(mtid, rcpt string, tm time.Time) mailflow.Event {
+	return mailflow.Event{ID: fmt.Sprintf("%s-%s-deliver-%d", mtid, rcpt, tm.UnixMilli()), Time: tm, MessageTraceID: mtid, Recipient: rcpt, Type: mailflow.EventDeliver}
 }
 
-func ev(mtid, rcpt string, typ store.EventType, tm time.Time) store.Event {
-	return store.Event{ID: fmt.Sprintf("%s-%s-%s-%d", mtid, rcpt, typ, tm.UnixMilli()), Time: tm, MessageTraceID: mtid, Recipient: rcpt, Type: typ}
+func ev(mtid, rcpt string, typ mailflow.EventType, tm time.Time) mailflow.Event {
+	return mailflow.Event{ID: fmt.Sprintf("%s-%s-%s-%d", mtid, rcpt, typ, tm.UnixMilli()), Time: tm, MessageTraceID: mtid, Recipient: rcpt, Type: typ}
 }
 
-func receive(mtid, sender string, tm time.Time) store.Event {
-	e := ev(mtid, "", store.EventReceive, tm)
+func receive(mtid, sender string, tm time.Time) mailflow.Event {
+	e := ev(mtid, "", mailflow.EventReceive, tm)
 	e.Sender = sender
 	return e
 }
@@ -421,7 +441,7 @@ func testOrdering(t *testing.T, f *fixture) {
 // cursorData is 13 rows with ties on received time, one placeholder.
 func cursorData(f *fixture) []string {
 	add := func(mtid string, recv time.Time, rcpts ...string) {
-		evs := []store.Event{receive(mtid, "s@x.test", recv)}
+		evs := []mailflow.Event{receive(mtid, "s@x.test", recv)}
 		for _, r := range rcpts {
 			evs = append(evs, deliver(mtid, r+"@r.test", recv.Add(time.Minute)))
 		}
@@ -457,10 +477,10 @@ func testCursors(t *testing.T, f *fixture) {
 	if p.Next == "" || len(p.Rows) != 5 {
 		t.Fatalf("first page of 5: %d rows, Next %q", len(p.Rows), p.Next)
 	}
-	if p.Next != store.NewCursor(p.Rows[4]) {
-		t.Logf("Next cursor differs from store.NewCursor(last row); fine as long as it continues correctly")
+	if p.Next != mailflow.NewCursor(p.Rows[4]) {
+		t.Logf("Next cursor differs from mailflow.NewCursor(last row); fine as long as it continues correctly")
 	}
-	p2, err := f.st.Trace(f.ctx, day(), store.NewCursor(p.Rows[4]), 3)
+	p2, err := f.st.Trace(f.ctx, day(), mailflow.NewCursor(p.Rows[4]), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,12 +509,12 @@ func testStream(t *testing.T, f *fixture) {
 	if got := keys(f.streamed(sm, day(), p.Next)); !slices.Equal(got, want[5:]) {
 		t.Errorf("Stream after page 1 of 5:\n got  %q\n want %q", got, want[5:])
 	}
-	if got := keys(f.streamed(sm, day(), store.NewCursor(p.Rows[2]))); !slices.Equal(got, want[3:]) {
+	if got := keys(f.streamed(sm, day(), mailflow.NewCursor(p.Rows[2]))); !slices.Equal(got, want[3:]) {
 		t.Errorf("Stream after NewCursor(row 3):\n got  %q\n want %q", got, want[3:])
 	}
 	stop := errors.New("stop")
 	n := 0
-	err = sm.Stream(f.ctx, day(), "", func(*store.Row) error {
+	err = sm.Stream(f.ctx, day(), "", func(*mailflow.Row) error {
 		if n++; n == 4 {
 			return stop
 		}
@@ -507,12 +527,12 @@ func testStream(t *testing.T, f *fixture) {
 	if got := keys(f.streamed(sm, day(), "")); !slices.Equal(got, want) {
 		t.Errorf("Stream after an early stop:\n got  %q\n want %q", got, want)
 	}
-	err = sm.Stream(f.ctx, store.Query{End: T0}, "", func(*store.Row) error { return nil })
-	if !errors.Is(err, store.ErrInvalidQuery) {
+	err = sm.Stream(f.ctx, mailflow.Query{End: T0}, "", func(*mailflow.Row) error { return nil })
+	if !errors.Is(err, mailflow.ErrInvalidQuery) {
 		t.Errorf("Stream of a query without start: %v, want ErrInvalidQuery", err)
 	}
-	err = sm.Stream(f.ctx, day(), "not a cursor!", func(*store.Row) error { return nil })
-	if !errors.Is(err, store.ErrInvalidQuery) {
+	err = sm.Stream(f.ctx, day(), "not a cursor!", func(*mailflow.Row) error { return nil })
+	if !errors.Is(err, mailflow.ErrInvalidQuery) {
 		t.Errorf("Stream from a malformed cursor: %v, want ErrInvalidQuery", err)
 	}
 }
@@ -541,11 +561,11 @@ func testCursorWithFilter(t *testing.T, f *fixture) {
 
 func testInvalid(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	many := make([]string, store.MaxAddresses+1)
+	many := make([]string, mailflow.MaxAddresses+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("u%d@example.com", i)
 	}
-	bad := map[string]store.Query{
+	bad := map[string]mailflow.Query{
 		"no start":          {End: T0},
 		"no end":            {Start: T0},
 		"end before start":  {Start: T0, End: at(-1)},
@@ -561,19 +581,19 @@ func testInvalid(t *testing.T, f *fixture) {
 	}
 	for name, qq := range bad {
 		if _, err := f.st.Trace(f.ctx, qq, "", 10); !isInvalid(err) {
-			t.Errorf("Trace with %s: err = %v, want one wrapping store.ErrInvalidQuery", name, err)
+			t.Errorf("Trace with %s: err = %v, want one wrapping mailflow.ErrInvalidQuery", name, err)
 		}
 		if _, err := f.st.Count(f.ctx, qq); !isInvalid(err) {
-			t.Errorf("Count with %s: err = %v, want one wrapping store.ErrInvalidQuery", name, err)
+			t.Errorf("Count with %s: err = %v, want one wrapping mailflow.ErrInvalidQuery", name, err)
 		}
 	}
-	for _, c := range []store.Cursor{"!!!", "bm90IGpzb24"} {
+	for _, c := range []mailflow.Cursor{"!!!", "bm90IGpzb24"} {
 		if _, err := f.st.Trace(f.ctx, day(), c, 10); !isInvalid(err) {
-			t.Errorf("Trace with cursor %q: err = %v, want one wrapping store.ErrInvalidQuery", c, err)
+			t.Errorf("Trace with cursor %q: err = %v, want one wrapping mailflow.ErrInvalidQuery", c, err)
 		}
 	}
 	// Exactly 90 days and 100 patterns are fine.
-	ok := senders(many[:store.MaxAddresses]...)
+	ok := senders(many[:mailflow.MaxAddresses]...)
 	ok.Start, ok.End = T0.Add(-90*24*time.Hour), T0
 	if _, err := f.st.Trace(f.ctx, ok, "", 10); err != nil {
 		t.Errorf("Trace with 90 days and 100 patterns: %v", err)
@@ -586,51 +606,51 @@ func testOutOfOrder(t *testing.T, f *fixture) {
 	d := deliver("o1", "bob@x.test", at(2))
 	d.ToIP = "192.0.2.7"
 	f.append(d)
-	f.expectRow(f.row(day(), "o1", "bob@x.test"), store.Row{
-		Received: at(2), Recipient: "bob@x.test", Status: store.StatusDelivered, MessageTraceID: "o1",
+	f.expectRow(f.row(day(), "o1", "bob@x.test"), mailflow.Row{
+		Received: at(2), Recipient: "bob@x.test", Status: mailflow.StatusDelivered, MessageTraceID: "o1",
 		ToIP: "192.0.2.7", StatusTime: at(2),
 	})
 	r := receive("o1", "Sam@X.test", at(0))
-	r.Subject, r.Size, r.Direction, r.FromIP = "late", 42, store.DirectionInbound, "192.0.2.1"
+	r.Subject, r.Size, r.Direction, r.FromIP = "late", 42, mailflow.DirectionInbound, "192.0.2.1"
 	f.append(r)
 	f.expectKeys(day(), "o1 bob@x.test")
-	f.expectRow(f.row(day(), "o1", "bob@x.test"), store.Row{
-		Received: at(0), Sender: "sam@x.test", Recipient: "bob@x.test", Subject: "late", Status: store.StatusDelivered,
-		MessageTraceID: "o1", Size: 42, FromIP: "192.0.2.1", ToIP: "192.0.2.7", Direction: store.DirectionInbound, StatusTime: at(2),
+	f.expectRow(f.row(day(), "o1", "bob@x.test"), mailflow.Row{
+		Received: at(0), Sender: "sam@x.test", Recipient: "bob@x.test", Subject: "late", Status: mailflow.StatusDelivered,
+		MessageTraceID: "o1", Size: 42, FromIP: "192.0.2.1", ToIP: "192.0.2.7", Direction: mailflow.DirectionInbound, StatusTime: at(2),
 	})
 	f.expectKeys(senders("sam@x.test"), "o1 bob@x.test")
 
 	// A Defer older than the Deliver, arriving after it, does not win.
 	f.append(receive("o2", "s@x.test", at(0)), deliver("o2", "bob@x.test", at(5)))
-	f.append(ev("o2", "bob@x.test", store.EventDefer, at(3)))
-	if r := f.row(day(), "o2", "bob@x.test"); r.Status != store.StatusDelivered || !r.StatusTime.Equal(at(5)) {
+	f.append(ev("o2", "bob@x.test", mailflow.EventDefer, at(3)))
+	if r := f.row(day(), "o2", "bob@x.test"); r.Status != mailflow.StatusDelivered || !r.StatusTime.Equal(at(5)) {
 		t.Errorf("o2: status %s at %s, want Delivered at %s", r.Status, r.StatusTime, at(5))
 	}
 	// A Fail, then an older Defer: still Failed.
-	f.append(receive("o3", "s@x.test", at(0)), ev("o3", "bob@x.test", store.EventFail, at(4)))
-	f.append(ev("o3", "bob@x.test", store.EventDefer, at(1)))
-	if r := f.row(day(), "o3", "bob@x.test"); r.Status != store.StatusFailed || !r.StatusTime.Equal(at(4)) {
+	f.append(receive("o3", "s@x.test", at(0)), ev("o3", "bob@x.test", mailflow.EventFail, at(4)))
+	f.append(ev("o3", "bob@x.test", mailflow.EventDefer, at(1)))
+	if r := f.row(day(), "o3", "bob@x.test"); r.Status != mailflow.StatusFailed || !r.StatusTime.Equal(at(4)) {
 		t.Errorf("o3: status %s at %s, want Failed at %s", r.Status, r.StatusTime, at(4))
 	}
 	// A newer Defer after a Deliver does win (a later retry of a re-queued message).
-	f.append(receive("o4", "s@x.test", at(0)), deliver("o4", "bob@x.test", at(2)), ev("o4", "bob@x.test", store.EventDefer, at(3)))
-	if r := f.row(day(), "o4", "bob@x.test"); r.Status != store.StatusPending {
+	f.append(receive("o4", "s@x.test", at(0)), deliver("o4", "bob@x.test", at(2)), ev("o4", "bob@x.test", mailflow.EventDefer, at(3)))
+	if r := f.row(day(), "o4", "bob@x.test"); r.Status != mailflow.StatusPending {
 		t.Errorf("o4: status %s, want Pending", r.Status)
 	}
 }
 
 func testArrivalOrderPermutations(t *testing.T, f *fixture) {
-	base := func(mtid string) []store.Event {
+	base := func(mtid string) []mailflow.Event {
 		r := receive(mtid, "s@x.test", at(0))
 		r.Subject = "perm"
-		return []store.Event{
+		return []mailflow.Event{
 			r,
-			ev(mtid, "bob@x.test", store.EventDefer, at(1)),
-			ev(mtid, "bob@x.test", store.EventSend, at(2)),
-			ev(mtid, "bob@x.test", store.EventDefer, at(3)),
+			ev(mtid, "bob@x.test", mailflow.EventDefer, at(1)),
+			ev(mtid, "bob@x.test", mailflow.EventSend, at(2)),
+			ev(mtid, "bob@x.test", mailflow.EventDefer, at(3)),
 			deliver(mtid, "bob@x.test", at(5)),
-			ev(mtid, "carol@x.test", store.EventFail, at(4)),
-			ev(mtid, "carol@x.test", store.EventDefer, at(6)),
+			ev(mtid, "carol@x.test", mailflow.EventFail, at(4)),
+			ev(mtid, "carol@x.test", mailflow.EventDefer, at(6)),
 		}
 	}
 	orders := [][]int{
@@ -650,12 +670,12 @@ func testArrivalOrderPermutations(t *testing.T, f *fixture) {
 	f.expectKeys(day(), want...)
 	for i := range orders {
 		mtid := fmt.Sprintf("p%d", i)
-		f.expectRow(f.row(day(), mtid, "bob@x.test"), store.Row{
-			Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test", Subject: "perm", Status: store.StatusDelivered,
+		f.expectRow(f.row(day(), mtid, "bob@x.test"), mailflow.Row{
+			Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test", Subject: "perm", Status: mailflow.StatusDelivered,
 			MessageTraceID: mtid, StatusTime: at(5),
 		})
-		f.expectRow(f.row(day(), mtid, "carol@x.test"), store.Row{
-			Received: at(0), Sender: "s@x.test", Recipient: "carol@x.test", Subject: "perm", Status: store.StatusPending,
+		f.expectRow(f.row(day(), mtid, "carol@x.test"), mailflow.Row{
+			Received: at(0), Sender: "s@x.test", Recipient: "carol@x.test", Subject: "perm", Status: mailflow.StatusPending,
 			MessageTraceID: mtid, StatusTime: at(6),
 		})
 	}
@@ -663,17 +683,17 @@ func testArrivalOrderPermutations(t *testing.T, f *fixture) {
 
 func testSameInstant(t *testing.T, f *fixture) {
 	cases := []struct {
-		a, b store.EventType
-		want store.Status
+		a, b mailflow.EventType
+		want mailflow.Status
 	}{
-		{store.EventDeliver, store.EventQuarantine, store.StatusQuarantined},
-		{store.EventDefer, store.EventDeliver, store.StatusDelivered},
-		{store.EventDeliver, store.EventFail, store.StatusFailed},
-		{store.EventQuarantine, store.EventFilterAsSpam, store.StatusFilteredAsSpam},
-		{store.EventDefer, store.EventExpand, store.StatusExpanded},
+		{mailflow.EventDeliver, mailflow.EventQuarantine, mailflow.StatusQuarantined},
+		{mailflow.EventDefer, mailflow.EventDeliver, mailflow.StatusDelivered},
+		{mailflow.EventDeliver, mailflow.EventFail, mailflow.StatusFailed},
+		{mailflow.EventQuarantine, mailflow.EventFilterAsSpam, mailflow.StatusFilteredAsSpam},
+		{mailflow.EventDefer, mailflow.EventExpand, mailflow.StatusExpanded},
 	}
 	for i, c := range cases {
-		for j, order := range [][2]store.EventType{{c.a, c.b}, {c.b, c.a}} {
+		for j, order := range [][2]mailflow.EventType{{c.a, c.b}, {c.b, c.a}} {
 			mtid := fmt.Sprintf("s%d%d", i, j)
 			f.append(receive(mtid, "s@x.test", at(0)))
 			f.append(ev(mtid, "bob@x.test", order[0], at(1)))
@@ -687,7 +707,7 @@ func testSameInstant(t *testing.T, f *fixture) {
 
 func testIdempotent(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	before := f.all(q(func(q *store.Query) { q.Start = T0.Add(-72 * time.Hour) }))
+	before := f.all(q(func(q *mailflow.Query) { q.Start = T0.Add(-72 * time.Hour) }))
 	evsBefore, err := f.st.Events(f.ctx, "m02", "alice@example.com")
 	if err != nil {
 		t.Fatal(err)
@@ -696,7 +716,7 @@ func testIdempotent(t *testing.T, f *fixture) {
 	// And the same event twice within one call.
 	evs := corpus[0].events()
 	f.append(append(evs, evs...)...)
-	after := f.all(q(func(q *store.Query) { q.Start = T0.Add(-72 * time.Hour) }))
+	after := f.all(q(func(q *mailflow.Query) { q.Start = T0.Add(-72 * time.Hour) }))
 	if len(after) != len(before) {
 		t.Fatalf("rows after appending twice: %q, before: %q", keys(after), keys(before))
 	}
@@ -715,17 +735,17 @@ func testIdempotent(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Total != 13 || c.ByStatus[store.StatusDelivered] != 6 {
+	if c.Total != 13 || c.ByStatus[mailflow.StatusDelivered] != 6 {
 		t.Errorf("Count after appending twice: %+v, want 13 rows, 6 delivered", c)
 	}
 }
 
 func testIdempotentDerivedKeys(t *testing.T, f *fixture) {
-	mk := func(rcpt string) []store.Event {
-		return []store.Event{
-			{Time: at(0), MessageTraceID: "k1", Type: store.EventReceive, Sender: "s@x.test", Source: "smtpd"},
-			{Time: at(1), MessageTraceID: "k1", Recipient: rcpt, Type: store.EventDefer, Source: "smtp", Detail: "try later"},
-			{Time: at(2), MessageTraceID: "k1", Recipient: rcpt, Type: store.EventDeliver, Source: "smtp", Detail: "250 ok"},
+	mk := func(rcpt string) []mailflow.Event {
+		return []mailflow.Event{
+			{Time: at(0), MessageTraceID: "k1", Type: mailflow.EventReceive, Sender: "s@x.test", Source: "smtpd"},
+			{Time: at(1), MessageTraceID: "k1", Recipient: rcpt, Type: mailflow.EventDefer, Source: "smtp", Detail: "try later"},
+			{Time: at(2), MessageTraceID: "k1", Recipient: rcpt, Type: mailflow.EventDeliver, Source: "smtp", Detail: "250 ok"},
 		}
 	}
 	f.append(mk("bob@x.test")...)
@@ -742,7 +762,7 @@ func testIdempotentDerivedKeys(t *testing.T, f *fixture) {
 	f.expectKeys(day(), "k1 bob@x.test")
 }
 
-func types(evs []store.Event) []string {
+func types(evs []mailflow.Event) []string {
 	out := []string{}
 	for _, e := range evs {
 		out = append(out, string(e.Type))
@@ -751,41 +771,41 @@ func types(evs []store.Event) []string {
 }
 
 func testTransitions(t *testing.T, f *fixture) {
-	status := func(mtid, rcpt string) store.Row { return f.row(day(), mtid, rcpt) }
-	expect := func(mtid string, want store.Status, wantTime time.Time) {
+	status := func(mtid, rcpt string) mailflow.Row { return f.row(day(), mtid, rcpt) }
+	expect := func(mtid string, want mailflow.Status, wantTime time.Time) {
 		t.Helper()
 		r := status(mtid, "bob@x.test")
 		if r.Status != want || !r.StatusTime.Equal(wantTime) {
 			t.Errorf("%s: %s at %s, want %s at %s", mtid, r.Status, r.StatusTime, want, wantTime)
 		}
 	}
-	f.append(receive("g1", "s@x.test", at(0)), ev("g1", "bob@x.test", store.EventSubmit, at(1)), ev("g1", "bob@x.test", store.EventSend, at(2)))
-	expect("g1", store.StatusGettingStatus, time.Time{})
+	f.append(receive("g1", "s@x.test", at(0)), ev("g1", "bob@x.test", mailflow.EventSubmit, at(1)), ev("g1", "bob@x.test", mailflow.EventSend, at(2)))
+	expect("g1", mailflow.StatusGettingStatus, time.Time{})
 
-	f.append(receive("g2", "s@x.test", at(0)), ev("g2", "bob@x.test", store.EventDefer, at(1)))
-	expect("g2", store.StatusPending, at(1))
-	f.append(ev("g2", "bob@x.test", store.EventDefer, at(5)))
-	expect("g2", store.StatusPending, at(5))
+	f.append(receive("g2", "s@x.test", at(0)), ev("g2", "bob@x.test", mailflow.EventDefer, at(1)))
+	expect("g2", mailflow.StatusPending, at(1))
+	f.append(ev("g2", "bob@x.test", mailflow.EventDefer, at(5)))
+	expect("g2", mailflow.StatusPending, at(5))
 	f.append(deliver("g2", "bob@x.test", at(10)))
-	expect("g2", store.StatusDelivered, at(10))
+	expect("g2", mailflow.StatusDelivered, at(10))
 
-	f.append(receive("g3", "s@x.test", at(0)), ev("g3", "bob@x.test", store.EventDefer, at(1)), ev("g3", "bob@x.test", store.EventFail, at(9)))
-	expect("g3", store.StatusFailed, at(9))
-	f.append(receive("g4", "s@x.test", at(0)), ev("g4", "bob@x.test", store.EventQuarantine, at(1)))
-	expect("g4", store.StatusQuarantined, at(1))
-	f.append(receive("g5", "s@x.test", at(0)), ev("g5", "bob@x.test", store.EventFilterAsSpam, at(1)))
-	expect("g5", store.StatusFilteredAsSpam, at(1))
+	f.append(receive("g3", "s@x.test", at(0)), ev("g3", "bob@x.test", mailflow.EventDefer, at(1)), ev("g3", "bob@x.test", mailflow.EventFail, at(9)))
+	expect("g3", mailflow.StatusFailed, at(9))
+	f.append(receive("g4", "s@x.test", at(0)), ev("g4", "bob@x.test", mailflow.EventQuarantine, at(1)))
+	expect("g4", mailflow.StatusQuarantined, at(1))
+	f.append(receive("g5", "s@x.test", at(0)), ev("g5", "bob@x.test", mailflow.EventFilterAsSpam, at(1)))
+	expect("g5", mailflow.StatusFilteredAsSpam, at(1))
 	// Non-deciding events after an outcome do not reset it.
-	f.append(ev("g5", "bob@x.test", store.EventNotify, at(2)), ev("g5", "", store.EventTransfer, at(3)))
-	expect("g5", store.StatusFilteredAsSpam, at(1))
+	f.append(ev("g5", "bob@x.test", mailflow.EventNotify, at(2)), ev("g5", "", mailflow.EventTransfer, at(3)))
+	expect("g5", mailflow.StatusFilteredAsSpam, at(1))
 
 	f.checkCount(day())
 	c, err := f.st.Count(f.ctx, day())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for s, n := range map[store.Status]int64{store.StatusGettingStatus: 1, store.StatusDelivered: 1, store.StatusFailed: 1,
-		store.StatusQuarantined: 1, store.StatusFilteredAsSpam: 1, store.StatusPending: 0} {
+	for s, n := range map[mailflow.Status]int64{mailflow.StatusGettingStatus: 1, mailflow.StatusDelivered: 1, mailflow.StatusFailed: 1,
+		mailflow.StatusQuarantined: 1, mailflow.StatusFilteredAsSpam: 1, mailflow.StatusPending: 0} {
 		if c.ByStatus[s] != n {
 			t.Errorf("Count[%s] = %d, want %d", s, c.ByStatus[s], n)
 		}
@@ -794,7 +814,7 @@ func testTransitions(t *testing.T, f *fixture) {
 
 func testExpanded(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	rows := f.all(q(func(q *store.Query) { q.MessageTraceID = "m05" }))
+	rows := f.all(q(func(q *mailflow.Query) { q.MessageTraceID = "m05" }))
 	got := []string{}
 	for _, r := range rows {
 		got = append(got, fmt.Sprintf("%s %s from=%q", r.Recipient, r.Status, r.ExpandedFrom))
@@ -807,7 +827,7 @@ func testExpanded(t *testing.T, f *fixture) {
 	if !slices.Equal(got, want) {
 		t.Errorf("m05 rows:\n got  %q\n want %q", got, want)
 	}
-	f.expectKeys(statuses(store.StatusExpanded), sM05All)
+	f.expectKeys(statuses(mailflow.StatusExpanded), sM05All)
 }
 
 func testPlaceholder(t *testing.T, f *fixture) {
@@ -815,25 +835,25 @@ func testPlaceholder(t *testing.T, f *fixture) {
 	r.Subject = "first"
 	f.append(r)
 	f.expectKeys(day(), "h1 ")
-	f.expectRow(f.row(day(), "h1", ""), store.Row{Received: at(0), Sender: "s@x.test", Subject: "first",
-		Status: store.StatusGettingStatus, MessageTraceID: "h1"})
-	f.append(ev("h1", "", store.EventSubmit, at(1)))
+	f.expectRow(f.row(day(), "h1", ""), mailflow.Row{Received: at(0), Sender: "s@x.test", Subject: "first",
+		Status: mailflow.StatusGettingStatus, MessageTraceID: "h1"})
+	f.append(ev("h1", "", mailflow.EventSubmit, at(1)))
 	f.expectKeys(day(), "h1 ")
-	f.expectKeys(statuses(store.StatusGettingStatus), "h1 ")
+	f.expectKeys(statuses(mailflow.StatusGettingStatus), "h1 ")
 
 	f.append(deliver("h1", "bob@x.test", at(2)))
 	f.expectKeys(day(), "h1 bob@x.test")
-	f.expectKeys(statuses(store.StatusGettingStatus))
+	f.expectKeys(statuses(mailflow.StatusGettingStatus))
 
 	// A later message-level event does not bring the placeholder back.
-	tr := ev("h1", "", store.EventTransfer, at(3))
+	tr := ev("h1", "", mailflow.EventTransfer, at(3))
 	tr.Size = 77
 	f.append(tr)
 	f.expectKeys(day(), "h1 bob@x.test")
-	f.expectRow(f.row(day(), "h1", "bob@x.test"), store.Row{Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test",
-		Subject: "first", Status: store.StatusDelivered, MessageTraceID: "h1", Size: 77, StatusTime: at(2)})
+	f.expectRow(f.row(day(), "h1", "bob@x.test"), mailflow.Row{Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test",
+		Subject: "first", Status: mailflow.StatusDelivered, MessageTraceID: "h1", Size: 77, StatusTime: at(2)})
 	// Recipient and message-level events in one call: no placeholder at all.
-	f.append(receive("h2", "s@x.test", at(0)), ev("h2", "carol@x.test", store.EventDefer, at(1)))
+	f.append(receive("h2", "s@x.test", at(0)), ev("h2", "carol@x.test", mailflow.EventDefer, at(1)))
 	f.expectKeys(day(), "h1 bob@x.test", "h2 carol@x.test")
 	f.checkCount(day())
 }
@@ -841,38 +861,38 @@ func testPlaceholder(t *testing.T, f *fixture) {
 // A message discarded before its recipients were logged (say, by a header
 // check) has only message-level events; its placeholder takes their outcome.
 func testPlaceholderOutcome(t *testing.T, f *fixture) {
-	f.append(receive("d1", "s@x.test", at(0)), ev("d1", "", store.EventFilterAsSpam, at(1)))
-	f.expectRow(f.row(day(), "d1", ""), store.Row{Received: at(0), Sender: "s@x.test",
-		Status: store.StatusFilteredAsSpam, MessageTraceID: "d1", StatusTime: at(1)})
+	f.append(receive("d1", "s@x.test", at(0)), ev("d1", "", mailflow.EventFilterAsSpam, at(1)))
+	f.expectRow(f.row(day(), "d1", ""), mailflow.Row{Received: at(0), Sender: "s@x.test",
+		Status: mailflow.StatusFilteredAsSpam, MessageTraceID: "d1", StatusTime: at(1)})
 	// Message-level outcomes do not decide recipients' statuses.
-	f.append(ev("d1", "bob@x.test", store.EventSend, at(2)))
-	f.expectRow(f.row(day(), "d1", "bob@x.test"), store.Row{Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test",
-		Status: store.StatusGettingStatus, MessageTraceID: "d1"})
+	f.append(ev("d1", "bob@x.test", mailflow.EventSend, at(2)))
+	f.expectRow(f.row(day(), "d1", "bob@x.test"), mailflow.Row{Received: at(0), Sender: "s@x.test", Recipient: "bob@x.test",
+		Status: mailflow.StatusGettingStatus, MessageTraceID: "d1"})
 	f.expectKeys(day(), "d1 bob@x.test")
 }
 
 func testLateAttributes(t *testing.T, f *fixture) {
-	f.append(deliver("a1", "bob@x.test", at(2)), ev("a1", "carol@x.test", store.EventDefer, at(3)))
+	f.append(deliver("a1", "bob@x.test", at(2)), ev("a1", "carol@x.test", mailflow.EventDefer, at(3)))
 	r := receive("a1", "S@X.test", at(0))
-	r.Subject, r.MessageID, r.Direction, r.FromIP, r.Size = "Hello", "<id@x.test>", store.DirectionInbound, "192.0.2.1", 99
+	r.Subject, r.MessageID, r.Direction, r.FromIP, r.Size = "Hello", "<id@x.test>", mailflow.DirectionInbound, "192.0.2.1", 99
 	f.append(r)
 	// Events with empty attributes erase nothing.
-	f.append(store.Event{ID: "a1-empty", Time: at(4), MessageTraceID: "a1", Type: store.EventTransfer})
-	f.append(store.Event{ID: "a1-bob-empty", Time: at(5), MessageTraceID: "a1", Recipient: "bob@x.test", Type: store.EventNotify})
+	f.append(mailflow.Event{ID: "a1-empty", Time: at(4), MessageTraceID: "a1", Type: mailflow.EventTransfer})
+	f.append(mailflow.Event{ID: "a1-bob-empty", Time: at(5), MessageTraceID: "a1", Recipient: "bob@x.test", Type: mailflow.EventNotify})
 	// A later event fills what was missing.
-	late := store.Event{ID: "a1-ocip", Time: at(1), MessageTraceID: "a1", Type: store.EventSubmit, OriginalClientIP: "203.0.113.9"}
+	late := mailflow.Event{ID: "a1-ocip", Time: at(1), MessageTraceID: "a1", Type: mailflow.EventSubmit, OriginalClientIP: "203.0.113.9"}
 	f.append(late)
-	base := store.Row{Received: at(0), Sender: "s@x.test", Subject: "Hello", MessageID: "<id@x.test>", MessageTraceID: "a1",
-		Size: 99, OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.1", Direction: store.DirectionInbound}
+	base := mailflow.Row{Received: at(0), Sender: "s@x.test", Subject: "Hello", MessageID: "<id@x.test>", MessageTraceID: "a1",
+		Size: 99, OriginalClientIP: "203.0.113.9", FromIP: "192.0.2.1", Direction: mailflow.DirectionInbound}
 	bob, carol := base, base
-	bob.Recipient, bob.Status, bob.StatusTime = "bob@x.test", store.StatusDelivered, at(2)
-	carol.Recipient, carol.Status, carol.StatusTime = "carol@x.test", store.StatusPending, at(3)
+	bob.Recipient, bob.Status, bob.StatusTime = "bob@x.test", mailflow.StatusDelivered, at(2)
+	carol.Recipient, carol.Status, carol.StatusTime = "carol@x.test", mailflow.StatusPending, at(3)
 	f.expectKeys(day(), "a1 bob@x.test", "a1 carol@x.test")
 	f.expectRow(f.row(day(), "a1", "bob@x.test"), bob)
 	f.expectRow(f.row(day(), "a1", "carol@x.test"), carol)
 	// The filters see the late attributes.
-	f.expectKeys(q(func(q *store.Query) { q.OriginalClientIP = mustPrefix("203.0.113.0/24") }), "a1 bob@x.test", "a1 carol@x.test")
-	f.expectKeys(q(func(q *store.Query) { q.MessageID = "id@x.test"; q.Subject = "hello" }), "a1 bob@x.test", "a1 carol@x.test")
+	f.expectKeys(q(func(q *mailflow.Query) { q.OriginalClientIP = mustPrefix("203.0.113.0/24") }), "a1 bob@x.test", "a1 carol@x.test")
+	f.expectKeys(q(func(q *mailflow.Query) { q.MessageID = "id@x.test"; q.Subject = "hello" }), "a1 bob@x.test", "a1 carol@x.test")
 }
 
 func testExplicitReceived(t *testing.T, f *fixture) {
@@ -885,15 +905,15 @@ func testExplicitReceived(t *testing.T, f *fixture) {
 	}
 	// It moves rows created earlier.
 	f.append(deliver("r2", "bob@x.test", at(3)))
-	f.expectKeys(q(func(q *store.Query) { q.Start = at(3) }), "r2 bob@x.test")
+	f.expectKeys(q(func(q *mailflow.Query) { q.Start = at(3) }), "r2 bob@x.test")
 	r2 := receive("r2", "s@x.test", at(5))
 	r2.Received = at(1)
 	f.append(r2)
 	if got := f.row(day(), "r2", "bob@x.test").Received; !got.Equal(at(1)) {
 		t.Errorf("r2 received %s, want %s", got, at(1))
 	}
-	f.expectKeys(q(func(q *store.Query) { q.Start = at(3) }))
-	f.expectKeys(q(func(q *store.Query) { q.Start, q.End = at(1), at(2) }), "r2 bob@x.test")
+	f.expectKeys(q(func(q *mailflow.Query) { q.Start = at(3) }))
+	f.expectKeys(q(func(q *mailflow.Query) { q.Start, q.End = at(1), at(2) }), "r2 bob@x.test")
 }
 
 func testEvents(t *testing.T, f *fixture) {
@@ -921,11 +941,11 @@ func testEvents(t *testing.T, f *fixture) {
 	check("m99", "bob@example.com")
 
 	// Appended in reverse, returned in time order, with the details kept.
-	evs := []store.Event{
-		ev("e1", "bob@x.test", store.EventDeliver, at(3)),
-		ev("e1", "bob@x.test", store.EventSend, at(2)),
-		ev("e1", "carol@x.test", store.EventDefer, at(1)),
-		ev("e1", "", store.EventSubmit, at(1).Add(500*time.Millisecond)),
+	evs := []mailflow.Event{
+		ev("e1", "bob@x.test", mailflow.EventDeliver, at(3)),
+		ev("e1", "bob@x.test", mailflow.EventSend, at(2)),
+		ev("e1", "carol@x.test", mailflow.EventDefer, at(1)),
+		ev("e1", "", mailflow.EventSubmit, at(1).Add(500*time.Millisecond)),
 		receive("e1", "s@x.test", at(0)),
 	}
 	evs[0].Relay, evs[0].DSN, evs[0].SMTPResponse, evs[0].ToIP = "mx.x.test[192.0.2.5]:25", "2.0.0", "250 2.0.0 Ok: queued", "192.0.2.5"
@@ -948,17 +968,17 @@ func testEvents(t *testing.T, f *fixture) {
 	}
 	d := got[3]
 	if d.Relay != evs[0].Relay || d.DSN != "2.0.0" || d.SMTPResponse != evs[0].SMTPResponse || d.ToIP != "192.0.2.5" ||
-		d.ID != evs[0].ID || store.NormalizeAddress(d.Recipient) != "bob@x.test" {
+		d.ID != evs[0].ID || mailflow.NormalizeAddress(d.Recipient) != "bob@x.test" {
 		t.Errorf("Deliver event not kept as appended: %+v", d)
 	}
-	if s := got[0].Sender; store.NormalizeAddress(s) != "s@x.test" {
+	if s := got[0].Sender; mailflow.NormalizeAddress(s) != "s@x.test" {
 		t.Errorf("Receive event sender %q", s)
 	}
 }
 
 func testPrune(t *testing.T, f *fixture) {
 	f.loadCorpus()
-	old := store.Query{Start: T0.Add(-72 * time.Hour), End: T0.Add(-24 * time.Hour)}
+	old := mailflow.Query{Start: T0.Add(-72 * time.Hour), End: T0.Add(-24 * time.Hour)}
 	f.expectKeys(old, "m11 bob@contoso.com")
 	if err := f.st.Prune(f.ctx, T0.Add(-24*time.Hour)); err != nil {
 		t.Fatal(err)
@@ -972,7 +992,7 @@ func testPrune(t *testing.T, f *fixture) {
 		t.Fatal(err)
 	}
 	f.expectKeys(day(), sM01Alice, sM02Alice, sM02Carol, sM03Dave)
-	f.expectKeys(q(func(q *store.Query) { q.Start = T0.Add(-72 * time.Hour) }), sM01Alice, sM02Alice, sM02Carol, sM03Dave)
+	f.expectKeys(q(func(q *mailflow.Query) { q.Start = T0.Add(-72 * time.Hour) }), sM01Alice, sM02Alice, sM02Carol, sM03Dave)
 	if evs, err := f.st.Events(f.ctx, "m04", "alice@example.com"); err != nil || len(evs) != 0 {
 		t.Errorf("Events(m04) after prune: %d events, err %v; want none", len(evs), err)
 	}
@@ -989,13 +1009,13 @@ func testPrune(t *testing.T, f *fixture) {
 
 func testAppendInvalid(t *testing.T, f *fixture) {
 	good := receive("v1", "s@x.test", at(0))
-	for name, bad := range map[string]store.Event{
+	for name, bad := range map[string]mailflow.Event{
 		"no type":     {Time: at(1), MessageTraceID: "v1"},
-		"no trace id": {Time: at(1), Type: store.EventReceive},
-		"no time":     {MessageTraceID: "v1", Type: store.EventReceive},
-		"bad ip":      {Time: at(1), MessageTraceID: "v1", Type: store.EventReceive, FromIP: "not-an-ip"},
+		"no trace id": {Time: at(1), Type: mailflow.EventReceive},
+		"no time":     {MessageTraceID: "v1", Type: mailflow.EventReceive},
+		"bad ip":      {Time: at(1), MessageTraceID: "v1", Type: mailflow.EventReceive, FromIP: "not-an-ip"},
 	} {
-		if err := f.st.Append(f.ctx, []store.Event{good, bad}); err == nil {
+		if err := f.st.Append(f.ctx, []mailflow.Event{good, bad}); err == nil {
 			t.Errorf("Append with an event with %s: no error", name)
 		}
 	}
@@ -1024,7 +1044,7 @@ func testEmpty(t *testing.T, f *fixture) {
 	}
 }
 
-func scoped(qq store.Query, scope ...string) store.Query {
+func scoped(qq mailflow.Query, scope ...string) mailflow.Query {
 	if scope == nil {
 		scope = []string{}
 	}
@@ -1046,7 +1066,7 @@ func testScopeAlone(t *testing.T, f *fixture) {
 	f.expectKeys(scoped(day(), "ghost@*"), sM10)
 	f.expectKeys(scoped(day(), "*@nowhere.test"))
 	// A nil scope is unrestricted.
-	f.expectKeys(q(func(q *store.Query) { q.Scope = nil }), allDayKeys...)
+	f.expectKeys(q(func(q *mailflow.Query) { q.Scope = nil }), allDayKeys...)
 }
 
 // The scope narrows what the filters find, never widens it.
@@ -1054,8 +1074,8 @@ func testScopeWithFilters(t *testing.T, f *fixture) {
 	f.loadCorpus()
 	f.expectKeys(scoped(recipients("*@example.com"), "*@contoso.com"), sM02Alice, sM02Carol)
 	f.expectKeys(scoped(senders("alice@example.com"), "*@contoso.com"), sM01Alice)
-	f.expectKeys(scoped(statuses(store.StatusDelivered), "*@lists.example.org", "*@contoso.com"), sM01Alice, sM02Alice, sM05Alice, sM05Bob)
-	f.expectKeys(scoped(direction(store.DirectionInbound), "*@example.jp"))
+	f.expectKeys(scoped(statuses(mailflow.StatusDelivered), "*@lists.example.org", "*@contoso.com"), sM01Alice, sM02Alice, sM05Alice, sM05Bob)
+	f.expectKeys(scoped(direction(mailflow.DirectionInbound), "*@example.jp"))
 	f.expectKeys(scoped(senders("*@contoso.com"), "*@example.jp"))
 }
 
@@ -1076,12 +1096,12 @@ func testScopeCounts(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Total != 3 || c.ByStatus[store.StatusDelivered] != 2 || c.ByStatus[store.StatusPending] != 1 {
+	if c.Total != 3 || c.ByStatus[mailflow.StatusDelivered] != 2 || c.ByStatus[mailflow.StatusPending] != 1 {
 		t.Errorf("Count(scope *@contoso.com) = %d %v, want 3: 2 Delivered, 1 Pending", c.Total, c.ByStatus)
 	}
-	for _, qq := range []store.Query{
+	for _, qq := range []mailflow.Query{
 		scoped(day(), "*@contoso.com"), scoped(day()), scoped(day(), "*@example.com"),
-		scoped(statuses(store.StatusDelivered), "*@example.jp", "x@*"),
+		scoped(statuses(mailflow.StatusDelivered), "*@example.jp", "x@*"),
 	} {
 		f.checkCount(qq)
 	}

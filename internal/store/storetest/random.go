@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // The randomized case: a few thousand rows from a fixed seed, appended in
 // shuffled batches (so events arrive out of order and across calls), then
 // hundreds of random queries whose Trace (paged) and Count must agree with
-// store.Query.Match over the generated rows.
+// mailflow.Query.Match over the generated rows.
 
 const (
 	randomSeed     = 20260310
@@ -28,7 +28,7 @@ var (
 	randDomains  = []string{"example.com", "Mail.Example.com", "sub.mail.example.com", "contoso.com", "example.org", "例え.jp", "d07.example", "d7.example", "EXAMPLE.NET"}
 	randSubjects = []string{"Quarterly report", "Re: Quarterly report", "Invoice 100% paid", "under_score", "ÄRGER im Büro", "ärger",
 		"会議の件について 🎉", "Hello world", "", `back\slash subject`, "MIXED case Subject", "Fwd: Hello"}
-	randDirections = []store.Direction{store.DirectionInbound, store.DirectionOutbound, store.DirectionInternal, ""}
+	randDirections = []mailflow.Direction{mailflow.DirectionInbound, mailflow.DirectionOutbound, mailflow.DirectionInternal, ""}
 )
 
 type randGen struct {
@@ -71,7 +71,7 @@ func (g *randGen) ip() string {
 }
 
 // message generates one message's events and the rows they must produce.
-func (g *randGen) message(i int, prevRecv time.Time) ([]store.Event, []store.Row) {
+func (g *randGen) message(i int, prevRecv time.Time) ([]mailflow.Event, []mailflow.Row) {
 	mtid := fmt.Sprintf("r%05d", g.rng.IntN(100000)*10+i%10)
 	mtid = fmt.Sprintf("%s-%d", mtid, i)
 	recv := g.base.Add(time.Duration(g.rng.IntN(3*24*60)) * time.Minute)
@@ -91,54 +91,54 @@ func (g *randGen) message(i int, prevRecv time.Time) ([]store.Event, []store.Row
 	dir := randDirections[g.rng.IntN(len(randDirections))]
 	ocip, fromIP := g.ip(), g.ip()
 
-	rcv := store.Event{ID: mtid + "-rcv", Time: recv, MessageTraceID: mtid, Type: store.EventReceive,
+	rcv := mailflow.Event{ID: mtid + "-rcv", Time: recv, MessageTraceID: mtid, Type: mailflow.EventReceive,
 		Sender: sender, Direction: dir, OriginalClientIP: ocip, FromIP: fromIP}
 	received := recv
 	if g.rng.IntN(5) == 0 {
 		received = recv.Add(-5 * time.Second)
 		rcv.Received = received
 	}
-	evs := []store.Event{rcv}
+	evs := []mailflow.Event{rcv}
 	attrs := &evs[0]
 	if g.rng.IntN(2) == 0 {
-		evs = append(evs, store.Event{ID: mtid + "-sub", Time: recv.Add(30 * time.Second), MessageTraceID: mtid, Type: store.EventSubmit})
+		evs = append(evs, mailflow.Event{ID: mtid + "-sub", Time: recv.Add(30 * time.Second), MessageTraceID: mtid, Type: mailflow.EventSubmit})
 		attrs = &evs[1]
 	}
 	attrs.Subject, attrs.MessageID, attrs.Size = subject, msgID, size
 
-	row := store.Row{Received: received, Sender: store.NormalizeAddress(sender), Subject: subject, MessageID: msgID,
+	row := mailflow.Row{Received: received, Sender: mailflow.NormalizeAddress(sender), Subject: subject, MessageID: msgID,
 		MessageTraceID: mtid, Size: size, OriginalClientIP: ocip, FromIP: fromIP, Direction: dir}
-	var rows []store.Row
+	var rows []mailflow.Row
 	seen := map[string]bool{}
 	nr := g.rng.IntN(5) // 0: placeholder only
 	for range nr {
 		a := g.addr()
-		if seen[store.NormalizeAddress(a)] {
+		if seen[mailflow.NormalizeAddress(a)] {
 			continue
 		}
-		seen[store.NormalizeAddress(a)] = true
+		seen[mailflow.NormalizeAddress(a)] = true
 		revs, rrows := g.recipient(mtid, recv, a, "", row, seen)
 		evs = append(evs, revs...)
 		rows = append(rows, rrows...)
 	}
 	if len(rows) == 0 {
 		r := row
-		r.Status = store.StatusGettingStatus
+		r.Status = mailflow.StatusGettingStatus
 		rows = append(rows, r)
 	}
 	return evs, rows
 }
 
-func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row store.Row, seen map[string]bool) ([]store.Event, []store.Row) {
-	id := func(s string) string { return mtid + "-" + store.NormalizeAddress(a) + "-" + s }
-	e := func(typ store.EventType, d time.Duration) store.Event {
-		return store.Event{ID: id(string(typ) + d.String()), Time: recv.Add(d), MessageTraceID: mtid, Recipient: a, Type: typ, ExpandedFrom: group}
+func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row mailflow.Row, seen map[string]bool) ([]mailflow.Event, []mailflow.Row) {
+	id := func(s string) string { return mtid + "-" + mailflow.NormalizeAddress(a) + "-" + s }
+	e := func(typ mailflow.EventType, d time.Duration) mailflow.Event {
+		return mailflow.Event{ID: id(string(typ) + d.String()), Time: recv.Add(d), MessageTraceID: mtid, Recipient: a, Type: typ, ExpandedFrom: group}
 	}
-	row.Recipient = store.NormalizeAddress(a)
-	row.ExpandedFrom = store.NormalizeAddress(group)
+	row.Recipient = mailflow.NormalizeAddress(a)
+	row.ExpandedFrom = mailflow.NormalizeAddress(group)
 	row.ToIP, row.Status, row.StatusTime = "", "", time.Time{}
 	toIP := g.ip()
-	var evs []store.Event
+	var evs []mailflow.Event
 	k := g.rng.IntN(100)
 	if group != "" {
 		k = g.rng.IntN(85) // members are not expanded again
@@ -146,52 +146,52 @@ func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row st
 	switch {
 	case k < 45:
 		if g.rng.IntN(3) == 0 {
-			evs = append(evs, e(store.EventDefer, time.Minute))
+			evs = append(evs, e(mailflow.EventDefer, time.Minute))
 		}
-		d := e(store.EventDeliver, 2*time.Minute)
+		d := e(mailflow.EventDeliver, 2*time.Minute)
 		d.ToIP = toIP
 		evs = append(evs, d)
-		row.Status, row.StatusTime, row.ToIP = store.StatusDelivered, recv.Add(2*time.Minute), toIP
+		row.Status, row.StatusTime, row.ToIP = mailflow.StatusDelivered, recv.Add(2*time.Minute), toIP
 	case k < 60:
-		evs = append(evs, e(store.EventDefer, time.Minute))
-		row.Status, row.StatusTime = store.StatusPending, recv.Add(time.Minute)
+		evs = append(evs, e(mailflow.EventDefer, time.Minute))
+		row.Status, row.StatusTime = mailflow.StatusPending, recv.Add(time.Minute)
 		if g.rng.IntN(2) == 0 {
-			evs = append(evs, e(store.EventDefer, 3*time.Minute))
+			evs = append(evs, e(mailflow.EventDefer, 3*time.Minute))
 			row.StatusTime = recv.Add(3 * time.Minute)
 		}
 	case k < 68:
-		evs = append(evs, e(store.EventDefer, time.Minute), e(store.EventFail, 4*time.Minute))
-		row.Status, row.StatusTime = store.StatusFailed, recv.Add(4*time.Minute)
+		evs = append(evs, e(mailflow.EventDefer, time.Minute), e(mailflow.EventFail, 4*time.Minute))
+		row.Status, row.StatusTime = mailflow.StatusFailed, recv.Add(4*time.Minute)
 	case k < 74:
-		evs = append(evs, e(store.EventQuarantine, time.Minute))
-		row.Status, row.StatusTime = store.StatusQuarantined, recv.Add(time.Minute)
+		evs = append(evs, e(mailflow.EventQuarantine, time.Minute))
+		row.Status, row.StatusTime = mailflow.StatusQuarantined, recv.Add(time.Minute)
 	case k < 80:
-		evs = append(evs, e(store.EventFilterAsSpam, time.Minute))
-		row.Status, row.StatusTime = store.StatusFilteredAsSpam, recv.Add(time.Minute)
+		evs = append(evs, e(mailflow.EventFilterAsSpam, time.Minute))
+		row.Status, row.StatusTime = mailflow.StatusFilteredAsSpam, recv.Add(time.Minute)
 	case k < 85:
-		evs = append(evs, e(store.EventSend, time.Minute))
-		row.Status = store.StatusGettingStatus
+		evs = append(evs, e(mailflow.EventSend, time.Minute))
+		row.Status = mailflow.StatusGettingStatus
 	default:
-		evs = append(evs, e(store.EventExpand, time.Minute))
-		row.Status, row.StatusTime = store.StatusExpanded, recv.Add(time.Minute)
-		rows := []store.Row{row}
+		evs = append(evs, e(mailflow.EventExpand, time.Minute))
+		row.Status, row.StatusTime = mailflow.StatusExpanded, recv.Add(time.Minute)
+		rows := []mailflow.Row{row}
 		for range 1 + g.rng.IntN(3) {
 			m := g.addr()
-			if seen[store.NormalizeAddress(m)] {
+			if seen[mailflow.NormalizeAddress(m)] {
 				continue
 			}
-			seen[store.NormalizeAddress(m)] = true
+			seen[mailflow.NormalizeAddress(m)] = true
 			mevs, mrows := g.recipient(mtid, recv, m, a, row, seen)
 			evs = append(evs, mevs...)
 			rows = append(rows, mrows...)
 		}
 		return evs, rows
 	}
-	return evs, []store.Row{row}
+	return evs, []mailflow.Row{row}
 }
 
-func sortRows(rows []store.Row) {
-	slices.SortFunc(rows, func(a, b store.Row) int {
+func sortRows(rows []mailflow.Row) {
+	slices.SortFunc(rows, func(a, b mailflow.Row) int {
 		if c := b.Received.Compare(a.Received); c != 0 {
 			return c
 		}
@@ -204,8 +204,8 @@ func sortRows(rows []store.Row) {
 
 func testRandomized(t *testing.T, f *fixture) {
 	g := &randGen{rng: rand.New(rand.NewPCG(randomSeed, 1)), base: T0.Add(-36 * time.Hour)}
-	var evs []store.Event
-	var rows []store.Row
+	var evs []mailflow.Event
+	var rows []mailflow.Row
 	var prev time.Time
 	for i := range randomMessages {
 		e, r := g.message(i, prev)
@@ -223,7 +223,7 @@ func testRandomized(t *testing.T, f *fixture) {
 	t.Logf("%d rows", len(rows))
 
 	// Everything first: every generated row, field by field.
-	whole := store.Query{Start: g.base.Add(-time.Hour), End: g.base.Add(4 * 24 * time.Hour)}
+	whole := mailflow.Query{Start: g.base.Add(-time.Hour), End: g.base.Add(4 * 24 * time.Hour)}
 	got := f.all(whole)
 	if len(got) != len(rows) {
 		t.Fatalf("whole range: %d rows, want %d", len(got), len(rows))
@@ -243,7 +243,7 @@ func testRandomized(t *testing.T, f *fixture) {
 	failures, nonEmpty, multiPage := 0, 0, 0
 	for n := range randomQueries {
 		qq := g.query(rows)
-		var want []store.Row
+		var want []mailflow.Row
 		for _, r := range rows {
 			if qq.Match(r) {
 				want = append(want, r)
@@ -272,12 +272,12 @@ func testRandomized(t *testing.T, f *fixture) {
 		if err != nil {
 			t.Fatalf("Count(%s): %v", describe(qq), err)
 		}
-		tally := map[store.Status]int64{}
+		tally := map[mailflow.Status]int64{}
 		for _, r := range want {
 			tally[r.Status]++
 		}
 		ok := c.Total == int64(len(want))
-		for _, s := range store.AllStatuses {
+		for _, s := range mailflow.AllStatuses {
 			ok = ok && c.ByStatus[s] == tally[s]
 		}
 		if !ok {
@@ -289,15 +289,15 @@ func testRandomized(t *testing.T, f *fixture) {
 	}
 	t.Logf("%d random queries, %d with rows, %d over several pages", randomQueries, nonEmpty, multiPage)
 	if failures > 0 {
-		t.Errorf("%d of %d random queries disagree with store.Query.Match", failures, randomQueries)
+		t.Errorf("%d of %d random queries disagree with mailflow.Query.Match", failures, randomQueries)
 	}
 }
 
 // query makes a random query, most filters derived from an existing row so
 // that results are rarely empty.
-func (g *randGen) query(rows []store.Row) store.Query {
+func (g *randGen) query(rows []mailflow.Row) mailflow.Query {
 	r := rows[g.rng.IntN(len(rows))]
-	q := store.Query{Start: g.base.Add(-time.Hour), End: g.base.Add(4 * 24 * time.Hour)}
+	q := mailflow.Query{Start: g.base.Add(-time.Hour), End: g.base.Add(4 * 24 * time.Hour)}
 	if g.rng.IntN(3) != 0 {
 		q.Start = g.base.Add(time.Duration(g.rng.IntN(3*24*60)) * time.Minute)
 		if g.rng.IntN(3) == 0 {
@@ -325,14 +325,14 @@ func (g *randGen) query(rows []store.Row) store.Query {
 	}
 	if chance() {
 		for range 1 + g.rng.IntN(3) {
-			q.Statuses = append(q.Statuses, store.AllStatuses[g.rng.IntN(len(store.AllStatuses))])
+			q.Statuses = append(q.Statuses, mailflow.AllStatuses[g.rng.IntN(len(mailflow.AllStatuses))])
 		}
 	}
 	if g.rng.IntN(12) == 0 && r.MessageID != "" {
 		id := r.MessageID
 		switch g.rng.IntN(3) {
 		case 0:
-			id = store.NormalizeMessageID(id)
+			id = mailflow.NormalizeMessageID(id)
 		case 1:
 			id = strings.ToUpper(id)
 		}
@@ -342,7 +342,7 @@ func (g *randGen) query(rows []store.Row) store.Query {
 		q.MessageTraceID = r.MessageTraceID
 	}
 	if chance() {
-		q.Direction = append(randDirections[:3:3], store.DirectionAll)[g.rng.IntN(4)]
+		q.Direction = append(randDirections[:3:3], mailflow.DirectionAll)[g.rng.IntN(4)]
 	}
 	ipf := func(ip string) netip.Prefix {
 		a, err := netip.ParseAddr(ip)
@@ -371,7 +371,7 @@ func (g *randGen) query(rows []store.Row) store.Query {
 		i := g.rng.IntN(len(s))
 		j := i + 1 + g.rng.IntN(len(s)-i)
 		q.Subject = g.mixCase(string(s[i:j]))
-		q.SubjectMatch = []store.SubjectMatch{"", store.SubjectContains, store.SubjectStartsWith, store.SubjectEndsWith}[g.rng.IntN(4)]
+		q.SubjectMatch = []mailflow.SubjectMatch{"", mailflow.SubjectContains, mailflow.SubjectStartsWith, mailflow.SubjectEndsWith}[g.rng.IntN(4)]
 	}
 	return q
 }

@@ -4,7 +4,7 @@
 // An adapter's test calls Run with a constructor that returns a fresh, empty
 // store (and closes it with t.Cleanup). The expectations are literal: each
 // hand-written case states the rows it wants, in order, so an adapter that
-// drifts from the reference semantics (store.Query.Match, store.DeriveStatus)
+// drifts from the reference semantics (mailflow.Query.Match, mailflow.DeriveStatus)
 // fails. A randomized case then compares Trace and Count with Query.Match
 // over a few thousand generated rows.
 //
@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -45,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AddressesAreCaseInsensitive", testAddressCase},
 		{"UnicodeAddresses", testUnicodeAddresses},
 		{"AddressWithTwoAtSigns", testTwoAtSigns},
+		{"EmptyDomainPattern", testEmptyDomainPattern},
 		{"RecipientPatterns", testRecipientPatterns},
 		{"SeveralPatternsAreOred", testPatternsOred},
 		{"StatusFilter", testStatusFilter},
@@ -99,8 +101,8 @@ var T0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 func at(n int) time.Time { return T0.Add(time.Duration(n) * time.Minute) }
 
 // day is a query covering the day around T0.
-func day() store.Query {
-	return store.Query{Start: T0.Add(-24 * time.Hour), End: T0.Add(24 * time.Hour)}
+func day() mailflow.Query {
+	return mailflow.Query{Start: T0.Add(-24 * time.Hour), End: T0.Add(24 * time.Hour)}
 }
 
 type fixture struct {
@@ -109,7 +111,7 @@ type fixture struct {
 	ctx context.Context
 }
 
-func (f *fixture) append(evs ...store.Event) {
+func (f *fixture) append(evs ...mailflow.Event) {
 	f.t.Helper()
 	if err := f.st.Append(f.ctx, evs); err != nil {
 		f.t.Fatalf("Append: %v", err)
@@ -117,7 +119,7 @@ func (f *fixture) append(evs ...store.Event) {
 }
 
 // all pages through a trace and returns its rows.
-func (f *fixture) all(q store.Query) []store.Row {
+func (f *fixture) all(q mailflow.Query) []mailflow.Row {
 	f.t.Helper()
 	rows, _ := f.paged(q, 1000)
 	if sm, ok := f.st.(store.Streamer); ok {
@@ -130,17 +132,17 @@ func (f *fixture) all(q store.Query) []store.Row {
 }
 
 // streamed returns the rows Stream gives from cursor.
-func (f *fixture) streamed(sm store.Streamer, q store.Query, cursor store.Cursor) []store.Row {
+func (f *fixture) streamed(sm store.Streamer, q mailflow.Query, cursor mailflow.Cursor) []mailflow.Row {
 	f.t.Helper()
-	out := []store.Row{}
-	if err := sm.Stream(f.ctx, q, cursor, func(r *store.Row) error { out = append(out, *r); return nil }); err != nil {
+	out := []mailflow.Row{}
+	if err := sm.Stream(f.ctx, q, cursor, func(r *mailflow.Row) error { out = append(out, *r); return nil }); err != nil {
 		f.t.Fatalf("Stream(%s): %v", describe(q), err)
 	}
 	return out
 }
 
 // rowsEqual compares rows field by field, times by instant.
-func rowsEqual(a, b store.Row) bool {
+func rowsEqual(a, b mailflow.Row) bool {
 	ta, tb := a.Received, b.Received
 	sa, sb := a.StatusTime, b.StatusTime
 	a.Received, b.Received, a.StatusTime, b.StatusTime = time.Time{}, time.Time{}, time.Time{}, time.Time{}
@@ -149,10 +151,10 @@ func rowsEqual(a, b store.Row) bool {
 
 // paged pages through a trace with the given page size and returns the rows
 // and the number of pages; it checks the page invariants on the way.
-func (f *fixture) paged(q store.Query, size int) ([]store.Row, int) {
+func (f *fixture) paged(q mailflow.Query, size int) ([]mailflow.Row, int) {
 	f.t.Helper()
-	var out []store.Row
-	var cur store.Cursor
+	var out []mailflow.Row
+	var cur mailflow.Cursor
 	pages := 0
 	for {
 		p, err := f.st.Trace(f.ctx, q, cur, size)
@@ -178,7 +180,7 @@ func (f *fixture) paged(q store.Query, size int) ([]store.Row, int) {
 }
 
 // keys renders rows as "traceID recipient" for literal comparisons.
-func keys(rows []store.Row) []string {
+func keys(rows []mailflow.Row) []string {
 	out := []string{}
 	for _, r := range rows {
 		out = append(out, r.MessageTraceID+" "+r.Recipient)
@@ -186,7 +188,7 @@ func keys(rows []store.Row) []string {
 	return out
 }
 
-func (f *fixture) expectKeys(q store.Query, want ...string) {
+func (f *fixture) expectKeys(q mailflow.Query, want ...string) {
 	f.t.Helper()
 	if want == nil {
 		want = []string{}
@@ -204,7 +206,7 @@ func (f *fixture) expectKeys(q store.Query, want ...string) {
 	}
 }
 
-func (f *fixture) row(q store.Query, traceID, recipient string) store.Row {
+func (f *fixture) row(q mailflow.Query, traceID, recipient string) mailflow.Row {
 	f.t.Helper()
 	for _, r := range f.all(q) {
 		if r.MessageTraceID == traceID && r.Recipient == recipient {
@@ -212,10 +214,10 @@ func (f *fixture) row(q store.Query, traceID, recipient string) store.Row {
 		}
 	}
 	f.t.Fatalf("no row %s %q in %q", traceID, recipient, keys(f.all(q)))
-	return store.Row{}
+	return mailflow.Row{}
 }
 
-func describe(q store.Query) string {
+func describe(q mailflow.Query) string {
 	var parts []string
 	parts = append(parts, q.Start.UTC().Format(time.RFC3339)+".."+q.End.UTC().Format(time.RFC3339))
 	add := func(name string, v any, set bool) {
@@ -238,7 +240,7 @@ func describe(q store.Query) string {
 }
 
 // rowEqual compares rows field by field (times with Equal).
-func rowDiff(got, want store.Row) string {
+func rowDiff(got, want mailflow.Row) string {
 	var d []string
 	cmpT := func(name string, g, w time.Time) {
 		if !g.Equal(w) {
@@ -267,7 +269,7 @@ func rowDiff(got, want store.Row) string {
 	return strings.Join(d, "; ")
 }
 
-func (f *fixture) expectRow(got, want store.Row) {
+func (f *fixture) expectRow(got, want mailflow.Row) {
 	f.t.Helper()
 	if d := rowDiff(got, want); d != "" {
 		f.t.Errorf("row %s %q: %s", want.MessageTraceID, want.Recipient, d)
@@ -275,11 +277,11 @@ func (f *fixture) expectRow(got, want store.Row) {
 }
 
 func mustPrefix(s string) netip.Prefix {
-	p, err := store.ParsePrefix(s)
+	p, err := mailflow.ParsePrefix(s)
 	if err != nil {
 		panic(err)
 	}
 	return p
 }
 
-func isInvalid(err error) bool { return errors.Is(err, store.ErrInvalidQuery) }
+func isInvalid(err error) bool { return errors.Is(err, mailflow.ErrInvalidQuery) }

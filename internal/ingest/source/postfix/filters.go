@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Content-filter links: the runs of the filters beside Postfix (PMG's
@@ -20,7 +20,7 @@ type filterRec struct {
 	host, id   string
 	first      time.Time
 	messageID  string
-	verdicts   []store.Event
+	verdicts   []mailflow.Event
 	children   []*message
 	rcptSeen   map[string]bool
 	emittedFor *trace
@@ -61,12 +61,12 @@ func (c *Source) pmgFilter(host string, t time.Time, raw string, r Record) bool 
 		}
 		return true
 	case "block", "quarantine":
-		typ := store.EventFilterAsSpam
+		typ := mailflow.EventFilterAsSpam
 		if r.Verdict == "quarantine" {
-			typ = store.EventQuarantine
+			typ = mailflow.EventQuarantine
 		}
-		rc := store.NormalizeAddress(r.To)
-		e := store.Event{
+		rc := mailflow.NormalizeAddress(r.To)
+		e := mailflow.Event{
 			ID:        eventID(host, r.FilterID, t, raw, typ, rc),
 			Time:      t,
 			Recipient: rc,
@@ -143,16 +143,16 @@ func (c *Source) proxy(host string, t time.Time, raw string, r Record, pid int) 
 		}
 		c.release(m, newTrace(digest(host, "filter", r.FilterID, first.Format(time.RFC3339Nano)), host))
 	}
-	e := c.newEvent(m, t, raw, store.EventReceive, "", "smtpd")
+	e := c.newEvent(m, t, raw, mailflow.EventReceive, "", "smtpd")
 	e.ClientHostname, e.ClientIP = s.clientName, s.clientIP
 	e.Detail = fmt.Sprintf("received from %s[%s], checked by the before-queue filter (%s)", s.clientName, s.clientIP, r.FilterID)
 	c.add(m, e)
 	if f != nil {
 		c.claimFilter(f, m, t)
 	}
-	rc := store.NormalizeAddress(r.To)
+	rc := mailflow.NormalizeAddress(r.To)
 	if r.Action == "proxy-reject" && rc != "" && !m.tr.verdict[rc] {
-		e := c.newEvent(m, t, raw, store.EventFilterAsSpam, rc, "smtpd")
+		e := c.newEvent(m, t, raw, mailflow.EventFilterAsSpam, rc, "smtpd")
 		e.Detail = r.Action + ": " + r.Response
 		e.DSN = r.DSN
 		e.SMTPResponse = r.Response
@@ -164,11 +164,11 @@ func (c *Source) proxy(host string, t time.Time, raw string, r Record, pid int) 
 
 // amavis handles amavisd-new's verdict line.
 func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
-	var typ store.EventType
+	var typ mailflow.EventType
 	if r.Verdict == "Blocked" {
-		typ = store.EventFilterAsSpam
+		typ = mailflow.EventFilterAsSpam
 		if strings.Contains(r.Flags, "Quarantined") {
-			typ = store.EventQuarantine
+			typ = mailflow.EventQuarantine
 		}
 	}
 	var m *message
@@ -195,8 +195,8 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 		return true
 	}
 	for _, rc := range r.Rcpts {
-		rc = store.NormalizeAddress(rc)
-		e := store.Event{
+		rc = mailflow.NormalizeAddress(rc)
+		e := mailflow.Event{
 			ID:        eventID(host, r.FilterID, t, raw, typ, rc),
 			Time:      t,
 			Recipient: rc,

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Trace IDs and event IDs: digests, stable across restarts and replays
@@ -49,9 +49,9 @@ func traceIDFor(host, qid string, start time.Time) string {
 	return digest(host, qid, start.UTC().Format(time.RFC3339Nano))
 }
 
-func eventID(host, qid string, t time.Time, raw string, typ store.EventType, rcpt string) string {
+func eventID(host, qid string, t time.Time, raw string, typ mailflow.EventType, rcpt string) string {
 	// the bytes of fmt "%s\x00%s\x00%d\x00%s\x00%s\x00%s", built without fmt
-	rcpt = store.NormalizeAddress(rcpt)
+	rcpt = mailflow.NormalizeAddress(rcpt)
 	var stack [1024]byte
 	buf := stack[:0]
 	if n := len(host) + len(qid) + 20 + len(raw) + len(typ) + len(rcpt) + 5; n > len(stack) {

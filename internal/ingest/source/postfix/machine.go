@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // The message state machine: a queue id's lifecycle (a hop) from its first
@@ -32,7 +32,7 @@ type trace struct {
 	rcpts        map[string]bool
 	expandedFrom map[string]string
 	verdict      map[string]bool // a filter verdict decided this recipient
-	direction    store.Direction
+	direction    mailflow.Direction
 	counted      bool // counted in Stats.Messages
 }
 
@@ -43,7 +43,7 @@ type message struct {
 	start       time.Time // time of client=/pickup, else first
 	started     bool      // client=/pickup seen
 	tr          *trace
-	held        []store.Event
+	held        []mailflow.Event
 	linked      bool       // a parent is known; wait for it
 	pendingRoot bool       // received from outside; emitted once DATA shows it is a message
 	waiting     []*message // children linked while this one was held
@@ -51,7 +51,7 @@ type message struct {
 	removed     bool
 	removedAt   time.Time
 	submitted   bool
-	rcpt        map[string]store.Status
+	rcpt        map[string]mailflow.Status
 	verdict     map[string]bool   // a filter verdict decided this recipient
 	expanded    map[string]string // recipient -> the address it was expanded from
 
@@ -70,7 +70,7 @@ func (c *Source) get(host, qid string, t time.Time) *message {
 	k := host + "\x00" + qid
 	m := c.msgs[k]
 	if m == nil {
-		m = &message{host: host, qid: qid, first: t, start: t, last: t, rcpt: map[string]store.Status{}, verdict: map[string]bool{}}
+		m = &message{host: host, qid: qid, first: t, start: t, last: t, rcpt: map[string]mailflow.Status{}, verdict: map[string]bool{}}
 		c.msgs[k] = m
 		if p := c.pendingLinks[k]; p != nil {
 			delete(c.pendingLinks, k)
@@ -198,7 +198,7 @@ func (c *Source) linkID(host, newID string, parent *message) {
 }
 
 // add emits (or holds) an event of message m.
-func (c *Source) add(m *message, e store.Event) {
+func (c *Source) add(m *message, e mailflow.Event) {
 	if m.tr == nil {
 		m.held = append(m.held, e)
 		return
@@ -208,7 +208,7 @@ func (c *Source) add(m *message, e store.Event) {
 }
 
 // fill sets the message-level attributes of an event from its trace.
-func (c *Source) fill(tr *trace, e store.Event) store.Event {
+func (c *Source) fill(tr *trace, e mailflow.Event) mailflow.Event {
 	if !tr.counted {
 		tr.counted = true
 		c.env.Stats.Messages++
@@ -222,9 +222,9 @@ func (c *Source) fill(tr *trace, e store.Event) store.Event {
 	e.FromIP = tr.fromIP
 	e.Received = tr.received
 	if e.Recipient != "" {
-		r := store.NormalizeAddress(e.Recipient)
+		r := mailflow.NormalizeAddress(e.Recipient)
 		e.Recipient = r
-		if e.Type != store.EventExpand {
+		if e.Type != mailflow.EventExpand {
 			tr.rcpts[r] = true
 		}
 		if from := tr.expandedFrom[r]; from != "" && e.ExpandedFrom == "" {
@@ -243,11 +243,11 @@ func (c *Source) fill(tr *trace, e store.Event) store.Event {
 	return e
 }
 
-func (c *Source) newEvent(m *message, t time.Time, raw string, typ store.EventType, rcpt, source string) store.Event {
-	return store.Event{
+func (c *Source) newEvent(m *message, t time.Time, raw string, typ mailflow.EventType, rcpt, source string) mailflow.Event {
+	return mailflow.Event{
 		ID:             eventID(m.host, m.qid, t, raw, typ, rcpt),
 		Time:           t,
-		Recipient:      store.NormalizeAddress(rcpt),
+		Recipient:      mailflow.NormalizeAddress(rcpt),
 		Type:           typ,
 		Source:         source,
 		ServerHostname: m.host,
@@ -274,7 +274,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		m.clientName, m.clientIP, m.sasl = r.ClientName, r.ClientIP, r.SASLUsername
 		m.origIP = r.OrigClientIP
 		m.loopback = (r.ClientIP != "" && isLoopback(r.ClientIP)) || (r.ClientIP == "" && r.ClientName == "localhost")
-		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
 		e.Detail = fmt.Sprintf("received from %s[%s] as queue id %s", r.ClientName, r.ClientIP, r.QueueID)
 		if r.OrigClientIP != "" {
@@ -303,7 +303,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		if r.HasFrom {
 			m.sender, m.senderKnown = r.From, true
 		}
-		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.Detail = fmt.Sprintf("submitted locally by uid %s as queue id %s", r.UID, r.QueueID)
 		c.add(m, e)
 		if m.tr == nil && !m.linked {
@@ -336,7 +336,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		}
 		if !m.submitted {
 			m.submitted = true
-			e := c.newEvent(m, t, raw, store.EventSubmit, "", r.Daemon)
+			e := c.newEvent(m, t, raw, mailflow.EventSubmit, "", r.Daemon)
 			e.Detail = fmt.Sprintf("queued: from=<%s>, size=%d, nrcpt=%d", r.From, r.Size, r.NRcpt)
 			c.add(m, e)
 		}
@@ -347,10 +347,10 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 	case KindExpired:
 		m := c.get(host, r.QueueID, t)
 		for rc, st := range m.rcpt {
-			if st == store.StatusPending || st == "" {
-				e := c.newEvent(m, t, raw, store.EventFail, rc, r.Daemon)
+			if st == mailflow.StatusPending || st == "" {
+				e := c.newEvent(m, t, raw, mailflow.EventFail, rc, r.Daemon)
 				e.Detail = "expired in the queue, returned to sender"
-				m.rcpt[rc] = store.StatusFailed
+				m.rcpt[rc] = mailflow.StatusFailed
 				c.add(m, e)
 			}
 		}
@@ -365,7 +365,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		n := c.get(host, r.NewID, t)
 		n.noticeOf = r.QueueID
 		n.linked = false
-		ne := c.newEvent(n, t, raw, store.EventReceive, "", r.Daemon)
+		ne := c.newEvent(n, t, raw, mailflow.EventReceive, "", r.Daemon)
 		ne.Detail = fmt.Sprintf("%s for queue id %s", r.NotifyKind, r.QueueID)
 		if m.tr != nil {
 			ne.Detail += " (message trace " + m.tr.id + ")"
@@ -375,7 +375,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 			c.releaseRoot(n)
 		}
 		n.tr.local = true
-		e := c.newEvent(m, t, raw, store.EventNotify, "", r.Daemon)
+		e := c.newEvent(m, t, raw, mailflow.EventNotify, "", r.Daemon)
 		e.Detail = fmt.Sprintf("%s queued as %s (message trace %s)", r.NotifyKind, r.NewID, n.tr.id)
 		c.add(m, e)
 		return true
@@ -401,8 +401,8 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 
 func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	m := c.get(host, r.QueueID, t)
-	rcpt := store.NormalizeAddress(r.To)
-	if orig := store.NormalizeAddress(r.OrigTo); orig != "" && orig != rcpt {
+	rcpt := mailflow.NormalizeAddress(r.To)
+	if orig := mailflow.NormalizeAddress(r.OrigTo); orig != "" && orig != rcpt {
 		if m.expanded == nil {
 			m.expanded = map[string]string{}
 		}
@@ -410,7 +410,7 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		if m.tr != nil && m.tr.expandedFrom[rcpt] == "" {
 			m.tr.expandedFrom[rcpt] = orig
 		}
-		ex := c.newEvent(m, t, raw, store.EventExpand, orig, r.Daemon)
+		ex := c.newEvent(m, t, raw, mailflow.EventExpand, orig, r.Daemon)
 		ex.Detail = fmt.Sprintf("%s was rewritten or expanded to %s", orig, rcpt)
 		c.add(m, ex)
 	}
@@ -436,10 +436,10 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	e.ToIP = r.RelayIP
 	e.DSN = r.DSN
 	e.SMTPResponse = r.Response
-	if r.OrigTo != "" && store.NormalizeAddress(r.OrigTo) != rcpt {
-		e.ExpandedFrom = store.NormalizeAddress(r.OrigTo)
+	if r.OrigTo != "" && mailflow.NormalizeAddress(r.OrigTo) != rcpt {
+		e.ExpandedFrom = mailflow.NormalizeAddress(r.OrigTo)
 	}
-	if s, ok := store.StatusOf(typ); ok {
+	if s, ok := mailflow.StatusOf(typ); ok {
 		m.rcpt[rcpt] = s
 	} else if _, seen := m.rcpt[rcpt]; !seen {
 		m.rcpt[rcpt] = ""
@@ -463,7 +463,7 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 		}
 		c.releaseRoot(m)
 		m.removed, m.removedAt = true, t
-		e := c.newEvent(m, t, raw, store.EventReceive, "", r.Daemon)
+		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
 		e.Detail = fmt.Sprintf("%s %s from %s[%s] before queueing", r.Action, r.Stage, r.ClientName, r.ClientIP)
 		c.add(m, e)
@@ -481,11 +481,11 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 	// END-OF-MESSAGE, only the named recipient at RCPT.
 	rcpts := []string{}
 	if r.To != "" {
-		rcpts = append(rcpts, store.NormalizeAddress(r.To))
+		rcpts = append(rcpts, mailflow.NormalizeAddress(r.To))
 	}
 	if r.Stage != "RCPT" {
 		for rc := range m.rcpt {
-			if rc != store.NormalizeAddress(r.To) {
+			if rc != mailflow.NormalizeAddress(r.To) {
 				rcpts = append(rcpts, rc)
 			}
 		}
@@ -499,10 +499,10 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 		e.DSN = r.DSN
 		e.SMTPResponse = r.Reason
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
-		if typ == store.EventRedirect {
+		if typ == mailflow.EventRedirect {
 			e.Detail = fmt.Sprintf("%s to %s", r.Action, r.Reason)
 		}
-		if s, ok := store.StatusOf(typ); ok && rc != "" {
+		if s, ok := mailflow.StatusOf(typ); ok && rc != "" {
 			m.rcpt[rc] = s
 		}
 		c.add(m, e)

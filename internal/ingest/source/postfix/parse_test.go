@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/mailtrace/mailtrace/internal/store"
 	"sigs.k8s.io/yaml"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // TestParseMessageGrokFixtures checks ParseMessage against the expected
@@ -94,7 +95,7 @@ func TestParseMessageGrokFixtures(t *testing.T) {
 				check("from", r.From, from)
 			}
 		case KindMessageID:
-			check("message-id", store.NormalizeMessageID(r.MessageID), want["postfix_message-id"])
+			check("message-id", mailflow.NormalizeMessageID(r.MessageID), want["postfix_message-id"])
 		case KindNotify:
 			check("notice queue id", r.NewID, want["postfix_bounce_queueid"])
 		case KindQueued, KindPickup:

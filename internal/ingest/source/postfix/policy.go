@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // Policy: the decisions of the state machine that depend on nothing but
@@ -15,45 +15,45 @@ import (
 // work (unknown user, mailbox full or disabled) or an oversize message
 // failed; everything else (relay denied, RBL, HELO and sender checks,
 // greylisting, spam, milters) is a refusal by policy: FilterAsSpam.
-func rejectType(dsn, reason string) store.EventType {
+func rejectType(dsn, reason string) mailflow.EventType {
 	if strings.Contains(strings.ToLower(reason), "greylist") {
-		return store.EventFilterAsSpam
+		return mailflow.EventFilterAsSpam
 	}
 	switch dsn {
 	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":
-		return store.EventFail // the recipient address does not work, or the message is too big
+		return mailflow.EventFail // the recipient address does not work, or the message is too big
 	}
-	return store.EventFilterAsSpam
+	return mailflow.EventFilterAsSpam
 }
 
 // deliveryType decides what a delivery line (status=...) means. A
 // hand-over to a content filter is a Transfer, unless the filter's reply
 // says it refused the message (" BLOCKED", "discarded", "reject") and no
 // verdict of the filter's own decided the recipient already.
-func deliveryType(status, daemon, response string, filter, verdictKnown bool) store.EventType {
+func deliveryType(status, daemon, response string, filter, verdictKnown bool) mailflow.EventType {
 	switch status {
 	case "sent":
 		switch {
 		case filter:
 			if verdictKnown {
-				return store.EventTransfer
+				return mailflow.EventTransfer
 			}
 			lower := strings.ToLower(response)
 			if strings.Contains(response, " BLOCKED") || strings.Contains(lower, "discarded") || strings.Contains(lower, "reject") {
-				return store.EventFilterAsSpam
+				return mailflow.EventFilterAsSpam
 			}
-			return store.EventTransfer
+			return mailflow.EventTransfer
 		case daemon == "discard":
-			return store.EventFilterAsSpam
+			return mailflow.EventFilterAsSpam
 		default:
-			return store.EventDeliver
+			return mailflow.EventDeliver
 		}
 	case "deferred":
-		return store.EventDefer
+		return mailflow.EventDefer
 	case "bounced", "expired", "undeliverable":
-		return store.EventFail
+		return mailflow.EventFail
 	default: // "deliverable" and other address verification probes
-		return store.EventSend
+		return mailflow.EventSend
 	}
 }
 
@@ -61,19 +61,19 @@ func deliveryType(status, daemon, response string, filter, verdictKnown bool) st
 // means: a reject at the header or body stage, or by a milter, is a
 // refusal by policy; others as rejectType says; a hold is a quarantine; a
 // discard is FilterAsSpam; what is left redirects.
-func actionType(action, stage, dsn, reason string) store.EventType {
+func actionType(action, stage, dsn, reason string) mailflow.EventType {
 	switch action {
 	case "reject", "milter-reject":
 		if stage == "header" || stage == "body" || strings.HasPrefix(action, "milter") {
-			return store.EventFilterAsSpam
+			return mailflow.EventFilterAsSpam
 		}
 		return rejectType(dsn, reason)
 	case "hold", "milter-hold":
-		return store.EventQuarantine
+		return mailflow.EventQuarantine
 	case "discard", "milter-discard":
-		return store.EventFilterAsSpam
+		return mailflow.EventFilterAsSpam
 	default: // redirect, milter-header-redirect
-		return store.EventRedirect
+		return mailflow.EventRedirect
 	}
 }
 
@@ -100,7 +100,7 @@ func inside(domains []string, a string) bool {
 // recipients and whether it came from inside (authenticated, or local with
 // the null sender): unknown ("") until both sender and a recipient are
 // known.
-func direction(domains []string, tr *trace) store.Direction {
+func direction(domains []string, tr *trace) mailflow.Direction {
 	if len(tr.rcpts) == 0 || !tr.senderKnown {
 		return ""
 	}
@@ -115,13 +115,13 @@ func direction(domains []string, tr *trace) store.Direction {
 	}
 	switch {
 	case org && anyOut:
-		return store.DirectionOutbound
+		return mailflow.DirectionOutbound
 	case org:
-		return store.DirectionInternal
+		return mailflow.DirectionInternal
 	case anyIn:
-		return store.DirectionInbound
+		return mailflow.DirectionInbound
 	default:
-		return store.DirectionOutbound // relayed from outside to outside
+		return mailflow.DirectionOutbound // relayed from outside to outside
 	}
 }
 

@@ -3,27 +3,27 @@ package postfix
 import (
 	"testing"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 func TestDeliveryType(t *testing.T) {
 	for _, c := range []struct {
 		status, daemon, response string
 		filter, verdictKnown     bool
-		want                     store.EventType
+		want                     mailflow.EventType
 	}{
-		{"sent", "smtp", "250 ok", false, false, store.EventDeliver},
-		{"sent", "discard", "discarded", false, false, store.EventFilterAsSpam},
-		{"sent", "smtp", "250 2.0.0 Ok: queued as ABC", true, false, store.EventTransfer},
-		{"sent", "lmtp", "250 2.7.0 BLOCKED (FILTERID)", true, false, store.EventFilterAsSpam},
-		{"sent", "smtp", "250 2.7.0 Ok, discarded, id=1-2 - BANNED", true, false, store.EventFilterAsSpam},
-		{"sent", "smtp", "250 2.7.1 Rejected by filter", true, false, store.EventFilterAsSpam},
-		{"sent", "lmtp", "250 2.7.0 BLOCKED (FILTERID)", true, true, store.EventTransfer}, // the filter's verdict decided
-		{"deferred", "smtp", "connect timed out", false, false, store.EventDefer},
-		{"bounced", "smtp", "550 no such user", false, false, store.EventFail},
-		{"expired", "qmgr", "", false, false, store.EventFail},
-		{"undeliverable", "smtp", "", false, false, store.EventFail},
-		{"deliverable", "smtp", "", false, false, store.EventSend},
+		{"sent", "smtp", "250 ok", false, false, mailflow.EventDeliver},
+		{"sent", "discard", "discarded", false, false, mailflow.EventFilterAsSpam},
+		{"sent", "smtp", "250 2.0.0 Ok: queued as ABC", true, false, mailflow.EventTransfer},
+		{"sent", "lmtp", "250 2.7.0 BLOCKED (FILTERID)", true, false, mailflow.EventFilterAsSpam},
+		{"sent", "smtp", "250 2.7.0 Ok, discarded, id=1-2 - BANNED", true, false, mailflow.EventFilterAsSpam},
+		{"sent", "smtp", "250 2.7.1 Rejected by filter", true, false, mailflow.EventFilterAsSpam},
+		{"sent", "lmtp", "250 2.7.0 BLOCKED (FILTERID)", true, true, mailflow.EventTransfer}, // the filter's verdict decided
+		{"deferred", "smtp", "connect timed out", false, false, mailflow.EventDefer},
+		{"bounced", "smtp", "550 no such user", false, false, mailflow.EventFail},
+		{"expired", "qmgr", "", false, false, mailflow.EventFail},
+		{"undeliverable", "smtp", "", false, false, mailflow.EventFail},
+		{"deliverable", "smtp", "", false, false, mailflow.EventSend},
 	} {
 		if got := deliveryType(c.status, c.daemon, c.response, c.filter, c.verdictKnown); got != c.want {
 			t.Errorf("deliveryType(%q, %q, %q, %v, %v) = %s, want %s", c.status, c.daemon, c.response, c.filter, c.verdictKnown, got, c.want)
@@ -34,21 +34,21 @@ func TestDeliveryType(t *testing.T) {
 func TestActionType(t *testing.T) {
 	for _, c := range []struct {
 		action, stage, dsn, reason string
-		want                       store.EventType
+		want                       mailflow.EventType
 	}{
-		{"reject", "RCPT", "5.1.1", "550 5.1.1 <u@x>: Recipient address rejected: User unknown", store.EventFail},
-		{"reject", "RCPT", "5.7.1", "554 5.7.1 Relay access denied", store.EventFilterAsSpam},
-		{"reject", "RCPT", "4.2.2", "452 4.2.2 Mailbox full", store.EventFail},
-		{"reject", "RCPT", "4.1.1", "450 4.1.1 Greylisted, see http://x", store.EventFilterAsSpam}, // greylisting is policy
-		{"reject", "header", "5.7.1", "550 5.7.1 spam", store.EventFilterAsSpam},
-		{"reject", "body", "5.1.1", "x", store.EventFilterAsSpam},
-		{"milter-reject", "END-OF-MESSAGE", "5.1.1", "x", store.EventFilterAsSpam},
-		{"hold", "header", "", "x", store.EventQuarantine},
-		{"milter-hold", "END-OF-MESSAGE", "", "x", store.EventQuarantine},
-		{"discard", "header", "", "x", store.EventFilterAsSpam},
-		{"milter-discard", "END-OF-MESSAGE", "", "x", store.EventFilterAsSpam},
-		{"redirect", "header", "", "a@b", store.EventRedirect},
-		{"milter-header-redirect", "END-OF-MESSAGE", "", "a@b", store.EventRedirect},
+		{"reject", "RCPT", "5.1.1", "550 5.1.1 <u@x>: Recipient address rejected: User unknown", mailflow.EventFail},
+		{"reject", "RCPT", "5.7.1", "554 5.7.1 Relay access denied", mailflow.EventFilterAsSpam},
+		{"reject", "RCPT", "4.2.2", "452 4.2.2 Mailbox full", mailflow.EventFail},
+		{"reject", "RCPT", "4.1.1", "450 4.1.1 Greylisted, see http://x", mailflow.EventFilterAsSpam}, // greylisting is policy
+		{"reject", "header", "5.7.1", "550 5.7.1 spam", mailflow.EventFilterAsSpam},
+		{"reject", "body", "5.1.1", "x", mailflow.EventFilterAsSpam},
+		{"milter-reject", "END-OF-MESSAGE", "5.1.1", "x", mailflow.EventFilterAsSpam},
+		{"hold", "header", "", "x", mailflow.EventQuarantine},
+		{"milter-hold", "END-OF-MESSAGE", "", "x", mailflow.EventQuarantine},
+		{"discard", "header", "", "x", mailflow.EventFilterAsSpam},
+		{"milter-discard", "END-OF-MESSAGE", "", "x", mailflow.EventFilterAsSpam},
+		{"redirect", "header", "", "a@b", mailflow.EventRedirect},
+		{"milter-header-redirect", "END-OF-MESSAGE", "", "a@b", mailflow.EventRedirect},
 	} {
 		if got := actionType(c.action, c.stage, c.dsn, c.reason); got != c.want {
 			t.Errorf("actionType(%q, %q, %q, %q) = %s, want %s", c.action, c.stage, c.dsn, c.reason, got, c.want)
@@ -69,20 +69,20 @@ func TestDirection(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		tr   *trace
-		want store.Direction
+		want mailflow.Direction
 	}{
 		{"no recipient yet", tr("a@example.net", true, false, ""), ""},
 		{"sender not known yet", tr("", false, false, "", "u@example.com"), ""},
-		{"in", tr("a@example.net", true, false, "", "u@example.com"), store.DirectionInbound},
-		{"in to a subdomain", tr("a@example.net", true, false, "", "u@mx.example.org"), store.DirectionInbound},
-		{"not the bare domain of a wildcard", tr("a@example.net", true, false, "", "u@example.org"), store.DirectionOutbound},
-		{"out", tr("u@example.com", true, false, "", "a@example.net"), store.DirectionOutbound},
-		{"out, one recipient inside", tr("u@EXAMPLE.com.", true, false, "", "a@example.net", "v@example.com"), store.DirectionOutbound},
-		{"internal", tr("u@example.com", true, false, "", "v@example.com"), store.DirectionInternal},
-		{"authenticated sender outside", tr("a@example.net", true, false, "user", "b@example.net"), store.DirectionOutbound},
-		{"local bounce", tr("", true, true, "", "v@example.com"), store.DirectionInternal},
-		{"null sender from outside", tr("", true, false, "", "v@example.com"), store.DirectionInbound},
-		{"relayed outside to outside", tr("a@example.net", true, false, "", "b@example.net"), store.DirectionOutbound},
+		{"in", tr("a@example.net", true, false, "", "u@example.com"), mailflow.DirectionInbound},
+		{"in to a subdomain", tr("a@example.net", true, false, "", "u@mx.example.org"), mailflow.DirectionInbound},
+		{"not the bare domain of a wildcard", tr("a@example.net", true, false, "", "u@example.org"), mailflow.DirectionOutbound},
+		{"out", tr("u@example.com", true, false, "", "a@example.net"), mailflow.DirectionOutbound},
+		{"out, one recipient inside", tr("u@EXAMPLE.com.", true, false, "", "a@example.net", "v@example.com"), mailflow.DirectionOutbound},
+		{"internal", tr("u@example.com", true, false, "", "v@example.com"), mailflow.DirectionInternal},
+		{"authenticated sender outside", tr("a@example.net", true, false, "user", "b@example.net"), mailflow.DirectionOutbound},
+		{"local bounce", tr("", true, true, "", "v@example.com"), mailflow.DirectionInternal},
+		{"null sender from outside", tr("", true, false, "", "v@example.com"), mailflow.DirectionInbound},
+		{"relayed outside to outside", tr("a@example.net", true, false, "", "b@example.net"), mailflow.DirectionOutbound},
 	} {
 		if got := direction(domains, c.tr); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)

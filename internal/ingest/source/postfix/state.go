@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // State is what the source knows about messages in flight: enough for a
@@ -47,45 +47,45 @@ type TraceState struct {
 
 // MessageState is one queue id lifecycle (hop) in flight.
 type MessageState struct {
-	Host        string                  `json:"host"`
-	QueueID     string                  `json:"queueId"`
-	First       time.Time               `json:"first"`
-	Last        time.Time               `json:"last"`
-	Start       time.Time               `json:"start"`
-	Started     bool                    `json:"started,omitempty"`
-	TraceID     string                  `json:"traceId,omitempty"` // empty while held
-	Held        []store.Event           `json:"held,omitempty"`
-	Linked      bool                    `json:"linked,omitempty"`
-	PendingRoot bool                    `json:"pendingRoot,omitempty"`
-	WaitingFor  string                  `json:"waitingFor,omitempty"` // queue id of a held parent
-	NoticeOf    string                  `json:"noticeOf,omitempty"`
-	Removed     bool                    `json:"removed,omitempty"`
-	RemovedAt   time.Time               `json:"removedAt,omitzero"`
-	Submitted   bool                    `json:"submitted,omitempty"`
-	Recipients  map[string]store.Status `json:"recipients,omitempty"`
-	Verdicts    []string                `json:"verdicts,omitempty"`
-	Expanded    map[string]string       `json:"expanded,omitempty"`
-	ClientName  string                  `json:"clientName,omitempty"`
-	ClientIP    string                  `json:"clientIp,omitempty"`
-	OrigIP      string                  `json:"origIp,omitempty"`
-	SASL        string                  `json:"sasl,omitempty"`
-	Loopback    bool                    `json:"loopback,omitempty"`
-	Sender      string                  `json:"sender,omitempty"`
-	SenderKnown bool                    `json:"senderKnown,omitempty"`
-	MessageID   string                  `json:"messageId,omitempty"`
-	Size        int64                   `json:"size,omitempty"`
-	Subject     string                  `json:"subject,omitempty"`
+	Host        string                     `json:"host"`
+	QueueID     string                     `json:"queueId"`
+	First       time.Time                  `json:"first"`
+	Last        time.Time                  `json:"last"`
+	Start       time.Time                  `json:"start"`
+	Started     bool                       `json:"started,omitempty"`
+	TraceID     string                     `json:"traceId,omitempty"` // empty while held
+	Held        []mailflow.Event           `json:"held,omitempty"`
+	Linked      bool                       `json:"linked,omitempty"`
+	PendingRoot bool                       `json:"pendingRoot,omitempty"`
+	WaitingFor  string                     `json:"waitingFor,omitempty"` // queue id of a held parent
+	NoticeOf    string                     `json:"noticeOf,omitempty"`
+	Removed     bool                       `json:"removed,omitempty"`
+	RemovedAt   time.Time                  `json:"removedAt,omitzero"`
+	Submitted   bool                       `json:"submitted,omitempty"`
+	Recipients  map[string]mailflow.Status `json:"recipients,omitempty"`
+	Verdicts    []string                   `json:"verdicts,omitempty"`
+	Expanded    map[string]string          `json:"expanded,omitempty"`
+	ClientName  string                     `json:"clientName,omitempty"`
+	ClientIP    string                     `json:"clientIp,omitempty"`
+	OrigIP      string                     `json:"origIp,omitempty"`
+	SASL        string                     `json:"sasl,omitempty"`
+	Loopback    bool                       `json:"loopback,omitempty"`
+	Sender      string                     `json:"sender,omitempty"`
+	SenderKnown bool                       `json:"senderKnown,omitempty"`
+	MessageID   string                     `json:"messageId,omitempty"`
+	Size        int64                      `json:"size,omitempty"`
+	Subject     string                     `json:"subject,omitempty"`
 }
 
 // FilterState is a content filter run not yet claimed by its first hop.
 type FilterState struct {
-	Host      string        `json:"host"`
-	ID        string        `json:"id"`
-	First     time.Time     `json:"first"`
-	MessageID string        `json:"messageId,omitempty"`
-	Verdicts  []store.Event `json:"verdicts,omitempty"`
-	Children  []string      `json:"children,omitempty"` // queue ids
-	TraceID   string        `json:"traceId,omitempty"`
+	Host      string           `json:"host"`
+	ID        string           `json:"id"`
+	First     time.Time        `json:"first"`
+	MessageID string           `json:"messageId,omitempty"`
+	Verdicts  []mailflow.Event `json:"verdicts,omitempty"`
+	Children  []string         `json:"children,omitempty"` // queue ids
+	TraceID   string           `json:"traceId,omitempty"`
 }
 
 func keys(m map[string]bool) []string {
@@ -203,7 +203,7 @@ func (c *Source) restore(st State) error {
 			sender: ms.Sender, senderKnown: ms.SenderKnown, messageID: ms.MessageID, size: ms.Size, subject: ms.Subject,
 		}
 		if m.rcpt == nil {
-			m.rcpt = map[string]store.Status{}
+			m.rcpt = map[string]mailflow.Status{}
 		}
 		if ms.TraceID != "" {
 			m.tr = traces[ms.TraceID]

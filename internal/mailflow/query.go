@@ -1,13 +1,96 @@
-package store
+package mailflow
 
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 )
+
+// Row is one (message, recipient) result of a trace.
+type Row struct {
+	Received         time.Time `json:"received"`
+	Sender           string    `json:"sender"`
+	Recipient        string    `json:"recipient"`
+	Subject          string    `json:"subject"`
+	Status           Status    `json:"status"`
+	MessageID        string    `json:"messageId"`
+	MessageTraceID   string    `json:"messageTraceId"`
+	Size             int64     `json:"size"`
+	OriginalClientIP string    `json:"originalClientIp"`
+	FromIP           string    `json:"fromIp"`
+	ToIP             string    `json:"toIp"`
+	Direction        Direction `json:"direction"`
+	ExpandedFrom     string    `json:"expandedFrom,omitempty"`
+	// StatusTime is when the current status was decided (zero for GettingStatus).
+	StatusTime time.Time `json:"statusTime,omitzero"`
+}
+
+// SubjectMatch selects how Query.Subject is compared.
+type SubjectMatch string
+
+// Subject comparisons (case-insensitive).
+const (
+	SubjectContains   SubjectMatch = "Contains"
+	SubjectStartsWith SubjectMatch = "StartsWith"
+	SubjectEndsWith   SubjectMatch = "EndsWith"
+)
+
+// Query is a trace: every filter is optional; filters combine with AND and
+// the values inside one list with OR.
+type Query struct {
+	// Start (inclusive) and End (exclusive) bound the received time. Required.
+	Start, End time.Time
+	// Senders and Recipients are address patterns; `*` matches any run of
+	// characters; matching is case-insensitive.
+	Senders    []string
+	Recipients []string
+	Statuses   []Status
+	// MessageID matches the Message-ID header, with or without angle brackets.
+	MessageID      string
+	MessageTraceID string
+	// Direction; empty or All means any.
+	Direction Direction
+	// OriginalClientIP, FromIP and ToIP are IP prefixes (a lone address is a /32 or /128).
+	OriginalClientIP netip.Prefix
+	FromIP           netip.Prefix
+	ToIP             netip.Prefix
+	// Subject is compared as SubjectMatch says (Contains when empty).
+	Subject      string
+	SubjectMatch SubjectMatch
+	// Scope restricts what the query may see, whatever its filters: a row
+	// is visible when its sender OR its recipient matches one of these
+	// address patterns. nil is unrestricted; an empty non-nil Scope sees
+	// nothing. It is how a tenant's grants (TracePolicy) reach the store,
+	// which enforces them in the query itself.
+	Scope []string
+}
+
+// Unscoped reports whether the query may see every row.
+func (q *Query) Unscoped() bool { return q.Scope == nil }
+
+// Cursor marks a position in a trace's result; the zero value is the start.
+// It is opaque to callers and can be stored as a string.
+type Cursor string
+
+// Page is one page of a trace.
+type Page struct {
+	Rows []Row
+	// Next is the cursor of the following page, empty when this page is the last.
+	Next Cursor
+}
+
+// Counts is the number of matching rows per status, and their total.
+type Counts struct {
+	ByStatus map[Status]int64
+	Total    int64
+}
+
+// ErrInvalidQuery wraps a query the store refuses.
+var ErrInvalidQuery = errors.New("invalid query")
 
 // MaxAddresses is the most sender or recipient patterns one query may hold.
 const MaxAddresses = 100
@@ -66,86 +149,12 @@ var statusSet = func() map[Status]struct{} {
 	return m
 }()
 
-// ValidatePattern checks one address pattern: not empty, no white space or
-// control characters, at most 320 characters. `*` may appear anywhere.
-func ValidatePattern(p string) error {
-	if p == "" {
-		return fmt.Errorf("empty address pattern")
-	}
-	if len(p) > 320 {
-		return fmt.Errorf("address pattern %.40q... is longer than 320 characters", p)
-	}
-	for _, r := range p {
-		if r <= ' ' || r == 0x7f {
-			return fmt.Errorf("address pattern %q contains white space or a control character", p)
-		}
-	}
-	return nil
-}
-
-// NormalizeAddress is how addresses are stored and compared: trimmed of
-// angle brackets and white space, lower-cased.
-func NormalizeAddress(a string) string {
-	a = strings.TrimSpace(a)
-	a = strings.TrimPrefix(a, "<")
-	a = strings.TrimSuffix(a, ">")
-	return strings.ToLower(a)
-}
-
 // NormalizeMessageID strips white space and angle brackets from a Message-ID
 // so `<abc@x>` and `abc@x` find the same message.
 func NormalizeMessageID(id string) string {
 	id = strings.TrimSpace(id)
 	id = strings.TrimPrefix(id, "<")
 	return strings.TrimSuffix(id, ">")
-}
-
-// MatchPattern reports whether addr matches the `*` wildcard pattern,
-// case-insensitively. It is the reference the SQL translations must agree with.
-func MatchPattern(pattern, addr string) bool {
-	p := strings.ToLower(pattern)
-	s := strings.ToLower(addr)
-	parts := strings.Split(p, "*")
-	if len(parts) == 1 {
-		return p == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, mid := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, mid)
-		if i < 0 {
-			return false
-		}
-		s = s[i+len(mid):]
-	}
-	return strings.HasSuffix(s, last)
-}
-
-// LikePattern translates a `*` pattern into a SQL LIKE pattern with `\` as
-// the escape character, lower-cased (compare against lower-cased columns).
-func LikePattern(pattern string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(pattern) {
-		switch r {
-		case '*':
-			b.WriteByte('%')
-		case '%', '_', '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// LikeLiteral escapes s for use inside a LIKE pattern (lower-cased).
-func LikeLiteral(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(strings.ToLower(s))
 }
 
 // SubjectLike returns the LIKE pattern for the query's subject filter, or ""
@@ -164,9 +173,6 @@ func (q *Query) SubjectLike() string {
 		return "%" + lit + "%"
 	}
 }
-
-// HasWildcard reports whether a pattern contains `*`.
-func HasWildcard(p string) bool { return strings.Contains(p, "*") }
 
 // Match reports whether a row satisfies every filter of q. It is the
 // reference semantics that SQL adapters implement (and the conformance suite
@@ -232,24 +238,6 @@ func (q *Query) Match(r Row) bool {
 // its recipient matches one of the scope's patterns (always, for a nil scope).
 func (q *Query) Visible(r Row) bool {
 	return InScope(q.Scope, r.Sender, r.Recipient)
-}
-
-// InScope reports whether a row with this sender and recipient is visible in
-// scope (nil: everything; empty: nothing).
-func InScope(scope []string, sender, recipient string) bool {
-	if scope == nil {
-		return true
-	}
-	return matchAny(scope, sender) || matchAny(scope, recipient)
-}
-
-func matchAny(patterns []string, addr string) bool {
-	for _, p := range patterns {
-		if MatchPattern(p, addr) {
-			return true
-		}
-	}
-	return false
 }
 
 // ParsePrefix accepts an IP address or a CIDR and returns a prefix (a lone
