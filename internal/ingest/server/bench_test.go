@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
@@ -78,7 +79,7 @@ func BenchmarkParseCorrelate(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := ingest.IngestReader(context.Background(), bytes.NewReader(data), logsumsCfg, func([]store.Event) error { return nil }); err != nil {
+		if _, err := ingest.IngestReader(context.Background(), bytes.NewReader(data), logsumsCfg, func([]mailflow.Event) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -161,7 +162,7 @@ func TestIngestFilesPostgresMatchesSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	q := store.Query{Start: time.Date(2023, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2023, 4, 1, 0, 0, 0, 0, time.UTC)}
+	q := mailflow.Query{Start: time.Date(2023, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2023, 4, 1, 0, 0, 0, 0, time.UTC)}
 	a, err := pg.Count(ctx, q)
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestIngestFilesPostgresMatchesSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []store.Counts{a, b} {
+	for _, c := range []mailflow.Counts{a, b} {
 		for k, v := range c.ByStatus {
 			if v == 0 {
 				delete(c.ByStatus, k)

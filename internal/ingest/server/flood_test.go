@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -54,7 +55,7 @@ type slowStore struct {
 	events, calls atomic.Int64
 }
 
-func (s *slowStore) Append(ctx context.Context, evs []store.Event) error {
+func (s *slowStore) Append(ctx context.Context, evs []mailflow.Event) error {
 	n := s.calls.Add(1)
 	d := time.Millisecond
 	if n%500 == 0 {

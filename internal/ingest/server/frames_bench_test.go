@@ -9,7 +9,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // frames5424 is the benchmark log as a syslog sender would send it over
@@ -53,7 +53,7 @@ func benchFrames(b *testing.B, asText bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c := ingest.NewCorrelator(logsumsCfg, func([]store.Event) error { return nil })
+		c := ingest.NewCorrelator(logsumsCfg, func([]mailflow.Event) error { return nil })
 		d := syslog.NewDecoder(bytes.NewReader(stream), 0)
 		for {
 			frame, _, err := d.Next()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
@@ -89,7 +90,7 @@ type chunk struct {
 }
 
 type batch struct {
-	events []store.Event
+	events []mailflow.Event
 	done   []chan error
 }
 
@@ -107,7 +108,7 @@ type Pipeline struct {
 	batches chan batch
 	c       *ingest.Correlator
 
-	pending      []store.Event
+	pending      []mailflow.Event
 	pendingSince time.Time
 	lastLine     time.Time // wall time of the latest line
 	lastState    time.Time
@@ -154,7 +155,7 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 // newCorrelator returns the pipeline's correlator: its events wait in
 // pending for the writer.
 func (p *Pipeline) newCorrelator() *ingest.Correlator {
-	return ingest.NewCorrelator(p.o.Correlator, func(evs []store.Event) error {
+	return ingest.NewCorrelator(p.o.Correlator, func(evs []mailflow.Event) error {
 		if len(p.pending) == 0 {
 			p.pendingSince = time.Now()
 		}
@@ -459,7 +460,7 @@ func (p *Pipeline) write() {
 	}
 }
 
-func (p *Pipeline) appendRetry(evs []store.Event) error {
+func (p *Pipeline) appendRetry(evs []mailflow.Event) error {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(p.writeCtx, time.Minute)

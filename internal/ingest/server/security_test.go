@@ -27,7 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // pki is a throwaway CA with a server certificate for 127.0.0.1 and a
@@ -231,7 +231,7 @@ func TestClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	eventually(t, "refused syslog senders counted", func() (bool, string) {
 		n := val(r.s.Metrics.Refused.WithLabelValues(ReasonUnauthorized, "tls"))
 		return n == 2, fmt.Sprint(n)
@@ -306,13 +306,13 @@ func TestOversizedInput(t *testing.T) {
 		t.Errorf("too large counted %v times", n)
 	}
 	sendTCP(t, r.s.Addr("tcp"), strings.Repeat("y", 8<<10)+"\n"+strings.Join(viaFilter, "\n")+"\n")
-	waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	if n := val(r.s.Metrics.NotUnderstood.WithLabelValues(ReasonFrameTooLong)); n != 1 {
 		t.Errorf("long line counted %v times", n)
 	}
 	for _, row := range allRows(t, st) {
 		if row.Recipient == "b@example.com" {
-			t.Errorf("a line of the refused request was stored: %s", rowsString([]store.Row{row}))
+			t.Errorf("a line of the refused request was stored: %s", rowsString([]mailflow.Row{row}))
 		}
 	}
 }
@@ -338,7 +338,7 @@ func TestRateLimitPerConnection(t *testing.T) {
 	eventually(t, "the first burst read", func() (bool, string) { return val(lines) >= 256, fmt.Sprint(val(lines)) })
 	// another sender meanwhile gets through
 	sendTCP(t, r.s.Addr("tcp"), strings.Join(outOfOrder, "\n")+"\n")
-	waitStatus(t, st, "b@example.com", store.StatusDelivered)
+	waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
 	// the upper bound follows from the time that passed, not a fixed wait
 	limit := 256 + 256 + float64(len(outOfOrder)) + time.Since(began).Seconds()*1 + 1
 	if got := val(lines); got > limit {
@@ -503,5 +503,5 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	open[0].Close()
-	waitStatus(t, st, "b@example.com", store.StatusDelivered)
+	waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
 }
