@@ -51,10 +51,8 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
 	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
 	fl.Var(&locationValue{&c.Location}, prefix+"timezone", "time zone of RFC 3164 timestamps, e.g. Europe/Berlin (default UTC)")
-	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown); with it, accepted lines are kept in a write-ahead log (--"+prefix+"wal-dir) until their events are stored")
-	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved (and the write-ahead log trimmed behind it)")
-	fl.StringVar(&o.Pipeline.WALDir, prefix+"wal-dir", "", "directory of the write-ahead log of accepted lines: an HTTP POST is answered and a syslog line read only once it is on disk there; needs --"+prefix+"state-file (default: beside it, its name with .wal, e.g. ingest-state.wal)")
-	fl.Int64Var(&o.Pipeline.WALMaxBytes, prefix+"wal-max-bytes", server.DefaultWALMaxBytes, "cap of the write-ahead log: when the store falls this far behind, HTTP senders get 503 with Retry-After and syslog connections are not read until it catches up")
+	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown)")
+	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved")
 	fl.IntVar(&o.Pipeline.BatchSize, prefix+"batch-size", 500, "append to the store when this many events wait...")
 	fl.DurationVar(&o.Pipeline.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "...or when the oldest has waited this long")
 	fl.IntVar(&o.MaxLineBytes, prefix+"max-line-bytes", 64<<10, "longer lines are dropped and counted")
@@ -96,9 +94,6 @@ func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) e
 	o.Log = ctrl.Log.WithName("ingest")
 	if o.TokenFile == "" && o.Token == "" {
 		o.Token = os.Getenv(EnvIngestToken)
-	}
-	if o.Pipeline.WALDir == "" {
-		o.Pipeline.WALDir = server.DefaultWALDir(o.Pipeline.StateFile)
 	}
 	if err := o.Validate(); err != nil {
 		return err
@@ -156,9 +151,6 @@ stores their events and exits:
 
 func runIngestFiles(cmd *cobra.Command, f ingestFlags) error {
 	ctx := cmd.Context()
-	// the files are their own log: a backfill that stops is run again
-	// (Append keeps an event once), so it writes no write-ahead log
-	f.opts.Pipeline.WALDir = ""
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {
 		return err
@@ -204,14 +196,8 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	if o.TokenFile == "" {
 		o.Token = os.Getenv(EnvIngestToken)
 	}
-	if o.Pipeline.WALDir == "" {
-		o.Pipeline.WALDir = server.DefaultWALDir(o.Pipeline.StateFile)
-	}
 	if err := o.Validate(); err != nil {
 		return err
-	}
-	if o.Pipeline.WALDir == "" {
-		log.Info("no --state-file: a crash loses the correlator's state and what it had not stored yet; an HTTP POST is answered once its events are stored")
 	}
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {

@@ -15,6 +15,25 @@ const (
 	ReasonEmptyRecord   = "record without a message"
 )
 
+// Reasons of the listeners' limits.
+const (
+	ReasonBadFrame          = string(syslog.DropBadFrame) // not a counted frame on an octet-counted connection: skipped to its LF
+	ReasonTooManyRecords    = "too many records"          // more than --max-records-per-request in one request
+	ReasonTooDeep           = "json too deep"             // JSON nested deeper than maxJSONDepth
+	ReasonTooManyHandshakes = "too many handshakes"       // --max-handshakes TLS handshakes in flight
+	ReasonTooManyFromIP     = "too many connections from one address"
+	ReasonBusy              = "too many request bytes" // bodies in memory at their bound: 503, retried
+	ReasonBadGzip           = "bad gzip"
+)
+
+// Why the ingester ends a connection or a request itself
+// (mailtrace_ingest_connections_cut_total).
+const (
+	ReasonIdle      = "idle timeout" // a syslog connection silent for --idle-timeout
+	ReasonSlowFrame = "slow frame"   // a syslog frame not complete within --frame-timeout
+	ReasonSlowBody  = "slow body"    // an HTTP body not read within --http-body-timeout
+)
+
 // defaultMaxFrameBytes is the default of Options.MaxLineBytes and
 // FileOptions.MaxLineBytes.
 const defaultMaxFrameBytes = syslog.DefaultMaxFrameBytes

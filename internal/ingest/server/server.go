@@ -48,7 +48,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -97,13 +96,35 @@ type Options struct {
 	// LinesPerSecond limits each TCP connection and each HTTP connection
 	// (0: no limit): a sender above it is slowed down, not cut off.
 	LinesPerSecond float64
-	// MaxConnections bounds the open syslog TCP connections (default 512);
-	// one more is closed at once and counted.
+	// MaxConnections bounds the open syslog TCP connections (default 512),
+	// counted once their TLS handshake is done; one more is closed at once
+	// and counted.
 	MaxConnections int
-	// MaxConcurrentRequests bounds the HTTP ingest requests read at once
-	// (default 4), so request bodies in memory stay under
-	// MaxConcurrentRequests x MaxRequestBytes; more wait their turn.
+	// MaxHandshakes bounds the syslog TLS handshakes in flight (default
+	// 64), apart from MaxConnections: connections that never finish their
+	// handshake cannot take the places of senders that did.
+	MaxHandshakes int
+	// MaxConnectionsPerIP bounds the syslog TCP connections (open or in
+	// their handshake) from one address (default 32).
+	MaxConnectionsPerIP int
+	// IdleTimeout closes a syslog TCP connection that sent nothing for
+	// that long (default 5m; negative: never).
+	IdleTimeout time.Duration
+	// FrameTimeout closes a syslog TCP connection whose frame, once
+	// begun, is not complete within it (default 30s; negative: never).
+	FrameTimeout time.Duration
+	// BodyTimeout bounds the reading of an HTTP request body (default 1m;
+	// negative: none); a slower body gets 408.
+	BodyTimeout time.Duration
+	// MaxConcurrentRequests bounds the HTTP ingest requests parsed at once
+	// (default 4), and so the request bodies in memory: at most
+	// MaxConcurrentRequests x MaxRequestBytes are read at any time (a body
+	// that does not fit gets 503 and is retried by the sender); a body is
+	// parsed only once it is read, so a slow one holds no parsing slot.
 	MaxConcurrentRequests int
+	// MaxRecordsPerRequest bounds the lines or JSON records of one HTTP
+	// request (default 100000); more get 413, and nothing of it is stored.
+	MaxRecordsPerRequest int
 	// Registerer receives the metrics (nil: a private registry).
 	Registerer prometheus.Registerer
 	Log        logr.Logger
@@ -118,13 +139,18 @@ type Server struct {
 	o       Options
 	st      store.Store
 	Metrics *Metrics
+	Limits  *limitMetrics
 	log     logr.Logger
 
 	mu    sync.Mutex
 	addrs map[string]net.Addr
 	ready chan struct{}
 	token *tokenSource
-	reqs  chan struct{} // HTTP requests being read
+	reqs  chan struct{} // HTTP requests being parsed
+	// bodies: bytes of HTTP request bodies in memory (at most
+	// MaxConcurrentRequests x MaxRequestBytes)
+	bodyMu sync.Mutex
+	bodies int64
 	// unthrottled ends when the server stops: rate-limited readers then
 	// hand over what they read without waiting their turn.
 	unthrottled context.Context
@@ -144,6 +170,18 @@ func New(st store.Store, o Options) *Server {
 	if o.MaxConcurrentRequests <= 0 {
 		o.MaxConcurrentRequests = 4
 	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = 64
+	}
+	if o.MaxConnectionsPerIP <= 0 {
+		o.MaxConnectionsPerIP = 32
+	}
+	if o.MaxRecordsPerRequest <= 0 {
+		o.MaxRecordsPerRequest = 100000
+	}
+	o.IdleTimeout = orDefault(o.IdleTimeout, 5*time.Minute)
+	o.FrameTimeout = orDefault(o.FrameTimeout, 30*time.Second)
+	o.BodyTimeout = orDefault(o.BodyTimeout, time.Minute)
 	if o.Pipeline.Correlator.MaxLineBytes <= 0 {
 		o.Pipeline.Correlator.MaxLineBytes = o.MaxLineBytes
 	}
@@ -152,7 +190,7 @@ func New(st store.Store, o Options) *Server {
 	if log.GetSink() == nil {
 		log = logr.Discard()
 	}
-	return &Server{o: o, st: st, Metrics: NewMetrics(o.Registerer), log: log,
+	return &Server{o: o, st: st, Metrics: NewMetrics(o.Registerer), Limits: newLimitMetrics(o.Registerer), log: log,
 		addrs: map[string]net.Addr{}, ready: make(chan struct{}),
 		token: &tokenSource{static: o.Token, file: o.TokenFile}, reqs: make(chan struct{}, o.MaxConcurrentRequests)}
 }
@@ -203,10 +241,10 @@ func (s *Server) Start(ctx context.Context) error {
 		if err == nil {
 			transport := "tcp"
 			if syslogTLS != nil {
-				ln, transport = tls.NewListener(ln, syslogTLS), "tls"
+				transport = "tls" // the handshake is the connection's, under its own budget
 			}
 			s.setAddr("tcp", ln.Addr())
-			t := &tcpServer{s: s, p: p, ln: ln, transport: transport, conns: map[net.Conn]bool{}}
+			t := &tcpServer{s: s, p: p, ln: ln, tls: syslogTLS, transport: transport, conns: map[net.Conn]bool{}, perIP: map[string]int{}}
 			wg.Add(1)
 			go func() { defer wg.Done(); t.serve(rctx) }()
 			closers = append(closers, t.close)
@@ -232,7 +270,7 @@ func (s *Server) Start(ctx context.Context) error {
 				ln = tls.NewListener(ln, httpTLS)
 			}
 			s.setAddr("http", ln.Addr())
-			hs := &http.Server{Handler: s.Handler(p), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			hs := &http.Server{Handler: s.Handler(p), ReadHeaderTimeout: headerTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 				ErrorLog: newHTTPErrorLog(p), ConnContext: s.connLimiter}
 			wg.Add(1)
 			go func() { defer wg.Done(); _ = hs.Serve(ln) }()
@@ -277,108 +315,6 @@ func (s *Server) setAddr(name string, a net.Addr) {
 	s.mu.Lock()
 	s.addrs[name] = a
 	s.mu.Unlock()
-}
-
-type tcpServer struct {
-	s         *Server
-	p         *Pipeline
-	ln        net.Listener
-	transport string
-	mu        sync.Mutex
-	conns     map[net.Conn]bool
-	closing   bool
-	wg        sync.WaitGroup
-}
-
-func (t *tcpServer) serve(ctx context.Context) {
-	defer t.wg.Wait()
-	for {
-		c, err := t.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return
-		}
-		t.mu.Lock()
-		if t.closing {
-			t.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		if len(t.conns) >= t.s.o.MaxConnections {
-			t.mu.Unlock()
-			t.p.Refused(ReasonTooManyConns, t.transport, c.RemoteAddr().String(), fmt.Sprintf("%d connections open", t.s.o.MaxConnections))
-			_ = c.Close()
-			continue
-		}
-		t.conns[c] = true
-		t.wg.Add(1)
-		t.mu.Unlock()
-		go func() {
-			defer t.wg.Done()
-			if t.s.handshake(ctx, t.p, c, t.transport) {
-				t.s.readStream(ctx, t.p, c, t.transport)
-			}
-			t.mu.Lock()
-			delete(t.conns, c)
-			t.mu.Unlock()
-			_ = c.Close()
-		}()
-	}
-}
-
-// close stops accepting and cuts the open connections (their reader goroutines then hand over what they read).
-func (t *tcpServer) close() {
-	t.mu.Lock()
-	t.closing = true
-	for c := range t.conns {
-		_ = c.Close()
-	}
-	t.mu.Unlock()
-	_ = t.ln.Close()
-}
-
-// readStream reads syslog frames from one connection (or file) until it ends.
-func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string) {
-	d := syslog.NewDecoder(r, s.o.MaxLineBytes)
-	lim := s.newLimiter()
-	msgs := make([]syslog.Message, 0, chunkLines)
-	size := 0
-	flush := func() bool {
-		if len(msgs) == 0 {
-			return true
-		}
-		_ = waitLines(s.unthrottled, lim, len(msgs)) // at shutdown: no more waiting
-		if p.Submit(ctx, transport, msgs) != nil {
-			return false
-		}
-		msgs, size = make([]syslog.Message, 0, chunkLines), 0
-		return true
-	}
-	for {
-		frame, drop, err := d.Next()
-		if drop != "" {
-			p.Dropped(string(drop), transport, string(frame))
-		} else if frame != nil {
-			msgs = append(msgs, syslog.ParseFrame(string(frame)))
-			size += len(frame)
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.V(1).Info("syslog connection ended", "transport", transport, "error", err.Error())
-			}
-			flush()
-			return
-		}
-		if len(msgs) >= chunkLines || size >= chunkBytes || !d.Buffered() {
-			if !flush() {
-				return
-			}
-		}
-	}
 }
 
 func (s *Server) serveUDP(ctx context.Context, p *Pipeline, pc net.PacketConn) {
