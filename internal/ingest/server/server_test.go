@@ -13,8 +13,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/testr"
 	"math/big"
 	"net"
 	"net/http"
@@ -27,12 +25,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
@@ -160,18 +162,18 @@ func post(t testing.TB, addr net.Addr, ctype, token, body string) (int, string) 
 	return resp.StatusCode, b.String()
 }
 
-func allRows(t testing.TB, st store.Store) []store.Row {
+func allRows(t testing.TB, st store.Store) []mailflow.Row {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := st.Trace(ctx, store.Query{Start: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2024, 3, 30, 0, 0, 0, 0, time.UTC)}, "", 10000)
+	p, err := st.Trace(ctx, mailflow.Query{Start: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2024, 3, 30, 0, 0, 0, 0, time.UTC)}, "", 10000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p.Rows
 }
 
-func rowsString(rows []store.Row) string {
+func rowsString(rows []mailflow.Row) string {
 	var s []string
 	for _, r := range rows {
 		s = append(s, fmt.Sprintf("%s %s from=%s to=%s %s %s", r.Received.UTC().Format(time.RFC3339), r.MessageTraceID[:8], r.Sender, r.Recipient, r.Status, r.Direction))
@@ -197,9 +199,9 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 }
 
 // status waits for the row of a recipient to have a status and returns the rows.
-func waitStatus(t testing.TB, st store.Store, rcpt string, want store.Status) []store.Row {
+func waitStatus(t testing.TB, st store.Store, rcpt string, want mailflow.Status) []mailflow.Row {
 	t.Helper()
-	var rows []store.Row
+	var rows []mailflow.Row
 	eventually(t, rcpt+" "+string(want), func() (bool, string) {
 		rows = allRows(t, st)
 		for _, r := range rows {
@@ -212,7 +214,7 @@ func waitStatus(t testing.TB, st store.Store, rcpt string, want store.Status) []
 	return rows
 }
 
-func traceIDs(rows []store.Row) map[string]bool {
+func traceIDs(rows []mailflow.Row) map[string]bool {
 	m := map[string]bool{}
 	for _, r := range rows {
 		m[r.MessageTraceID] = true
@@ -272,8 +274,8 @@ func TestTCPSyslog(t *testing.T) {
 		v = append(v, to5424(t, l))
 	}
 	sendTCP(t, r.s.Addr("tcp"), octet(v))
-	waitStatus(t, st, "b@example.com", store.StatusDelivered)
-	rows := waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
+	rows := waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	if n := len(traceIDs(rows)); n != 2 {
 		t.Errorf("%d messages, want 2 (one per lifecycle, the filter hop joined):\n%s", n, rowsString(rows))
 	}
@@ -281,7 +283,7 @@ func TestTCPSyslog(t *testing.T) {
 		if row.Recipient == "b@example.com" && !row.Received.Equal(time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)) {
 			t.Errorf("received %s, want the client= line's time though it came third", row.Received)
 		}
-		if row.Direction != store.DirectionInbound {
+		if row.Direction != mailflow.DirectionInbound {
 			t.Errorf("%s: direction %s", row.Recipient, row.Direction)
 		}
 	}
@@ -317,7 +319,7 @@ func TestLinkArrivesLate(t *testing.T) {
 	if code, body := post(t, r.s.Addr("http"), "text/plain", "", strings.Join(late, "\n")); code != http.StatusNoContent {
 		t.Fatalf("POST: %d %s", code, body)
 	}
-	rows := waitStatus(t, st, "b@example.com", store.StatusDelivered)
+	rows := waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
 	if n := len(traceIDs(rows)); n != 1 {
 		t.Errorf("%d messages, want 1:\n%s", n, rowsString(rows))
 	}
@@ -343,7 +345,7 @@ func TestHTTPShapes(t *testing.T) {
 	}
 	check(post(t, a, "application/json", "", "["+strings.Join(fb, ",")+"]"))
 	// answered after the store has the events: no polling needed
-	if rows := allRows(t, st); len(rows) != 1 || rows[0].Status != store.StatusDelivered {
+	if rows := allRows(t, st); len(rows) != 1 || rows[0].Status != mailflow.StatusDelivered {
 		t.Fatalf("after the 204: %s", rowsString(rows))
 	}
 	// a single Fluent Bit syslog-input record with a <PRI> line
@@ -362,12 +364,12 @@ func TestHTTPShapes(t *testing.T) {
 	}
 	check(post(t, a, "application/x-ndjson", "", strings.Join(vec, "\n")+"\n"))
 	rows := allRows(t, st)
-	got := map[string]store.Status{}
+	got := map[string]mailflow.Status{}
 	for _, row := range rows {
 		got[row.Recipient] = row.Status
 	}
-	want := map[string]store.Status{"b@example.com": store.StatusDelivered, "c@example.com": store.StatusFilteredAsSpam, "u@example.com": store.StatusDelivered}
-	if fmt.Sprint(got) != fmt.Sprint(want) && !(got["b@example.com"] == store.StatusDelivered && got["u@example.com"] == store.StatusDelivered && got["c@example.com"] != "") {
+	want := map[string]mailflow.Status{"b@example.com": mailflow.StatusDelivered, "c@example.com": mailflow.StatusFilteredAsSpam, "u@example.com": mailflow.StatusDelivered}
+	if fmt.Sprint(got) != fmt.Sprint(want) && !(got["b@example.com"] == mailflow.StatusDelivered && got["u@example.com"] == mailflow.StatusDelivered && got["c@example.com"] != "") {
 		t.Errorf("rows:\n%s", rowsString(rows))
 	}
 	if n := len(traceIDs(rows)); n != 3 {
@@ -466,8 +468,8 @@ func TestBadInput(t *testing.T) {
 	if code, body := post(t, h, "text/plain", "", strings.Join(viaFilter, "\n")); code != http.StatusNoContent {
 		t.Fatalf("good POST after bad input: %d %s", code, body)
 	}
-	waitStatus(t, st, "b@example.com", store.StatusDelivered)
-	waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
+	waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	m := r.s.Metrics.NotUnderstood
 	eventually(t, "every reason counted", func() (bool, string) {
 		var missing []string
@@ -507,11 +509,11 @@ func TestUDPAndTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	// UDP may drop datagrams on a busy machine: the test resends until the message is whole
 	eventually(t, "udp message delivered", func() (bool, string) {
 		for _, row := range allRows(t, st) {
-			if row.Recipient == "b@example.com" && row.Status == store.StatusDelivered {
+			if row.Recipient == "b@example.com" && row.Status == mailflow.StatusDelivered {
 				return true, ""
 			}
 		}
@@ -565,7 +567,7 @@ func TestBadStateFile(t *testing.T) {
 				t.Errorf("the state file was not set aside: %v", err)
 			}
 			sendTCP(t, r.s.Addr("tcp"), strings.Join(outOfOrder, "\n")+"\n")
-			waitStatus(t, st, "b@example.com", store.StatusDelivered)
+			waitStatus(t, st, "b@example.com", mailflow.StatusDelivered)
 			r.stop(t)
 		})
 	}
@@ -589,7 +591,7 @@ func TestRestartMidLifecycle(t *testing.T) {
 	}
 	r2 := start(t, st, Options{Pipeline: PipelineOptions{StateFile: stateFile}})
 	sendTCP(t, r2.s.Addr("tcp"), strings.Join(viaFilter[4:], "\n")+"\n")
-	rows := waitStatus(t, st, "u@example.com", store.StatusDelivered)
+	rows := waitStatus(t, st, "u@example.com", mailflow.StatusDelivered)
 	if len(before) != 1 || len(rows) != 1 || rows[0].MessageTraceID != before[0].MessageTraceID {
 		t.Errorf("before the restart:\n%s\nafter:\n%s\nwant one message that keeps its trace ID", rowsString(before), rowsString(rows))
 	}
@@ -674,7 +676,7 @@ type flakyStore struct {
 	calls   int
 }
 
-func (f *flakyStore) Append(ctx context.Context, evs []store.Event) error {
+func (f *flakyStore) Append(ctx context.Context, evs []mailflow.Event) error {
 	f.mu.Lock()
 	f.calls++
 	fail := f.fail
@@ -743,8 +745,8 @@ func TestStoreDownBackpressure(t *testing.T) {
 		t.Errorf("%d messages taken, %d stored", len(taken), len(rows))
 	}
 	for _, row := range rows {
-		if row.Status != store.StatusDelivered {
-			t.Errorf("%s", rowsString([]store.Row{row}))
+		if row.Status != mailflow.StatusDelivered {
+			t.Errorf("%s", rowsString([]mailflow.Row{row}))
 		}
 	}
 }
