@@ -51,14 +51,22 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
 	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
 	fl.Var(&locationValue{&c.Location}, prefix+"timezone", "time zone of RFC 3164 timestamps, e.g. Europe/Berlin (default UTC)")
-	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown)")
-	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved")
+	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown); with it, accepted lines are kept in a write-ahead log (--"+prefix+"wal-dir) until their events are stored")
+	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved (and the write-ahead log trimmed behind it)")
+	fl.StringVar(&o.Pipeline.WALDir, prefix+"wal-dir", "", "directory of the write-ahead log of accepted lines: an HTTP POST is answered and a syslog line read only once it is on disk there; needs --"+prefix+"state-file (default: beside it, its name with .wal, e.g. ingest-state.wal)")
+	fl.Int64Var(&o.Pipeline.WALMaxBytes, prefix+"wal-max-bytes", server.DefaultWALMaxBytes, "cap of the write-ahead log: when the store falls this far behind, HTTP senders get 503 with Retry-After and syslog connections are not read until it catches up")
 	fl.IntVar(&o.Pipeline.BatchSize, prefix+"batch-size", 500, "append to the store when this many events wait...")
 	fl.DurationVar(&o.Pipeline.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "...or when the oldest has waited this long")
 	fl.IntVar(&o.MaxLineBytes, prefix+"max-line-bytes", 64<<10, "longer lines are dropped and counted")
 	fl.Int64Var(&o.MaxRequestBytes, prefix+"max-request-bytes", 16<<20, "largest HTTP request body")
 	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP or HTTP connection: a faster sender is slowed down (0: no limit)")
-	fl.IntVar(&o.MaxConnections, prefix+"max-connections", 512, "open syslog TCP connections; more are refused and counted")
+	fl.IntVar(&o.MaxConnections, prefix+"max-connections", 512, "open syslog TCP connections (counted after their TLS handshake); more are refused and counted")
+	fl.IntVar(&o.MaxHandshakes, prefix+"max-handshakes", 64, "syslog TLS handshakes in flight (each at most 10s); more are refused and counted")
+	fl.IntVar(&o.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 32, "syslog TCP connections from one address, open or in their handshake; more are refused and counted")
+	fl.DurationVar(&o.IdleTimeout, prefix+"idle-timeout", 5*time.Minute, "close a syslog TCP connection silent for this long (senders reconnect; negative: never)")
+	fl.DurationVar(&o.FrameTimeout, prefix+"frame-timeout", 30*time.Second, "close a syslog TCP connection whose frame, once begun, is not complete within this (negative: never)")
+	fl.DurationVar(&o.BodyTimeout, prefix+"http-body-timeout", time.Minute, "an HTTP request body must be read within this; a slower one gets 408 (negative: no limit)")
+	fl.IntVar(&o.MaxRecordsPerRequest, prefix+"max-records-per-request", 100000, "lines or JSON records in one HTTP request; more get 413 and nothing of it is stored")
 }
 
 type locationValue struct{ p **time.Location }
@@ -88,6 +96,9 @@ func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) e
 	o.Log = ctrl.Log.WithName("ingest")
 	if o.TokenFile == "" && o.Token == "" {
 		o.Token = os.Getenv(EnvIngestToken)
+	}
+	if o.Pipeline.WALDir == "" {
+		o.Pipeline.WALDir = server.DefaultWALDir(o.Pipeline.StateFile)
 	}
 	if err := o.Validate(); err != nil {
 		return err
@@ -145,6 +156,9 @@ stores their events and exits:
 
 func runIngestFiles(cmd *cobra.Command, f ingestFlags) error {
 	ctx := cmd.Context()
+	// the files are their own log: a backfill that stops is run again
+	// (Append keeps an event once), so it writes no write-ahead log
+	f.opts.Pipeline.WALDir = ""
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {
 		return err
@@ -190,8 +204,14 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	if o.TokenFile == "" {
 		o.Token = os.Getenv(EnvIngestToken)
 	}
+	if o.Pipeline.WALDir == "" {
+		o.Pipeline.WALDir = server.DefaultWALDir(o.Pipeline.StateFile)
+	}
 	if err := o.Validate(); err != nil {
 		return err
+	}
+	if o.Pipeline.WALDir == "" {
+		log.Info("no --state-file: a crash loses the correlator's state and what it had not stored yet; an HTTP POST is answered once its events are stored")
 	}
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {

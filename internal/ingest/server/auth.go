@@ -40,6 +40,9 @@ func (o Options) Validate() error {
 	if o.TLSClientCAFile != "" && o.TLSCertFile == "" {
 		return fmt.Errorf("ingest: %s needs TLS: give %s and %s too", f("tls-client-ca"), f("tls-cert"), f("tls-key"))
 	}
+	if o.Pipeline.WALDir != "" && o.Pipeline.StateFile == "" {
+		return fmt.Errorf("ingest: %s needs %s: the state file is the checkpoint the log is read again from", f("wal-dir"), f("state-file"))
+	}
 	if o.InsecureNoAuth || !o.Enabled() {
 		return nil
 	}

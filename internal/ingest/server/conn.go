@@ -196,8 +196,23 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 			return true
 		}
 		_ = waitLines(s.unthrottled, lim, len(msgs)) // at shutdown: no more waiting
-		if p.Submit(ctx, transport, msgs) != nil {
-			return false
+		// With a write-ahead log Submit returns once these lines are on
+		// disk, and nothing more is read before: a line read off the
+		// connection is kept. When the log cannot take them (full, a
+		// failing disk) nothing more is read until it can.
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			err := p.Submit(ctx, transport, msgs)
+			if err == nil {
+				break
+			}
+			if !Retryable(err) {
+				return false
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.unthrottled.Done(): // shutting down: these lines are lost
+				return false
+			}
 		}
 		msgs, size = make([]syslog.Message, 0, chunkLines), 0
 		return true

@@ -16,7 +16,8 @@ import (
 // (text/plain, one per line), or JSON (application/json,
 // application/x-ndjson): one record, an array of records, or records one
 // per line, in the shapes Fluent Bit's http output and Vector's http sink
-// send. The answer is 204 once the events are stored; 200, saying how many
+// send. The answer is 204 once the lines are in the write-ahead log and on
+// disk (without one, once their events are stored); 200, saying how many
 // were dropped and why, when some lines or records were not (an NDJSON
 // line that is not JSON is skipped, the lines after it kept; a record
 // without a message); 400 for a body that is not what its type says (a
@@ -126,6 +127,12 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 			}
 		}
 		if err := p.SubmitWait(r.Context(), "http", msgs); err != nil {
+			if Retryable(err) {
+				// nothing of the request was accepted: the sender keeps it
+				w.Header().Set("Retry-After", "10")
+				http.Error(w, "not accepted, retry later: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 			http.Error(w, "not stored: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

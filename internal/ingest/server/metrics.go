@@ -19,6 +19,14 @@ type Metrics struct {
 	QueueDepth    prometheus.Gauge
 	StateSaves    *prometheus.CounterVec // by result
 	Refused       *prometheus.CounterVec // by reason and transport
+	// the write-ahead log
+	WALBytes    prometheus.Gauge
+	WALSegments prometheus.Gauge
+	WALBacklog  prometheus.Gauge
+	WALFsync    prometheus.Histogram
+	WALReplayed prometheus.Counter
+	WALRefused  *prometheus.CounterVec // by reason (full, error)
+	WALSkipped  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -59,8 +67,44 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mailtrace_ingest_refused_total",
 			Help: "Connections and requests refused before a line was read, by reason (unauthorized, tls handshake failed, too many connections) and transport.",
 		}, []string{"reason", "transport"}),
+		WALBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailtrace_ingest_wal_bytes",
+			Help: "Bytes the write-ahead log holds (capped by --wal-max-bytes).",
+		}),
+		WALSegments: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailtrace_ingest_wal_segments",
+			Help: "Segment files of the write-ahead log.",
+		}),
+		WALBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mailtrace_ingest_wal_backlog_bytes",
+			Help: "Bytes of the write-ahead log accepted but not yet read by the correlator (grows while the store is slow or down).",
+		}),
+		WALFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailtrace_ingest_wal_fsync_seconds",
+			Help:    "Time of each fsync of the write-ahead log (one covers every request waiting for it).",
+			Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5},
+		}),
+		WALReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_wal_replayed_lines_total",
+			Help: "Lines read again from the write-ahead log at start (accepted after the last checkpoint).",
+		}),
+		WALRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_wal_refused_total",
+			Help: "Requests and chunks of lines the write-ahead log could not take, by reason (full: at --wal-max-bytes; error: the disk's), so nothing of them was accepted.",
+		}, []string{"reason"}),
+		WALSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_wal_skipped_bytes_total",
+			Help: "Bytes of the write-ahead log skipped at replay because they were damaged.",
+		}),
 	}
 	if reg != nil {
+		m.WALBytes = register(reg, m.WALBytes)
+		m.WALSegments = register(reg, m.WALSegments)
+		m.WALBacklog = register(reg, m.WALBacklog)
+		m.WALFsync = register(reg, m.WALFsync)
+		m.WALReplayed = register(reg, m.WALReplayed)
+		m.WALRefused = register(reg, m.WALRefused)
+		m.WALSkipped = register(reg, m.WALSkipped)
 		m.LinesRead = register(reg, m.LinesRead)
 		m.NotUnderstood = register(reg, m.NotUnderstood)
 		m.EventsWritten = register(reg, m.EventsWritten)

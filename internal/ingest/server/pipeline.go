@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
+	"github.com/mailtrace/mailtrace/internal/ingest/wal"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -44,6 +46,17 @@ type PipelineOptions struct {
 	// follows the wall clock in quiet periods (releasing held messages) and
 	// ingest lag is observed. Off for backfills from files.
 	Live bool
+	// WALDir, when set (with StateFile), keeps every accepted message in a
+	// write-ahead log (package wal) before Submit returns: the correlator
+	// reads the log, each checkpoint (the state file) records the position
+	// it covers, and a start replays the log from there, so that a crash
+	// loses nothing Submit accepted and stores nothing twice.
+	WALDir string
+	// WALMaxBytes caps the log (default 1 GiB): when it is full, Submit
+	// fails with ErrWALFull until the store has caught up.
+	WALMaxBytes int64
+	// WALSegmentBytes is the size of the log's files (default 64 MiB).
+	WALSegmentBytes int64
 }
 
 func (o *PipelineOptions) defaults() {
@@ -65,7 +78,31 @@ func (o *PipelineOptions) defaults() {
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 30 * time.Second
 	}
+	if o.WALMaxBytes <= 0 {
+		o.WALMaxBytes = DefaultWALMaxBytes
+	}
+	if o.WALSegmentBytes <= 0 {
+		o.WALSegmentBytes = 64 << 20
+	}
 }
+
+// DefaultWALDir is where the write-ahead log of a state file goes when
+// no directory is given: beside it, named after it ("ingest-state.json":
+// "ingest-state.wal").
+func DefaultWALDir(stateFile string) string {
+	if stateFile == "" {
+		return ""
+	}
+	return strings.TrimSuffix(stateFile, filepath.Ext(stateFile)) + ".wal"
+}
+
+// DefaultWALMaxBytes is the default cap of the write-ahead log.
+const DefaultWALMaxBytes = 1 << 30
+
+// ErrWALFull: the write-ahead log is at its cap (PipelineOptions
+// WALMaxBytes) because the store has not kept up; nothing of the
+// messages was accepted.
+var ErrWALFull = errors.New("the ingester's write-ahead log is full (--wal-max-bytes) because the trace store has not kept up")
 
 // chunkLines is the most lines a reader hands over at once, chunkBytes
 // about the most bytes (a chunk ends after the line that reaches it), so
@@ -87,6 +124,11 @@ type chunk struct {
 	// done, when set, receives the outcome once every event of these lines
 	// (but the ones held for a link) is stored.
 	done chan error
+	// walEnd: read from the write-ahead log, the position after these
+	// lines' record; advance, when not zero, is a record of the clock's
+	// move instead of lines.
+	walEnd  wal.Pos
+	advance time.Time
 }
 
 type batch struct {
@@ -124,6 +166,18 @@ type Pipeline struct {
 	writeCtx  context.Context
 	stopWrite context.CancelFunc
 	writeErr  error
+
+	// with a write-ahead log: readers append to it (walMu keeps the
+	// encoding buffer), tail reads it into in; fed is the position after
+	// the last record the correlator read, advancing that a clock record
+	// is on its way.
+	wal       *wal.WAL
+	abort     chan struct{} // closed when a shutdown stops reading the log
+	walMu     sync.Mutex
+	walBuf    []byte
+	tailDone  chan struct{}
+	fed       wal.Pos
+	advancing bool
 }
 
 // NewPipeline restores the state file, if any, and starts the pipeline.
@@ -141,8 +195,19 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		writeDone: make(chan struct{}),
 	}
 	p.c = p.newCorrelator()
+	var pos wal.Pos
 	if o.StateFile != "" {
-		if err := p.restore(); err != nil {
+		var err error
+		if pos, err = p.restore(); err != nil {
+			return nil, err
+		}
+	}
+	p.fed = pos // a backfill writes it back as it found it
+	if o.WALDir != "" {
+		if o.StateFile == "" {
+			return nil, errors.New("ingest: a write-ahead log needs a state file (its checkpoint)")
+		}
+		if err := p.openWAL(pos); err != nil {
 			return nil, err
 		}
 	}
@@ -164,13 +229,15 @@ func (p *Pipeline) newCorrelator() *ingest.Correlator {
 	})
 }
 
-func (p *Pipeline) restore() error {
+// restore reads the state file into the correlator and returns the
+// write-ahead log position it covers.
+func (p *Pipeline) restore() (wal.Pos, error) {
 	b, err := os.ReadFile(p.o.StateFile)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("ingest state: %w", err)
+		return 0, fmt.Errorf("ingest state: %w", err)
 	}
 	var s ingest.State
 	if err = json.Unmarshal(b, &s); err == nil {
@@ -180,25 +247,88 @@ func (p *Pipeline) restore() error {
 		// A damaged state costs the short queue ids in flight their trace
 		// IDs, not the ingester: start afresh (a correlator half restored
 		// is dropped) and keep the file to look at.
+		// With a write-ahead log the whole log is read again.
 		p.log.Error(err, "cannot restore the ingest state; starting without it", "file", p.o.StateFile)
 		_ = os.Rename(p.o.StateFile, p.o.StateFile+".bad")
 		p.c = p.newCorrelator()
-		return nil
+		return 0, nil
 	}
-	p.log.Info("restored the ingest state", "file", p.o.StateFile, "bytes", len(b))
-	return nil
+	p.log.Info("restored the ingest state", "file", p.o.StateFile, "bytes", len(b), "walPosition", s.WALPosition)
+	return wal.Pos(s.WALPosition), nil
 }
+
+// errWALDisk: the write-ahead log's disk failed a write or an fsync.
+var errWALDisk = errors.New("the ingester's write-ahead log cannot be written")
+
+// Retryable reports whether a Submit error may pass: the write-ahead log
+// is full or its disk failed, and nothing of the messages was accepted.
+func Retryable(err error) bool { return errors.Is(err, ErrWALFull) || errors.Is(err, errWALDisk) }
 
 // Submit hands messages (lines, or fields a sender already split) to the
 // correlator, blocking while the queue is full. It returns an error only
-// when ctx ends or the pipeline is closed.
+// when ctx ends or the pipeline is closed. With a write-ahead log it
+// returns once the messages are in it and on disk (or ErrWALFull, or the
+// disk's error): they are then kept whatever happens next.
 func (p *Pipeline) Submit(ctx context.Context, transport string, msgs []syslog.Message) error {
+	if p.wal != nil {
+		return p.accept(transport, msgs, true)
+	}
 	return p.submit(ctx, chunk{msgs: msgs, transport: transport})
 }
 
+// SubmitNoSync is Submit for what no sender waits for (UDP): with a
+// write-ahead log the messages are written to it but not waited on to
+// reach the disk, so a crash may lose the latest of them.
+func (p *Pipeline) SubmitNoSync(ctx context.Context, transport string, msgs []syslog.Message) error {
+	if p.wal != nil {
+		return p.accept(transport, msgs, false)
+	}
+	return p.submit(ctx, chunk{msgs: msgs, transport: transport})
+}
+
+// accept writes msgs to the write-ahead log, and waits for the disk when
+// durable. Records are appended in the order the correlator reads them.
+func (p *Pipeline) accept(transport string, msgs []syslog.Message, durable bool) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	select {
+	case <-p.closed:
+		return errors.New("ingest: pipeline closed")
+	default:
+	}
+	p.walMu.Lock()
+	p.walBuf = encodeMessages(p.walBuf[:0], transport, msgs)
+	end, err := p.wal.Append(p.walBuf)
+	if cap(p.walBuf) > 1<<20 {
+		p.walBuf = nil // a large request's buffer is not kept
+	}
+	p.walMu.Unlock()
+	if err == nil && durable {
+		err = p.wal.Sync(end)
+	}
+	p.walSizes()
+	if err != nil {
+		if errors.Is(err, wal.ErrFull) {
+			p.m.WALRefused.WithLabelValues("full").Inc()
+			return ErrWALFull
+		}
+		p.m.WALRefused.WithLabelValues("error").Inc()
+		p.badLog.Info("wal", "the write-ahead log refused messages; nothing of them was accepted", "error", err.Error(), "dir", p.o.WALDir)
+		return fmt.Errorf("%w: %w", errWALDisk, err)
+	}
+	p.m.LinesRead.WithLabelValues(transport).Add(float64(len(msgs)))
+	return nil
+}
+
 // SubmitWait is Submit, then waits until the events of these messages are
-// stored (or are held for a link, which the state file keeps).
+// stored (or are held for a link, which the state file keeps). With a
+// write-ahead log it is Submit: the log keeps the messages until their
+// events are stored.
 func (p *Pipeline) SubmitWait(ctx context.Context, transport string, msgs []syslog.Message) error {
+	if p.wal != nil {
+		return p.accept(transport, msgs, true)
+	}
 	done := make(chan error, 1)
 	if err := p.submit(ctx, chunk{msgs: msgs, transport: transport, done: done}); err != nil {
 		return err
@@ -266,7 +396,18 @@ func (p *Pipeline) Dropped(reason, transport, what string) {
 func (p *Pipeline) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
-		close(p.closed)  // blocked senders give up...
+		close(p.closed) // blocked senders give up...
+		if p.wal != nil {
+			// tail reads the log to its end and closes in; a store that
+			// is down gets ShutdownGrace, then what the log holds beyond
+			// the correlator is read at the next start
+			t := time.AfterFunc(p.o.ShutdownGrace, func() { close(p.abort); p.stopWrite() })
+			<-p.tailDone
+			err = <-p.corrDone
+			t.Stop()
+			err = errors.Join(err, p.wal.Close())
+			return
+		}
 		p.sending.Lock() // ...and are gone once this is held
 		close(p.in)
 		p.sending.Unlock()
@@ -299,6 +440,14 @@ func (p *Pipeline) feed(ch chunk) {
 	if ch.reader != nil {
 		p.feedReader(ch)
 		return
+	}
+	if ch.walEnd != 0 {
+		defer func() { p.fed = ch.walEnd }()
+		if !ch.advance.IsZero() {
+			_ = p.c.Advance(ch.advance)
+			p.advancing = false
+			return
+		}
 	}
 	for _, m := range ch.msgs {
 		n0, _ := p.c.Skipped()
@@ -356,17 +505,31 @@ func (p *Pipeline) idle(now time.Time) {
 		// No line for a while: log time moves on with the wall clock from
 		// the latest line, so a held message is released after LinkWait.
 		if t := p.c.Now(); !t.IsZero() {
-			_ = p.c.Advance(t.Add(now.Sub(p.lastLine)))
-			p.lastLine = now
+			if p.wal == nil {
+				_ = p.c.Advance(t.Add(now.Sub(p.lastLine)))
+				p.lastLine = now
+			} else if !p.advancing && p.fed == p.wal.Head() {
+				// through the log, so that a replay moves the clock
+				// between the same lines
+				p.walMu.Lock()
+				_, err := p.wal.Append(encodeAdvance(nil, t.Add(now.Sub(p.lastLine))))
+				p.walMu.Unlock()
+				if err == nil {
+					p.advancing, p.lastLine = true, now
+				}
+			}
 		}
 	}
 	if len(p.pending) > 0 && now.Sub(p.pendingSince) >= p.o.BatchWait {
 		p.send(nil)
 	}
+	if p.wal != nil {
+		p.m.WALBacklog.Set(float64(p.wal.Head() - p.fed))
+	}
 	if p.o.StateFile != "" && now.Sub(p.lastState) >= p.o.StateInterval {
 		p.lastState = now
 		if err := p.sync(); err == nil {
-			p.saveState()
+			p.checkpoint()
 		}
 	}
 }
@@ -400,7 +563,7 @@ func (p *Pipeline) finish() error {
 	err := p.sync()
 	t.Stop()
 	if err == nil && p.o.StateFile != "" {
-		p.saveState()
+		p.checkpoint()
 	}
 	close(p.batches)
 	<-p.writeDone
@@ -408,9 +571,13 @@ func (p *Pipeline) finish() error {
 	return err
 }
 
-func (p *Pipeline) saveState() {
+// checkpoint saves the state (call it once every event emitted so far is
+// stored) with the write-ahead log's position it covers, then deletes the
+// log's segments before that position.
+func (p *Pipeline) checkpoint() {
 	st, err := p.c.State()
 	if err == nil {
+		st.WALPosition = uint64(p.fed)
 		err = writeFileAtomic(p.o.StateFile, st)
 	}
 	if err != nil {
@@ -419,6 +586,12 @@ func (p *Pipeline) saveState() {
 		return
 	}
 	p.m.StateSaves.WithLabelValues("ok").Inc()
+	if p.wal != nil {
+		if err := p.wal.TruncateBefore(p.fed); err != nil {
+			p.log.Error(err, "deleting the write-ahead log behind the checkpoint failed", "dir", p.o.WALDir)
+		}
+		p.walSizes()
+	}
 }
 
 func writeFileAtomic(path string, v any) error {
@@ -442,8 +615,15 @@ func writeFileAtomic(path string, v any) error {
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
+		return err
 	}
-	return err
+	// the rename itself must be on disk before what it covers is deleted
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // write appends batches in order, retrying each until it is stored.
@@ -490,4 +670,103 @@ func (p *Pipeline) appendRetry(evs []mailflow.Event) error {
 			backoff = p.o.MaxBackoff
 		}
 	}
+}
+
+// openWAL opens the write-ahead log and starts reading it into the
+// correlator from pos, the position the restored state covers: what
+// follows pos was accepted before a crash or a shutdown and is read again
+// (the store keeps an event once, whatever reads it again).
+func (p *Pipeline) openWAL(pos wal.Pos) error {
+	w, err := wal.Open(p.o.WALDir, wal.Options{
+		SegmentBytes: p.o.WALSegmentBytes, MaxBytes: p.o.WALMaxBytes, Start: pos,
+		OnSync: func(d time.Duration) { p.m.WALFsync.Observe(d.Seconds()) },
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	p.wal = w
+	r := w.NewReader(pos)
+	p.fed = r.Pos()
+	if p.fed != pos {
+		p.log.Error(nil, "the write-ahead log does not hold the position of the state file; reading it from where it begins",
+			"dir", p.o.WALDir, "statePosition", pos, "from", p.fed)
+	}
+	replayTo := w.Head()
+	if replayTo > p.fed {
+		p.log.Info("replaying the write-ahead log from the last checkpoint", "dir", p.o.WALDir, "from", p.fed, "to", replayTo, "bytes", replayTo-p.fed)
+	}
+	p.tailDone, p.abort = make(chan struct{}), make(chan struct{})
+	p.walSizes()
+	go p.tail(r, replayTo)
+	return nil
+}
+
+// tail reads the write-ahead log into the correlator, in the order it was
+// written, waiting at its end for the next record. When the pipeline
+// closes it reads on to the end of the log as it is then (unless aborted)
+// and closes in.
+func (p *Pipeline) tail(r *wal.Reader, replayTo wal.Pos) {
+	defer close(p.tailDone)
+	defer close(p.in)
+	defer r.Close()
+	closed := p.closed
+	var drainTo wal.Pos
+	for {
+		changed := p.wal.Changed() // before reading: no append is missed
+		if closed == nil && r.Pos() >= drainTo {
+			return
+		}
+		b, end, err := r.Next()
+		switch {
+		case err == nil:
+			ch := chunk{walEnd: end}
+			var derr error
+			ch.transport, ch.msgs, ch.advance, derr = decodeRecord(b)
+			if derr != nil {
+				// its CRC matched: written so by this program, never read back
+				p.m.WALSkipped.Add(float64(len(b)))
+				p.log.Error(derr, "skipping a write-ahead log record", "dir", p.o.WALDir, "end", end)
+			}
+			if end <= replayTo {
+				p.m.WALReplayed.Add(float64(len(ch.msgs)))
+			}
+			p.m.QueueDepth.Add(float64(len(ch.msgs)))
+			select {
+			case p.in <- ch:
+			case <-p.abort:
+				p.m.QueueDepth.Sub(float64(len(ch.msgs)))
+				return
+			}
+		case errors.Is(err, io.EOF):
+			select {
+			case <-changed:
+			case <-closed:
+				closed, drainTo = nil, p.wal.Head()
+			case <-p.abort:
+				return
+			}
+		case errors.Is(err, wal.ErrCorrupt):
+			from := r.Pos()
+			to := r.SkipSegment()
+			p.m.WALSkipped.Add(float64(to - from))
+			p.log.Error(err, "a damaged write-ahead log segment: skipping the rest of it", "dir", p.o.WALDir, "from", from, "to", to)
+		default:
+			p.badLog.Info("wal read", "reading the write-ahead log failed; retrying", "error", err.Error(), "dir", p.o.WALDir)
+			select {
+			case <-time.After(time.Second):
+			case <-p.abort:
+				return
+			}
+		}
+	}
+}
+
+// walSizes updates the write-ahead log's gauges.
+func (p *Pipeline) walSizes() {
+	if p.wal == nil {
+		return
+	}
+	size, segs := p.wal.Size()
+	p.m.WALBytes.Set(float64(size))
+	p.m.WALSegments.Set(float64(segs))
 }

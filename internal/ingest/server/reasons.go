@@ -13,6 +13,7 @@ const (
 	ReasonTLSHandshake  = "tls handshake failed" // a plain-text client on a TLS listener, among others
 	ReasonTooManyConns  = "too many connections"
 	ReasonEmptyRecord   = "record without a message"
+	ReasonWALFull       = "write-ahead log refused" // a UDP datagram the log could not take (full, a failing disk)
 )
 
 // Reasons of the listeners' limits.

@@ -337,8 +337,15 @@ func (s *Server) serveUDP(ctx context.Context, p *Pipeline, pc net.PacketConn) {
 				msgs = append(msgs, syslog.ParseFrame(l))
 			}
 		}
-		if len(msgs) > 0 && p.Submit(ctx, "udp", msgs) != nil {
-			return
+		// UDP has no acknowledgement: best effort, written to the
+		// write-ahead log without waiting for the disk
+		if len(msgs) > 0 {
+			if err := p.SubmitNoSync(ctx, "udp", msgs); err != nil {
+				if !Retryable(err) {
+					return
+				}
+				p.Dropped(ReasonWALFull, "udp", msgs[0].Text())
+			}
 		}
 	}
 }
