@@ -80,10 +80,11 @@ envtest: ## Build the envtest control plane into bin/k8s (once).
 	@hack/envtest.sh >/dev/null
 
 .PHONY: test-deps
-test-deps: ## Build or install what the tests start: envtest control plane, PostgreSQL, MinIO (once).
+test-deps: ## Build or install what the tests start: envtest control plane, PostgreSQL, MinIO, the mail lab's packages (once).
 	@hack/envtest.sh >/dev/null
 	@hack/postgres.sh
 	@hack/minio.sh >/dev/null
+	@hack/maillab.sh
 
 .PHONY: test
 test: ## Run every test in phases (deps, lint, go test ./..., the flood), with a timing summary (hack/test.sh).
@@ -92,6 +93,26 @@ test: ## Run every test in phases (deps, lint, go test ./..., the flood), with a
 .PHONY: test-faults
 test-faults: test-deps ## The 1 GB ingest flood with its memory figures (the load and fault tests of test/faults run in `make test`).
 	MAILTRACE_FLOOD_BYTES=1G $(GO) test -count=1 -timeout 30m -v -run '^TestFloodMemoryBounded$$' ./internal/ingest/server/
+
+# every decoder of untrusted input: the wire's framing, RFC 5424 frames,
+# lines, fields a sender split, and HTTP bodies (JSON, NDJSON, raw lines)
+FUZZTIME    ?= 2m
+FUZZFLAGS   ?=
+FUZZ_TARGETS = ./internal/ingest/syslog:FuzzDecoder ./internal/ingest/syslog:FuzzParseFrame \
+	./internal/ingest/syslog:FuzzParseLine ./internal/ingest/syslog:FuzzParseFields \
+	./internal/ingest/server:FuzzJSONArray ./internal/ingest/server:FuzzNDJSON ./internal/ingest/server:FuzzTextLines
+
+.PHONY: fuzz
+fuzz: ## Fuzz every decoder of untrusted input for FUZZTIME each (default 2m), one after another; a crasher lands in the package's testdata/fuzz (not part of `make test`).
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || rc=1; \
+	done; exit $$rc
+
+.PHONY: test-maillab
+test-maillab: ## The mail lab: real Postfix, rspamd, Dovecot and rsyslog on loopback into `mailtrace ingest`; every scenario (docs/maillab.md). Installs their packages once (hack/maillab.sh, root).
+	@hack/maillab.sh
+	CI=true $(GO) test -count=1 -timeout 15m ./test/maillab/...
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
