@@ -100,7 +100,7 @@ func build(t *testing.T, dir string) []*unstructured.Unstructured {
 type rendered struct {
 	objs []*unstructured.Unstructured
 	sa   *corev1.ServiceAccount
-	dep  *appsv1.Deployment
+	sts  *appsv1.StatefulSet
 	svc  *corev1.Service
 }
 
@@ -118,9 +118,9 @@ func render(t *testing.T, v variant) rendered {
 		case "ServiceAccount":
 			r.sa = &corev1.ServiceAccount{}
 			into = r.sa
-		case "Deployment":
-			r.dep = &appsv1.Deployment{}
-			into = r.dep
+		case "StatefulSet":
+			r.sts = &appsv1.StatefulSet{}
+			into = r.sts
 		case "Service":
 			r.svc = &corev1.Service{}
 			into = r.svc
@@ -131,17 +131,17 @@ func render(t *testing.T, v variant) rendered {
 			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
-	if len(r.objs) != 3 || kinds["ServiceAccount"] != 1 || kinds["Deployment"] != 1 || kinds["Service"] != 1 {
-		t.Fatalf("%s builds %v, want a ServiceAccount, a Deployment and a Service", v.name, kinds)
+	if len(r.objs) != 3 || kinds["ServiceAccount"] != 1 || kinds["StatefulSet"] != 1 || kinds["Service"] != 1 {
+		t.Fatalf("%s builds %v, want a ServiceAccount, a StatefulSet and a Service", v.name, kinds)
 	}
 	return r
 }
 
 func (r rendered) container(t *testing.T) corev1.Container {
 	t.Helper()
-	cs := r.dep.Spec.Template.Spec.Containers
+	cs := r.sts.Spec.Template.Spec.Containers
 	if len(cs) != 1 {
-		t.Fatalf("Deployment %s has %d containers, want 1", r.dep.Name, len(cs))
+		t.Fatalf("StatefulSet %s has %d containers, want 1", r.sts.Name, len(cs))
 	}
 	return cs[0]
 }
@@ -156,7 +156,7 @@ func ingestCommand(t *testing.T, args []string) *cobra.Command {
 		t.Fatalf("args %q do not name the ingest command (found %q): %v", args, sub.Name(), err)
 	}
 	if err := sub.ParseFlags(rest); err != nil {
-		t.Fatalf("mailtrace ingest refuses the Deployment's flags: %v\nargs: %q", err, args)
+		t.Fatalf("mailtrace ingest refuses the StatefulSet's flags: %v\nargs: %q", err, args)
 	}
 	if extra := sub.Flags().Args(); len(extra) != 0 {
 		t.Fatalf("stray arguments %q (ingest takes none)", extra)
@@ -233,18 +233,22 @@ func containerPort(c corev1.Container, p intstr.IntOrString, proto corev1.Protoc
 	return corev1.ContainerPort{}, false
 }
 
-// The Deployment runs `mailtrace ingest` with flags the real command parses,
+// The StatefulSet runs `mailtrace ingest` with flags the real command parses,
 // two replicas, the DSN from a Secret; every listener of its flags is a
 // container port of the right protocol and, but metrics, a Service port
 // that targets it; the probes reach the metrics listener; every file a flag
-// names is on a mounted volume (the state file on a writable one).
+// names is on a mounted volume (the state file, and the write-ahead log
+// beside it, on the writable claim each pod gets).
 func TestIngesterManifests(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			r := render(t, v)
-			dep, svc, pod := r.dep, r.svc, r.dep.Spec.Template
+			dep, svc, pod := r.sts, r.svc, r.sts.Spec.Template
 			if n := dep.Spec.Replicas; n == nil || *n != 2 {
-				t.Errorf("Deployment replicas %s, want 2", fmt.Sprint(ptrValue(n)))
+				t.Errorf("StatefulSet replicas %s, want 2", fmt.Sprint(ptrValue(n)))
+			}
+			if dep.Spec.ServiceName != svc.Name {
+				t.Errorf("StatefulSet serviceName %q, the Service is %q", dep.Spec.ServiceName, svc.Name)
 			}
 			if pod.Spec.ServiceAccountName != r.sa.Name {
 				t.Errorf("pods run as %q, the ServiceAccount is %q", pod.Spec.ServiceAccountName, r.sa.Name)
@@ -254,7 +258,7 @@ func TestIngesterManifests(t *testing.T) {
 			}
 			for k, want := range dep.Spec.Selector.MatchLabels {
 				if pod.Labels[k] != want {
-					t.Errorf("the Deployment's selector %s=%s does not match its pods %v", k, want, pod.Labels)
+					t.Errorf("the StatefulSet's selector %s=%s does not match its pods %v", k, want, pod.Labels)
 				}
 			}
 			if len(svc.Spec.Selector) == 0 {
@@ -367,6 +371,13 @@ func TestIngesterManifests(t *testing.T) {
 			for _, vol := range pod.Spec.Volumes {
 				volumes[vol.Name] = vol
 			}
+			claims := map[string]bool{}
+			for _, pvc := range dep.Spec.VolumeClaimTemplates {
+				claims[pvc.Name] = true
+				if pvc.Spec.Resources.Requests.Storage().IsZero() {
+					t.Errorf("the claim %s asks for no storage", pvc.Name)
+				}
+			}
 			files := map[string]string{ // flag: the Secret it comes from ("" for none)
 				"token-file": tokenSecret, "tls-cert": tlsSecret, "tls-key": tlsSecret, "tls-client-ca": tlsSecret, "state-file": "",
 			}
@@ -386,15 +397,19 @@ func TestIngesterManifests(t *testing.T) {
 					t.Errorf("--%s=%s is on no mounted volume", f, p)
 					continue
 				}
+				if secret == "" {
+					// kept across restarts and rescheduling: a claim of its own
+					if mount.ReadOnly || !claims[mount.Name] {
+						t.Errorf("--%s=%s: volume %s must be a writable volumeClaimTemplate", f, p, mount.Name)
+					}
+					if _, ok := volumes[mount.Name]; ok {
+						t.Errorf("--%s=%s: a pod volume %s hides the claim", f, p, mount.Name)
+					}
+					continue
+				}
 				vol, ok := volumes[mount.Name]
 				if !ok {
 					t.Errorf("volume mount %s has no volume", mount.Name)
-					continue
-				}
-				if secret == "" {
-					if mount.ReadOnly || vol.EmptyDir == nil {
-						t.Errorf("--%s=%s: volume %s must be a writable emptyDir", f, p, vol.Name)
-					}
 					continue
 				}
 				if vol.Secret == nil || vol.Secret.SecretName != secret {
@@ -417,7 +432,7 @@ func TestIngesterManifests(t *testing.T) {
 			// authenticate its senders, or --insecure-no-auth; TLS flags
 			// complete) pass: it gets as far as opening the store.
 			if err := startUntilStore(t, c.Args); err != nil {
-				t.Errorf("mailtrace ingest would not start with the Deployment's args: %v", err)
+				t.Errorf("mailtrace ingest would not start with the StatefulSet's args: %v", err)
 			}
 		})
 	}
@@ -464,7 +479,7 @@ func TestStartUntilStoreRefuses(t *testing.T) {
 		t.Error("syslog over UDP without --insecure-no-auth was accepted")
 	}
 	if err := startUntilStore(t, args); err != nil {
-		t.Errorf("the Deployment's own args: %v", err)
+		t.Errorf("the StatefulSet's own args: %v", err)
 	}
 }
 
@@ -492,7 +507,7 @@ func TestIngesterValidatesAgainstAPIServer(t *testing.T) {
 			// A control: the API server refuses a field it does not know.
 			bad := r.objs[0].DeepCopy()
 			for _, o := range r.objs {
-				if o.GetKind() == "Deployment" {
+				if o.GetKind() == "StatefulSet" {
 					bad = o.DeepCopy()
 				}
 			}
@@ -501,7 +516,7 @@ func TestIngesterValidatesAgainstAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := env.Client.Create(ctx, bad, client.DryRunAll, client.FieldValidation("Strict")); err == nil {
-				t.Fatal("the API server accepted a Deployment with an unknown field: the dry run validates nothing")
+				t.Fatal("the API server accepted a StatefulSet with an unknown field: the dry run validates nothing")
 			}
 			for _, o := range r.objs {
 				o := o.DeepCopy()
@@ -519,8 +534,13 @@ func TestIngesterValidatesAgainstAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			pod := func(mutate func(*corev1.PodSpec)) *corev1.Pod {
-				p := &corev1.Pod{ObjectMeta: *r.dep.Spec.Template.ObjectMeta.DeepCopy(), Spec: *r.dep.Spec.Template.Spec.DeepCopy()}
+				p := &corev1.Pod{ObjectMeta: *r.sts.Spec.Template.ObjectMeta.DeepCopy(), Spec: *r.sts.Spec.Template.Spec.DeepCopy()}
 				p.Namespace, p.Name = ns, fmt.Sprintf("ingester-%d", time.Now().UnixNano())
+				// the volumes the StatefulSet controller adds for its claims
+				for _, c := range r.sts.Spec.VolumeClaimTemplates {
+					p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: c.Name, VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name + "-" + p.Name}}})
+				}
 				if mutate != nil {
 					mutate(&p.Spec)
 				}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -24,10 +25,12 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -192,7 +195,13 @@ func kinds(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstr
 	return out
 }
 
-// podSpec decodes a Deployment's pod template into the typed API.
+// workloads are the Deployments and StatefulSets: the objects with a pod
+// template.
+func workloads(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	return append(kinds(objs, "Deployment"), kinds(objs, "StatefulSet")...)
+}
+
+// podSpec decodes a Deployment's (or StatefulSet's) pod template into the typed API.
 func podSpec(t testing.TB, dep *unstructured.Unstructured) corev1.PodSpec {
 	t.Helper()
 	m, _, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec")
@@ -272,6 +281,8 @@ ingest:
   insecureNoAuth: true
   token: {existingSecret: ingest-token}
   tls: {secretName: ingest-tls, clientCAKey: ca.crt}
+  walMaxBytes: 2147483648
+  persistence: {size: 5Gi, storageClassName: fast}
 `},
 	{"default-report-store", `
 manager:
@@ -338,7 +349,7 @@ func TestSecurityContexts(t *testing.T) {
 	for _, tc := range combinations {
 		t.Run(tc.name, func(t *testing.T) {
 			objs, _ := objects(t, "mailtrace", tc.values)
-			deps := kinds(objs, "Deployment")
+			deps := workloads(objs)
 			if len(deps) == 0 {
 				t.Fatal("no Deployment rendered")
 			}
@@ -452,6 +463,9 @@ func TestDefaultsEmbeddedStore(t *testing.T) {
 		if o := lookup(objs, "Deployment", absent); o != nil {
 			t.Errorf("unexpected Deployment %s", absent)
 		}
+		if o := lookup(objs, "StatefulSet", absent); o != nil {
+			t.Errorf("unexpected StatefulSet %s", absent)
+		}
 		if o := lookup(objs, "Service", absent); o != nil {
 			t.Errorf("unexpected Service %s", absent)
 		}
@@ -479,7 +493,7 @@ func TestEmbeddedStoreWithIngest(t *testing.T) {
 		"--ingest-tls-cert=/etc/mailtrace/ingest-tls/tls.crt", "--ingest-tls-key=/etc/mailtrace/ingest-tls/tls.key",
 		"--ingest-tls-client-ca=/etc/mailtrace/ingest-tls/ca.crt",
 		"--ingest-token-file=/etc/mailtrace/ingest-token/token",
-		"--ingest-state-file=/var/lib/mailtrace/ingest-state.json",
+		"--ingest-state-file=/var/lib/mailtrace/ingest-state.json", "--ingest-wal-max-bytes=1073741824",
 		"--ingest-max-request-bytes=16777216", "--ingest-max-line-bytes=65536",
 		"--ingest-timezone=Europe/Berlin", "--ingest-link-wait=10m", "--ingest-lines-per-second=2.5",
 		"--ingest-content-filter=127.0.0.1:10025")
@@ -490,14 +504,15 @@ func TestEmbeddedStoreWithIngest(t *testing.T) {
 	if comp, _, _ := unstructured.NestedString(svc.Object, "spec", "selector", "app.kubernetes.io/component"); comp != "manager" {
 		t.Errorf("ingest Service selects %q, want manager", comp)
 	}
-	if lookup(objs, "Deployment", fullname()+"-ingester") != nil {
-		t.Error("an ingester Deployment with the embedded store")
+	if lookup(objs, "Deployment", fullname()+"-ingester") != nil || lookup(objs, "StatefulSet", fullname()+"-ingester") != nil {
+		t.Error("an ingester with the embedded store")
 	}
 }
 
 // PostgreSQL: the DSN from a Secret (never an argument), several manager
 // replicas with leader election and a rolling update, the ingester as its own
-// Deployment and Service with ClientIP affinity, TLS and token mounted.
+// StatefulSet (its state and write-ahead log on a PVC of its own) and
+// Service with ClientIP affinity, TLS and token mounted.
 func TestPostgresWithIngester(t *testing.T) {
 	objs, _ := objects(t, "mailtrace", combinations[2].values)
 	mgr := find(t, objs, "Deployment", fullname()+"-manager")
@@ -533,9 +548,19 @@ func TestPostgresWithIngester(t *testing.T) {
 	}
 	checkStoreEnv(mc)
 
-	ing := find(t, objs, "Deployment", fullname()+"-ingester")
-	if r, _, _ := unstructured.NestedInt64(ing.Object, "spec", "replicas"); r != 3 {
-		t.Errorf("ingester replicas %d, want 3", r)
+	if lookup(objs, "Deployment", fullname()+"-ingester") != nil {
+		t.Error("the ingester as a Deployment: its write-ahead log would not follow it")
+	}
+	ing := find(t, objs, "StatefulSet", fullname()+"-ingester")
+	var sts appsv1.StatefulSet
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ing.Object, &sts); err != nil {
+		t.Fatal(err)
+	}
+	if r := sts.Spec.Replicas; r == nil || *r != 3 {
+		t.Errorf("ingester replicas %v, want 3", r)
+	}
+	if sts.Spec.ServiceName != fullname()+"-ingest" {
+		t.Errorf("ingester serviceName %q", sts.Spec.ServiceName)
 	}
 	ic := container(t, ing)
 	checkStoreEnv(ic)
@@ -545,8 +570,37 @@ func TestPostgresWithIngester(t *testing.T) {
 	mustArgs(t, ic, "--syslog-tcp=:5140", "--syslog-udp=:5140", "--http=:8090", "--insecure-no-auth",
 		"--accepted-domain=example.com", "--token-file=/etc/mailtrace/ingest-token/token",
 		"--tls-cert=/etc/mailtrace/ingest-tls/tls.crt", "--tls-client-ca=/etc/mailtrace/ingest-tls/ca.crt",
-		"--metrics-bind-address=:8080")
+		"--metrics-bind-address=:8080", "--state-file=/var/lib/mailtrace/ingest-state.json", "--wal-max-bytes=2147483648")
+	// the state file and the write-ahead log (beside it) on the claim of
+	// each pod, of the size values give
+	if n := len(sts.Spec.VolumeClaimTemplates); n != 1 {
+		t.Fatalf("%d volumeClaimTemplates, want 1", n)
+	}
+	vct := sts.Spec.VolumeClaimTemplates[0]
+	if got := vct.Spec.Resources.Requests.Storage().String(); got != "5Gi" {
+		t.Errorf("the ingester's claim asks for %s, want 5Gi", got)
+	}
+	if vct.Spec.StorageClassName == nil || *vct.Spec.StorageClassName != "fast" {
+		t.Errorf("the ingester's claim storageClassName %v, want fast", vct.Spec.StorageClassName)
+	}
+	if !slices.Contains(vct.Spec.AccessModes, corev1.ReadWriteOnce) {
+		t.Errorf("the ingester's claim access modes %v", vct.Spec.AccessModes)
+	}
+	mounted := false
+	for _, m := range ic.VolumeMounts {
+		if m.Name == vct.Name && m.MountPath == "/var/lib/mailtrace" && !m.ReadOnly {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("the ingester does not mount its claim %q at /var/lib/mailtrace: %+v", vct.Name, ic.VolumeMounts)
+	}
 	ips := podSpec(t, ing)
+	for _, v := range ips.Volumes {
+		if v.Name == vct.Name {
+			t.Errorf("a pod volume %q hides the claim", v.Name)
+		}
+	}
 	if ips.AutomountServiceAccountToken == nil || *ips.AutomountServiceAccountToken {
 		t.Error("the ingester mounts a service account token it does not use")
 	}
@@ -872,7 +926,7 @@ func TestNoSecretValuesRendered(t *testing.T) {
 			}
 		}
 		objs, _ := objects(t, "mailtrace", tc.values)
-		for _, d := range kinds(objs, "Deployment") {
+		for _, d := range workloads(objs) {
 			for _, e := range container(t, d).Env {
 				if e.ValueFrom == nil && e.Value != "" {
 					t.Errorf("%s: %s env %s=%q inline", tc.name, d.GetName(), e.Name, e.Value)
@@ -936,7 +990,7 @@ func TestManifestsValidateAgainstAPIServer(t *testing.T) {
 func TestArgsParseWithTheBinarysFlags(t *testing.T) {
 	for _, tc := range combinations {
 		objs, _ := objects(t, "mailtrace", tc.values)
-		for _, d := range kinds(objs, "Deployment") {
+		for _, d := range workloads(objs) {
 			c := container(t, d)
 			root := cli.NewRootCommand()
 			sub, rest, err := root.Find(c.Args)

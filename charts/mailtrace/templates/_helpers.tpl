@@ -128,6 +128,7 @@ Call with (dict "root" $ "prefix" "ingest-").
 - --{{ $p }}link-wait={{ . }}
 {{- end }}
 - --{{ $p }}state-file={{ include "mailtrace.dataDir" .root }}/ingest-state.json
+- --{{ $p }}wal-max-bytes={{ int64 $i.walMaxBytes }}
 - --{{ $p }}lines-per-second={{ $i.linesPerSecond }}
 - --{{ $p }}max-line-bytes={{ int64 $i.maxLineBytes }}
 - --{{ $p }}max-request-bytes={{ int64 $i.maxRequestBytes }}
