@@ -243,24 +243,35 @@ func (l *Lab) start(t testing.TB) error {
 		return err
 	}
 
-	// rspamd is the slowest to start (its regexp cache): it goes first,
-	// beside PostgreSQL and the ingester, and Dovecot.
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Add(3)
-	go func() { defer wg.Done(); errs[0] = l.startRspamd() }()
-	go func() { defer wg.Done(); errs[1] = l.startDovecot() }()
+	// Everything starts at once (rspamd's start, PostgreSQL's initdb and
+	// `postfix check` take seconds each); no mail is sent before all are up.
+	t0 := time.Now()
+	timed := func(name string, f func() error) func() error {
+		return func() error {
+			err := f()
+			t.Logf("maillab: %s up after %s", name, time.Since(t0).Round(10*time.Millisecond))
+			return err
+		}
+	}
 	dsn := pgtest.DSN(t)
 	l.StoreURL = dsn
-	go func() { defer wg.Done(); errs[2] = l.startIngester(dsn, certs) }()
+	starts := []func() error{
+		timed("rspamd", l.startRspamd),
+		timed("dovecot", l.startDovecot),
+		timed("ingester", func() error { return l.startIngester(dsn, certs) }),
+		timed("postfix", l.startPostfix),
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(starts))
+	for i, f := range starts {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f() }()
+	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := l.startPostfix(); err != nil {
-		return err
-	}
-	if err := l.startRsyslog(certs); err != nil {
+	if err := timed("rsyslog", func() error { return l.startRsyslog(certs) })(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -271,7 +282,7 @@ func (l *Lab) start(t testing.TB) error {
 	}
 	t.Cleanup(func() { st.Close() })
 	l.Store = st
-	return l.probe(t)
+	return timed("probe delivered", func() error { return l.probe(t) })()
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -113,6 +113,11 @@ milter_default_action = tempfail
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 smtputf8_enable = yes
+# Postfix 3.7 checks that an LMTP server offers SMTPUTF8 when it opens the
+# connection, not when it reuses a cached one: with the cache, SMTPUTF8
+# mail to Dovecot (which does not offer it) bounces or is delivered
+# depending on timing. Without it, it always bounces (5.6.7).
+lmtp_connection_cache_on_demand = no
 # The lab's queue runs fast.
 queue_run_delay = 10s
 minimal_backoff_time = 10s

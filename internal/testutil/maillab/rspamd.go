@@ -15,9 +15,9 @@ import (
 // and the GTUBE test patterns on (GTUBE rejects; its variants add a header
 // or rewrite the subject). It runs as root (-i), which the lab may.
 //
-// Compiling its regular expressions (hyperscan) takes about 30 seconds;
-// the result is kept in the per-machine cache (~/.cache/mailtrace/maillab),
-// after which rspamd starts in about 3.
+// Compiling its regular expressions and the URL suffix list (hyperscan)
+// takes 30 to 60 seconds; the result is kept in the per-machine cache
+// (~/.cache/mailtrace/maillab), after which rspamd starts in about 3.
 func (l *Lab) startRspamd() error {
 	dir := l.path("rspamd")
 	for _, d := range []string{dir + "/db", dir + "/local"} {
@@ -29,18 +29,26 @@ func (l *Lab) startRspamd() error {
 	if err := os.MkdirAll(hs, 0o755); err != nil {
 		return err
 	}
+	// Our options override the stock ones the way rspamd's own
+	// override.d does: an include of priority 10 (a plain second
+	// assignment would not win).
+	override := fmt.Sprintf(`dns {
+  nameserver = ["127.0.0.1:9"];
+  timeout = 0.1s;
+  retransmits = 1;
+}
+enable_test_patterns = true;
+hs_cache_dir = "%s";
+`, hs)
+	if err := writeFile(dir+"/options-override.inc", override, 0o644); err != nil {
+		return err
+	}
 	conf := fmt.Sprintf(`# The mail lab's rspamd (internal/testutil/maillab).
 .include "$CONFDIR/common.conf"
 options {
   pidfile = "%[1]s/rspamd.pid";
   .include "$CONFDIR/options.inc"
-  dns {
-    nameserver = ["127.0.0.1:9"];
-    timeout = 0.1s;
-    retransmits = 1;
-  }
-  enable_test_patterns = true;
-  hs_cache_dir = "%[4]s";
+  .include(priority=10) "%[1]s/options-override.inc"
 }
 logging {
   type = "file";
@@ -67,7 +75,7 @@ lua = "$RULESDIR/rspamd.lua"
 .include "$CONFDIR/statistic.conf"
 .include "$CONFDIR/modules.conf"
 .include "$CONFDIR/settings.conf"
-`, dir, l.LogFile("rspamd.log"), l.ports.milter, hs)
+`, dir, l.LogFile("rspamd.log"), l.ports.milter)
 	if err := writeFile(dir+"/rspamd.conf", conf, 0o644); err != nil {
 		return err
 	}

@@ -27,6 +27,8 @@ type Mail struct {
 	MessageID string
 	// Headers are more header lines ("Name: value").
 	Headers []string
+	// SMTPUTF8 asks for SMTPUTF8 in MAIL FROM (when the server offers it).
+	SMTPUTF8 bool
 }
 
 // Sent is what the SMTP server answered.
@@ -80,7 +82,7 @@ type client struct {
 }
 
 // send speaks SMTP itself (net/smtp has no XCLIENT): EHLO, XCLIENT, EHLO,
-// AUTH PLAIN, MAIL (SMTPUTF8 when an address or the subject needs it),
+// AUTH PLAIN, MAIL (BODY=8BITMIME, and SMTPUTF8 when asked),
 // RCPT per recipient, DATA.
 func send(address string, cl client, m Mail) (s Sent) {
 	if m.MessageID == "" {
@@ -146,7 +148,7 @@ func send(address string, cl client, m Mail) (s Sent) {
 		}
 	}
 	params := " BODY=8BITMIME"
-	if !isASCII(m.From+strings.Join(m.To, "")+m.Subject+m.Body) && strings.Contains(ext, "SMTPUTF8") {
+	if m.SMTPUTF8 && strings.Contains(ext, "SMTPUTF8") {
 		params += " SMTPUTF8"
 	}
 	if _, err := cmd(250, "MAIL FROM:<%s>%s", m.From, params); err != nil {
@@ -199,15 +201,6 @@ func send(address string, cl client, m Mail) (s Sent) {
 	}
 	_, _ = cmd(221, "QUIT")
 	return s
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // Rows returns the store's rows for q (a Start of zero means an hour ago,
