@@ -62,7 +62,7 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP or HTTP connection: a faster sender is slowed down (0: no limit)")
 	fl.IntVar(&o.MaxConnections, prefix+"max-connections", 512, "open syslog TCP connections (counted after their TLS handshake); more are refused and counted")
 	fl.IntVar(&o.MaxHandshakes, prefix+"max-handshakes", 64, "syslog TLS handshakes in flight (each at most 10s); more are refused and counted")
-	fl.IntVar(&o.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 32, "syslog TCP connections from one address, open or in their handshake; more are refused and counted")
+	fl.IntVar(&o.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 32, "connections from one address, on syslog TCP (open or in their TLS handshake) and on HTTP each; more are refused and counted")
 	fl.DurationVar(&o.IdleTimeout, prefix+"idle-timeout", 5*time.Minute, "close a syslog TCP connection silent for this long (senders reconnect; negative: never)")
 	fl.DurationVar(&o.FrameTimeout, prefix+"frame-timeout", 30*time.Second, "close a syslog TCP connection whose frame, once begun, is not complete within this (negative: never)")
 	fl.DurationVar(&o.BodyTimeout, prefix+"http-body-timeout", time.Minute, "an HTTP request body must be read within this; a slower one gets 408 (negative: no limit)")

@@ -293,3 +293,53 @@ func (s *Server) cut(p *Pipeline, reason, transport, remote string) {
 	s.Limits.Cut.WithLabelValues(reason, transport).Inc()
 	p.badLog.Info("cut "+reason, "ingest connection closed", "reason", reason, "transport", transport, "remote", remote)
 }
+
+// perIPListener closes at once a connection from an address that already
+// holds max of them (counted and logged), for the HTTP listener: what
+// MaxConnectionsPerIP is for syslog.
+type perIPListener struct {
+	net.Listener
+	p         *Pipeline
+	transport string
+	max       int
+	mu        sync.Mutex
+	perIP     map[string]int
+}
+
+func (l *perIPListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		l.mu.Lock()
+		if l.perIP[ip] >= l.max {
+			l.mu.Unlock()
+			l.p.Refused(ReasonTooManyFromIP, l.transport, c.RemoteAddr().String(), fmt.Sprintf("%d connections from %s (--max-connections-per-ip)", l.max, ip))
+			_ = c.Close()
+			continue
+		}
+		l.perIP[ip]++
+		l.mu.Unlock()
+		return &countedConn{Conn: c, done: func() {
+			l.mu.Lock()
+			if l.perIP[ip]--; l.perIP[ip] <= 0 {
+				delete(l.perIP, ip)
+			}
+			l.mu.Unlock()
+		}}, nil
+	}
+}
+
+// countedConn calls done once, at its first Close.
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.done)
+	return c.Conn.Close()
+}

@@ -549,3 +549,41 @@ func TestBodiesInMemoryBounded(t *testing.T) {
 	}
 	waitDelivered(t, st, "bound", 1)
 }
+
+// One address holds at most --max-connections-per-ip HTTP connections
+// too; another address is not held up.
+func TestHTTPConnectionsPerIP(t *testing.T) {
+	st := openStore(t)
+	r := hostileStart(t, st, Options{MaxConnectionsPerIP: 4})
+	h := r.s.Addr("http").String()
+	var held []net.Conn
+	for i := 0; i < 8; i++ {
+		c, err := dialFrom("127.0.0.2", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	refused := r.s.Metrics.Refused.WithLabelValues(ReasonTooManyFromIP, "http")
+	eventually(t, "connections over the per-address cap refused", func() (bool, string) { return val(refused) == 4, fmt.Sprint(val(refused)) })
+	l := keepPosting(t, r.s.Addr("http"), "perip", 20)
+	time.Sleep(500 * time.Millisecond)
+	n := l.end(t)
+	waitDelivered(t, st, "perip", n)
+	for _, c := range held[:4] {
+		c.Close()
+	}
+	// once the server has seen those four go, the address gets in again
+	eventually(t, "a connection once the address is under its cap", func() (bool, string) {
+		c, err := dialFrom("127.0.0.2", h)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, _ := io.ReadAll(io.LimitReader(c, 12))
+		return string(status) == "HTTP/1.1 200", string(status)
+	})
+}

@@ -111,7 +111,6 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		decodeText(data, &d)
 	}
 	<-s.reqs
-	data = nil // what is kept of it is in the messages
 	d.report(s, p, "http")
 	if d.tooMany {
 		p.Dropped(ReasonTooManyRecords, "http", r.RemoteAddr)

@@ -104,8 +104,8 @@ type Options struct {
 	// 64), apart from MaxConnections: connections that never finish their
 	// handshake cannot take the places of senders that did.
 	MaxHandshakes int
-	// MaxConnectionsPerIP bounds the syslog TCP connections (open or in
-	// their handshake) from one address (default 32).
+	// MaxConnectionsPerIP bounds the connections from one address (default
+	// 32), on syslog TCP (open or in their handshake) and on HTTP each.
 	MaxConnectionsPerIP int
 	// IdleTimeout closes a syslog TCP connection that sent nothing for
 	// that long (default 5m; negative: never).
@@ -266,6 +266,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.o.HTTP != "" {
 		ln, err := net.Listen("tcp", s.o.HTTP)
 		if err == nil {
+			ln = &perIPListener{Listener: ln, p: p, transport: "http", max: s.o.MaxConnectionsPerIP, perIP: map[string]int{}}
 			if httpTLS != nil {
 				ln = tls.NewListener(ln, httpTLS)
 			}
