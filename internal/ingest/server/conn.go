@@ -191,6 +191,12 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 	lim := s.newLimiter()
 	msgs := make([]syslog.Message, 0, chunkLines)
 	size := 0
+	maxLines := chunkLines
+	if p.wal != nil {
+		// a chunk waits for an fsync: fewer, larger ones (chunkBytes
+		// still bounds them)
+		maxLines = walChunkLines
+	}
 	flush := func() bool {
 		if len(msgs) == 0 {
 			return true
@@ -247,7 +253,7 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 			flush()
 			return
 		}
-		if len(msgs) >= chunkLines || size >= chunkBytes || !d.Buffered() {
+		if len(msgs) >= maxLines || size >= chunkBytes || !d.Buffered() {
 			if !flush() {
 				return
 			}

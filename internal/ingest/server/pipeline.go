@@ -109,7 +109,10 @@ var ErrWALFull = errors.New("the ingester's write-ahead log is full (--wal-max-b
 // the queue holds at most QueueChunks x (chunkBytes + MaxLineBytes) of lines.
 const (
 	chunkLines = 256
-	chunkBytes = 256 << 10
+	// walChunkLines is chunkLines for a syslog connection when each chunk
+	// waits for the write-ahead log's fsync.
+	walChunkLines = 2048
+	chunkBytes    = 256 << 10
 )
 
 type chunk struct {

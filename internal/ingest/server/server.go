@@ -9,26 +9,35 @@
 // correlator goroutine, which hands batches of events (PipelineOptions
 // BatchSize/BatchWait, 500 events or 200 ms) to the one writer goroutine,
 // which appends them with store.Append and retries with backoff while the
-// store fails. When the store is slow or down the queues fill and the
-// readers stop reading: TCP senders see a full window, HTTP senders a slow
-// answer; nothing grows without bound. An HTTP POST is answered 204 only
-// once its events are stored, so a sender that retries on an error loses
-// nothing. Event IDs are digests of the line, and Append is idempotent per
-// event, so a replay (a retried POST, a backfill of a file already read)
-// stores nothing twice.
+// store fails. Event IDs are digests of the line, and Append is idempotent
+// per event, so a replay (a retried POST, a backfill of a file already
+// read, the write-ahead log read again) stores nothing twice.
 //
-// The correlator's state (messages in flight, trace IDs of short queue ids,
-// events held while a message waits for its link) lives in memory. With a
-// state file (PipelineOptions.StateFile, `--state-file`) it is saved every
-// StateInterval and at shutdown, each time after every event emitted before
-// it is stored, and restored at start: an ingester restarted in the middle
-// of a message's lifecycle gives the later lines the same trace ID. The
-// state is kept in a file rather than in the store because it is private to
-// one ingester (see below) and written often; on Kubernetes put it on the
-// same volume as the SQLite store, or on an emptyDir/PVC of the ingester's
-// pod. Lines a syslog sender had written to a connection that was cut by a
-// crash (not a shutdown) are lost, as with every syslog receiver without
-// RELP; HTTP senders retry.
+// With a state file (PipelineOptions.StateFile, `--state-file`) the
+// readers do not hand lines to the correlator: they append them to a
+// write-ahead log (PipelineOptions.WALDir, package wal) and wait for the
+// disk (one fsync for every reader waiting at the time) before an HTTP
+// POST is answered 204 or a syslog TCP connection is read further; the
+// correlator reads the log in the order it was written. Every
+// StateInterval and at shutdown the correlator's state (messages in
+// flight, trace IDs of short queue ids, events held for a link) is saved
+// with the log position it covers, after every event emitted before it is
+// stored, and the log behind it is deleted; a start reads the log again
+// from there. So a crash at any moment loses no line a sender was told was
+// kept, and a message whose lines straddle it stays one message. When the
+// store is slow or down the log grows (up to WALMaxBytes; then HTTP
+// senders get 503 with Retry-After and TCP connections are not read);
+// without a log the queues fill and the readers stop reading, and a POST
+// is answered only once its events are stored. UDP is best effort: its
+// lines are written to the log without waiting for the disk. What a crash
+// can still lose on TCP is what had not reached the log (socket buffers,
+// the read buffer, the chunk being written): RFC 6587 has no
+// acknowledgement, as every syslog receiver without RELP.
+//
+// The state and the log are kept in files rather than in the store because
+// they are private to one ingester (see below) and written often; on
+// Kubernetes put them on the same volume as the SQLite store, or on a PVC
+// of the ingester's pod (the chart's StatefulSet).
 //
 // # Several ingesters
 //
