@@ -327,6 +327,14 @@ func TestHostileJSONAmplification(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(msg, "0 records stored, dropped 341 (record without a message: 341)") {
 		t.Errorf("1 KiB of empty records: %d %q", code, msg)
 	}
+	// a refused request is counted once, not record by record
+	m := r.s.Metrics.NotUnderstood
+	if a, b := val(m.WithLabelValues(ReasonTooManyRecords)), val(m.WithLabelValues(ReasonEmptyRecord)); a != 4 || b != 341 {
+		t.Errorf("counted %v requests with too many records, %v records without a message; want 4 and 341", a, b)
+	}
+	if v := val(r.s.Limits.DroppedBytes.WithLabelValues(ReasonTooManyRecords)); v != 4*float64(len(body)) {
+		t.Errorf("bytes of the refused requests: %v, want %d", v, 4*len(body))
+	}
 }
 
 // jsonEmptyRecords is [{},{},...] of about size bytes.

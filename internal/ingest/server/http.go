@@ -111,13 +111,14 @@ func (s *Server) serveIngest(p *Pipeline, w http.ResponseWriter, r *http.Request
 		decodeText(data, &d)
 	}
 	<-s.reqs
-	d.report(s, p, "http")
 	if d.tooMany {
-		p.Dropped(ReasonTooManyRecords, "http", r.RemoteAddr)
+		// the request is refused whole: counted once, not record by record
+		s.droppedFrame(p, ReasonTooManyRecords, "http", int64(len(data)), nil)
 		http.Error(w, fmt.Sprintf("more than %d records in one request (--max-records-per-request): nothing of it was stored; send smaller batches",
 			s.o.MaxRecordsPerRequest), http.StatusRequestEntityTooLarge)
 		return
 	}
+	d.report(s, p, "http")
 	msgs := d.msgs
 	if len(msgs) > 0 {
 		if lim, _ := r.Context().Value(limiterKey{}).(*rate.Limiter); lim != nil {
