@@ -7,6 +7,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,6 +116,12 @@ type runFlags struct {
 	limit        int32
 	reportStore  string
 	reportAlways bool
+	reportType   string
+	gzip         bool
+	webhook      string
+	webhookSign  string
+	emails       []string
+	ttl          time.Duration
 	name         string
 	timeout      time.Duration
 	output       string
@@ -156,6 +164,12 @@ func (p *plugin) runCommandWith(f *runFlags) *cobra.Command {
 	fl.Int32Var(&f.limit, "limit", 0, "most rows in status (default 500, at most 1000)")
 	fl.StringVar(&f.reportStore, "report-store", "", "ReportStore of the namespace for the CSV report")
 	fl.BoolVar(&f.reportAlways, "report", false, "always make a CSV report (download it with kubectl mailtrace download)")
+	fl.StringVar(&f.reportType, "report-type", "", "CSV report type: Summary (default, a row per message and recipient) or Detailed (with each row's events)")
+	fl.BoolVar(&f.gzip, "gzip", false, "gzip the CSV report (.csv.gz)")
+	fl.StringVar(&f.webhook, "notify-webhook", "", "URL told of the outcome by an HTTP POST (http or https)")
+	fl.StringVar(&f.webhookSign, "notify-webhook-secret", "", "Secret of the namespace holding the webhook's HMAC key, as NAME or NAME/KEY (key default \"secret\")")
+	fl.StringSliceVar(&f.emails, "notify-email", nil, "address emailed the outcome; repeatable or comma-separated (at most 20)")
+	fl.DurationVar(&f.ttl, "ttl", 0, "delete the MessageTrace this long after it finishes (default: kept until deleted)")
 	fl.StringVar(&f.name, "name", "", "name of the MessageTrace (default: generated, trace-xxxxx)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "how long to wait for the answer")
 	fl.StringVarP(&f.output, "output", "o", "", "output: table (default), wide, yaml or json")
@@ -171,10 +185,71 @@ func (f *runFlags) spec() (v1alpha1.MessageTraceSpec, error) {
 		return s, err
 	}
 	s.ResultLimit = f.limit
-	if f.reportStore != "" || f.reportAlways {
-		s.Report = &v1alpha1.ReportSpec{StoreName: f.reportStore, Always: f.reportAlways}
+	if err := f.report(&s); err != nil {
+		return s, err
+	}
+	if err := f.notify(&s); err != nil {
+		return s, err
+	}
+	switch {
+	case f.ttl < 0:
+		return s, fmt.Errorf("--ttl: %s is negative", f.ttl)
+	case f.ttl > 0:
+		secs := int32(min(f.ttl.Round(time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
+		s.TTLSecondsAfterFinished = &secs
 	}
 	return s, nil
+}
+
+// report sets the spec's report from --report, --report-store,
+// --report-type and --gzip: any of them sets the report's settings; only
+// --report makes a report of a range of 10 days or less.
+func (f *runFlags) report(s *v1alpha1.MessageTraceSpec) error {
+	var typ v1alpha1.ReportType
+	switch strings.ToLower(f.reportType) {
+	case "":
+	case "summary":
+		typ = v1alpha1.ReportSummary
+	case "detailed":
+		typ = v1alpha1.ReportDetailed
+	default:
+		return fmt.Errorf("--report-type: %q is not Summary or Detailed", f.reportType)
+	}
+	if f.reportStore != "" || f.reportAlways || typ != "" || f.gzip {
+		s.Report = &v1alpha1.ReportSpec{StoreName: f.reportStore, Always: f.reportAlways, Type: typ, Gzip: f.gzip}
+	}
+	return nil
+}
+
+// notify sets the spec's notifications from --notify-webhook,
+// --notify-webhook-secret and --notify-email (the API server checks the
+// URL and the addresses).
+func (f *runFlags) notify(s *v1alpha1.MessageTraceSpec) error {
+	if f.webhookSign != "" && f.webhook == "" {
+		return fmt.Errorf("--notify-webhook-secret needs --notify-webhook")
+	}
+	if f.webhook == "" && len(f.emails) == 0 {
+		return nil
+	}
+	n := &v1alpha1.NotifySpec{}
+	if f.webhook != "" {
+		n.Webhook = &v1alpha1.WebhookNotification{URL: f.webhook}
+		if f.webhookSign != "" {
+			name, key, _ := strings.Cut(f.webhookSign, "/")
+			if name == "" {
+				return fmt.Errorf("--notify-webhook-secret: %q names no Secret; use NAME or NAME/KEY", f.webhookSign)
+			}
+			n.Webhook.SecretRef = &v1alpha1.SecretKeyRef{Name: name, Key: key}
+		}
+	}
+	for _, e := range f.emails {
+		if e = strings.TrimSpace(e); e != "" {
+			n.Email = cmp.Or(n.Email, &v1alpha1.EmailNotification{})
+			n.Email.To = append(n.Email.To, v1alpha1.EmailAddress(e))
+		}
+	}
+	s.Notify = n
+	return nil
 }
 
 func checkOutput(o string) error {

@@ -76,6 +76,50 @@ func TestRunFlagsShareQueryParsing(t *testing.T) {
 	}
 }
 
+// What only a MessageTrace has (report type, gzip, notifications, TTL) has
+// flags too, checked before anything is created.
+func TestRunReportNotifyAndTTLFlags(t *testing.T) {
+	s, err := runSpec(t, "--report-type", "detailed", "--gzip", "--report-store", "reports",
+		"--notify-webhook", "https://hooks.example.com/x", "--notify-webhook-secret", "hook/hmac",
+		"--notify-email", "ops@example.com,noc@example.com", "--notify-email", "me@example.com", "--ttl", "2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&v1alpha1.ReportSpec{StoreName: "reports", Type: v1alpha1.ReportDetailed, Gzip: true}); !reflect.DeepEqual(s.Report, want) {
+		t.Errorf("report = %+v, want %+v", s.Report, want)
+	}
+	if n := s.Notify; n == nil || n.Webhook == nil || n.Webhook.URL != "https://hooks.example.com/x" ||
+		n.Webhook.SecretRef == nil || *n.Webhook.SecretRef != (v1alpha1.SecretKeyRef{Name: "hook", Key: "hmac"}) ||
+		n.Email == nil || !reflect.DeepEqual(n.Email.To, []v1alpha1.EmailAddress{"ops@example.com", "noc@example.com", "me@example.com"}) {
+		t.Errorf("notify = %+v", s.Notify)
+	}
+	if s.TTLSecondsAfterFinished == nil || *s.TTLSecondsAfterFinished != 7200 {
+		t.Errorf("ttl = %v, want 7200", s.TTLSecondsAfterFinished)
+	}
+	// Without those flags the spec has none of it (the CRD's defaults apply).
+	s, err = runSpec(t, "--since", "1d")
+	if err != nil || s.Report != nil || s.Notify != nil || s.TTLSecondsAfterFinished != nil {
+		t.Errorf("plain run: report %+v notify %+v ttl %v err %v", s.Report, s.Notify, s.TTLSecondsAfterFinished, err)
+	}
+	s, err = runSpec(t, "--notify-webhook", "https://h.example/", "--notify-webhook-secret", "hook")
+	if err != nil || s.Notify.Webhook.SecretRef.Key != "" || s.Notify.Webhook.SecretRef.Name != "hook" {
+		t.Errorf("secret without key: %+v %v", s.Notify.Webhook.SecretRef, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--report-type", "Full"}, `--report-type: "Full" is not Summary or Detailed`},
+		{[]string{"--notify-webhook-secret", "hook"}, `--notify-webhook-secret needs --notify-webhook`},
+		{[]string{"--notify-webhook", "https://h/", "--notify-webhook-secret", "/k"}, `names no Secret`},
+		{[]string{"--ttl", "-5m"}, `--ttl: -5m0s is negative`},
+	} {
+		if _, err := runSpec(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("spec(%q) error = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 // `kubectl mailtrace run` has every filter flag `mailtrace query` has, with
 // the same help text: both come from filterflags.
 func TestRunHasEveryFilterFlag(t *testing.T) {
