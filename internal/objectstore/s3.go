@@ -177,16 +177,27 @@ func (s *s3Store) Check(ctx context.Context) error {
 	_, _ = rand.Read(rnd[:])
 	probe := s.object(".mailtrace-probe-" + hex.EncodeToString(rnd[:]))
 	body := []byte("mailtrace write probe\n")
-	if _, err := s.c.PutObject(ctx, s.bucket, probe, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{
+	_, perr := s.c.PutObject(ctx, s.bucket, probe, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{
 		ContentType: "text/plain", ServerSideEncryption: s.sse,
-	}); err != nil {
-		return s.wrap(ctx, "check (write probe)", probe, err)
+	})
+	// The probe is removed even when ctx ends meanwhile (a manager stopping
+	// mid-check): a PUT cancelled after the server stored it must not leave
+	// a stray object in the user's bucket.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeCleanupTimeout)
+	defer cancel()
+	rerr := s.c.RemoveObject(rctx, s.bucket, probe, minio.RemoveObjectOptions{})
+	if perr != nil {
+		return s.wrap(ctx, "check (write probe)", probe, perr)
 	}
-	if err := s.c.RemoveObject(ctx, s.bucket, probe, minio.RemoveObjectOptions{}); err != nil {
-		return s.wrap(ctx, "check (delete probe)", probe, err)
+	if rerr != nil {
+		return s.wrap(rctx, "check (delete probe)", probe, rerr)
 	}
 	return nil
 }
+
+// probeCleanupTimeout bounds the removal of a write probe once the check's
+// own context has ended.
+const probeCleanupTimeout = 10 * time.Second
 
 func (s *s3Store) Upload(ctx context.Context, key string, r io.Reader, opts UploadOptions) (UploadInfo, error) {
 	obj := s.object(key)
