@@ -475,6 +475,12 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 				m.tr.sender, m.tr.senderKnown = r.From, true
 			}
 		}
+		if r.Subject != "" && m.subject == "" {
+			m.subject = r.Subject
+			if m.tr != nil && m.tr.subject == "" {
+				m.tr.subject = r.Subject
+			}
+		}
 	}
 	typ := actionType(r.Action, r.Stage, r.DSN, r.Reason)
 	// The action concerns the whole message at cleanup and for DATA or

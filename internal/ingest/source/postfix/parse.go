@@ -209,6 +209,7 @@ func parseAction(r *Record, rest string) {
 		r.Stage = text[:sp]
 	}
 	reason := text
+	dsnText := "" // where the DSN is, when not at the start of the reason
 	if i := strings.Index(text, " from "); i >= 0 {
 		after := text[i+len(" from "):]
 		if j := strings.Index(after, ": "); j >= 0 && (r.Stage == "RCPT" || r.Stage == "DATA" || r.Stage == "END-OF-MESSAGE" || r.Stage == "CONNECT" || r.Stage == "MAIL" || r.Stage == "HELO" || r.Stage == "EHLO" || r.Stage == "VRFY" || r.Stage == "ETRN" || r.Stage == "BDAT") {
@@ -226,7 +227,17 @@ func parseAction(r *Record, rest string) {
 				// cleanup: "...; from=<> to=<> proto=ESMTP helo=<x>: optional text"
 				if k := strings.Index(tail, ">: "); k >= 0 {
 					reason = text + ": " + tail[k+3:]
+					dsnText = tail[k+3:]
 				}
+			}
+			// "header Subject: S from name[ip]": the rule that matched the
+			// subject stopped header_checks there, so this is the only
+			// line that names it (no INFO or WARN line follows).
+			if s, ok := strings.CutPrefix(text, "header Subject: "); ok {
+				if k := strings.LastIndex(s, " from "); k >= 0 {
+					s = s[:k]
+				}
+				r.Subject = strings.TrimSpace(s)
 			}
 		}
 	}
@@ -243,7 +254,11 @@ func parseAction(r *Record, rest string) {
 		}
 	}
 	r.Reason = strings.TrimSpace(reason)
-	r.DSN = findDSN(r.Reason)
+	if dsnText != "" {
+		r.DSN = findDSN(dsnText)
+	} else {
+		r.DSN = findDSN(r.Reason)
+	}
 	if act == "reject" && r.Stage != "header" && r.Stage != "body" {
 		r.Kind = KindReject
 	} else {

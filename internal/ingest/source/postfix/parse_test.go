@@ -156,6 +156,18 @@ func TestParseMessageLines(t *testing.T) {
 		{"smtpd", "proxy-reject: END-OF-MESSAGE: 554 5.7.1 Rejected for policy reasons (381C4E5DFA31DF9E90F); from=<mailtestsender2@localhost.localdomain> to=<pmgtest@localhost.localdomain> proto=ESMTP helo=<localhost.localdomain>",
 			Record{Kind: KindProxy, Action: "proxy-reject", Stage: "END-OF-MESSAGE", Response: "554 5.7.1 Rejected for policy reasons (381C4E5DFA31DF9E90F)", DSN: "5.7.1",
 				FilterID: "381C4E5DFA31DF9E90F", From: "mailtestsender2@localhost.localdomain", HasFrom: true, To: "pmgtest@localhost.localdomain"}},
+		// header_checks actions: the matched Subject is named only here, and
+		// the DSN of a REJECT follows the long header text (the mail lab's
+		// header-checks-* scenarios).
+		{"cleanup", "A7EFEA9AA42: reject: header Subject: [lab-reject] casino from mail.remote.test[203.0.113.25]; from=<sender@remote.test> to=<u52@lab.test> proto=ESMTP helo=<mail.remote.test>: 5.7.1 lab rule: rejected",
+			Record{Kind: KindAction, QueueID: "A7EFEA9AA42", Action: "reject", Stage: "header", From: "sender@remote.test", HasFrom: true, To: "u52@lab.test",
+				Reason: "header Subject: [lab-reject] casino from mail.remote.test[203.0.113.25]: 5.7.1 lab rule: rejected", DSN: "5.7.1", Subject: "[lab-reject] casino"}},
+		{"cleanup", "6DB43A9B9EF: redirect: header Subject: [lab-redirect] mail from home from mail.remote.test[203.0.113.25]; from=<sender@remote.test> to=<u51@lab.test> proto=ESMTP helo=<mail.remote.test>: dave@lab.test",
+			Record{Kind: KindAction, QueueID: "6DB43A9B9EF", Action: "redirect", Stage: "header", From: "sender@remote.test", HasFrom: true, To: "u51@lab.test",
+				Reason: "dave@lab.test", Subject: "[lab-redirect] mail from home"}},
+		{"cleanup", "8A630B22136: hold: header Subject: [lab-hold] please review from mail.remote.test[203.0.113.25]; from=<sender@remote.test> to=<carol@lab.test> proto=ESMTP helo=<mail.remote.test>: lab rule: held for review",
+			Record{Kind: KindAction, QueueID: "8A630B22136", Action: "hold", Stage: "header", From: "sender@remote.test", HasFrom: true, To: "carol@lab.test",
+				Reason: "header Subject: [lab-hold] please review from mail.remote.test[203.0.113.25]: lab rule: held for review", Subject: "[lab-hold] please review"}},
 		{"smtpd", "connect from x[1.2.3.4]", Record{Kind: KindIgnored}},
 		{"smtpd", "ABCDEF1234: something new", Record{Kind: KindUnknown, QueueID: "ABCDEF1234"}},
 	} {
