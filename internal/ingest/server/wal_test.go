@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -33,9 +35,10 @@ func (g *gatedStore) Append(ctx context.Context, evs []mailflow.Event) error {
 
 // While the store is down, POSTs are answered 204 once their lines are in
 // the write-ahead log, until the log is at its cap: then 503 with
-// Retry-After, and nothing of the refused request is kept. Once the store
-// is back the log drains, the retried request is taken, and every message
-// is stored once.
+// Retry-After, and nothing of the refused request is kept; a syslog TCP
+// connection is not read on. Once the store is back the log drains, the
+// retried request and the TCP lines are taken, and every message is
+// stored once.
 func TestWALFullRefusesUntilTheStoreCatchesUp(t *testing.T) {
 	dir := t.TempDir()
 	st := &gatedStore{Store: openStore(t), open: make(chan struct{})}
@@ -79,6 +82,21 @@ func TestWALFullRefusesUntilTheStoreCatchesUp(t *testing.T) {
 	if _, total := countStatus(t, st, from, to, mailflow.StatusDelivered); total != 0 {
 		t.Fatalf("%d rows stored through a closed gate", total)
 	}
+	// a syslog TCP connection meanwhile: its lines are not read while the
+	// log is full, and none is lost
+	const viaTCP = 20
+	c, err := net.Dial("tcp", r.s.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < viaTCP; i++ {
+		fmt.Fprintf(c, "%s\n", strings.Join(msg(1000+i), "\n"))
+	}
+	c.Close()
+	time.Sleep(300 * time.Millisecond)
+	if n := metricValue(r.s.Metrics.WALRefused.WithLabelValues("full")); n < 2 {
+		t.Errorf("wal_refused_total{reason=full} %v after the TCP lines, want them refused too", n)
+	}
 	close(st.open)
 	// the sender retries the refused request, as Fluent Bit does
 	deadline := time.Now().Add(30 * time.Second)
@@ -94,15 +112,15 @@ func TestWALFullRefusesUntilTheStoreCatchesUp(t *testing.T) {
 	}
 	for {
 		d, total := countStatus(t, st, from, to, mailflow.StatusDelivered)
-		if d == int64(accepted+1) && total == d {
+		if d == int64(accepted+1+viaTCP) && total == d {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages Delivered (%d rows)", d, accepted+1, total)
+			t.Fatalf("%d of %d messages Delivered (%d rows)", d, accepted+1+viaTCP, total)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("%d POSTs accepted while the store was down, then 503 at the 16 KiB cap; all %d stored once it was back", accepted, accepted+1)
+	t.Logf("%d POSTs accepted while the store was down, then 503 at the 16 KiB cap and a TCP connection not read; all %d messages stored once it was back", accepted, accepted+1+viaTCP)
 }
 
 func metricValue(c prometheus.Metric) float64 {
