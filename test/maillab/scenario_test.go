@@ -72,12 +72,20 @@ type scenario struct {
 	about string
 	send  func(t *testing.T, l *maillab.Lab) sent
 	want  []want
+	// truth, when set, checks the lab itself (a mailbox, the remote MX)
+	// and says what is not so yet ("" when all is).
+	truth func(l *maillab.Lab) string
 	gap   *gap
 }
 
 const domain = "@" + maillab.Domain
 
-const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+// GTUBE makes rspamd reject; its variant gtubeAddHeader (rspamd's
+// enable_test_patterns) makes it add its spam header instead.
+const (
+	gtube          = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+	gtubeAddHeader = "YJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+)
 
 func scenarios() []scenario {
 	var fifty []string
@@ -206,6 +214,103 @@ func scenarios() []scenario {
 				Events: []mailflow.EventType{mailflow.EventFilterAsSpam}, DSN: "5.7.1"}},
 		},
 		{
+			name:  "header-checks-redirect",
+			about: "a header_checks REDIRECT sends the message to another mailbox: the original recipient's row shows the Redirect and the final status, the subject kept",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{maillab.User(51)}, Subject: "[lab-redirect] for the desk"}))
+			},
+			want: []want{{Rcpt: maillab.User(51), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Subject: "[lab-redirect] for the desk", Events: []mailflow.EventType{mailflow.EventRedirect, mailflow.EventDeliver}}},
+			gap: &gap{
+				why: "issue 16 item 4: a redirect is traced like a group (the original recipient Expanded, plus a row for the target)",
+				observed: []string{
+					`dave@lab.test Delivered Inbound from sender@remote.test via u51@lab.test client 203.0.113.25 dsn 2.0.0 subject "[lab-redirect] for the desk" [Receive, Submit, Deliver]`,
+					`u51@lab.test Expanded Inbound from sender@remote.test client 203.0.113.25 subject "[lab-redirect] for the desk" [Receive, Redirect, Submit, Expand]`,
+				},
+			},
+		},
+		{
+			name:  "header-checks-reject",
+			about: "a header_checks REJECT refuses the message at the end of data (550 5.7.1): FilteredAsSpam",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := l.Send(maillab.Mail{From: "sender@remote.test", To: []string{maillab.User(52)}, Subject: "[lab-reject] casino"})
+				if s.Err == nil || !strings.Contains(s.Err.Error(), "5.7.1") {
+					t.Fatalf("want the message rejected with 5.7.1, got %v", s.Err)
+				}
+				return sent{messageID: s.MessageID, recipients: []string{maillab.User(52)}}
+			},
+			want: []want{{Rcpt: maillab.User(52), Status: mailflow.StatusFilteredAsSpam, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventFilterAsSpam}, DSN: "5.7.1"}},
+		},
+		{
+			name:  "outbound-deferred-then-delivered",
+			about: "the remote MX defers the first attempt (451 4.3.0) and accepts the retry: Delivered, after a Defer",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Submit(maillab.User(57), maillab.Mail{From: maillab.User(57), To: []string{"deferonce-1@remote.test"}, Subject: "Second time lucky"}))
+			},
+			want: []want{{Rcpt: "deferonce-1@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound,
+				Events: []mailflow.EventType{mailflow.EventDefer, mailflow.EventDeliver}, DSN: "2.0.0"}},
+		},
+		{
+			name:  "outbound-mailbox-full",
+			about: "the remote MX answers 552 5.2.2 (mailbox full): Failed, and the non-delivery report goes back to the sender",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := mustSend(t, l.Submit(maillab.User(53), maillab.Mail{From: maillab.User(53), To: []string{"full-box@remote.test"}, Subject: "Big attachment"}))
+				s.recipients = []string{maillab.User(53)}
+				return s
+			},
+			want: []want{
+				{Rcpt: "full-box@remote.test", Status: mailflow.StatusFailed, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventFail}, DSN: "5.2.2"},
+				{Rcpt: maillab.User(53), Sender: "<>", Status: mailflow.StatusDelivered, Events: []mailflow.EventType{mailflow.EventDeliver}},
+			},
+		},
+		{
+			name:  "relay-denied",
+			about: "a client from outside, without SASL, relaying to another outside domain is refused (554 5.7.1 Relay access denied, NOQUEUE): " +
+				"FilteredAsSpam, the product's status for a refusal by policy",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := l.Send(maillab.Mail{From: "spammer@remote.test", To: []string{"relaytest@elsewhere.test"}, Subject: "Open relay?"})
+				if _, ok := s.Refused["relaytest@elsewhere.test"]; !ok {
+					t.Fatalf("want RCPT refused, got %+v", s)
+				}
+				return sent{recipients: []string{"relaytest@elsewhere.test"}}
+			},
+			want: []want{{Rcpt: "relaytest@elsewhere.test", Sender: "spammer@remote.test", Status: mailflow.StatusFilteredAsSpam,
+				Events: []mailflow.EventType{mailflow.EventFilterAsSpam}, DSN: "5.7.1"}},
+		},
+		{
+			name:  "mixed-recipients",
+			about: "a user writes to a colleague and to an outside address in one message: two rows, both Delivered, one message Outbound",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Submit(maillab.User(55), maillab.Mail{From: maillab.User(55), To: []string{maillab.User(56), "partner2@remote.test"}, Subject: "Minutes"}))
+			},
+			want: []want{
+				{Rcpt: maillab.User(56), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventDeliver}},
+				{Rcpt: "partner2@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventDeliver}},
+			},
+		},
+		{
+			name: "rspamd-add-header-sieve-junk",
+			about: "rspamd's add-header GTUBE variant marks the message (X-Spam: Yes) and the user's Sieve script files it into Junk: " +
+				"Delivered (the folder is Dovecot's to tell, issue 16 item 3)",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				if err := l.SetSieve(maillab.User(54), `require ["fileinto", "mailbox"];
+if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
+`); err != nil {
+					t.Fatal(err)
+				}
+				return mustSend(t, l.Send(maillab.Mail{From: "promo@remote.test", To: []string{maillab.User(54)}, Subject: "You have won", Body: gtubeAddHeader}))
+			},
+			want: []want{{Rcpt: maillab.User(54), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDeliver}, DSN: "2.0.0"}},
+			truth: func(l *maillab.Lab) string {
+				if n := len(l.Mailbox(maillab.User(54), "Junk")); n != 1 {
+					return fmt.Sprintf("%s's Junk folder holds %d messages, want 1", maillab.User(54), n)
+				}
+				return ""
+			},
+		},
+		{
 			name:  "fifty-recipients",
 			about: "one message to 50 mailboxes: 50 rows, each Delivered",
 			send: func(t *testing.T, l *maillab.Lab) sent {
@@ -320,6 +425,11 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 		if o, err := observe(ctx, l, s, start); err == nil {
 			obs = o
 			problems = compare(sc.want, obs)
+			if sc.truth != nil {
+				if p := sc.truth(l); p != "" {
+					problems = append(problems, "the lab: "+p)
+				}
+			}
 			if len(problems) == 0 {
 				break
 			}

@@ -97,7 +97,8 @@ var HeaderChecks = []string{
 
 // RemoteReply is how the remote MX answers RCPT TO, by the recipient's local
 // part: "defer*" gets 451 4.3.0 (retried later), "nosuch*" gets 550 5.1.1,
-// "full*" 552 5.2.2; every other recipient is accepted.
+// "full*" 552 5.2.2; every other recipient is accepted. ("deferonce*" is
+// deferred the first time only; the Lab's remote MX keeps that state.)
 func RemoteReply(rcpt string) string {
 	local, _, _ := strings.Cut(strings.ToLower(rcpt), "@")
 	switch {
@@ -109,6 +110,25 @@ func RemoteReply(rcpt string) string {
 		return "552 5.2.2 <" + rcpt + ">: Mailbox full"
 	}
 	return ""
+}
+
+// remoteReplies is RemoteReply with "deferonce*" recipients deferred at
+// their first RCPT and accepted afterwards.
+func remoteReplies() func(string) string {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(rcpt string) string {
+		local, _, _ := strings.Cut(strings.ToLower(rcpt), "@")
+		if strings.HasPrefix(local, "deferonce") {
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[local] {
+				return ""
+			}
+			seen[local] = true
+		}
+		return RemoteReply(rcpt)
+	}
 }
 
 // Lab is a running mail lab.
@@ -234,7 +254,7 @@ func (l *Lab) start(t testing.TB) error {
 	}
 	l.SMTP = addr(l.ports.smtp)
 	l.Submission = addr(l.ports.submission)
-	l.Remote = smtptest.StartWith(t, smtptest.Options{RcptReply: RemoteReply})
+	l.Remote = smtptest.StartWith(t, smtptest.Options{RcptReply: remoteReplies()})
 	if err := os.MkdirAll(l.path("log"), 0o755); err != nil {
 		return err
 	}
