@@ -103,7 +103,11 @@ func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) e
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	return mgr.Add(server.New(st, o))
+	srv := server.New(st, o)
+	if err := mgr.AddHealthzCheck("ingest-wal", func(*http.Request) error { return srv.Healthy() }); err != nil {
+		return err
+	}
+	return mgr.Add(srv)
 }
 
 type ingestFlags struct {
@@ -222,7 +226,7 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.Registerer, o.Log = reg, log
 	srv := server.New(st, o)
-	stopMetrics, err := serveIngestMetrics(f.metricsAddr, reg, st, log)
+	stopMetrics, err := serveIngestMetrics(f.metricsAddr, reg, st, srv.Healthy, log)
 	if err != nil {
 		return err
 	}
@@ -231,13 +235,19 @@ func runIngest(ctx context.Context, f ingestFlags) error {
 	return srv.Start(ctx)
 }
 
-func serveIngestMetrics(addr string, reg *prometheus.Registry, st store.Store, log logr.Logger) (func(), error) {
+func serveIngestMetrics(addr string, reg *prometheus.Registry, st store.Store, healthy func() error, log logr.Logger) (func(), error) {
 	if addr == "" || addr == "0" {
 		return func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := storeCheck(st)(r); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)

@@ -62,6 +62,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -145,6 +146,7 @@ func (o Options) Enabled() bool { return o.SyslogTCP != "" || o.SyslogUDP != "" 
 // Server runs the listeners and the pipeline. Start it with Start (it is a
 // controller-runtime Runnable that runs on every replica, leader or not).
 type Server struct {
+	pipe    atomic.Pointer[Pipeline] // once started
 	o       Options
 	st      store.Store
 	Metrics *Metrics
@@ -204,6 +206,20 @@ func New(st store.Store, o Options) *Server {
 		token: &tokenSource{static: o.Token, file: o.TokenFile}, reqs: make(chan struct{}, o.MaxConcurrentRequests)}
 }
 
+// Healthy is a liveness check: it fails once the write-ahead log has
+// failed for good (a failed fsync), which only a restart repairs; until
+// then every sender is refused.
+func (s *Server) Healthy() error {
+	p := s.pipe.Load()
+	if p == nil || p.wal == nil {
+		return nil
+	}
+	if err := p.wal.Err(); err != nil {
+		return fmt.Errorf("ingest: the write-ahead log failed, restart to reopen it: %w", err)
+	}
+	return nil
+}
+
 // NeedLeaderElection: every replica takes lines (controller-runtime).
 func (s *Server) NeedLeaderElection() bool { return false }
 
@@ -235,6 +251,7 @@ func (s *Server) Start(ctx context.Context) error {
 		close(s.ready)
 		return err
 	}
+	s.pipe.Store(p)
 	var (
 		wg      sync.WaitGroup
 		closers []func()

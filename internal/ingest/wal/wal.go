@@ -89,6 +89,8 @@ type Options struct {
 	// write, when set, replaces the write of a record (tests inject a
 	// full disk with it).
 	write func(f *os.File, b []byte) (int, error)
+	// sync, when set, replaces fsync (tests inject a failing disk).
+	sync func(f *os.File) error
 }
 
 type segment struct {
@@ -339,7 +341,11 @@ func (w *WAL) roll() error {
 
 func (w *WAL) fsync(f *os.File) error {
 	t := time.Now()
-	err := datasync(f)
+	sync := datasync
+	if w.o.sync != nil {
+		sync = w.o.sync
+	}
+	err := sync(f)
 	if w.o.OnSync != nil {
 		w.o.OnSync(time.Since(t))
 	}
@@ -381,6 +387,15 @@ func (w *WAL) Sync(pos Pos) error {
 		w.cond.Broadcast()
 	}
 	return nil
+}
+
+// Err returns the error that failed the log for good (a failed fsync, a
+// failed write that could not be undone), nil while it works: reopening
+// it (a restart) truncates what may be torn and goes on.
+func (w *WAL) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
 }
 
 // Head returns the position after the last record written.

@@ -277,3 +277,40 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("%d fsyncs for %d appends: none shared", syncs.Load(), writers*each)
 	}
 }
+
+// A failed fsync fails the log for good (the kernel may have dropped the
+// pages it could not write): every Append and Sync after it fails, Err says
+// so; reopening the log goes on after the records that are on disk.
+func TestFailedFsyncFailsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	fail := false
+	w := open(t, dir, Options{sync: func(f *os.File) error {
+		if fail {
+			return syscall.EIO
+		}
+		return f.Sync()
+	}})
+	appendN(t, w, 0, 3)
+	fail = true
+	end, err := w.Append(rec(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(end); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Sync with a failing disk: %v", err)
+	}
+	fail = false
+	if _, err := w.Append(rec(4)); !errors.Is(err, syscall.EIO) || !errors.Is(w.Err(), syscall.EIO) {
+		t.Fatalf("Append after a failed fsync: %v (Err %v), want the log failed", err, w.Err())
+	}
+	w.Close()
+	w = open(t, dir, Options{})
+	if w.Err() != nil {
+		t.Fatal(w.Err())
+	}
+	appendN(t, w, 5, 6)
+	got, _ := readAll(t, w, 0)
+	if len(got) < 4 || got[len(got)-1] != string(rec(5)) {
+		t.Fatalf("after reopening: %q", got)
+	}
+}
