@@ -117,6 +117,7 @@ test-maillab: ## The mail lab: real Postfix, rspamd, Dovecot and rsyslog on loop
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
 	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./test/ingestbench/  # the real binary on event-dense logs: events/s, peak RSS
 
 .PHONY: docs
 docs: ## Regenerate docs/reference.md from the CRDs, and README's reason and command tables (run after make manifests).
