@@ -39,6 +39,8 @@ func IngestFiles(ctx context.Context, st store.Store, paths []string, o FileOpti
 		o.Pipeline.QueueChunks = 16
 	}
 	o.Pipeline.Live = false
+	// the files are their own log: read again, they store nothing twice
+	o.Pipeline.WALDir = ""
 	log := o.Log
 	if log.GetSink() == nil {
 		log = logr.Discard()

@@ -314,7 +314,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if lerr == nil {
 		s.log.Info("ingest listening", "syslogTCP", s.Addr("tcp"), "syslogUDP", s.Addr("udp"), "http", s.Addr("http"),
 			"tls", syslogTLS != nil, "clientCertificates", s.o.TLSClientCAFile != "",
-			"bearerToken", s.o.Token != "" || s.o.TokenFile != "", "stateFile", s.o.Pipeline.StateFile)
+			"bearerToken", s.o.Token != "" || s.o.TokenFile != "", "stateFile", s.o.Pipeline.StateFile, "walDir", s.o.Pipeline.WALDir)
 		if s.o.HTTP != "" && s.o.Token == "" && s.o.TokenFile == "" && s.o.TLSClientCAFile == "" {
 			s.log.Info("the HTTP ingest endpoint is unauthenticated (--insecure-no-auth): anyone who reaches it can write traces")
 		}
