@@ -76,6 +76,11 @@ type scenario struct {
 	// and says what is not so yet ("" when all is).
 	truth func(l *maillab.Lab) string
 	gap   *gap
+	// wait is how long the rows may take to match (default a minute).
+	wait time.Duration
+	// serial scenarios disturb the lab (they restart a component): they
+	// run one at a time after the others.
+	serial bool
 }
 
 const domain = "@" + maillab.Domain
@@ -265,7 +270,7 @@ func scenarios() []scenario {
 			},
 		},
 		{
-			name:  "relay-denied",
+			name: "relay-denied",
 			about: "a client from outside, without SASL, relaying to another outside domain is refused (554 5.7.1 Relay access denied, NOQUEUE): " +
 				"FilteredAsSpam, the product's status for a refusal by policy",
 			send: func(t *testing.T, l *maillab.Lab) sent {
@@ -309,6 +314,59 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 				}
 				return ""
 			},
+		},
+		{
+			name: "outbound-expired",
+			about: "the remote MX defers every attempt until the message outlives maximal_queue_lifetime (15 s in the lab): " +
+				"Failed after Defers, and the non-delivery report goes back to the sender",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := mustSend(t, l.Submit(maillab.User(58), maillab.Mail{From: maillab.User(58), To: []string{"defer-forever@remote.test"}, Subject: "Never arrives"}))
+				s.recipients = []string{maillab.User(58)}
+				return s
+			},
+			want: []want{
+				{Rcpt: "defer-forever@remote.test", Status: mailflow.StatusFailed, Direction: mailflow.DirectionOutbound,
+					Events: []mailflow.EventType{mailflow.EventDefer, mailflow.EventFail}},
+				{Rcpt: maillab.User(58), Sender: "<>", Status: mailflow.StatusDelivered, Events: []mailflow.EventType{mailflow.EventDeliver}},
+			},
+			wait: 3 * time.Minute,
+		},
+		{
+			name: "ingester-restart",
+			about: "the ingester restarts (its state file and write-ahead log kept) while a message waits for a retry, and a second message " +
+				"is logged while it is down: each traced once, to its end",
+			serial: true,
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := mustSend(t, l.Submit(maillab.User(59), maillab.Mail{From: maillab.User(59), To: []string{"deferonce-2@remote.test"}, Subject: "Across a restart"}))
+				waitStatus(t, l, s.messageID, "deferonce-2@remote.test", mailflow.StatusPending)
+				var during sent
+				if err := l.RestartIngester(func() {
+					during = mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{maillab.User(60)}, Subject: "While the ingester is down"}))
+				}); err != nil {
+					t.Fatal(err)
+				}
+				waitStatus(t, l, during.messageID, maillab.User(60), mailflow.StatusDelivered)
+				return s
+			},
+			want: []want{{Rcpt: "deferonce-2@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound,
+				Events: []mailflow.EventType{mailflow.EventDefer, mailflow.EventDeliver}}},
+			wait: 2 * time.Minute,
+		},
+		{
+			name:   "postfix-restart",
+			about:  "Postfix restarts while a message waits in its deferred queue: one trace, Delivered after the restart",
+			serial: true,
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := mustSend(t, l.Submit(maillab.User(59), maillab.Mail{From: maillab.User(59), To: []string{"deferonce-3@remote.test"}, Subject: "Across a Postfix restart"}))
+				waitStatus(t, l, s.messageID, "deferonce-3@remote.test", mailflow.StatusPending)
+				if err := l.RestartPostfix(); err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			want: []want{{Rcpt: "deferonce-3@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound,
+				Events: []mailflow.EventType{mailflow.EventDefer, mailflow.EventDeliver}}},
+			wait: 2 * time.Minute,
 		},
 		{
 			name:  "fifty-recipients",
@@ -396,11 +454,40 @@ func TestScenarios(t *testing.T) {
 			writeDoc(t)
 		}
 	})
-	for _, sc := range scenarios() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			run(t, l, sc)
-		})
+	t.Run("mail", func(t *testing.T) {
+		for _, sc := range scenarios() {
+			if !sc.serial {
+				t.Run(sc.name, func(t *testing.T) {
+					t.Parallel()
+					run(t, l, sc)
+				})
+			}
+		}
+	})
+	t.Run("restart", func(t *testing.T) {
+		for _, sc := range scenarios() {
+			if sc.serial {
+				t.Run(sc.name, func(t *testing.T) { run(t, l, sc) })
+			}
+		}
+	})
+}
+
+// waitStatus waits until the row of messageID for rcpt has status.
+func waitStatus(t *testing.T, l *maillab.Lab, messageID, rcpt string, status mailflow.Status) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		rows, err := l.Rows(ctx, mailflow.Query{MessageID: messageID, Recipients: []string{rcpt}})
+		if err == nil && len(rows) == 1 && rows[0].Status == status {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the row of %s for %s did not become %s within a minute (rows %+v, error %v)", messageID, rcpt, status, rows, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -417,7 +504,11 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 	for i, w := range sc.want {
 		expected[i] = describeWant(w)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	wait := sc.wait
+	if wait == 0 {
+		wait = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var obs []observation
 	var problems []string

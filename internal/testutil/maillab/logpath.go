@@ -94,6 +94,12 @@ func writePEM(path, typ string, der []byte) error {
 // command prints goes to log/ingest.log when it exits; its logger writes
 // to the test process's stderr.
 func (l *Lab) startIngester(dsn string, certs certFiles) error {
+	l.mu.Lock()
+	l.dsn, l.certs = dsn, certs
+	l.mu.Unlock()
+	if err := os.MkdirAll(l.path("ingest"), 0o755); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := cli.NewRootCommand()
 	var out bytes.Buffer
@@ -104,7 +110,10 @@ func (l *Lab) startIngester(dsn string, certs certFiles) error {
 	cmd.SetArgs([]string{"ingest", "--store", dsn,
 		"--syslog-tcp", addr(l.ports.syslog), "--http", "", "--metrics-bind-address", "0",
 		"--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-client-ca", certs.ca,
-		"--accepted-domain", Domain, "--batch-wait", "50ms"})
+		"--accepted-domain", Domain, "--batch-wait", "50ms",
+		// As deployed (a StatefulSet): the correlator's state and the
+		// write-ahead log survive a restart.
+		"--state-file", l.path("ingest", "state.json"), "--state-interval", "1s"})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	p := &proc{name: "ingest", exited: make(chan struct{})}
@@ -112,7 +121,10 @@ func (l *Lab) startIngester(dsn string, certs certFiles) error {
 	go func() {
 		exitErr = <-done
 		outMu.Lock()
-		_ = os.WriteFile(l.LogFile("ingest.log"), out.Bytes(), 0o644)
+		if f, err := os.OpenFile(l.LogFile("ingest.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			_, _ = f.Write(out.Bytes())
+			f.Close()
+		}
 		outMu.Unlock()
 		close(p.exited)
 	}()
@@ -198,4 +210,23 @@ ruleset(name="ship") {
 
 func runOut(argv ...string) ([]byte, error) {
 	return exec.Command(argv[0], argv[1:]...).CombinedOutput()
+}
+
+// RestartIngester stops the ingester (as a rollout would: its state saved,
+// its connections closed), calls during (when not nil: mail sent then is
+// logged while no ingester runs) and starts it again on the same port, with
+// the same state file; rsyslog keeps what Postfix logs meanwhile and sends
+// it when the ingester is back.
+func (l *Lab) RestartIngester(during func()) error {
+	l.mu.Lock()
+	stop, dsn, certs := l.ingestStop, l.dsn, l.certs
+	l.ingestStop = nil
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if during != nil {
+		during()
+	}
+	return l.startIngester(dsn, certs)
 }

@@ -150,6 +150,9 @@ type Lab struct {
 	ports      ports
 	procs      []*proc
 	ingestStop func()
+	dsn        string
+	certs      certFiles
+	postfix    *proc
 	mu         sync.Mutex
 }
 

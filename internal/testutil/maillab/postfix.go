@@ -2,6 +2,7 @@ package maillab
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"sort"
@@ -53,19 +54,63 @@ func (l *Lab) startPostfix() error {
 			return err
 		}
 	}
-	env := []string{"MAIL_CONFIG=" + etc}
 	if out, err := exec.Command("/usr/sbin/postfix", "-c", etc, "check").CombinedOutput(); err != nil {
 		return fmt.Errorf("maillab: postfix check: %v\n%s\n%s", err, out, tailOf(l.LogFile("maillog")))
 	}
-	p, err := l.spawn("postfix", env, "/usr/lib/postfix/sbin/master", "-c", etc, "-d")
+	return l.runPostfix()
+}
+
+// runPostfix starts the master of the configured instance and waits for
+// its smtpd and submission services.
+func (l *Lab) runPostfix() error {
+	etc := l.path("postfix", "etc")
+	p, err := l.spawn("postfix", []string{"MAIL_CONFIG=" + etc}, "/usr/lib/postfix/sbin/master", "-c", etc, "-d")
 	if err != nil {
 		return err
 	}
-	p.stop = func() { _ = p.cmd.Process.Signal(syscall.SIGTERM) }
+	l.mu.Lock()
+	l.postfix = p
+	l.mu.Unlock()
 	if err := waitBanner(p, l.SMTP, time.Minute, l.LogFile("maillog")); err != nil {
 		return err
 	}
 	return waitBanner(p, l.Submission, time.Minute, l.LogFile("maillog"))
+}
+
+// RestartPostfix stops Postfix's master (SIGTERM: its daemons end, the
+// queue stays) and starts it again: what was queued is delivered after.
+func (l *Lab) RestartPostfix() error {
+	l.mu.Lock()
+	p := l.postfix
+	l.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("maillab: postfix's master did not exit within 30s of SIGTERM")
+	}
+	l.mu.Lock()
+	for i, q := range l.procs {
+		if q == p {
+			l.procs = append(l.procs[:i], l.procs[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	// Its daemons may outlive it for a moment and hold the ports.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", l.SMTP)
+		if err == nil {
+			ln.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("maillab: %s still taken after postfix stopped: %v", l.SMTP, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return l.runPostfix()
 }
 
 func remotePort(hostport string) string {
@@ -123,6 +168,9 @@ queue_run_delay = 10s
 minimal_backoff_time = 10s
 maximal_backoff_time = 60s
 delay_warning_time = 0
+# A message the remote MX keeps deferring expires within a test's time.
+maximal_queue_lifetime = 15s
+bounce_queue_lifetime = 15s
 `, etc, queue, data, l.LogFile("maillog"), l.path("log"), Hostname, Domain, l.ports.lmtp, l.ports.auth, l.ports.milter)
 }
 
