@@ -374,14 +374,16 @@ func killPoints(r *rand.Rand, n, margin, kills int) ([]int, []time.Duration) {
 // TestRandomSIGKILLOverHTTP: a long feed in batches of 37 lines (a
 // message's lines often in two batches), sent as Fluent Bit does (a batch
 // is retried until it is answered 2xx), while the ingester is killed 24
-// times at random points and restarted. At the end the store equals a
-// backfill of the feed: every line sent is stored, no row or event twice.
-func TestRandomSIGKILLOverHTTP(t *testing.T) {
+// times at random points and restarted. At the end the store (SQLite, and
+// PostgreSQL) equals a backfill of the feed: every line sent is stored, no
+// row or event twice.
+func TestRandomSIGKILLOverHTTP(t *testing.T) { crashStores(t, randomSIGKILLOverHTTP) }
+
+func randomSIGKILLOverHTTP(t *testing.T, url string) {
 	const messages, batch, kills = 1000, 37, 24
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(uint64(seed), 15))
-	url := "sqlite://" + filepath.Join(t.TempDir(), "trace.db")
 	t0 := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	from, to := t0.Add(-time.Hour), t0.Add(2*time.Hour)
 	lines := feedLines(t0, messages)

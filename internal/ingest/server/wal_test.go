@@ -136,3 +136,13 @@ func metricValue(c prometheus.Metric) float64 {
 	}
 	return -1
 }
+
+func TestWALDirNeedsStateFile(t *testing.T) {
+	o := Options{HTTP: ":0", InsecureNoAuth: true, Pipeline: PipelineOptions{WALDir: t.TempDir()}}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--wal-dir needs --state-file") {
+		t.Errorf("--wal-dir without --state-file: %v", err)
+	}
+	if got := DefaultWALDir("/var/lib/mailtrace/ingest-state.json"); got != "/var/lib/mailtrace/ingest-state.wal" {
+		t.Errorf("DefaultWALDir: %q", got)
+	}
+}
