@@ -133,9 +133,13 @@ token (--token-file or $` + EnvIngestToken + `) or a client certificate,
 syslog over TCP with a client certificate (--tls-client-ca); a listener that
 cannot authenticate its senders refuses to start unless --insecure-no-auth
 says the network is trusted. Prometheus metrics, /healthz and /readyz are served on
---metrics-bind-address. Run it as its own Deployment for PostgreSQL; with the
-embedded SQLite store, use the manager's --ingest-* flags instead. Each
-mail server's lines must reach one ingester (see README, "Ingest").
+--metrics-bind-address. With --state-file, lines are kept in a write-ahead
+log (--wal-dir) until their events are stored: an HTTP POST is answered, and
+a syslog TCP connection read on, once its lines are on disk there, so a crash
+loses none of them. Run it as its own StatefulSet for PostgreSQL (the state
+file and the log on a volume of its own); with the embedded SQLite store, use
+the manager's --ingest-* flags instead. Each mail server's lines must reach
+one ingester (see README, "Ingest").
 
 Backfill: --file (repeatable; plain or gzip, oldest first) reads the files,
 stores their events and exits:
