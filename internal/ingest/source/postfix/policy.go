@@ -13,11 +13,17 @@ import (
 
 // rejectType decides what a reject means: a recipient address that does not
 // work (unknown user, mailbox full or disabled) or an oversize message
-// failed; everything else (relay denied, RBL, HELO and sender checks,
-// greylisting, spam, milters) is a refusal by policy: FilterAsSpam.
+// failed; the server's own temporary trouble (4.3.x: "452 4.3.1
+// Insufficient system storage", "451 4.3.0 Temporary lookup failure") is a
+// deferral, the client retries; everything else (relay denied, RBL, HELO
+// and sender checks, greylisting, spam, milters) is a refusal by policy:
+// FilterAsSpam.
 func rejectType(dsn, reason string) mailflow.EventType {
 	if strings.Contains(strings.ToLower(reason), "greylist") {
 		return mailflow.EventFilterAsSpam
+	}
+	if strings.HasPrefix(dsn, "4.3.") {
+		return mailflow.EventDefer
 	}
 	switch dsn {
 	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":

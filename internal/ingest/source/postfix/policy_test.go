@@ -40,6 +40,10 @@ func TestActionType(t *testing.T) {
 		{"reject", "RCPT", "5.7.1", "554 5.7.1 Relay access denied", mailflow.EventFilterAsSpam},
 		{"reject", "RCPT", "4.2.2", "452 4.2.2 Mailbox full", mailflow.EventFail},
 		{"reject", "RCPT", "4.1.1", "450 4.1.1 Greylisted, see http://x", mailflow.EventFilterAsSpam}, // greylisting is policy
+		// the server's own temporary trouble: the client retries (issue 16, the mail lab's insufficient-storage)
+		{"reject", "RCPT", "4.3.1", "452 4.3.1 <a@b>: Sender address rejected: Insufficient system storage", mailflow.EventDefer},
+		{"reject", "RCPT", "4.3.0", "451 4.3.0 <a@b>: Temporary lookup failure", mailflow.EventDefer},
+		{"reject", "RCPT", "4.3.2", "421 4.3.2 Service shutting down", mailflow.EventDefer},
 		{"reject", "header", "5.7.1", "550 5.7.1 spam", mailflow.EventFilterAsSpam},
 		{"reject", "body", "5.1.1", "x", mailflow.EventFilterAsSpam},
 		{"milter-reject", "END-OF-MESSAGE", "5.1.1", "x", mailflow.EventFilterAsSpam},
