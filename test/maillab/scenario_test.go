@@ -81,6 +81,8 @@ type scenario struct {
 	// serial scenarios disturb the lab (they restart a component): they
 	// run one at a time after the others.
 	serial bool
+	// ordered: the rows must come in want's order (as a trace lists them).
+	ordered bool
 }
 
 const domain = "@" + maillab.Domain
@@ -369,6 +371,86 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 			wait: 2 * time.Minute,
 		},
 		{
+			name:    "distribution-group-listed-first",
+			about:   "a trace lists a group's row before its members' rows (virtual alias team@ to three members)",
+			ordered: true,
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{"team" + domain}, Subject: "To the team"}))
+			},
+			want: []want{
+				{Rcpt: "team" + domain, Status: mailflow.StatusExpanded, Events: []mailflow.EventType{mailflow.EventExpand}},
+				{Rcpt: "grace" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
+				{Rcpt: "heidi" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
+				{Rcpt: "ivan" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
+			},
+			gap: &gap{
+				why: "issue 16 item 4: the rows of a message are listed by recipient name, the group wherever its name sorts",
+				observed: []string{
+					`grace@lab.test Delivered Inbound from sender@remote.test via team@lab.test client 203.0.113.25 dsn 2.0.0 subject "To the team" [Receive, Submit, Deliver]`,
+					`heidi@lab.test Delivered Inbound from sender@remote.test via team@lab.test client 203.0.113.25 dsn 2.0.0 subject "To the team" [Receive, Submit, Deliver]`,
+					`ivan@lab.test Delivered Inbound from sender@remote.test via team@lab.test client 203.0.113.25 dsn 2.0.0 subject "To the team" [Receive, Submit, Deliver]`,
+					`team@lab.test Expanded Inbound from sender@remote.test client 203.0.113.25 subject "To the team" [Receive, Submit, Expand, Expand, Expand]`,
+				},
+			},
+		},
+		{
+			name:  "dovecot-over-quota",
+			about: "Dovecot's LMTP refuses a mailbox over its quota (552 5.2.2): Failed, with the mailbox server's reply",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{maillab.QuotaUser}, Subject: "Large report", Body: strings.Repeat("0123456789abcdef\n", 200)}))
+			},
+			want: []want{{Rcpt: maillab.QuotaUser, Status: mailflow.StatusFailed, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventFail}, DSN: "5.2.2"}},
+			truth: func(l *maillab.Lab) string {
+				if n := len(l.Mailbox(maillab.QuotaUser, "INBOX")); n != 0 {
+					return fmt.Sprintf("%s's INBOX holds %d messages, want none", maillab.QuotaUser, n)
+				}
+				return ""
+			},
+		},
+		{
+			name:  "sieve-discard",
+			about: "the recipient's own Sieve script discards the message after Dovecot accepted it: Delivered as far as the MTA knows (what Sieve did is Dovecot's to tell, issue 16 item 3)",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				if err := l.SetSieve("victor"+domain, "discard;\n"); err != nil {
+					t.Fatal(err)
+				}
+				return mustSend(t, l.Send(maillab.Mail{From: "ex@remote.test", To: []string{"victor" + domain}, Subject: "Let us talk again"}))
+			},
+			want: []want{{Rcpt: "victor" + domain, Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDeliver}, DSN: "2.0.0"}},
+			truth: func(l *maillab.Lab) string {
+				if n := len(l.Mailbox("victor"+domain, "INBOX")); n != 0 {
+					return fmt.Sprintf("victor's INBOX holds %d messages, want none (discarded)", n)
+				}
+				return ""
+			},
+		},
+		{
+			name:  "insufficient-storage",
+			about: "the server refuses at RCPT with its own temporary failure (452 4.3.1 Insufficient system storage, NOQUEUE): Pending, the client retries; not FilteredAsSpam",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := l.Send(maillab.Mail{From: "storage@remote.test", To: []string{"mallory" + domain}, Subject: "Disk full?"})
+				if _, ok := s.Refused["mallory"+domain]; !ok {
+					t.Fatalf("want RCPT refused, got %+v", s)
+				}
+				return sent{recipients: []string{"mallory" + domain}}
+			},
+			want: []want{{Rcpt: "mallory" + domain, Sender: "storage@remote.test", Status: mailflow.StatusPending, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDefer}, DSN: "4.3.1"}},
+		},
+		{
+			name:  "outbound-partly-deferred",
+			about: "one message to two outside recipients, one accepted and one deferred by the remote MX: one row Delivered, one Pending",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Submit(maillab.User(55), maillab.Mail{From: maillab.User(55), To: []string{"partner3@remote.test", "defer-partial@remote.test"}, Subject: "Half there"}))
+			},
+			want: []want{
+				{Rcpt: "partner3@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventDeliver}},
+				{Rcpt: "defer-partial@remote.test", Status: mailflow.StatusPending, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventDefer}, DSN: "4.3.0"},
+			},
+		},
+		{
 			name:  "fifty-recipients",
 			about: "one message to 50 mailboxes: 50 rows, each Delivered",
 			send: func(t *testing.T, l *maillab.Lab) sent {
@@ -516,6 +598,9 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 		if o, err := observe(ctx, l, s, start); err == nil {
 			obs = o
 			problems = compare(sc.want, obs)
+			if sc.ordered {
+				problems = append(problems, checkOrder(sc.want, obs)...)
+			}
 			if sc.truth != nil {
 				if p := sc.truth(l); p != "" {
 					problems = append(problems, "the lab: "+p)
@@ -524,7 +609,7 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 			if len(problems) == 0 {
 				break
 			}
-			if sc.gap != nil && slices.Equal(describeAll(obs), sc.gap.observed) {
+			if sc.gap != nil && slices.Equal(describeAll(obs, sc.ordered), sc.gap.observed) {
 				break
 			}
 		}
@@ -535,7 +620,7 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 		}
 		break
 	}
-	observed := describeAll(obs)
+	observed := describeAll(obs, sc.ordered)
 	r := result{name: sc.name, about: sc.about, expected: expected, observed: observed}
 	switch {
 	case len(problems) == 0:
@@ -727,14 +812,31 @@ func describe(o observation) string {
 	return s + " [" + joinTypes(eventTypes(o.events)) + "]"
 }
 
-// describeAll describes the rows in a stable order.
-func describeAll(obs []observation) []string {
+// describeAll describes the rows in a stable order, or as listed.
+func describeAll(obs []observation, asListed bool) []string {
 	out := make([]string, len(obs))
 	for i, o := range obs {
 		out[i] = describe(o)
 	}
-	sort.Strings(out)
+	if !asListed {
+		sort.Strings(out)
+	}
 	return out
+}
+
+// checkOrder says whether the rows come in the order of wants.
+func checkOrder(wants []want, obs []observation) []string {
+	var got, want []string
+	for _, o := range obs {
+		got = append(got, o.row.Recipient)
+	}
+	for _, w := range wants {
+		want = append(want, w.Rcpt)
+	}
+	if slices.Equal(got, want) {
+		return nil
+	}
+	return []string{fmt.Sprintf("rows listed as %v, want %v", got, want)}
 }
 
 func joinTypes(ts []mailflow.EventType) string {

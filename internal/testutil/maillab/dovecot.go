@@ -11,9 +11,10 @@ import (
 const mailUID = 8
 
 // startDovecot runs a private Dovecot in the foreground: LMTP (with the
-// Sieve plugin) on a loopback port for Postfix's deliveries, and the auth
-// service on another for Postfix's SASL. Users are a passwd-file, one
-// Maildir each under mail/, owned by the `mail` user.
+// Sieve and quota plugins) on a loopback port for Postfix's deliveries,
+// and the auth service on another for Postfix's SASL. Users are a
+// passwd-file, one Maildir each under mail/, owned by the `mail` user;
+// only QuotaUser has a quota.
 func (l *Lab) startDovecot() error {
 	dir := l.path("dovecot")
 	mail := l.path("mail")
@@ -24,7 +25,11 @@ func (l *Lab) startDovecot() error {
 	}
 	var users strings.Builder
 	for _, u := range mailboxes() {
-		fmt.Fprintf(&users, "%s:{PLAIN}%s:%d:%d::%s/%s::\n", u, Password, mailUID, mailUID, mail, u)
+		extra := ""
+		if u == QuotaUser {
+			extra = "userdb_quota_rule=*:storage=1K"
+		}
+		fmt.Fprintf(&users, "%s:{PLAIN}%s:%d:%d::%s/%s::%s\n", u, Password, mailUID, mailUID, mail, u, extra)
 	}
 	if err := writeFile(dir+"/users", users.String(), 0o644); err != nil {
 		return err
@@ -45,6 +50,7 @@ auth_mechanisms = plain login
 first_valid_uid = %[5]d
 last_valid_uid = %[5]d
 mail_location = maildir:~/Maildir
+mail_plugins = $mail_plugins quota
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%Lu %[1]s/users
@@ -71,6 +77,9 @@ protocol lmtp {
 }
 plugin {
   sieve = file:~/sieve;active=~/.dovecot.sieve
+  # No limit but QuotaUser's (a userdb field).
+  quota = maildir:User quota
+  quota_rule = *:storage=0
 }
 `, dir, l.LogFile("dovecot.log"), l.ports.lmtp, l.ports.auth, mailUID, l.ports.lmtp, Domain)
 	if err := writeFile(dir+"/dovecot.conf", conf, 0o644); err != nil {

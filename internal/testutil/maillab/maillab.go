@@ -95,6 +95,16 @@ var HeaderChecks = []string{
 	`/^Subject:/ INFO`,
 }
 
+// SenderAccess is the lab's check_sender_access table: a sender it names
+// is refused at RCPT with that reply (the server's own trouble, scripted).
+var SenderAccess = []string{
+	"storage@" + RemoteDomain + " 452 4.3.1 Insufficient system storage",
+}
+
+// QuotaUser is the mailbox whose Dovecot quota (1 KiB) any message exceeds:
+// Dovecot's LMTP refuses it with 552 5.2.2.
+const QuotaUser = "trent@" + Domain
+
 // RemoteReply is how the remote MX answers RCPT TO, by the recipient's local
 // part: "defer*" gets 451 4.3.0 (retried later), "nosuch*" gets 550 5.1.1,
 // "full*" 552 5.2.2; every other recipient is accepted. ("deferonce*" is

@@ -48,6 +48,7 @@ func (l *Lab) startPostfix() error {
 		"virtual":       strings.Join(aliases, "\n") + "\n",
 		"transport":     Domain + " " + lmtp + "\n" + RemoteDomain + " " + remote + "\n* " + remote + "\n",
 		"header_checks": strings.Join(HeaderChecks, "\n") + "\n",
+		"sender_access": strings.Join(SenderAccess, "\n") + "\n",
 	}
 	for name, content := range files {
 		if err := writeFile(etc+"/"+name, content, 0o644); err != nil {
@@ -151,6 +152,8 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = inet:127.0.0.1:%[9]d
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
 smtpd_recipient_restrictions =
+# Scripted refusals by sender (SenderAccess).
+smtpd_sender_restrictions = check_sender_access texthash:%[1]s/sender_access
 smtpd_milters = inet:127.0.0.1:%[10]d
 non_smtpd_milters =
 # A message is never let through unscanned.
