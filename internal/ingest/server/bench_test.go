@@ -19,7 +19,12 @@ import (
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Shutdown()
+	removeCrashBinary()
+	os.Exit(code)
+}
 
 // logsums is the real Postfix log of ../shared (see SOURCES.md there): not
 // copied into the repository, skipped when absent.

@@ -39,6 +39,13 @@ var (
 	crashBinErr  error
 )
 
+// removeCrashBinary removes what mailtraceBinary built (TestMain).
+func removeCrashBinary() {
+	if crashBin != "" && os.Getenv("MAILTRACE_CRASH_TEST_BIN") == "" {
+		_ = os.RemoveAll(filepath.Dir(crashBin))
+	}
+}
+
 // mailtraceBinary builds cmd/mailtrace once per test run
 // ($MAILTRACE_CRASH_TEST_BIN names another binary to try, e.g. an older
 // release's).
@@ -48,8 +55,8 @@ func mailtraceBinary(t *testing.T) string {
 		return b
 	}
 	crashBinOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("mailtrace-crash-test-%d", os.Getuid()))
-		if crashBinErr = os.MkdirAll(dir, 0o750); crashBinErr != nil {
+		var dir string
+		if dir, crashBinErr = os.MkdirTemp("", "mailtrace-crash-test-*"); crashBinErr != nil {
 			return
 		}
 		crashBin = filepath.Join(dir, "mailtrace")
