@@ -9,8 +9,8 @@
 //     `maillog_file` into the temp dir;
 //   - rspamd as Postfix's milter (its proxy worker scanning by itself, no
 //     Redis), which rejects GTUBE;
-//   - Dovecot: LMTP with Sieve for the mailboxes (passwd-file users, one
-//     Maildir each) and the SASL auth service;
+//   - Dovecot: LMTP with Sieve and quota for the mailboxes (passwd-file
+//     users, one Maildir each) and the SASL auth service;
 //   - a remote MX (internal/testutil/smtptest) that all other domains
 //     route to, answering each recipient by its local part (see
 //     RemoteReply);
@@ -18,6 +18,10 @@
 //     over TLS with a client certificate, into
 //   - a real `mailtrace ingest` (the CLI command, in this process) writing
 //     to PostgreSQL (internal/testutil/pgtest).
+//
+// Clients claim outside addresses with Postfix's XCLIENT (Send, Submit):
+// loopback would be taken for the machine itself. RestartIngester and
+// RestartPostfix restart a component mid-flow.
 //
 // Start brings everything up and stops it when the test ends. What it needs
 // is installed by hack/maillab.sh (Debian's packages). When something is
@@ -246,7 +250,9 @@ func Start(t testing.TB) *Lab {
 	t.Cleanup(func() {
 		l.stop()
 		if t.Failed() || os.Getenv("MAILTRACE_MAILLAB_KEEP") != "" {
-			t.Logf("maillab: kept %s (logs in log/)", dir)
+			// Without its owner file, the next lab's clean-up leaves it.
+			_ = os.Remove(filepath.Join(dir, "owner.pid"))
+			t.Logf("maillab: kept %s (logs in log/; remove it when done)", dir)
 			return
 		}
 		os.RemoveAll(dir)
