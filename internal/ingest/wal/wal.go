@@ -115,6 +115,7 @@ type WAL struct {
 	closed  bool
 	buf     []byte
 	notify  chan struct{}
+	lock    *os.File // the directory's lock, held while open
 }
 
 // Open opens (or creates) the log in dir, truncating a torn tail.
@@ -125,6 +126,22 @@ func Open(dir string, o Options) (*WAL, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	w, err := openLog(dir, o)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	w.lock = lock
+	return w, nil
+}
+
+func openLog(dir string, o Options) (*WAL, error) {
 	w := &WAL{dir: dir, o: o, notify: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	ents, err := os.ReadDir(dir)
@@ -469,7 +486,11 @@ func (w *WAL) Close() error {
 	if w.failed == nil && w.synced < w.head {
 		err = w.fsync(w.f)
 	}
-	return errors.Join(err, w.f.Close())
+	err = errors.Join(err, w.f.Close())
+	if w.lock != nil {
+		err = errors.Join(err, w.lock.Close())
+	}
+	return err
 }
 
 // locate returns the segment holding pos, where its records end for now,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -313,4 +314,18 @@ func TestFailedFsyncFailsTheLog(t *testing.T) {
 	if len(got) < 4 || got[len(got)-1] != string(rec(5)) {
 		t.Fatalf("after reopening: %q", got)
 	}
+}
+
+func TestOneProcessAtATime(t *testing.T) {
+	dir := t.TempDir()
+	w := open(t, dir, Options{})
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second Open of the same log: %v", err)
+	}
+	w.Close()
+	w2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	w2.Close()
 }
