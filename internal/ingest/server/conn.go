@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +55,16 @@ type tcpServer struct {
 	open       int // connections past their handshake
 	closing    bool
 	wg         sync.WaitGroup
+	// drainBy (Unix nanoseconds; 0: not stopping): at a stop the open
+	// connections are read until then, not cut at once
+	drainBy atomic.Int64
 }
+
+// shutdownDrain is how long a stop goes on reading the open syslog
+// connections: what a sender wrote before the stop, and what is still in
+// the socket's buffer because the reader waited for the store or the
+// write-ahead log, is taken rather than lost with the connection.
+const shutdownDrain = 2 * time.Second
 
 func remoteIP(c net.Conn) string {
 	a := c.RemoteAddr().String()
@@ -139,17 +149,21 @@ func (t *tcpServer) serve(ctx context.Context) {
 				conn = tc
 			}
 			defer func() { t.mu.Lock(); t.open--; t.mu.Unlock() }()
-			t.s.readStream(ctx, t.p, conn, t.transport)
+			t.s.readStream(ctx, t.p, conn, t.transport, &t.drainBy)
 		}()
 	}
 }
 
-// close stops accepting and cuts the open connections (their reader goroutines then hand over what they read).
+// close stops accepting and gives the open connections shutdownDrain to
+// be read (handshakes in flight end then too); their reader goroutines
+// then hand over what they read and close them.
 func (t *tcpServer) close() {
+	by := time.Now().Add(shutdownDrain)
 	t.mu.Lock()
 	t.closing = true
+	t.drainBy.Store(by.UnixNano())
 	for c := range t.conns {
-		_ = c.Close()
+		_ = c.SetReadDeadline(by)
 	}
 	t.mu.Unlock()
 	_ = t.ln.Close()
@@ -161,7 +175,8 @@ func (t *tcpServer) close() {
 type deadlineConn struct {
 	net.Conn
 	idle, frame time.Duration
-	began       time.Time // zero: between frames
+	began       time.Time     // zero: between frames
+	drainBy     *atomic.Int64 // a stop's deadline (see tcpServer.drainBy)
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
@@ -172,6 +187,9 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 	case !d.began.IsZero() && d.frame > 0:
 		dl = d.began.Add(d.frame)
 	}
+	if by := d.draining(); !by.IsZero() && (dl.IsZero() || by.Before(dl)) {
+		dl = by
+	}
 	_ = d.Conn.SetReadDeadline(dl)
 	n, err := d.Conn.Read(b)
 	if n > 0 && d.began.IsZero() {
@@ -180,11 +198,22 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// readStream reads syslog frames from one connection (or file) until it ends.
-func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string) {
+func (d *deadlineConn) draining() time.Time {
+	if d.drainBy == nil {
+		return time.Time{}
+	}
+	if v := d.drainBy.Load(); v != 0 {
+		return time.Unix(0, v)
+	}
+	return time.Time{}
+}
+
+// readStream reads syslog frames from one connection (or file) until it
+// ends, or until drainBy once that is set.
+func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, transport string, drainBy *atomic.Int64) {
 	var dc *deadlineConn
-	if c, ok := r.(net.Conn); ok && (s.o.IdleTimeout > 0 || s.o.FrameTimeout > 0) {
-		dc = &deadlineConn{Conn: c, idle: s.o.IdleTimeout, frame: s.o.FrameTimeout}
+	if c, ok := r.(net.Conn); ok && (s.o.IdleTimeout > 0 || s.o.FrameTimeout > 0 || drainBy != nil) {
+		dc = &deadlineConn{Conn: c, idle: s.o.IdleTimeout, frame: s.o.FrameTimeout, drainBy: drainBy}
 		r = dc
 	}
 	d := syslog.NewDecoder(r, s.o.MaxLineBytes)
@@ -241,7 +270,7 @@ func (s *Server) readStream(ctx context.Context, p *Pipeline, r io.Reader, trans
 		}
 		if err != nil {
 			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded) && dc != nil:
+			case errors.Is(err, os.ErrDeadlineExceeded) && dc != nil && dc.draining().IsZero():
 				reason := ReasonIdle
 				if !dc.began.IsZero() {
 					reason = ReasonSlowFrame

@@ -595,3 +595,28 @@ func TestHTTPConnectionsPerIP(t *testing.T) {
 		return string(status) == "HTTP/1.1 200", string(status)
 	})
 }
+
+// A stop reads what senders already wrote (for shutdownDrain) rather than
+// cutting their connections with it unread: a sender held back by the
+// rate limit loses none of its messages to the stop.
+func TestStopDrainsConnections(t *testing.T) {
+	st := openStore(t)
+	r := hostileStart(t, st, Options{LinesPerSecond: 1}) // a burst of 256 lines, then one a second
+	c, err := net.Dial("tcp", r.s.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b strings.Builder
+	for i := 0; i < 300; i++ {
+		b.WriteString(strings.Join(legitMessage("drain", i), "\n") + "\n")
+	}
+	go func() { _, _ = io.WriteString(c, b.String()) }()
+	lines := r.s.Metrics.LinesRead.WithLabelValues("tcp")
+	eventually(t, "the first burst read", func() (bool, string) { return val(lines) >= 256, fmt.Sprint(val(lines)) })
+	r.stop(t)
+	if got := val(lines); got != 1200 {
+		t.Errorf("%v of 1200 lines read before the stop ended", got)
+	}
+	waitDelivered(t, st, "drain", 300)
+}
