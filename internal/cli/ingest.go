@@ -50,6 +50,7 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.StringSliceVar(&c.AcceptedDomains, prefix+"accepted-domain", nil, `the organisation's domain (repeatable; "*.example.com" for subdomains): decides Inbound/Outbound/Internal`)
 	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
 	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
+	fl.IntVar(&c.MaxMessagesInFlight, prefix+"max-messages-in-flight", ingest.DefaultMaxMessagesInFlight, "messages the correlator keeps whole in memory (-1: no cap); past it the least recently active is evicted: its events are emitted as they stand and a compact record of it stays, so that a late line joins the same trace; at most 16 times as many records are kept, and a line for a message older than those starts a new trace")
 	fl.Var(&locationValue{&c.Location}, prefix+"timezone", "time zone of RFC 3164 timestamps, e.g. Europe/Berlin (default UTC)")
 	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown); with it, accepted lines are kept in a write-ahead log (--"+prefix+"wal-dir) until their events are stored")
 	fl.DurationVar(&o.Pipeline.StateInterval, prefix+"state-interval", 10*time.Second, "how often the state file is saved (and the write-ahead log trimmed behind it)")
@@ -200,6 +201,9 @@ func printIngestStats(cmd *cobra.Command, s ingest.Stats, d time.Duration) {
 	}
 	if s.InvalidUTF8 > 0 {
 		fmt.Fprintf(out, "  invalid UTF-8 (repaired): %d\n", s.InvalidUTF8)
+	}
+	if s.Evicted > 0 {
+		fmt.Fprintf(out, "  messages evicted from memory (over --max-messages-in-flight): %d\n", s.Evicted)
 	}
 }
 

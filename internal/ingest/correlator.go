@@ -64,6 +64,10 @@ func (c *Correlator) Stats() Stats {
 // a bad line without copying Stats for every line.
 func (c *Correlator) Skipped() (int64, string) { return c.env.Stats.Skipped() }
 
+// Evicted returns how many messages were evicted over the cap on messages
+// in flight so far (Stats().Evicted, without copying Stats).
+func (c *Correlator) Evicted() int64 { return c.env.Stats.Evicted }
+
 // Now is the correlator's clock: the latest log time it has seen or been
 // advanced to.
 func (c *Correlator) Now() time.Time { return c.env.Now }

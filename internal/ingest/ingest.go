@@ -52,7 +52,23 @@ type Config struct {
 	// MaxLineBytes: longer lines are counted as "too long" and skipped.
 	// Default 16 KiB.
 	MaxLineBytes int
+	// MaxMessagesInFlight caps the messages the correlator keeps whole in
+	// memory (DefaultMaxMessagesInFlight; negative: no cap). Past it the
+	// least recently active message is evicted: what it held is emitted
+	// with its current state, as the ageing sweep (LinkWait) would, and a
+	// compact record of it stays (its trace ID, its recipients' statuses,
+	// its expansions and filter verdicts), so that a late line for it
+	// joins the same trace. Counted in Stats.Evicted.
+	MaxMessagesInFlight int
+	// MaxEvictedMessages caps those compact records (default 16 times
+	// MaxMessagesInFlight): past it the oldest is forgotten, and a line
+	// for it then starts a new trace (for a long queue id the same trace
+	// ID, a digest of host and queue id only).
+	MaxEvictedMessages int
 }
+
+// DefaultMaxMessagesInFlight is the default Config.MaxMessagesInFlight.
+const DefaultMaxMessagesInFlight = 50_000
 
 // DefaultContentFilters are the usual content filter ports on loopback:
 // amavis (10024), PMG (10023 incoming, 10024 outgoing), amavis' second
@@ -78,6 +94,15 @@ func (c *Config) defaults() {
 	if c.MaxLineBytes <= 0 {
 		c.MaxLineBytes = 16 << 10
 	}
+	switch {
+	case c.MaxMessagesInFlight == 0:
+		c.MaxMessagesInFlight = DefaultMaxMessagesInFlight
+	case c.MaxMessagesInFlight < 0:
+		c.MaxMessagesInFlight = 0 // no cap
+	}
+	if c.MaxEvictedMessages <= 0 {
+		c.MaxEvictedMessages = 16 * c.MaxMessagesInFlight
+	}
 }
 
 // source is what the sources are configured with (the accepted domains
@@ -88,7 +113,8 @@ func (c *Config) source() source.Config {
 		domains[i] = strings.ToLower(strings.TrimSpace(d))
 	}
 	return source.Config{AcceptedDomains: domains, ContentFilters: c.ContentFilters,
-		LinkWait: c.LinkWait, ForgetAfter: c.ForgetAfter, MaxIdle: c.MaxIdle}
+		LinkWait: c.LinkWait, ForgetAfter: c.ForgetAfter, MaxIdle: c.MaxIdle,
+		MaxInFlight: c.MaxMessagesInFlight, MaxEvicted: c.MaxEvictedMessages}
 }
 
 // Stats counts what a Correlator read (the engine's and its sources'

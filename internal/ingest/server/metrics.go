@@ -27,6 +27,8 @@ type Metrics struct {
 	WALReplayed prometheus.Counter
 	WALRefused  *prometheus.CounterVec // by reason (full, error)
 	WALSkipped  prometheus.Counter
+	// the correlator's cap on messages in flight
+	Evicted prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -96,8 +98,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mailtrace_ingest_wal_skipped_bytes_total",
 			Help: "Bytes of the write-ahead log skipped at replay because they were damaged.",
 		}),
+		Evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailtrace_ingest_messages_evicted_total",
+			Help: "Messages the correlator evicted from memory over --max-messages-in-flight (their events emitted as they stood; a compact record kept for late lines).",
+		}),
 	}
 	if reg != nil {
+		m.Evicted = register(reg, m.Evicted)
 		m.WALBytes = register(reg, m.WALBytes)
 		m.WALSegments = register(reg, m.WALSegments)
 		m.WALBacklog = register(reg, m.WALBacklog)

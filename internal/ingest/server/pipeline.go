@@ -157,6 +157,7 @@ type Pipeline struct {
 	pendingSince time.Time
 	lastLine     time.Time // wall time of the latest line
 	lastState    time.Time
+	evicted      int64 // the correlator's Evicted counted in the metric
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -490,6 +491,7 @@ func (p *Pipeline) feedReader(ch chunk) {
 			}
 		}
 		prev = s
+		p.countEvicted()
 		if len(p.pending) >= p.o.BatchSize {
 			p.send(nil)
 		}
@@ -526,6 +528,7 @@ func (p *Pipeline) idle(now time.Time) {
 	if len(p.pending) > 0 && now.Sub(p.pendingSince) >= p.o.BatchWait {
 		p.send(nil)
 	}
+	p.countEvicted()
 	if p.wal != nil {
 		p.m.WALBacklog.Set(float64(p.wal.Head() - p.fed))
 	}
@@ -534,6 +537,15 @@ func (p *Pipeline) idle(now time.Time) {
 		if err := p.sync(); err == nil {
 			p.checkpoint()
 		}
+	}
+}
+
+// countEvicted counts the messages the correlator evicted since the last
+// call (over its cap on messages in flight).
+func (p *Pipeline) countEvicted() {
+	if e := p.c.Evicted(); e != p.evicted {
+		p.m.Evicted.Add(float64(e - p.evicted))
+		p.evicted = e
 	}
 }
 

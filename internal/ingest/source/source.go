@@ -86,6 +86,14 @@ type Config struct {
 	ForgetAfter time.Duration
 	// MaxIdle forgets a message that has had no line for this long.
 	MaxIdle time.Duration
+	// MaxInFlight caps the messages a source keeps whole in memory: past
+	// it, the least recently active is evicted (what it held emitted, as
+	// the ageing sweep would) and only a compact record of it is kept, for
+	// a late line to join the same trace; 0: no cap.
+	MaxInFlight int
+	// MaxEvicted caps those compact records: past it the oldest is
+	// forgotten, and a line for it then starts a new trace.
+	MaxEvicted int
 }
 
 // Verdict is what Prepare says of a line it claims.
@@ -141,6 +149,9 @@ type Stats struct {
 	// DATA (sender address verification probes, clients that quit after
 	// RCPT): they are not messages and emit nothing.
 	Abandoned int64
+	// Evicted counts messages evicted from memory over the cap on messages
+	// in flight (their events are not lost: see Config.MaxInFlight).
+	Evicted int64
 	// InvalidUTF8 counts lines that were not valid UTF-8: they are read
 	// with the bad bytes replaced by U+FFFD.
 	InvalidUTF8 int64

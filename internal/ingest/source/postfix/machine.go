@@ -34,6 +34,10 @@ type trace struct {
 	verdict      map[string]bool // a filter verdict decided this recipient
 	direction    mailflow.Direction
 	counted      bool // counted in Stats.Messages
+	// what decides the direction of a trace made whole again after its
+	// message was evicted (evict.go): its sender is the organisation's,
+	// it had recipients inside, outside
+	org, anyIn, anyOut bool
 }
 
 // message is one queue id lifecycle (one hop).
@@ -64,6 +68,8 @@ type message struct {
 	messageID   string
 	size        int64
 	subject     string
+	// the list of messages in flight, most recently active first (evict.go)
+	prev, next *message
 }
 
 func (c *Source) get(host, qid string, t time.Time) *message {
@@ -71,12 +77,17 @@ func (c *Source) get(host, qid string, t time.Time) *message {
 	m := c.msgs[k]
 	if m == nil {
 		m = &message{host: host, qid: qid, first: t, start: t, last: t, rcpt: map[string]mailflow.Status{}, verdict: map[string]bool{}}
+		if r, ok := c.recall(host, qid); ok {
+			// evicted earlier: the same trace, as if it had never left
+			c.rehydrate(m, r)
+		}
 		c.msgs[k] = m
 		if p := c.pendingLinks[k]; p != nil {
 			delete(c.pendingLinks, k)
 			c.link(m, p)
 		}
 	}
+	c.lruFront(m)
 	if t.After(m.last) {
 		m.last = t
 	}
@@ -98,7 +109,12 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 		if m.tr == nil {
 			c.releaseRoot(m)
 		}
-		delete(c.msgs, k)
+		c.drop(k, m)
+	} else if m == nil {
+		// an evicted lifecycle that ended (or went idle) before t
+		if r := c.peekEvicted(host, qid); r != nil && (r.flags&evRemoved != 0 && t.UnixNano() > r.removedAt || t.UnixNano()-r.first > int64(c.cfg.MaxIdle)) {
+			c.recall(host, qid)
+		}
 	}
 	return c.get(host, qid, t)
 }

@@ -107,11 +107,11 @@ func inside(domains []string, a string) bool {
 // the null sender): unknown ("") until both sender and a recipient are
 // known.
 func direction(domains []string, tr *trace) mailflow.Direction {
-	if len(tr.rcpts) == 0 || !tr.senderKnown {
+	if (len(tr.rcpts) == 0 && !tr.anyIn && !tr.anyOut) || !tr.senderKnown {
 		return ""
 	}
-	org := tr.sasl != "" || (tr.sender == "" && tr.local) || (tr.sender != "" && inside(domains, tr.sender))
-	anyIn, anyOut := false, false
+	org := tr.org || tr.sasl != "" || (tr.sender == "" && tr.local) || (tr.sender != "" && inside(domains, tr.sender))
+	anyIn, anyOut := tr.anyIn, tr.anyOut
 	for r := range tr.rcpts {
 		if inside(domains, r) {
 			anyIn = true

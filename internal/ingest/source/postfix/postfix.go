@@ -69,6 +69,13 @@ type Source struct {
 	pendingLinks map[string]*message
 	sessions     map[string]session
 	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
+	// the cap on messages in flight (evict.go): msgs in a list, most
+	// recently active first; the compact records of evicted messages in a
+	// ring, indexed by the hash of their key
+	lruHead, lruTail *message
+	evRing           []evicted
+	evIdx            map[uint64]int32
+	evNext           int
 }
 
 // New returns the Postfix source: it emits into env and counts there.
@@ -91,7 +98,13 @@ func (c *Source) TraceID(host, queueID string) string {
 	if m := c.msgs[host+"\x00"+queueID]; m != nil && m.tr != nil {
 		return m.tr.id
 	}
-	return c.traceIDs[host+"\x00"+queueID]
+	if id := c.traceIDs[host+"\x00"+queueID]; id != "" {
+		return id
+	}
+	if r := c.peekEvicted(host, queueID); r != nil {
+		return r.traceID()
+	}
+	return ""
 }
 
 // Consume reads one line Prepare claimed.
@@ -117,6 +130,7 @@ func (c *Source) Consume(l *source.Line) {
 	default:
 		c.env.Stats.Used++
 	}
+	c.capInFlight()
 }
 
 // Flush releases every held message and unclaimed filter run as a message
@@ -162,7 +176,7 @@ func (c *Source) disconnect(host string, pid int, data bool) {
 		c.releaseRoot(m)
 		return
 	}
-	delete(c.msgs, mk)
+	c.drop(mk, m)
 	c.env.Stats.Abandoned++
 }
 
@@ -219,7 +233,7 @@ func (c *Source) Sweep() {
 	}
 	for k, m := range c.msgs {
 		if (m.removed && c.env.Now.Sub(m.removedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.last) > c.cfg.MaxIdle {
-			delete(c.msgs, k)
+			c.drop(k, m)
 		}
 	}
 	for k, s := range c.sessions {

@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"sort"
@@ -23,6 +24,22 @@ type State struct {
 	// PendingLinks maps "host\x00queue id" of a hop announced before its
 	// first line to the queue id of the hop that announced it.
 	PendingLinks map[string]string `json:"pendingLinks,omitempty"`
+	// Evicted are the compact records of messages evicted over the cap on
+	// messages in flight (source.Config.MaxInFlight), oldest first (at
+	// most source.Config.MaxEvicted of them, about 100 bytes each).
+	Evicted []EvictedState `json:"evicted,omitempty"`
+}
+
+// EvictedState is the compact record of an evicted message.
+type EvictedState struct {
+	Key          uint64                     `json:"key"` // keyHash of host and queue id
+	TraceID      string                     `json:"traceId"`
+	Flags        uint8                      `json:"flags,omitempty"`
+	First        int64                      `json:"first"` // unix nanoseconds
+	RemovedAt    int64                      `json:"removedAt,omitempty"`
+	Recipients   map[string]mailflow.Status `json:"recipients,omitempty"`
+	ExpandedFrom map[string]string          `json:"expandedFrom,omitempty"`
+	Verdicts     []string                   `json:"verdicts,omitempty"`
 }
 
 // TraceState is one message (trace) in flight.
@@ -43,6 +60,11 @@ type TraceState struct {
 	Recipients   []string          `json:"recipients,omitempty"`
 	ExpandedFrom map[string]string `json:"expandedFrom,omitempty"`
 	Verdicts     []string          `json:"verdicts,omitempty"`
+	// of a trace made whole again after an eviction: what decides its
+	// direction beside Recipients and the sender
+	Org        bool `json:"org,omitempty"`
+	AnyInside  bool `json:"anyInside,omitempty"`
+	AnyOutside bool `json:"anyOutside,omitempty"`
 }
 
 // MessageState is one queue id lifecycle (hop) in flight.
@@ -154,10 +176,37 @@ func (c *Source) state() State {
 			MessageID: tr.messageID, Subject: tr.subject, Size: tr.size, OrigClientIP: tr.origClientIP,
 			FromIP: tr.fromIP, ClientName: tr.clientName, Local: tr.local, SASL: tr.sasl,
 			Recipients: keys(tr.rcpts), ExpandedFrom: tr.expandedFrom, Verdicts: keys(tr.verdict),
+			Org: tr.org, AnyInside: tr.anyIn, AnyOutside: tr.anyOut,
 		})
 	}
 	sort.Slice(st.Traces, func(i, j int) bool { return st.Traces[i].ID < st.Traces[j].ID })
+	st.Evicted = c.evictedState()
 	return st
+}
+
+// evictedState returns the compact records, oldest first.
+func (c *Source) evictedState() []EvictedState {
+	n := len(c.evRing)
+	if n == 0 {
+		return nil
+	}
+	var out []EvictedState
+	// newest first: the slot before evNext, backwards around the ring
+	for j := range n {
+		r := &c.evRing[((c.evNext-1-j)%n+n)%n]
+		if r.key == 0 {
+			continue
+		}
+		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt}
+		if r.more != nil {
+			es.Recipients, es.ExpandedFrom, es.Verdicts = r.more.rcpt, r.more.expandedFrom, r.more.verdicts
+		}
+		out = append(out, es)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
 }
 
 func set(ks []string) map[string]bool {
@@ -188,6 +237,7 @@ func (c *Source) restore(st State) error {
 		tr.received, tr.sender, tr.senderKnown, tr.messageID, tr.subject = ts.Received, ts.Sender, ts.SenderKnown, ts.MessageID, ts.Subject
 		tr.size, tr.origClientIP, tr.fromIP, tr.clientName, tr.local, tr.sasl = ts.Size, ts.OrigClientIP, ts.FromIP, ts.ClientName, ts.Local, ts.SASL
 		tr.rcpts, tr.verdict = set(ts.Recipients), set(ts.Verdicts)
+		tr.org, tr.anyIn, tr.anyOut = ts.Org, ts.AnyInside, ts.AnyOutside
 		tr.counted = true
 		if ts.ExpandedFrom != nil {
 			tr.expandedFrom = ts.ExpandedFrom
@@ -213,6 +263,7 @@ func (c *Source) restore(st State) error {
 			c.traceIDs[m.host+"\x00"+m.qid] = m.tr.id
 		}
 		c.msgs[m.host+"\x00"+m.qid] = m
+		c.lruFront(m)
 	}
 	for _, ms := range st.Messages {
 		if ms.WaitingFor == "" {
@@ -247,6 +298,22 @@ func (c *Source) restore(st State) error {
 		if p := c.msgs[host+"\x00"+q]; p != nil {
 			c.pendingLinks[k] = p
 		}
+	}
+	for _, es := range st.Evicted {
+		if c.cfg.MaxEvicted <= 0 || es.Key == 0 {
+			break
+		}
+		r := evicted{key: es.Key, flags: es.Flags, first: es.First, removedAt: es.RemovedAt}
+		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, verdicts: es.Verdicts}
+		if len(es.TraceID) == 20 && hexLower(es.TraceID) {
+			_, _ = hex.Decode(r.id[:], []byte(es.TraceID))
+		} else {
+			more.id = es.TraceID
+		}
+		if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.verdicts != nil {
+			r.more = &more
+		}
+		c.remember(r)
 	}
 	return nil
 }

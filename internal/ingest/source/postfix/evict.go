@@ -1,0 +1,312 @@
+package postfix
+
+import (
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
+)
+
+// The cap on messages in flight (source.Config.MaxInFlight). The messages
+// the source keeps whole are in a list, most recently active first; past
+// the cap the least recently active is evicted: what it held is emitted as
+// the ageing sweep would (a message of its own, with its current state),
+// and a compact record of it stays, in a ring of at most
+// source.Config.MaxEvicted: its trace ID and what a late line needs for
+// the rows to come out as they would have (its recipients' statuses, its
+// expansions, its filter verdicts, whether it was queued or removed, and
+// what decides the direction). A late line finds the record, makes the
+// message whole again under the same trace ID and goes on as if it had
+// never left. The message-level attributes (sender, subject, ...) are not
+// kept: they were emitted already, and the store never erases a known
+// value with an empty one. Past MaxEvicted the oldest record is forgotten,
+// and a line for it then starts a new trace.
+
+// evicted is the compact record of an evicted message: no pointer but
+// more, which is nil for a message that had no recipient yet.
+type evicted struct {
+	key       uint64   // keyHash of host and queue id; 0: a free slot
+	id        [10]byte // the trace ID, when it is 20 hex digits (digest's)
+	flags     uint8
+	first     int64 // unix nanoseconds
+	removedAt int64 // unix nanoseconds, when removed
+	more      *evictedMore
+}
+
+const (
+	evSubmitted uint8 = 1 << iota
+	evStarted
+	evRemoved
+	evSenderKnown
+	evOrg // the sender is the organisation's (direction)
+	evAnyIn
+	evAnyOut
+	evLocal
+)
+
+// evictedMore is the part of a record most messages do not need.
+type evictedMore struct {
+	id           string // a trace ID that is not 20 hex digits
+	rcpt         map[string]mailflow.Status
+	expandedFrom map[string]string
+	verdicts     []string
+}
+
+// keyHash is FNV-1a (64 bits) of host, a zero byte and the queue id: a
+// record keeps no string. Two keys of one hash (an accident of 1 in 2^64
+// per pair) would join a late line to the other's trace.
+func keyHash(host, qid string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(host); i++ {
+		h = (h ^ uint64(host[i])) * 1099511628211
+	}
+	h *= 1099511628211 // the zero byte
+	for i := 0; i < len(qid); i++ {
+		h = (h ^ uint64(qid[i])) * 1099511628211
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+// lruFront makes m the most recently active message (pushing it if new).
+func (c *Source) lruFront(m *message) {
+	if c.lruHead == m {
+		return
+	}
+	c.lruUnlink(m)
+	m.next = c.lruHead
+	if c.lruHead != nil {
+		c.lruHead.prev = m
+	}
+	c.lruHead = m
+	if c.lruTail == nil {
+		c.lruTail = m
+	}
+}
+
+func (c *Source) lruUnlink(m *message) {
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else if c.lruHead == m {
+		c.lruHead = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	} else if c.lruTail == m {
+		c.lruTail = m.prev
+	}
+	m.prev, m.next = nil, nil
+}
+
+// drop forgets the message m, key k, for good.
+func (c *Source) drop(k string, m *message) {
+	delete(c.msgs, k)
+	c.lruUnlink(m)
+}
+
+// capInFlight evicts the least recently active messages over the cap.
+func (c *Source) capInFlight() {
+	if c.cfg.MaxInFlight <= 0 {
+		return
+	}
+	for skips := 0; len(c.msgs) > c.cfg.MaxInFlight && c.lruTail != nil; {
+		m := c.lruTail
+		if skips < maxEvictSkips && m.tr == nil && !m.pendingRoot && c.env.Now.Sub(m.first) <= c.cfg.LinkWait {
+			// a hop waiting for the hop that handed it over (a content
+			// filter's re-injection comes before the "queued as" that
+			// links it): another turn, lest it become a trace of its own
+			skips++
+			c.lruFront(m)
+			continue
+		}
+		c.evict(m)
+	}
+}
+
+// maxEvictSkips bounds the held messages capInFlight passes over for one
+// line: the cap holds whatever the messages.
+const maxEvictSkips = 4
+
+// evict releases m (as the ageing sweep would) and keeps a compact record
+// of it.
+func (c *Source) evict(m *message) {
+	if m.tr == nil {
+		c.releaseRoot(m)
+	}
+	c.drop(m.host+"\x00"+m.qid, m)
+	c.env.Stats.Evicted++
+	if c.cfg.MaxEvicted <= 0 {
+		return
+	}
+	c.remember(c.record(m))
+}
+
+// record makes the compact record of a released message.
+func (c *Source) record(m *message) evicted {
+	tr := m.tr
+	r := evicted{key: keyHash(m.host, m.qid), first: m.first.UnixNano()}
+	if m.removed {
+		r.flags |= evRemoved
+		r.removedAt = m.removedAt.UnixNano()
+	}
+	if m.submitted {
+		r.flags |= evSubmitted
+	}
+	if m.started {
+		r.flags |= evStarted
+	}
+	if tr.senderKnown {
+		r.flags |= evSenderKnown
+	}
+	if tr.local {
+		r.flags |= evLocal
+	}
+	in, out := tr.anyIn, tr.anyOut
+	for rc := range tr.rcpts {
+		if inside(c.cfg.AcceptedDomains, rc) {
+			in = true
+		} else {
+			out = true
+		}
+	}
+	if in {
+		r.flags |= evAnyIn
+	}
+	if out {
+		r.flags |= evAnyOut
+	}
+	if tr.org || tr.sasl != "" || (tr.sender != "" && inside(c.cfg.AcceptedDomains, tr.sender)) {
+		r.flags |= evOrg
+	}
+	var more evictedMore
+	if len(tr.id) == 20 && hexLower(tr.id) {
+		_, _ = hex.Decode(r.id[:], []byte(tr.id))
+	} else {
+		more.id = tr.id
+	}
+	for rc, st := range m.rcpt {
+		if more.rcpt == nil {
+			more.rcpt = make(map[string]mailflow.Status, len(m.rcpt))
+		}
+		more.rcpt[strings.Clone(rc)] = mailflow.Status(strings.Clone(string(st)))
+	}
+	for to, from := range tr.expandedFrom {
+		if more.expandedFrom == nil {
+			more.expandedFrom = make(map[string]string, len(tr.expandedFrom))
+		}
+		more.expandedFrom[strings.Clone(to)] = strings.Clone(from)
+	}
+	for rc := range tr.verdict {
+		more.verdicts = append(more.verdicts, strings.Clone(rc))
+	}
+	for rc := range m.verdict {
+		if !tr.verdict[rc] {
+			more.verdicts = append(more.verdicts, strings.Clone(rc))
+		}
+	}
+	if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.verdicts != nil {
+		r.more = &more
+	}
+	return r
+}
+
+func hexLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// remember keeps a record in the ring, forgetting the oldest when full.
+func (c *Source) remember(r evicted) {
+	if c.evIdx == nil {
+		c.evIdx = map[uint64]int32{}
+	}
+	if i, ok := c.evIdx[r.key]; ok {
+		c.evRing[i] = evicted{}
+	}
+	if len(c.evRing) < c.cfg.MaxEvicted {
+		c.evRing = append(c.evRing, r)
+		c.evIdx[r.key] = int32(len(c.evRing) - 1)
+		return
+	}
+	i := c.evNext
+	if old := c.evRing[i].key; old != 0 && c.evIdx[old] == int32(i) {
+		delete(c.evIdx, old)
+	}
+	c.evRing[i] = r
+	c.evIdx[r.key] = int32(i)
+	c.evNext = (i + 1) % len(c.evRing)
+}
+
+// recall returns the record of an evicted message and forgets it there.
+func (c *Source) recall(host, qid string) (evicted, bool) {
+	if len(c.evIdx) == 0 {
+		return evicted{}, false
+	}
+	k := keyHash(host, qid)
+	i, ok := c.evIdx[k]
+	if !ok {
+		return evicted{}, false
+	}
+	r := c.evRing[i]
+	c.evRing[i] = evicted{}
+	delete(c.evIdx, k)
+	return r, true
+}
+
+// peekEvicted returns the record of an evicted message, leaving it there.
+func (c *Source) peekEvicted(host, qid string) *evicted {
+	if len(c.evIdx) == 0 {
+		return nil
+	}
+	if i, ok := c.evIdx[keyHash(host, qid)]; ok {
+		return &c.evRing[i]
+	}
+	return nil
+}
+
+func (r *evicted) traceID() string {
+	if r.more != nil && r.more.id != "" {
+		return r.more.id
+	}
+	return hex.EncodeToString(r.id[:])
+}
+
+// rehydrate makes the message m (new, empty) whole again from its record:
+// the same trace ID, the statuses its recipients had.
+func (c *Source) rehydrate(m *message, r evicted) {
+	first := time.Unix(0, r.first).UTC()
+	m.first, m.start = first, first
+	m.started = r.flags&evStarted != 0
+	m.submitted = r.flags&evSubmitted != 0
+	if r.flags&evRemoved != 0 {
+		m.removed, m.removedAt = true, time.Unix(0, r.removedAt).UTC()
+	}
+	tr := newTrace(r.traceID(), m.host)
+	tr.received = first
+	tr.counted = true
+	tr.senderKnown = r.flags&evSenderKnown != 0
+	tr.local = r.flags&evLocal != 0
+	tr.org = r.flags&evOrg != 0
+	tr.anyIn, tr.anyOut = r.flags&evAnyIn != 0, r.flags&evAnyOut != 0
+	if r.more != nil {
+		for rc, st := range r.more.rcpt {
+			m.rcpt[rc] = st
+		}
+		if r.more.expandedFrom != nil {
+			tr.expandedFrom = r.more.expandedFrom
+		}
+		for _, rc := range r.more.verdicts {
+			tr.verdict[rc] = true
+			m.verdict[rc] = true
+		}
+	}
+	m.tr = tr
+	c.traceIDs[m.host+"\x00"+m.qid] = tr.id
+}
