@@ -114,6 +114,7 @@ func addIngestToManager(mgr manager.Manager, st store.Store, o server.Options) e
 type ingestFlags struct {
 	store       string
 	files       []string
+	backfill    backfillFlags
 	metricsAddr string
 	opts        server.Options
 	zap         zap.Options
@@ -152,12 +153,17 @@ stores their events and exits:
 			if len(f.files) > 0 {
 				return runIngestFiles(cmd, f)
 			}
+			if err := backfillOnly(cmd); err != nil {
+				return err
+			}
 			return runIngest(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
 	addStoreFlag(cmd, &f.store)
 	fl.StringArrayVar(&f.files, "file", nil, "log file to backfill (repeatable, plain or gzip, oldest first); the command exits when they are read")
+	fl.IntVar(&f.backfill.year, "year", 0, "with --file: the year of the log's first line, for timestamps that carry none (RFC 3164; default: the latest year that does not put it in the future)")
+	fl.DurationVar(&f.backfill.retention, "retention", DefaultRetention, "with --file: the manager's --retention; a log that starts before it is refused, as the manager would prune it (0: no check)")
 	fl.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics, /healthz and /readyz ("0": off)`)
 	addIngestFlags(fl, "", &f.opts)
 	return cmd
@@ -168,6 +174,16 @@ func runIngestFiles(cmd *cobra.Command, f ingestFlags) error {
 	// the files are their own log: a backfill that stops is run again
 	// (Append keeps an event once), so it writes no write-ahead log
 	f.opts.Pipeline.WALDir = ""
+	c := &f.opts.Pipeline.Correlator
+	now := time.Now()
+	ref, err := yearReference(f.backfill.year, c.Location, now)
+	if err != nil {
+		return err
+	}
+	c.Reference = ref
+	if err := checkRetention(f.files, ref, c.Location, f.backfill.retention, now); err != nil {
+		return err
+	}
 	st, err := storeopen.Open(ctx, f.store)
 	if err != nil {
 		return err

@@ -197,7 +197,7 @@ func TestIngestFileCommand(t *testing.T) {
 	db := "sqlite://" + filepath.Join(dir, "trace.db")
 	for i := 0; i < 2; i++ {
 		var out, errOut bytes.Buffer
-		code := run(context.Background(), []string{"ingest", "--file", plain, "--file", gz, "--store", db, "--accepted-domain", "example.com"}, nil, &out, &errOut)
+		code := run(context.Background(), []string{"ingest", "--file", plain, "--file", gz, "--store", db, "--accepted-domain", "example.com", "--retention", "0"}, nil, &out, &errOut)
 		if code != 0 || !strings.Contains(out.String(), "lines 5 ") || !strings.Contains(out.String(), "not syslog: 1") {
 			t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
 		}

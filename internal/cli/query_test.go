@@ -80,7 +80,7 @@ func TestReadOnlyCommandsRefuseAMissingStore(t *testing.T) {
 	}
 	db := "sqlite://" + filepath.Join(dir, "new", "trace.db")
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"ingest", "--file", log, "--store", db}, nil, &out, &errOut); code != 0 {
+	if code := run(context.Background(), []string{"ingest", "--file", log, "--store", db, "--retention", "0"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("ingest into a new store: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	out.Reset()

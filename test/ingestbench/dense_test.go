@@ -122,7 +122,7 @@ var statsLine = regexp.MustCompile(`lines (\d+) \(used \d+, ignored \d+\), event
 // events it reports and its peak RSS in bytes.
 func run(tb testing.TB, file, storeURL string, extra ...string) (events, messages int64, maxRSS int64, wall time.Duration) {
 	tb.Helper()
-	args := append([]string{"ingest", "--file", file, "--store", storeURL, "--accepted-domain", "example.com"}, extra...)
+	args := append([]string{"ingest", "--file", file, "--store", storeURL, "--accepted-domain", "example.com", "--retention", "0"}, extra...) // the generated logs are of March 2026
 	cmd := exec.CommandContext(context.Background(), binary(tb), args...)
 	t0 := time.Now()
 	out, err := cmd.CombinedOutput()
