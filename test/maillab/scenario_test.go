@@ -451,6 +451,27 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 			},
 		},
 		{
+			name: "loopback-client",
+			about: "an application on the mail server itself hands a message to smtpd on 127.0.0.1 without SASL: delivered, " +
+				"and traced as soon as it is",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.SendFrom("", "", maillab.Mail{From: "app@" + maillab.Domain, To: []string{"walter" + domain}, Subject: "Nightly report"}))
+			},
+			want: []want{{Rcpt: "walter" + domain, Status: mailflow.StatusDelivered, Events: []mailflow.EventType{mailflow.EventDeliver}}},
+			truth: func(l *maillab.Lab) string {
+				if len(l.Mailbox("walter"+domain, "INBOX")) == 0 {
+					return "walter's INBOX is empty"
+				}
+				return ""
+			},
+			wait: 30 * time.Second,
+			gap: &gap{
+				why: "a message smtpd received from loopback without SASL is held as a possible content filter's re-injection " +
+					"until --link-wait (5 minutes) passes: no row meanwhile",
+				observed: []string{},
+			},
+		},
+		{
 			name:  "fifty-recipients",
 			about: "one message to 50 mailboxes: 50 rows, each Delivered",
 			send: func(t *testing.T, l *maillab.Lab) sent {
@@ -516,6 +537,9 @@ func mustSend(t *testing.T, s maillab.Sent) sent {
 	}
 	return sent{messageID: s.MessageID}
 }
+
+// gapSettle is how long a known gap's answer must hold before it is taken.
+const gapSettle = 10 * time.Second
 
 // result is one scenario's outcome, for docs/maillab.md.
 type result struct {
@@ -594,6 +618,7 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 	defer cancel()
 	var obs []observation
 	var problems []string
+	var gapSince time.Time
 	for {
 		if o, err := observe(ctx, l, s, start); err == nil {
 			obs = o
@@ -609,8 +634,18 @@ func run(t *testing.T, l *maillab.Lab, sc scenario) {
 			if len(problems) == 0 {
 				break
 			}
+			// A gap is taken only once the product's answer has held for
+			// gapSettle: an answer on its way to the truth (or an empty
+			// one, before the rows arrive) is not the gap.
 			if sc.gap != nil && slices.Equal(describeAll(obs, sc.ordered), sc.gap.observed) {
-				break
+				if gapSince.IsZero() {
+					gapSince = time.Now()
+				}
+				if time.Since(gapSince) >= gapSettle {
+					break
+				}
+			} else {
+				gapSince = time.Time{}
 			}
 		}
 		select {

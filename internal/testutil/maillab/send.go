@@ -65,7 +65,8 @@ const (
 func (l *Lab) Send(m Mail) Sent { return l.SendFrom(OutsideIP, OutsideName, m) }
 
 // SendFrom sends m to Postfix's smtpd without authenticating, as client
-// ip (reverse name name, "" for none).
+// ip (reverse name name, "" for none); an empty ip sends from 127.0.0.1
+// itself, as a program on the mail server would.
 func (l *Lab) SendFrom(ip, name string, m Mail) Sent {
 	return send(l.SMTP, client{ip: ip, name: name}, m)
 }
