@@ -68,7 +68,7 @@ type Config struct {
 }
 
 // DefaultMaxMessagesInFlight is the default Config.MaxMessagesInFlight.
-const DefaultMaxMessagesInFlight = 50_000
+const DefaultMaxMessagesInFlight = 20_000
 
 // DefaultContentFilters are the usual content filter ports on loopback:
 // amavis (10024), PMG (10023 incoming, 10024 outgoing), amavis' second
