@@ -494,6 +494,7 @@ func TestEmbeddedStoreWithIngest(t *testing.T) {
 		"--ingest-tls-client-ca=/etc/mailtrace/ingest-tls/ca.crt",
 		"--ingest-token-file=/etc/mailtrace/ingest-token/token",
 		"--ingest-state-file=/var/lib/mailtrace/ingest-state.json", "--ingest-wal-max-bytes=1073741824",
+		"--ingest-max-connections-per-ip=32", "--ingest-max-messages-in-flight=20000",
 		"--ingest-max-request-bytes=16777216", "--ingest-max-line-bytes=65536",
 		"--ingest-timezone=Europe/Berlin", "--ingest-link-wait=10m", "--ingest-lines-per-second=2.5",
 		"--ingest-content-filter=127.0.0.1:10025")
@@ -570,7 +571,8 @@ func TestPostgresWithIngester(t *testing.T) {
 	mustArgs(t, ic, "--syslog-tcp=:5140", "--syslog-udp=:5140", "--http=:8090", "--insecure-no-auth",
 		"--accepted-domain=example.com", "--token-file=/etc/mailtrace/ingest-token/token",
 		"--tls-cert=/etc/mailtrace/ingest-tls/tls.crt", "--tls-client-ca=/etc/mailtrace/ingest-tls/ca.crt",
-		"--metrics-bind-address=:8080", "--state-file=/var/lib/mailtrace/ingest-state.json", "--wal-max-bytes=2147483648")
+		"--metrics-bind-address=:8080", "--state-file=/var/lib/mailtrace/ingest-state.json", "--wal-max-bytes=2147483648",
+		"--max-connections-per-ip=32", "--max-messages-in-flight=20000")
 	// the state file and the write-ahead log (beside it) on the claim of
 	// each pod, of the size values give
 	if n := len(sts.Spec.VolumeClaimTemplates); n != 1 {

@@ -133,6 +133,8 @@ Call with (dict "root" $ "prefix" "ingest-").
 - --{{ $p }}max-line-bytes={{ int64 $i.maxLineBytes }}
 - --{{ $p }}max-request-bytes={{ int64 $i.maxRequestBytes }}
 - --{{ $p }}max-connections={{ int64 $i.maxConnections }}
+- --{{ $p }}max-connections-per-ip={{ int64 $i.maxConnectionsPerIP }}
+- --{{ $p }}max-messages-in-flight={{ int64 $i.maxMessagesInFlight }}
 {{- end -}}
 
 {{/* The ingest container ports. */}}
