@@ -41,7 +41,7 @@ func (r *Reconciler) details(ctx context.Context, t *run) (*ctrl.Result, error) 
 	if err != nil {
 		return r.storeFailed(ctx, t, err)
 	}
-	st.Details = DetailsOf(d.MessageTraceID, d.Recipient, evs, MaxDetailEvents, MaxDetailBytes)
+	st.Details = DetailsOf(d.MessageTraceID, d.Recipient, OfRecipient(d.Recipient, evs), MaxDetailEvents, MaxDetailBytes)
 	st.CompletionTime = ptrTime(t.now)
 	st.ObservedGeneration = t.mt.Generation
 	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
@@ -54,11 +54,29 @@ func (r *Reconciler) details(ctx context.Context, t *run) (*ctrl.Result, error) 
 func DetailsMessage(d *v1alpha1.MessageDetailsStatus) string {
 	switch {
 	case d.TotalEvents == 0:
-		return fmt.Sprintf("no events of message %s for %s (unknown, pruned, or not within this namespace's grants)", d.MessageTraceID, d.Recipient)
+		return fmt.Sprintf("no events of message %s for %s (unknown, pruned, not one of its recipients, or not within this namespace's grants)", d.MessageTraceID, d.Recipient)
 	case d.Truncated:
 		return fmt.Sprintf("%d events of message %s for %s, the latest %d shown", d.TotalEvents, d.MessageTraceID, d.Recipient, len(d.Events))
 	}
 	return fmt.Sprintf("%d events of message %s for %s, all shown", d.TotalEvents, d.MessageTraceID, d.Recipient)
+}
+
+// OfRecipient is the timeline of recipient among a message's events (the
+// store's Events: the message-level ones and the recipient's own): none
+// when recipient is not one of the message's, whose message-level events
+// alone would read as that address's timeline. An empty recipient asks for
+// the message-level events.
+func OfRecipient(recipient string, evs []mailflow.Event) []mailflow.Event {
+	if recipient == "" {
+		return evs
+	}
+	r := mailflow.NormalizeAddress(recipient)
+	for i := range evs {
+		if mailflow.NormalizeAddress(evs[i].Recipient) == r {
+			return evs
+		}
+	}
+	return nil
 }
 
 // ToMessageEvent converts a store event, cutting its long texts.

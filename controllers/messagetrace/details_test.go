@@ -137,6 +137,15 @@ func TestDetailsTimeline(t *testing.T) {
 		t.Errorf("unknown message: details %+v, message %q", got.Status.Details, c.Message)
 	}
 
+	// An address that is not one of m11's recipients gets no timeline (the
+	// store alone would answer with the message-level Receive).
+	stranger := create(t, env.Client, ns, "stranger", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11", Recipient: "nobody@example.org"}})
+	got = waitUntil(t, env.Client, stranger, "finished", isFinished)
+	c = requireCondition(t, got, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
+	if got.Status.Details == nil || len(got.Status.Details.Events) != 0 || !strings.Contains(c.Message, "not one of its recipients") {
+		t.Errorf("a stranger recipient: details %+v, message %q", got.Status.Details, c.Message)
+	}
+
 	bad := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "half"},
 		Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11"}}}
 	if err := env.Client.Create(testCtx(t), bad); err == nil || !strings.Contains(err.Error(), "both messageTraceId and recipient") {
@@ -151,4 +160,30 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A recipient that is not one of the message's gets no timeline: the
+// message-level events alone would read as that address's.
+func TestOfRecipient(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	evs := []mailflow.Event{
+		{Time: t0, MessageTraceID: "m", Type: mailflow.EventReceive},
+		{Time: t0.Add(time.Minute), MessageTraceID: "m", Recipient: "Kim@Example.org", Type: mailflow.EventDeliver},
+	}
+	msgOnly := evs[:1]
+	for _, tc := range []struct {
+		recipient string
+		evs       []mailflow.Event
+		want      int
+	}{
+		{"kim@example.org", evs, 2},
+		{"<KIM@example.org>", evs, 2},
+		{"", msgOnly, 1},
+		{"bob@example.org", msgOnly, 0}, // the store's answer for a stranger: message-level events only
+		{"bob@example.org", nil, 0},
+	} {
+		if got := OfRecipient(tc.recipient, tc.evs); len(got) != tc.want {
+			t.Errorf("OfRecipient(%q) kept %d events, want %d", tc.recipient, len(got), tc.want)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
+	"github.com/mailtrace/mailtrace/internal/store"
 )
 
 type detailsFlags struct {
@@ -63,33 +64,8 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 
 	recipients := []string{f.recipient}
 	if f.recipient == "" {
-		// Find the message's recipients: its rows around the time it was
-		// received (known from its message-level events), else in the
-		// longest range a query may cover, ending now.
-		end := now.UTC().Add(time.Hour)
-		msgEvents, err := st.Events(ctx, f.traceID, "")
-		if err != nil {
-			return fmt.Errorf("events of %s: %w", f.traceID, err)
-		}
-		var earliest time.Time
-		for _, e := range msgEvents {
-			for _, t := range []time.Time{e.Time, e.Received} {
-				if !t.IsZero() && (earliest.IsZero() || t.Before(earliest)) {
-					earliest = t
-				}
-			}
-		}
-		if !earliest.IsZero() {
-			end = earliest.UTC().Add(24 * time.Hour)
-		}
-		q := mailflow.Query{Start: end.Add(-mailflow.MaxRange), End: end, MessageTraceID: f.traceID}
-		page, err := st.Trace(ctx, q, "", 1000)
-		if err != nil {
-			return fmt.Errorf("find the recipients of %s: %w", f.traceID, err)
-		}
-		recipients = recipients[:0]
-		for _, r := range page.Rows {
-			recipients = append(recipients, r.Recipient)
+		if recipients, err = messageRecipients(ctx, st, f.traceID, now); err != nil {
+			return err
 		}
 		if len(recipients) == 0 {
 			recipients = []string{""}
@@ -105,6 +81,15 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 		}
 		if len(events) == 0 {
 			continue
+		}
+		if rcpt != "" && !hasOwnEvent(events, rcpt) {
+			// the store gives the message-level events to any address:
+			// they are not this one's timeline
+			known, err := messageRecipients(ctx, st, f.traceID, now)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%s is not a recipient of message %s (its recipients: %s)", rcpt, f.traceID, strings.Join(known, ", "))
 		}
 		found = true
 		if format == formatJSON {
@@ -134,4 +119,49 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 		return fmt.Errorf("no events for message %s", f.traceID)
 	}
 	return nil
+}
+
+// messageRecipients finds a message's recipients: its rows around the time
+// it was received (known from its message-level events), else in the
+// longest range a query may cover, ending now.
+func messageRecipients(ctx context.Context, st store.Reader, traceID string, now time.Time) ([]string, error) {
+	end := now.UTC().Add(time.Hour)
+	msgEvents, err := st.Events(ctx, traceID, "")
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", traceID, err)
+	}
+	var earliest time.Time
+	for _, e := range msgEvents {
+		for _, t := range []time.Time{e.Time, e.Received} {
+			if !t.IsZero() && (earliest.IsZero() || t.Before(earliest)) {
+				earliest = t
+			}
+		}
+	}
+	if !earliest.IsZero() {
+		end = earliest.UTC().Add(24 * time.Hour)
+	}
+	q := mailflow.Query{Start: end.Add(-mailflow.MaxRange), End: end, MessageTraceID: traceID}
+	page, err := st.Trace(ctx, q, "", 1000)
+	if err != nil {
+		return nil, fmt.Errorf("find the recipients of %s: %w", traceID, err)
+	}
+	var out []string
+	for _, r := range page.Rows {
+		if r.Recipient != "" {
+			out = append(out, r.Recipient)
+		}
+	}
+	return out, nil
+}
+
+// hasOwnEvent reports whether events hold one of recipient's own.
+func hasOwnEvent(events []mailflow.Event, recipient string) bool {
+	r := mailflow.NormalizeAddress(recipient)
+	for i := range events {
+		if mailflow.NormalizeAddress(events[i].Recipient) == r {
+			return true
+		}
+	}
+	return false
 }

@@ -146,4 +146,12 @@ func TestEventsLoadCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out.String(), "Deliver") || !strings.Contains(out.String(), "Receive") {
 		t.Fatalf("details exit %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
+	// An address that is not one of the message's recipients is refused,
+	// not answered with the message-level events as if they were its own.
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), []string{"details", "--store", "sqlite://" + path, "--trace-id", "m1", "--recipient", "stranger@example.org"}, strings.NewReader(""), &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "stranger@example.org is not a recipient of message m1 (its recipients: ") || strings.Contains(out.String(), "Receive") {
+		t.Fatalf("details of a stranger: exit %d:\n%s\n%s", code, out.String(), errOut.String())
+	}
 }
