@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,16 +25,6 @@ import (
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
-
-func freeLoopbackPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // End to end: the manager (NewManager, embedded SQLite store) with its
 // ingest TCP listener takes Postfix lines over syslog, and a MessageTrace
@@ -54,7 +46,7 @@ func TestManagerIngestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	addr := freeLoopbackPort(t)
+	addr := harness.FreeAddr(t)
 	mgr, err := NewManager(env.Config, st, ManagerOptions{
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		Tenancy: TenancyDisabled, // one team; tenancy has its own tests

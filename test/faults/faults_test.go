@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -289,7 +291,7 @@ func TestManagerKilledMidReconcile(t *testing.T) {
 	t0 := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	seedSenders(t, st, "kill", n, t0)
 	t.Setenv(cli.EnvIngestToken, token)
-	ingestAddr := freePort(t)
+	ingestAddr := harness.FreeAddr(t)
 	first := startManager(t, env.Config, slowStore{st, 300 * time.Millisecond}, cli.ManagerOptions{
 		MaxConcurrentReconciles: 4,
 		Ingest:                  server.Options{HTTP: ingestAddr, FlagPrefix: "ingest-", Pipeline: server.PipelineOptions{Correlator: corr}},
@@ -360,16 +362,6 @@ func TestManagerKilledMidReconcile(t *testing.T) {
 			t.Errorf("a credential in the %s", what)
 		}
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // A store with messages older than the retention: the manager's retention

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
@@ -71,16 +73,6 @@ func mailtraceBinary(t *testing.T) string {
 	return crashBin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // ingester is a `mailtrace ingest` process, started again and again with
 // the same flags.
 type ingester struct {
@@ -97,9 +89,9 @@ type ingester struct {
 
 func newIngester(t *testing.T, storeURL string, tcp bool) *ingester {
 	dir := t.TempDir()
-	in := &ingester{t: t, bin: mailtraceBinary(t), httpAddr: freeAddr(t), logPath: filepath.Join(dir, "ingest.log")}
+	in := &ingester{t: t, bin: mailtraceBinary(t), httpAddr: harness.FreeAddr(t), logPath: filepath.Join(dir, "ingest.log")}
 	if tcp {
-		in.tcpAddr = freeAddr(t)
+		in.tcpAddr = harness.FreeAddr(t)
 	}
 	in.args = []string{"ingest", "--store", storeURL, "--http", in.httpAddr, "--syslog-tcp", in.tcpAddr,
 		"--insecure-no-auth", "--metrics-bind-address", "0", "--accepted-domain", "example.com",

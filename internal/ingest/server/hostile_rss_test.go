@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
+
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
 )
 
@@ -185,16 +187,6 @@ func TestHostileSendersRSS(t *testing.T) {
 	t.Log("| attack | legitimate messages, all stored | RSS after start | peak RSS (VmHWM) | with --state-file (write-ahead log): messages | RSS after start | peak RSS |\n|---|---|---|---|---|---|---|\n" + strings.Join(report, "\n"))
 }
 
-func rssAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // vmHWM is the peak resident memory of a process, from /proc.
 func vmHWM(t *testing.T, pid int) int64 {
 	t.Helper()
@@ -215,7 +207,7 @@ func vmHWM(t *testing.T, pid int) int64 {
 }
 
 func runRSSCase(t *testing.T, bin, dir string, p *pki, c rssCase, i int) (base, peak int64, sent int) {
-	tcp, h := rssAddr(t), rssAddr(t)
+	tcp, h := harness.FreeAddr(t), harness.FreeAddr(t)
 	db := filepath.Join(dir, fmt.Sprintf("case%d.db", i))
 	args := []string{"ingest", "--store", "sqlite://" + db, "--syslog-tcp", tcp, "--metrics-bind-address", "0",
 		"--accepted-domain", "example.com", "--accepted-domain", "*.example.com"}

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"testing"
 )
 
 // RepoRoot returns the directory holding go.mod, walking up from the working
@@ -39,6 +41,17 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr returns a "127.0.0.1:port" that was free a moment ago, for a
+// server a test starts; it fails the test when there is none.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	port, err := FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // Tail returns the last n bytes of s, for quoting a server's output in an error.
