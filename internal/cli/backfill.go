@@ -47,13 +47,13 @@ func checkRetention(paths []string, ref time.Time, loc *time.Location, retention
 	}
 	cutoff := now.Add(-retention)
 	for _, p := range paths {
-		t, ok, err := firstLineTime(p, ref, loc)
+		t, hasYear, ok, err := firstLineTime(p, ref, loc)
 		if err != nil {
 			return err
 		}
 		if ok && t.Before(cutoff) {
 			hint := ""
-			if ref.IsZero() {
+			if ref.IsZero() && !hasYear {
 				hint = "; if the log is of another year, say which with --year"
 			}
 			return fmt.Errorf("%s starts on %s, before the retention window of %s (%s, --retention as the manager's): the manager would prune it within the hour. Ingest only its last %s, or raise --retention here and on the manager%s",
@@ -64,11 +64,12 @@ func checkRetention(paths []string, ref time.Time, loc *time.Location, retention
 }
 
 // firstLineTime returns the time of the first syslog line of a log file
-// (plain or gzip), placed as the ingest places it.
-func firstLineTime(path string, ref time.Time, loc *time.Location) (time.Time, bool, error) {
+// (plain or gzip), placed as the ingest places it, and whether the line
+// stated its year.
+func firstLineTime(path string, ref time.Time, loc *time.Location) (t time.Time, hasYear, ok bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return time.Time{}, false, err
+		return time.Time{}, false, false, err
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
@@ -76,7 +77,7 @@ func firstLineTime(path string, ref time.Time, loc *time.Location) (time.Time, b
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return time.Time{}, false, fmt.Errorf("%s: gzip: %w", path, err)
+			return time.Time{}, false, false, fmt.Errorf("%s: gzip: %w", path, err)
 		}
 		defer zr.Close()
 		r = zr
@@ -86,10 +87,10 @@ func firstLineTime(path string, ref time.Time, loc *time.Location) (time.Time, b
 	p := syslog.Parser{Reference: ref, Location: loc}
 	for n := 0; sc.Scan() && n < 100; n++ {
 		if l, err := p.Parse(sc.Text()); err == nil {
-			return l.Time, true, nil
+			return l.Time, l.HasYear, true, nil
 		}
 	}
-	return time.Time{}, false, nil
+	return time.Time{}, false, false, nil
 }
 
 // days prints a retention as a mail admin thinks of it: "90d", else as Go does.

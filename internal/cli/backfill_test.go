@@ -71,6 +71,17 @@ func TestBackfillYearAndRetention(t *testing.T) {
 		t.Errorf("without --year: exit %d:\n%s", code, out)
 	}
 
+	// A line that states its year gets no hint about --year.
+	iso := filepath.Join(dir, "iso.log")
+	if err := os.WriteFile(iso, []byte("2015-03-01T10:00:00+01:00 mx postfix/qmgr[2]: ABCDE12345: removed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var o1, e1 bytes.Buffer
+	if code := run(context.Background(), []string{"ingest", "--file", iso, "--store", "sqlite://" + refused}, nil, &o1, &e1); code == 0 ||
+		!strings.Contains(e1.String(), "starts on 2015-03-01 10:00 +0100") || strings.Contains(e1.String(), "--year") {
+		t.Errorf("a log with years: exit %d: %s", code, e1.String())
+	}
+
 	// With the manager's retention off, --year 2015 puts the log in 2015 and
 	// its last lines in 2016, one message across New Year.
 	db := filepath.Join(dir, "trace.db")
