@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/testutil/harness"
-
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +21,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 )
 

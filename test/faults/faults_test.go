@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/testutil/harness"
-
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +22,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 	"github.com/mailtrace/mailtrace/internal/testutil/kubetest"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )

@@ -26,12 +26,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/testutil/harness"
-
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 

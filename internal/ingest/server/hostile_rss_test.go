@@ -20,9 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/testutil/harness"
-
 	"github.com/mailtrace/mailtrace/internal/store/sqlite"
+	"github.com/mailtrace/mailtrace/internal/testutil/harness"
 )
 
 // EnvHostileRSS turns on TestHostileSendersRSS: "1" builds cmd/mailtrace
