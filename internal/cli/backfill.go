@@ -2,14 +2,14 @@ package cli
 
 import (
 	"bufio"
-	"compress/gzip"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
-	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 	"github.com/spf13/pflag"
+
+	"github.com/mailtrace/mailtrace/internal/ingest"
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
 // backfillFlags are what only `mailtrace ingest --file` has.
@@ -72,16 +72,11 @@ func firstLineTime(path string, ref time.Time, loc *time.Location) (t time.Time,
 		return time.Time{}, false, false, err
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
-	var r io.Reader = br
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return time.Time{}, false, false, fmt.Errorf("%s: gzip: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
+	r, closeLog, err := ingest.LogReader(f)
+	if err != nil {
+		return time.Time{}, false, false, fmt.Errorf("%s: %w", path, err)
 	}
+	defer closeLog()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	p := syslog.Parser{Reference: ref, Location: loc}

@@ -82,6 +82,22 @@ func (e readError) Unwrap() error { return e.err }
 // ReadLines' after (the pipeline calls it once per batch).
 const afterLines = 4096
 
+// LogReader reads a log file's text: r itself, or its gzip stream when r
+// starts with gzip's magic bytes (whatever the file is named). close
+// releases the gzip reader; the error is "ingest: gzip: ..." for a gzip
+// header that cannot be read.
+func LogReader(r io.Reader) (br *bufio.Reader, close func() error, err error) {
+	br = bufio.NewReaderSize(r, 64<<10)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ingest: gzip: %w", err)
+		}
+		return bufio.NewReaderSize(zr, 64<<10), zr.Close, nil
+	}
+	return br, func() error { return nil }, nil
+}
+
 // ReadLines reads every line of r (plain or gzip, detected by its magic
 // bytes) into c, as fast as c can take them: on three goroutines (reading,
 // the syslog header and early rejection, correlation; see ingestPipelined)
@@ -92,15 +108,11 @@ const afterLines = 4096
 // then. The error is ctx's, emit's, or the reader's (wrapped in "ingest:
 // read:" or "ingest: gzip:").
 func (c *Correlator) ReadLines(ctx context.Context, r io.Reader, after func()) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("ingest: gzip: %w", err)
-		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 64<<10)
+	br, closeLog, err := LogReader(r)
+	if err != nil {
+		return err
 	}
+	defer closeLog()
 	if after == nil {
 		after = func() {}
 	}
