@@ -26,12 +26,14 @@ import (
 // token or a verified client certificate, 408 for a body not sent within
 // BodyTimeout, 413 for a body over the limit (after gzip) or over
 // MaxRecordsPerRequest records (nothing of it is stored), 503 when the
-// ingester is shutting down or holds as many bodies as it may.
+// ingester is shutting down or holds as many bodies as it may. POST
+// /v1/logs takes OpenTelemetry logs over OTLP/HTTP (otlp.go).
 func (s *Server) Handler(p *Pipeline) http.Handler {
 	mux := http.NewServeMux()
 	h := func(w http.ResponseWriter, r *http.Request) { s.serveIngest(p, w, r) }
 	mux.HandleFunc("POST /ingest", h)
 	mux.HandleFunc("POST /{$}", h)
+	mux.HandleFunc("POST "+OTLPLogsPath, func(w http.ResponseWriter, r *http.Request) { s.serveOTLP(p, w, r) }) // otlp.go
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return mux
 }
