@@ -32,6 +32,9 @@ const (
 	ReasonSuspended Reason = "Suspended"
 	// ReasonInvalidSchedule: the cron schedule or time zone cannot be read.
 	ReasonInvalidSchedule Reason = "InvalidSchedule"
+	// ReasonOnDemand: the schedule has no spec.schedule: a saved query that
+	// runs only when asked (the mailtrace.io/run-now annotation).
+	ReasonOnDemand Reason = "OnDemand"
 )
 
 // Reason is the stable CamelCase reason of a condition.
@@ -56,6 +59,9 @@ const (
 	ReasonReportRequired Reason = "ReportRequired"
 	// ReasonQueryFailed: the store refused the query for good. Terminal.
 	ReasonQueryFailed Reason = "QueryFailed"
+	// ReasonNotARecipient: spec.details names an address that is not one of
+	// the message's recipients (visible within the namespace's grants). Terminal.
+	ReasonNotARecipient Reason = "NotARecipient"
 
 	// Reasons of reports (MessageTrace) and of a ReportStore's Available
 	// condition. The object-store ones match objectstore.Reason.

@@ -133,13 +133,22 @@ type MessageTraceSpec struct {
 	// default report store and a Summary report are used.
 	// +optional
 	Report *ReportSpec `json:"report,omitempty"`
-	// Details asks for one message's event timeline for one recipient (like
-	// Get-MessageTraceDetailV2): the trace then answers with status.details
-	// only (no rows, no counts, no report). The other filters stay valid
-	// but are not applied; the timeline is read within the namespace's
-	// TracePolicy grants, like rows.
+	// Details asks for one message's event timeline, for one recipient or
+	// for all of them (like Get-MessageTraceDetailV2): the trace then
+	// answers with status.details only (no rows, no counts, no report). The
+	// other filters stay valid but are not applied; the timeline is read
+	// within the namespace's TracePolicy grants, like rows.
 	// +optional
 	Details *DetailsSpec `json:"details,omitempty"`
+	// Continue is the status.continue token of an earlier trace with the
+	// same filters: this trace answers with the page of rows that follows
+	// that trace's last row (as a Kubernetes list's continue token), over
+	// the earlier trace's time range (the token carries it: startTime,
+	// endTime and window are not used). A token of a trace with other
+	// filters fails InvalidSpec. No report is made unless report.always.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Continue string `json:"continue,omitempty"`
 	// TTLSecondsAfterFinished deletes the MessageTrace this long after it
 	// finished (like a Job's). Unset: it is kept.
 	// +kubebuilder:validation:Minimum=0
@@ -147,19 +156,37 @@ type MessageTraceSpec struct {
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
-// DetailsSpec names one message and one of its recipients.
-// +kubebuilder:validation:XValidation:rule="has(self.messageTraceId) && has(self.recipient)",message="details needs both messageTraceId and recipient"
+// EventType names what happened to a message: Receive, Submit, Resolve,
+// Redirect, Transfer, Send, Notify, Deliver, Defer, Fail, Expand,
+// Quarantine, FilterAsSpam (sources may add more).
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z]*$`
+type EventType string
+
+// DetailsSpec names one message and, optionally, one of its recipients.
+// +kubebuilder:validation:XValidation:rule="has(self.messageTraceId)",message="details needs messageTraceId (a row's messageTraceId); recipient is optional"
 type DetailsSpec struct {
 	// MessageTraceID is mailtrace's id of the message (a row's messageTraceId).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	MessageTraceID string `json:"messageTraceId,omitempty"`
-	// Recipient is the recipient address whose timeline is wanted.
+	// Recipient is the recipient address whose timeline is wanted. Empty:
+	// every recipient's timeline (those visible within the namespace's
+	// grants), each event naming its recipient. An address that is not
+	// one of the message's recipients fails the trace NotARecipient.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=320
 	// +optional
 	Recipient string `json:"recipient,omitempty"`
+	// Events keeps only events of these types (like
+	// Get-MessageTraceDetailV2's -Event), such as Receive, Deliver, Fail,
+	// Defer. Empty: every event.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=set
+	// +optional
+	Events []EventType `json:"events,omitempty"`
 }
 
 // MessageEvent is one event of a message's timeline for one recipient.
@@ -168,6 +195,10 @@ type MessageEvent struct {
 	Time metav1.Time `json:"time"`
 	// Event type: Receive, Submit, Defer, Deliver, Fail, Expand, ...
 	Event string `json:"event"`
+	// Recipient the event concerns; empty for the message's own events
+	// (Receive, Submit, ...).
+	// +optional
+	Recipient string `json:"recipient,omitempty"`
 	// Detail is human-readable text (cut to 512 characters; truncated says so).
 	// +optional
 	Detail string `json:"detail,omitempty"`
@@ -209,8 +240,16 @@ type MessageEvent struct {
 type MessageDetailsStatus struct {
 	// MessageTraceID of the message.
 	MessageTraceID string `json:"messageTraceId"`
-	// Recipient whose timeline this is.
-	Recipient string `json:"recipient"`
+	// Recipient whose timeline this is; empty when spec.details named none
+	// (then Recipients lists whose timelines the events hold).
+	// +optional
+	Recipient string `json:"recipient,omitempty"`
+	// Recipients whose timelines the events hold, when spec.details named
+	// no recipient: the message's recipients visible within the
+	// namespace's grants.
+	// +listType=atomic
+	// +optional
+	Recipients []string `json:"recipients,omitempty"`
 	// TotalEvents is the number of events the store holds for them (within
 	// the namespace's grants); zero when the message is unknown or not visible.
 	// +optional
@@ -413,6 +452,11 @@ type MessageTraceStatus struct {
 	// Truncated is true when more rows matched than status holds.
 	// +optional
 	Truncated bool `json:"truncated,omitempty"`
+	// Continue, when more rows follow the last one in status, is the token
+	// of the next page (as a Kubernetes list's continue): create a
+	// MessageTrace with the same filters and spec.continue set to it.
+	// +optional
+	Continue string `json:"continue,omitempty"`
 	// Notifications records the delivery of what spec.notify asked for.
 	// +optional
 	Notifications *NotificationsStatus `json:"notifications,omitempty"`

@@ -64,6 +64,12 @@ func (s *MessageTraceScheduleSpec) CronSchedule() (cron.Schedule, error) {
 	return spec, nil
 }
 
+// OnDemand reports whether the schedule is a saved query with no cron
+// schedule: it runs only when the mailtrace.io/run-now annotation asks.
+func (s *MessageTraceScheduleSpec) OnDemand() bool {
+	return strings.TrimSpace(s.Schedule) == ""
+}
+
 // SuccessfulLimit returns the succeeded-run history limit with its default.
 func (s *MessageTraceScheduleSpec) SuccessfulLimit() int {
 	if s.SuccessfulRunsHistoryLimit == nil {

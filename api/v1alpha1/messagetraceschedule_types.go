@@ -44,15 +44,20 @@ type MessageTraceTemplate struct {
 	Spec MessageTraceSpec `json:"spec,omitempty"`
 }
 
-// MessageTraceScheduleSpec says when to trace what.
+// MessageTraceScheduleSpec says when to trace what. Without a schedule it
+// is a saved query: it runs only on demand (each new value of the
+// mailtrace.io/run-now annotation starts one run) and keeps the history of
+// its runs like a scheduled one.
 type MessageTraceScheduleSpec struct {
 	// Schedule in 5-field cron format (minute hour day-of-month month
 	// day-of-week), such as "0 7 * * 1" for Mondays at 07:00, or one of
-	// @yearly, @monthly, @weekly, @daily, @hourly.
+	// @yearly, @monthly, @weekly, @daily, @hourly. Omitted: a saved query
+	// that runs only on demand (annotation mailtrace.io/run-now).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ @]+( +[^ @]+){4})$')",message="schedule must have 5 cron fields (minute hour day-of-month month day-of-week, such as \"0 7 * * 1\") or be @yearly, @monthly, @weekly, @daily or @hourly; the time zone goes in timeZone"
-	Schedule string `json:"schedule"`
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
 
 	// TimeZone is the IANA time zone the schedule is read in, such as
 	// Europe/Berlin (default UTC).
@@ -117,9 +122,33 @@ type RunReference struct {
 	ScheduledTime metav1.Time `json:"scheduledTime"`
 }
 
+// RunStatus is one run in a schedule's history.
+type RunStatus struct {
+	// Name of the MessageTrace.
+	Name string `json:"name"`
+	// ScheduledTime is the end of the range the run traces: its tick, or
+	// when a run-now request started it.
+	ScheduledTime metav1.Time `json:"scheduledTime"`
+	// RunNow is true for a run started by the mailtrace.io/run-now annotation.
+	// +optional
+	RunNow bool `json:"runNow,omitempty"`
+	// Phase of the MessageTrace: Pending, Running, Succeeded or Failed.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// CompletionTime is when the run finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// TotalMatches of the run.
+	// +optional
+	TotalMatches int64 `json:"totalMatches,omitempty"`
+	// Reason of the run's Succeeded condition (Completed, a failure's reason, ...).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
 // MessageTraceScheduleStatus is what the controller knows of the schedule.
 type MessageTraceScheduleStatus struct {
-	// Conditions: Ready (reasons Scheduled, Suspended, InvalidSchedule).
+	// Conditions: Ready (reasons Scheduled, OnDemand, Suspended, InvalidSchedule).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -143,6 +172,15 @@ type MessageTraceScheduleStatus struct {
 	// NextScheduleTime is the next tick (absent while suspended or invalid).
 	// +optional
 	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+	// LastRunTime is when the newest run was started (a tick or run-now).
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+	// History lists the runs the schedule keeps (active and finished, within
+	// the history limits), newest first; at most the newest 100.
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=atomic
+	// +optional
+	History []RunStatus `json:"history,omitempty"`
 	// LastRunNowToken is the last value of the mailtrace.io/run-now
 	// annotation that started a run; a new value starts one more.
 	// +kubebuilder:validation:MaxLength=256
@@ -152,7 +190,8 @@ type MessageTraceScheduleStatus struct {
 
 // MessageTraceSchedule runs a MessageTrace on a cron schedule: each tick
 // creates a MessageTrace from the template covering the window that ends at
-// the tick. Deleting the schedule deletes its runs.
+// the tick. Without a schedule it is a saved query, run on demand. Deleting
+// the schedule deletes its runs.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=mts,categories=mailtrace
@@ -163,6 +202,7 @@ type MessageTraceScheduleStatus struct {
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Last Schedule",type=date,JSONPath=`.status.lastScheduleTime`
+// +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRunTime`,priority=1
 // +kubebuilder:printcolumn:name="Next",type=string,JSONPath=`.status.nextScheduleTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MessageTraceSchedule struct {
