@@ -163,9 +163,13 @@ func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string
 		line = strings.ToValidUTF8(line, "\uFFFD")
 		view = false
 	}
-	if err := parser.ParseInto(&p.line.Line, line); err != nil {
-		p.op = prepNotSyslog
-		return
+	// a line without a syslog header that a source knows by its shape
+	// (Exim's own log file), else syslog
+	if !shaped(&p.line.Line, line, c.cfg.Location) {
+		if err := parser.ParseInto(&p.line.Line, line); err != nil {
+			p.op = prepNotSyslog
+			return
+		}
 	}
 	c.prepareParsed(p, &p.line.Line, line, view, detach)
 }

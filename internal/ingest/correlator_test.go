@@ -201,7 +201,7 @@ func TestCorrelatorStateRestore(t *testing.T) {
 	if err := c1.Restore(st); err == nil {
 		t.Error("Restore after lines succeeded")
 	}
-	st.Sources["exim"] = json.RawMessage(`{}`)
+	st.Sources["sendmail"] = json.RawMessage(`{}`)
 	if err := NewCorrelator(testCfg, s.Append).Restore(st); err == nil {
 		t.Error("Restore of an unknown source's state succeeded")
 	}
