@@ -105,7 +105,7 @@ your kubectl permissions decide what you may do.`,
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	p.flags.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(p.runCommand(), p.getCommand(), p.listCommand(), p.detailsCommand(), p.downloadCommand())
+	cmd.AddCommand(p.runCommand(), p.getCommand(), p.listCommand(), p.detailsCommand(), p.downloadCommand(), p.uiCommand())
 	return cmd
 }
 
