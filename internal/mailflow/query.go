@@ -261,31 +261,90 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
+// Trace order: newest received first; the rows of one message by message
+// trace ID, and inside a message group-first, as Exchange lists them: a
+// distribution group's row (Expanded) and right after it the rows of its
+// members, the groups and lone recipients by address. RowGroup is the
+// address a row is listed under (its ExpandedFrom, else its Recipient) and
+// RowMember whether it is listed after that address's own row; then the
+// recipient breaks ties. Both adapters order by these keys (SQL:
+// COALESCE(NULLIF(expanded_from, ''), recipient), expanded_from <> '',
+// recipient) and CompareRows is the reference.
+
+// RowGroup is the address a row is listed under: the group it was expanded
+// from, else its own recipient.
+func RowGroup(r Row) string {
+	if r.ExpandedFrom != "" {
+		return r.ExpandedFrom
+	}
+	return r.Recipient
+}
+
+// RowMember reports whether a row is listed after its group's own row.
+func RowMember(r Row) bool { return r.ExpandedFrom != "" }
+
+// CompareRows compares two rows in trace order (-1: a comes first).
+func CompareRows(a, b Row) int {
+	if c := b.Received.Compare(a.Received); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.MessageTraceID, b.MessageTraceID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(RowGroup(a), RowGroup(b)); c != 0 {
+		return c
+	}
+	if am, bm := RowMember(a), RowMember(b); am != bm {
+		if bm {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.Recipient, b.Recipient)
+}
+
 // cursorPos is what a Cursor encodes: the sort key of the last row returned.
 type cursorPos struct {
-	R int64  `json:"r"` // received, unix nanoseconds
-	M string `json:"m"` // message trace id
-	C string `json:"c"` // recipient
+	R int64  `json:"r"`           // received, unix nanoseconds
+	M string `json:"m"`           // message trace id
+	C string `json:"c"`           // recipient
+	E string `json:"e,omitempty"` // expanded from (a cursor without it: a recipient of no group)
 }
+
+// CursorPos is the position a cursor marks: the keys of the row it follows.
+type CursorPos struct {
+	Received       time.Time
+	MessageTraceID string
+	Recipient      string
+	ExpandedFrom   string
+}
+
+// Group and Member are RowGroup and RowMember of the position's row.
+func (p CursorPos) Group() string {
+	return RowGroup(Row{Recipient: p.Recipient, ExpandedFrom: p.ExpandedFrom})
+}
+
+// Member is RowMember of the position's row.
+func (p CursorPos) Member() bool { return p.ExpandedFrom != "" }
 
 // NewCursor makes the cursor that continues after row r.
 func NewCursor(r Row) Cursor {
-	b, _ := json.Marshal(cursorPos{R: r.Received.UnixNano(), M: r.MessageTraceID, C: r.Recipient})
+	b, _ := json.Marshal(cursorPos{R: r.Received.UnixNano(), M: r.MessageTraceID, C: r.Recipient, E: r.ExpandedFrom})
 	return Cursor(base64.RawURLEncoding.EncodeToString(b))
 }
 
 // DecodeCursor returns the position a cursor marks; ok is false for the zero cursor.
-func DecodeCursor(c Cursor) (received time.Time, traceID, recipient string, ok bool, err error) {
+func DecodeCursor(c Cursor) (pos CursorPos, ok bool, err error) {
 	if c == "" {
-		return time.Time{}, "", "", false, nil
+		return CursorPos{}, false, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(string(c))
 	if err != nil {
-		return time.Time{}, "", "", false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
+		return CursorPos{}, false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
 	}
 	var p cursorPos
 	if err := json.Unmarshal(b, &p); err != nil {
-		return time.Time{}, "", "", false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
+		return CursorPos{}, false, fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
 	}
-	return time.Unix(0, p.R).UTC(), p.M, p.C, true, nil
+	return CursorPos{Received: time.Unix(0, p.R).UTC(), MessageTraceID: p.M, Recipient: p.C, ExpandedFrom: p.E}, true, nil
 }

@@ -697,8 +697,8 @@ func buildWhere(q mailflow.Query) *where {
 }
 
 // Trace returns up to limit rows matching q after cursor (keyset
-// pagination), newest received first, ties by message trace id then
-// recipient ascending.
+// pagination), newest received first, ties by message trace id, the rows
+// of one message group-first (mailflow.CompareRows).
 func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
 	var p mailflow.Page
 	err := s.retryRead(ctx, func() (err error) { p, err = s.trace(ctx, q, cursor, limit); return err })
@@ -736,25 +736,33 @@ func (s *Store) trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cur
 	return page, nil
 }
 
+// rowGroupSQL and rowMemberSQL are mailflow.RowGroup and RowMember: the
+// rows of a message group-first (a group's row, then its members').
+const (
+	rowGroupSQL  = `COALESCE(NULLIF(expanded_from, ''), recipient)`
+	rowMemberSQL = `(expanded_from <> '')`
+)
+
 // traceSQL is the query of the rows matching q after cursor, in trace
 // order, at most limit of them (every one when limit is zero).
 func traceSQL(q mailflow.Query, cursor mailflow.Cursor, limit int) (string, []any, error) {
 	if err := q.Validate(); err != nil {
 		return "", nil, err
 	}
-	rcv, mtid, rcpt, ok, err := mailflow.DecodeCursor(cursor)
+	pos, ok, err := mailflow.DecodeCursor(cursor)
 	if err != nil {
 		return "", nil, err
 	}
 	w := buildWhere(q)
 	if ok {
-		r := w.arg(rcv.UnixNano())
-		m := w.arg(mtid)
-		c := w.arg(rcpt)
-		w.add(fmt.Sprintf("received <= %s AND (received < %s OR (received = %s AND (trace_id > %s OR (trace_id = %s AND recipient > %s))))", r, r, r, m, m, c))
+		r := w.arg(pos.Received.UnixNano())
+		m := w.arg(pos.MessageTraceID)
+		g, b, c := w.arg(pos.Group()), w.arg(pos.Member()), w.arg(pos.Recipient)
+		w.add(fmt.Sprintf("received <= %s AND (received < %s OR (received = %s AND (trace_id > %s OR (trace_id = %s AND (%s, %s, recipient) > (%s, %s, %s)))))",
+			r, r, r, m, m, rowGroupSQL, rowMemberSQL, g, b, c))
 	}
 	sqlText := `SELECT ` + rowCols + ` FROM rows WHERE ` + strings.Join(w.conds, " AND ") +
-		` ORDER BY received DESC, trace_id, recipient`
+		` ORDER BY received DESC, trace_id, ` + rowGroupSQL + `, ` + rowMemberSQL + `, recipient`
 	if limit > 0 {
 		sqlText += fmt.Sprintf(` LIMIT %d`, limit)
 	}
@@ -800,7 +808,7 @@ func (s *Store) Stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cu
 				fnErr = err
 				return err
 			}
-			last.Received, last.MessageTraceID, last.Recipient = r.Received, r.MessageTraceID, r.Recipient
+			last.Received, last.MessageTraceID, last.Recipient, last.ExpandedFrom = r.Received, r.MessageTraceID, r.Recipient, r.ExpandedFrom
 			progressed = true
 			return nil
 		})

@@ -137,6 +137,12 @@ func prefixed(patterns []string) bool {
 const rowColumns = `mtid, recipient, received, sender, subject, status, message_id, size,
 	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
 
+// rowGroupSQL and rowMemberSQL are mailflow.RowGroup and RowMember.
+const (
+	rowGroupSQL  = `COALESCE(NULLIF(expanded_from, ''), recipient)`
+	rowMemberSQL = `(expanded_from <> '')`
+)
+
 // Trace returns a page of matching rows, newest received first, continuing
 // after cursor (keyset pagination).
 func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
@@ -146,19 +152,24 @@ func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cur
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	cr, cm, cc, ok, err := mailflow.DecodeCursor(cursor)
+	pos, ok, err := mailflow.DecodeCursor(cursor)
 	if err != nil {
 		return mailflow.Page{}, err
 	}
 	w, args, selective := where(&q)
-	order := "received DESC, mtid, recipient"
+	// the rows of a message group-first (mailflow.CompareRows)
+	order := "received DESC, mtid, " + rowGroupSQL + ", " + rowMemberSQL + ", recipient"
 	if selective {
-		order = "+received DESC, mtid, recipient" // see where
+		order = "+" + order // see where
 	}
 	if ok {
-		n := cr.UnixNano()
-		w += " AND received <= ? AND (received < ? OR (mtid, recipient) > (?, ?))"
-		args = append(args, n, n, cm, cc)
+		n := pos.Received.UnixNano()
+		w += " AND received <= ? AND (received < ? OR (mtid, " + rowGroupSQL + ", " + rowMemberSQL + ", recipient) > (?, ?, ?, ?))"
+		member := 0
+		if pos.Member() {
+			member = 1
+		}
+		args = append(args, n, n, pos.MessageTraceID, pos.Group(), member, pos.Recipient)
 	}
 	args = append(args, limit+1)
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+rowColumns+" FROM rows WHERE "+w+

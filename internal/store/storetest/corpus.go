@@ -39,7 +39,7 @@ const (
 	sM10       = "m10 "
 )
 
-var allDayKeys = []string{sM01Alice, sM02Alice, sM02Carol, sM03Dave, sM04Alice, sM05Alice, sM05All, sM05Bob,
+var allDayKeys = []string{sM01Alice, sM02Alice, sM02Carol, sM03Dave, sM04Alice, sM05All, sM05Alice, sM05Bob,
 	sM06Eve, sM07Frank, sM08Suzuki, sM09X, sM10}
 
 type corpusMsg struct {

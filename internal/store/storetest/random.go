@@ -191,15 +191,7 @@ func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row ma
 }
 
 func sortRows(rows []mailflow.Row) {
-	slices.SortFunc(rows, func(a, b mailflow.Row) int {
-		if c := b.Received.Compare(a.Received); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.MessageTraceID, b.MessageTraceID); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Recipient, b.Recipient)
-	})
+	slices.SortFunc(rows, mailflow.CompareRows)
 }
 
 func testRandomized(t *testing.T, f *fixture) {
