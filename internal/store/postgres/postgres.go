@@ -56,12 +56,20 @@ const partitionLockID = 0x6d61696c74726163 // "mailtrac"
 type Options struct {
 	// MaxConns caps the connection pool; 0 means pgxpool's default.
 	MaxConns int32
+	// ReplicaDSN, when set, names a hot standby of the server: traces,
+	// counts, streams and events read from it; appends, retention and
+	// migrations stay on the primary (replica.go).
+	ReplicaDSN string
+	// Logf receives what Open has to say that is not an error (pg_trgm
+	// missing, say); nil writes it to the standard logger.
+	Logf func(format string, args ...any)
 }
 
 // Store is a store.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	opts Options
+	pool    *pgxpool.Pool
+	replica *pgxpool.Pool // nil without Options.ReplicaDSN
+	opts    Options
 
 	mu    sync.Mutex
 	parts map[int64]bool // day start (unix ns) -> partitions exist
@@ -91,7 +99,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{pool: pool, opts: opts, parts: map[int64]bool{}}, nil
+	s := &Store{pool: pool, opts: opts, parts: map[int64]bool{}}
+	if err := s.checkTrigram(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if opts.ReplicaDSN != "" {
+		if s.replica, err = openReplica(ctx, opts.ReplicaDSN, opts.MaxConns); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: replica: %w", err)
+		}
+	}
+	return s, nil
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
@@ -139,12 +158,20 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
+	if s.replica != nil {
+		if err := s.replica.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: ping the replica: %w", err)
+		}
+	}
 	return nil
 }
 
 // Close closes the pool.
 func (s *Store) Close() error {
 	s.pool.Close()
+	if s.replica != nil {
+		s.replica.Close()
+	}
 	return nil
 }
 
@@ -713,7 +740,7 @@ func (s *Store) trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cur
 	if err != nil {
 		return mailflow.Page{}, err
 	}
-	rs, err := s.pool.Query(ctx, sqlText, args...)
+	rs, err := s.readPool().Query(ctx, sqlText, args...)
 	if err != nil {
 		return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
 	}
@@ -836,7 +863,7 @@ func (s *Store) stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cu
 	// Canceled before Close when fn stops the stream early, so that Close
 	// ends the query instead of reading the rest of the result.
 	ctx, cancel := context.WithCancel(ctx)
-	rs, err := s.pool.Query(ctx, sqlText, args...)
+	rs, err := s.readPool().Query(ctx, sqlText, args...)
 	if err != nil {
 		cancel()
 		return err
@@ -866,26 +893,13 @@ func (s *Store) count(ctx context.Context, q mailflow.Query) (mailflow.Counts, e
 	if err := q.Validate(); err != nil {
 		return mailflow.Counts{}, err
 	}
-	w := buildWhere(q)
-	rs, err := s.pool.Query(ctx, `SELECT status, count(*) FROM rows WHERE `+strings.Join(w.conds, " AND ")+` GROUP BY status`, w.args...)
-	if err != nil {
-		return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
-	}
-	defer rs.Close()
-	c := mailflow.Counts{ByStatus: map[mailflow.Status]int64{}}
-	for rs.Next() {
-		var st string
-		var n int64
-		if err := rs.Scan(&st, &n); err != nil {
-			return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
+	if table := rollupTable(q); table != "" {
+		if c, ok, err := s.countRollup(ctx, q, table); ok || err != nil {
+			return c, err
 		}
-		c.ByStatus[mailflow.Status(st)] = n
-		c.Total += n
 	}
-	if err := rs.Err(); err != nil {
-		return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
-	}
-	return c, nil
+	w := buildWhere(q)
+	return s.countQuery(ctx, `SELECT status, count(*) FROM rows WHERE `+strings.Join(w.conds, " AND ")+` GROUP BY status`, w.args)
 }
 
 // Events returns one message's events for one recipient in time order: the
@@ -911,7 +925,7 @@ func (s *Store) events(ctx context.Context, scope []string, messageTraceID, reci
 		sqlText += ` AND EXISTS (SELECT 1 FROM rows r WHERE r.trace_id = e.trace_id AND r.received = m.received AND (` +
 			rc + ` = '' OR r.recipient = ` + rc + `) AND ` + scopeCond(w, "r.", scope) + `)`
 	}
-	rs, err := s.pool.Query(ctx, sqlText+` ORDER BY e.time, e.seq`, w.args...)
+	rs, err := s.readPool().Query(ctx, sqlText+` ORDER BY e.time, e.seq`, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: events: %w", err)
 	}
@@ -974,6 +988,13 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) error {
 		}
 		for _, t := range []string{"rows", "events", "messages"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+t+` WHERE received < $1`, c); err != nil {
+				return err
+			}
+		}
+		// The rollups' hours of the dropped days (rows deleted above were
+		// taken out of them by their trigger), and keys counted down to zero.
+		for _, t := range []string{"rollup_status", "rollup_domains"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+t+` WHERE hour < $1 OR n = 0`, dayOf(c)); err != nil {
 				return err
 			}
 		}
