@@ -101,7 +101,9 @@ func (c *Source) Sweep() {
 	if c.cfg.LinkWait > 0 && c.cfg.LinkWait < wait {
 		wait = c.cfg.LinkWait
 	}
-	for _, m := range c.sorted() {
+	for _, m := range c.sorted(func(m *message) bool {
+		return m.hasPending(c.env.Now, wait) || (m.Completed && c.env.Now.Sub(m.CompletedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.Last) > c.cfg.MaxIdle
+	}) {
 		for _, a := range m.pendingGroups() {
 			if c.env.Now.Sub(m.Groups[a].Since) > wait {
 				c.decide(m, a)
@@ -117,17 +119,19 @@ func (c *Source) Sweep() {
 // Flush decides every alias still waiting for its members. Messages are
 // kept.
 func (c *Source) Flush() {
-	for _, m := range c.sorted() {
+	for _, m := range c.sorted(func(m *message) bool { return len(m.Groups) > 0 }) {
 		c.decideAll(m)
 	}
 }
 
-// sorted lists the messages in a stable order (first seen, then key), so
-// that what a sweep emits does not depend on map order.
-func (c *Source) sorted() []*message {
-	out := make([]*message, 0, len(c.msgs))
+// sorted lists the messages keep selects in a stable order (first seen,
+// then key), so that what a sweep emits does not depend on map order.
+func (c *Source) sorted(keep func(*message) bool) []*message {
+	var out []*message
 	for _, m := range c.msgs {
-		out = append(out, m)
+		if keep(m) {
+			out = append(out, m)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].First.Equal(out[j].First) {

@@ -59,6 +59,16 @@ const (
 	groupExpanded              // several: the alias Expanded, a row per member
 )
 
+// hasPending reports whether an alias of m waited longer than wait.
+func (m *message) hasPending(now time.Time, wait time.Duration) bool {
+	for _, g := range m.Groups {
+		if g.Mode == groupPending && now.Sub(g.Since) > wait {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *message) pendingGroups() []string {
 	var out []string
 	for a, g := range m.Groups {

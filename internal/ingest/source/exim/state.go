@@ -25,7 +25,7 @@ type EvictedState struct {
 
 // State returns a snapshot of the messages in flight as JSON.
 func (c *Source) State() (json.RawMessage, error) {
-	st := State{Messages: c.sorted()}
+	st := State{Messages: c.sorted(func(*message) bool { return true })}
 	n := len(c.evOrder)
 	for j := range n {
 		k := c.evOrder[(c.evNext+j)%n]
