@@ -47,19 +47,19 @@ func (s *Store) HasReplica() bool { return s.replica != nil }
 
 // ReplicaLag is how far the replica's data is behind the primary's: zero
 // without a replica, on a server that is not a standby, or when the standby
-// has replayed everything the primary has written (its last replayed
-// position is at or past the primary's current one, or past everything its
-// WAL receiver got while that one is streaming); otherwise the age of the
-// last transaction it replayed (pg_last_xact_replay_timestamp). After a
-// long idle spell on the primary this overstates the lag of the first
-// moments of a new write; it never understates it. A standby that has
-// replayed no transaction since it started reports ErrLagUnknown.
+// has replayed everything the primary has written (its last replayed WAL
+// position is at or past the primary's insert position); otherwise the age
+// of the last transaction it replayed (pg_last_xact_replay_timestamp). On a
+// busy primary that is the replay delay; after a long idle spell on the
+// primary it overstates the lag of the first moments of a new write, and it
+// never understates it. A standby that has replayed no transaction since it
+// started reports ErrLagUnknown.
 func (s *Store) ReplicaLag(ctx context.Context) (time.Duration, error) {
 	if s.replica == nil {
 		return 0, nil
 	}
 	var primary string
-	if err := s.pool.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_lsn()::text END`).Scan(&primary); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_current_wal_insert_lsn()::text END`).Scan(&primary); err != nil {
 		return 0, fmt.Errorf("postgres: replica lag: the primary: %w", err)
 	}
 	var (
@@ -67,9 +67,7 @@ func (s *Store) ReplicaLag(ctx context.Context) (time.Duration, error) {
 		age               *float64
 	)
 	err := s.replica.QueryRow(ctx, `SELECT pg_is_in_recovery(),
-			COALESCE(pg_last_wal_replay_lsn() >= NULLIF($1, '')::pg_lsn, false) OR
-			COALESCE(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
-				AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'), false),
+			COALESCE(pg_last_wal_replay_lsn() >= NULLIF($1, '')::pg_lsn, false),
 			extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`, primary).Scan(&standby, &caughtUp, &age)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: replica lag: %w", err)
