@@ -14,7 +14,9 @@ import (
 )
 
 // sessionCookie holds the session of `kubectl mailtrace ui` once the
-// one-time token of the printed URL was exchanged for it.
+// one-time token of the printed URL was exchanged for it. Cookies are not
+// kept apart by port, so each console's carries its port in its name: two
+// consoles (two clusters, two users) in one browser keep their sessions.
 const sessionCookie = "mailtrace_session"
 
 // sessionTTL bounds a session of the local console.
@@ -38,10 +40,11 @@ type localAuth struct {
 	token    string // "" once used
 	sessions map[string]time.Time
 	hosts    map[string]bool // host:port values a request may name
+	cookie   string          // the session cookie's name
 }
 
 func newLocalAuth(token string) *localAuth {
-	return &localAuth{token: token, sessions: map[string]time.Time{}, hosts: map[string]bool{}}
+	return &localAuth{token: token, sessions: map[string]time.Time{}, hosts: map[string]bool{}, cookie: sessionCookie}
 }
 
 // allowHost adds the address the console listens on (127.0.0.1:port and localhost:port).
@@ -50,6 +53,7 @@ func (a *localAuth) allowHost(addr string) {
 	defer a.mu.Unlock()
 	a.hosts[addr] = true
 	if _, port, err := net.SplitHostPort(addr); err == nil {
+		a.cookie = sessionCookie + "_" + port
 		a.hosts["localhost:"+port] = true
 		a.hosts["127.0.0.1:"+port] = true
 		a.hosts["[::1]:"+port] = true
@@ -78,12 +82,12 @@ func (a *localAuth) exchange(tok string) (string, bool) {
 
 // session returns the session id of r, if it names a live session.
 func (a *localAuth) session(r *http.Request) (string, bool) {
-	c, err := r.Cookie(sessionCookie)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, err := r.Cookie(a.cookie)
 	if err != nil {
 		return "", false
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	exp, ok := a.sessions[c.Value]
 	if !ok || time.Now().After(exp) {
 		delete(a.sessions, c.Value)
@@ -146,4 +150,10 @@ func sameOrigin(r *http.Request) bool {
 		return ok && strings.EqualFold(host, r.Host)
 	}
 	return false
+}
+
+func (a *localAuth) cookieName() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cookie
 }
