@@ -1,0 +1,171 @@
+package opensmtpd
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
+)
+
+// Policy: the decisions that depend on nothing but their arguments, each
+// with a table test.
+
+// resultType is what a delivery's result means: Ok delivered, TempFail
+// deferred (retried), PermFail and Loop failed.
+func resultType(result string) (mailflow.EventType, bool) {
+	switch strings.ToLower(result) {
+	case "ok":
+		return mailflow.EventDeliver, true
+	case "tempfail":
+		return mailflow.EventDefer, true
+	case "permfail", "loop":
+		return mailflow.EventFail, true
+	}
+	return "", false
+}
+
+// resultDSN is a delivery's DSN: the enhanced code of its stat ("250 2.0.0
+// Ok", "550 5.1.1 ..."), else its reply's class, else the result's class.
+func resultDSN(typ mailflow.EventType, stat string) string {
+	if d := enhancedCode(stat); d != "" {
+		return d
+	}
+	if len(stat) >= 4 && stat[3] == ' ' && isDigits(stat[:3]) && strings.Contains("245", stat[:1]) {
+		return stat[:1] + ".0.0"
+	}
+	switch typ {
+	case mailflow.EventDeliver:
+		return "2.0.0"
+	case mailflow.EventDefer:
+		return "4.0.0"
+	}
+	return "5.0.0"
+}
+
+// expireDSN is the DSN of an envelope the queue gave up on: expired
+// (5.4.7, delivery time expired) or removed by an administrator (5.0.0).
+func expireDSN(prefix string) string {
+	if prefix == "Expire" {
+		return "5.4.7"
+	}
+	return "5.0.0"
+}
+
+// commandReject decides what a refused command (smtp failed-command) is:
+// the stage, whether it concerns a message at all (RCPT, MAIL, DATA and
+// the end of data: yes; HELO, AUTH, STARTTLS: no), its DSN and event
+// type. A recipient that does not exist fails (5.1.1); the server's own
+// temporary trouble (4.3.x) is a deferral; everything else, relaying
+// denied and a filter's rejection included, is a refusal by policy.
+func commandReject(command, result string) (stage, addr, dsn string, typ mailflow.EventType, ok bool) {
+	up := strings.ToUpper(command)
+	switch {
+	case strings.HasPrefix(up, "RCPT TO:"):
+		stage = "RCPT"
+		addr = strings.TrimSpace(command[len("RCPT TO:"):])
+	case strings.HasPrefix(up, "MAIL FROM:"):
+		stage = "MAIL"
+		addr = strings.TrimSpace(command[len("MAIL FROM:"):])
+	case up == "DATA" || up == "." || strings.HasPrefix(up, "BDAT"):
+		stage = "DATA"
+	default:
+		return "", "", "", "", false
+	}
+	if i := strings.IndexByte(addr, '>'); strings.HasPrefix(addr, "<") && i > 0 {
+		addr = addr[1:i]
+	}
+	dsn = enhancedCode(result)
+	lower := strings.ToLower(result)
+	class := "5"
+	if strings.HasPrefix(result, "4") {
+		class = "4"
+	}
+	if dsn == "" {
+		switch {
+		case strings.Contains(lower, "relay"):
+			dsn = class + ".7.1"
+		case strings.Contains(lower, "invalid recipient") && stage == "RCPT", strings.Contains(lower, "unknown user"), strings.Contains(lower, "user unknown"):
+			dsn = class + ".1.1"
+		default:
+			dsn = class + ".0.0"
+		}
+	}
+	switch {
+	case stage == "DATA" || strings.Contains(lower, "greylist"):
+		typ = mailflow.EventFilterAsSpam
+	case strings.HasPrefix(dsn, "4.3."):
+		typ = mailflow.EventDefer
+	case dsn == "5.1.1" || dsn == "5.1.0" || dsn == "5.1.2" || dsn == "5.2.2" || dsn == "5.2.1" || dsn == "5.3.4" || dsn == "4.2.2":
+		typ = mailflow.EventFail
+	default:
+		typ = mailflow.EventFilterAsSpam
+	}
+	return stage, addr, dsn, typ, true
+}
+
+// fromOrg decides whether a message comes from the organisation: an
+// authenticated session, a local submission (smtpd's "address=local"), or
+// loopback with a sender of the accepted domains.
+func fromOrg(domains []string, sender string, clientIP, user string, local bool) bool {
+	switch {
+	case user != "" || local:
+		return true
+	case sender != "" && (clientIP == "" || isLoopback(clientIP)):
+		return inside(domains, sender)
+	}
+	return false
+}
+
+// direction: see the Exim source's; unknown until a recipient is known.
+func direction(org, anyIn, anyOut bool) mailflow.Direction {
+	switch {
+	case !anyIn && !anyOut:
+		return ""
+	case org && anyOut:
+		return mailflow.DirectionOutbound
+	case org:
+		return mailflow.DirectionInternal
+	case anyIn:
+		return mailflow.DirectionInbound
+	}
+	return mailflow.DirectionOutbound
+}
+
+func inside(domains []string, a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
+	for _, p := range domains {
+		if sub, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(d, "."+sub) {
+				return true
+			}
+		} else if d == p {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func validIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// relayOf splits mta's relay="192.0.2.1 (mx.example.net)" into a relay as
+// the store shows it ("mx.example.net[192.0.2.1]") and its IP.
+func relayOf(relay string) (string, string) {
+	ip, name, _ := strings.Cut(relay, " ")
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "("), ")")
+	if !validIP(ip) {
+		return relay, ""
+	}
+	return name + "[" + ip + "]", ip
+}
