@@ -11,8 +11,11 @@ import (
 	_ "time/tzdata"
 
 	"github.com/mailtrace/mailtrace/internal/cli"
+	"github.com/mailtrace/mailtrace/internal/console"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], demoCommand()))
+	// console: the Helm chart's optional in-cluster console (a client of the
+	// API, acting with each user's own token).
+	os.Exit(cli.Main(os.Args[1:], demoCommand(), console.NewServeCommand()))
 }
