@@ -20,6 +20,9 @@ type Correlator struct {
 	parser  syslog.Parser
 	sources []source.Source
 	names   []string // the sources' registered names, for State
+	// waiters are the sources whose lines may wait for another source's
+	// message: told after a line that emitted events (source.Waiter)
+	waiters []source.Waiter
 	// env is shared with the sources: the clock (env.Now), the counters,
 	// the events of the current line
 	env       source.Env
@@ -41,9 +44,14 @@ func NewCorrelator(cfg Config, emit func([]mailflow.Event) error) *Correlator {
 		parser: syslog.Parser{Reference: cfg.Reference, Location: cfg.Location},
 	}
 	scfg := cfg.source()
+	c.env.Links = source.NewLinks(c.TraceID)
 	for _, r := range sources {
-		c.sources = append(c.sources, r.New(scfg, &c.env))
+		s := r.New(scfg, &c.env)
+		c.sources = append(c.sources, s)
 		c.names = append(c.names, r.Name)
+		if w, ok := s.(source.Waiter); ok {
+			c.waiters = append(c.waiters, w)
+		}
 	}
 	c.setLastSweep(time.Time{})
 	return c
@@ -321,6 +329,18 @@ func (c *Correlator) drain() error {
 	if len(c.env.Out) == 0 {
 		return nil
 	}
+	// what was emitted may be what a waiting line of another source was
+	// waiting for (source.Links): those lines' events join this line's
+	if len(c.waiters) > 0 {
+		for i := 0; i < len(c.env.Out); i++ {
+			c.env.Links.Note(&c.env.Out[i])
+			if i == len(c.env.Out)-1 && c.env.Links.Noted() {
+				for _, w := range c.waiters {
+					w.Linked()
+				}
+			}
+		}
+	}
 	evs := c.env.Out
 	c.env.Out = nil
 	c.env.Stats.Events += int64(len(evs))
@@ -359,6 +379,7 @@ func (c *Correlator) setLastSweep(t time.Time) {
 }
 
 func (c *Correlator) sweep() {
+	c.env.Links.Forget(c.env.Now, c.cfg.ForgetAfter)
 	for _, s := range c.sources {
 		s.Sweep()
 	}

@@ -120,7 +120,7 @@ func TestFeedFieldsChecks(t *testing.T) {
 		{"too long", func() syslog.Fields { f := good; f.Message = strings.Repeat("x", 1<<15); return f }(), ReasonTooLong, 0},
 		{"invalid utf-8", func() syslog.Fields { f := good; f.Host = "m\xffx"; return f }(), "", 1},
 		{"bad pid", func() syslog.Fields { f := good; f.ProcID = "x1"; return f }(), ReasonNotSyslog, 0},
-		{"not postfix", func() syslog.Fields { f := good; f.App = "dovecot"; return f }(), ReasonNotPostfix, 0},
+		{"not postfix", func() syslog.Fields { f := good; f.App = "CRON"; return f }(), ReasonNotPostfix, 0},
 	}
 	for _, c := range cases {
 		var evs []mailflow.Event

@@ -4,8 +4,10 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
+	"github.com/mailtrace/mailtrace/internal/ingest/source/dovecot"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/exim"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
+	"github.com/mailtrace/mailtrace/internal/ingest/source/rspamd"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
@@ -15,6 +17,8 @@ import (
 var sources = []source.Registration{
 	{Name: "postfix", New: postfix.New},
 	{Name: "exim", New: exim.New},
+	{Name: "rspamd", New: rspamd.New},
+	{Name: "dovecot", New: dovecot.New},
 }
 
 // shapes read, ahead of the syslog parser, the lines of a source that

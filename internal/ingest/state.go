@@ -18,6 +18,9 @@ type State struct {
 	ParserLast time.Time `json:"parserLast,omitzero"`
 	// Sources holds each source's own state, by its registered name.
 	Sources map[string]json.RawMessage `json:"sources,omitempty"`
+	// Links is the index through which a source's line finds another
+	// source's message (source.Links).
+	Links json.RawMessage `json:"links,omitempty"`
 	// WALPosition is where in its write-ahead log the reader of this
 	// correlator was when the state was taken (set by the live
 	// ingester, see package wal): reading on from there after Restore
@@ -60,6 +63,11 @@ func (c *Correlator) State() (State, error) {
 		}
 		st.Sources[c.names[i]] = b
 	}
+	b, err := json.Marshal(c.env.Links)
+	if err != nil {
+		return State{}, errors.New("ingest: state of the links between sources: " + err.Error())
+	}
+	st.Links = b
 	return st, nil
 }
 
@@ -80,6 +88,11 @@ func (c *Correlator) Restore(st State) error {
 	c.setLastSweep(st.Now)
 	if !st.ParserLast.IsZero() {
 		c.parser.Resume(st.ParserLast)
+	}
+	if len(st.Links) > 0 {
+		if err := json.Unmarshal(st.Links, c.env.Links); err != nil {
+			return errors.New("ingest: state of the links between sources: " + err.Error())
+		}
 	}
 	for i, s := range c.sources {
 		if b, ok := st.Sources[c.names[i]]; ok {

@@ -54,6 +54,18 @@ type Event struct {
 	Relay          string `json:"relay,omitempty"`
 	DSN            string `json:"dsn,omitempty"`
 	SMTPResponse   string `json:"smtpResponse,omitempty"`
+
+	// What a content scanner (rspamd, amavis) said of the message (a Scan
+	// event, or the FilterAsSpam or Quarantine it caused): its action or
+	// verdict ("add header", "reject", "Passed CLEAN", "Blocked SPAM"),
+	// its score ("15.00/15.00": score and threshold, or amavis' hits) and
+	// the rules that fired.
+	Action  string   `json:"action,omitempty"`
+	Score   string   `json:"score,omitempty"`
+	Symbols []string `json:"symbols,omitempty"`
+	// Folder is the mailbox folder the recipient's copy was stored into
+	// (Dovecot's LMTP or LDA, a Sieve fileinto): "INBOX", "Junk".
+	Folder string `json:"folder,omitempty"`
 }
 
 // Validate reports what makes an event unusable.

@@ -77,8 +77,16 @@ const (
 	EventTransfer EventType = "Transfer" // moved to another queue / message (e.g. after a content filter)
 	EventSend     EventType = "Send"     // handed to the next hop (relay), outcome on that hop pending
 	EventNotify   EventType = "Notify"   // a delivery status notification (bounce) was generated
+	// EventScan is a content scanner's verdict (rspamd, amavis: Action,
+	// Score, Symbols); what the MTA did about it (a reject, a hold) is an
+	// event of its own, so a Scan decides no status.
+	EventScan EventType = "Scan"
+	// EventSieve is what the recipient's Sieve script did besides storing
+	// (a vacation reply, a redirect, a rejection message sent back).
+	EventSieve EventType = "Sieve"
 
 	EventDeliver      EventType = "Deliver"      // delivered, or accepted by the next hop outside
+	EventSave         EventType = "Save"         // stored into a mailbox folder (Dovecot, Sieve: Event.Folder); a delivery
 	EventDefer        EventType = "Defer"        // deferred; delivery will be retried
 	EventFail         EventType = "Fail"         // bounced, expired or rejected
 	EventExpand       EventType = "Expand"       // a group/alias was expanded; members get rows of their own
@@ -90,7 +98,7 @@ const (
 // false for events that do not decide a status.
 func StatusOf(t EventType) (Status, bool) {
 	switch t {
-	case EventDeliver:
+	case EventDeliver, EventSave:
 		return StatusDelivered, true
 	case EventDefer:
 		return StatusPending, true

@@ -72,6 +72,9 @@ var SummaryColumns = []string{
 var DetailedColumns = append(append([]string{}, SummaryColumns...),
 	"date_time_utc", "event_id", "source", "recipient_status", "server_ip",
 	"server_hostname", "client_ip", "client_hostname", "relay", "dsn", "detail",
+	// what a spam filter (rspamd, amavis) and the mailbox server (Dovecot,
+	// Sieve) said: ours, after Exchange's columns
+	"spam_action", "spam_score", "spam_symbols", "mailbox_folder",
 )
 
 // Options of a report.
@@ -209,6 +212,10 @@ func eventRecord(rec []string, e *mailflow.Event) {
 	ev[8] = cell(e.Relay)
 	ev[9] = cell(e.DSN)
 	ev[10] = cell(e.Detail)
+	ev[11] = cell(e.Action)
+	ev[12] = cell(e.Score)
+	ev[13] = cell(strings.Join(e.Symbols, " "))
+	ev[14] = cell(e.Folder)
 }
 
 // countHash counts and hashes what goes through it to w.

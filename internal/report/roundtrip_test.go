@@ -105,6 +105,7 @@ func wantEvent(e mailflow.Event) []string {
 	return []string{
 		e.Time.UTC().Format(time.RFC3339Nano), s(string(e.Type)), s(e.Source), s(e.SMTPResponse), s(e.ServerIP),
 		s(e.ServerHostname), s(e.ClientIP), s(e.ClientHostname), s(e.Relay), s(e.DSN), s(e.Detail),
+		s(e.Action), s(e.Score), s(strings.Join(e.Symbols, " ")), s(e.Folder),
 	}
 }
 

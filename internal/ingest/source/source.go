@@ -22,6 +22,7 @@ package source
 
 import (
 	"encoding/json"
+	"net/netip"
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
@@ -77,6 +78,16 @@ type Config struct {
 	// ContentFilters are the relays (as "ip:port") that are content
 	// filters: a hand-over to one of them is not a delivery.
 	ContentFilters []string
+	// InternalNetworks are the networks whose SMTP clients are the
+	// organisation's without authenticating (Postfix's mynetworks beyond
+	// loopback): mail they hand over comes from inside. A client
+	// elsewhere that does not authenticate comes from outside, whatever
+	// sender it claims. They decide a message's Direction.
+	InternalNetworks []netip.Prefix
+	// PendingAfter: a message with no outcome this long (log time) after
+	// it was received is Pending (still in the queue, or its outcome was
+	// never logged), not GettingStatus for ever.
+	PendingAfter time.Duration
 	// LinkWait is how long (log time) a message that may be the later hop
 	// of another waits for its link before it becomes a message of its
 	// own.
@@ -133,6 +144,9 @@ type Env struct {
 	// Out are the events emitted by the current line; the engine hands
 	// them on after each line.
 	Out []mailflow.Event
+	// Links finds the message another source traces (links.go): the
+	// engine notes there every event emitted.
+	Links *Links
 }
 
 // Emit emits an event.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source/amavis"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -162,7 +163,9 @@ func (c *Source) proxy(host string, t time.Time, raw string, r Record, pid int) 
 	return true
 }
 
-// amavis handles amavisd-new's verdict line.
+// amavis handles amavisd-new's verdict line. The verdict is read again
+// from the line, by the amavis package, for what Record does not keep
+// (hits, quarantine, mail_id).
 func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 	var typ mailflow.EventType
 	if r.Verdict == "Blocked" {
@@ -191,7 +194,20 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 			ch.subject = r.Subject
 		}
 	}
+	// the verdict, its hits and quarantine (source/amavis): a Scan event
+	// of the message when it passed, what its block says when blocked
+	v, _ := amavis.Parse(raw)
 	if typ == "" {
+		e := amavis.ScanEvent(v)
+		e.ID = eventID(host, r.FilterID, t, raw, mailflow.EventScan, "")
+		e.Time = t
+		switch {
+		case m != nil:
+			c.add(m, e)
+		case r.NewID != "":
+			// held with the new hop until the first hop's "queued as"
+			c.add(c.get(host, r.NewID, t), e)
+		}
 		return true
 	}
 	for _, rc := range r.Rcpts {
@@ -202,8 +218,8 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 			Recipient: rc,
 			Type:      typ,
 			Source:    "amavis",
-			Detail:    fmt.Sprintf("amavis: %s %s {%s}", r.Verdict, r.Category, r.Flags),
 		}
+		v.Fill(&e)
 		if m != nil {
 			m.verdict[rc] = true
 			if m.tr != nil {

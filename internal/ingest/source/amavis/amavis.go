@@ -1,0 +1,144 @@
+// Package amavis reads amavisd-new's verdicts as events: Passed or
+// Blocked, the category (CLEAN, SPAM, SPAMMY, INFECTED, BANNED, ...), the
+// hits (SpamAssassin's score), the quarantine and the mail_id.
+//
+// Amavis sits between two Postfix hops (content_filter to it, its
+// re-injection back), so its line is also what links the two hops into
+// one trace: the Postfix source (source/postfix, filters.go) claims
+// amavis' lines for that link, and takes the verdict's events from here,
+// the grammar of the verdict being amavis' own.
+package amavis
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
+)
+
+// Verdict is what amavis' main log line says of a message:
+//
+//	(233291-12) Passed CLEAN {RelayedInbound}, [81.30.156.23]:49571 [109.248.147.159]
+//	<s@x> -> <r@y>, Queue-ID: 4PbC7269xVz3tBr, Message-ID: <m@x>, mail_id: iNt6_L59opC5,
+//	Hits: 2.681, size: 104984, queued_as: 4PbC774GLyz3tG3, ...
+//	(01234-05) Blocked SPAM {DiscardedInbound,Quarantined}, ..., quarantine: spam-AbCd.gz, ...
+type Verdict struct {
+	ID       string // amavis' id of the run, "233291-12"
+	Verdict  string // Passed, Blocked
+	Category string // CLEAN, SPAM, SPAMMY, INFECTED, BANNED, BAD-HEADER, ...
+	Flags    string // RelayedInbound, DiscardedInbound,Quarantined, ...
+	// Hits is SpamAssassin's score ("-" when it did not run); Virus names
+	// what an INFECTED message carries.
+	Hits       string
+	Virus      string
+	Quarantine string // the quarantine's id (a file, a key), "" when none
+	MailID     string
+}
+
+// Parse reads the verdict of amavis' main log line (its message, or the
+// whole line with its syslog header); false for any other.
+func Parse(msg string) (Verdict, bool) {
+	var v Verdict
+	k := strings.Index(msg, ") Passed ")
+	if b := strings.Index(msg, ") Blocked "); b >= 0 && (k < 0 || b < k) {
+		k = b
+	}
+	if k < 0 {
+		return v, false
+	}
+	i := strings.LastIndexByte(msg[:k], '(')
+	if i < 0 {
+		return v, false
+	}
+	msg = msg[i:]
+	e := strings.IndexByte(msg, ')')
+	if e < 0 {
+		return v, false
+	}
+	v.ID = msg[1:e]
+	rest := strings.TrimSpace(msg[e+1:])
+	var after string
+	v.Verdict, after, _ = strings.Cut(rest, " ")
+	if v.Verdict != "Passed" && v.Verdict != "Blocked" {
+		return v, false
+	}
+	v.Category, _, _ = strings.Cut(after, " ")
+	v.Category = strings.TrimSuffix(v.Category, ",")
+	if a := strings.IndexByte(after, '{'); a >= 0 {
+		if b := strings.IndexByte(after[a:], '}'); b > 0 {
+			v.Flags = after[a+1 : a+b]
+		}
+	}
+	// INFECTED (Eicar-Signature) {...}
+	if a := strings.Index(after, " ("); a >= 0 && a < len(v.Category)+2 {
+		if b := strings.IndexByte(after[a:], ')'); b > 0 {
+			v.Virus = after[a+2 : a+b]
+		}
+	}
+	v.Hits = field(after, "Hits")
+	v.Quarantine = field(after, "quarantine")
+	v.MailID = field(after, "mail_id")
+	return v, true
+}
+
+// field returns the value of ", name: value, " in s.
+func field(s, name string) string {
+	i := strings.Index(s, ", "+name+": ")
+	if i < 0 {
+		return ""
+	}
+	v := s[i+len(name)+4:]
+	if k := strings.Index(v, ", "); k >= 0 {
+		v = v[:k]
+	}
+	return v
+}
+
+// Action is the verdict in one word pair: "Passed CLEAN", "Blocked SPAM".
+func (v Verdict) Action() string { return v.Verdict + " " + v.Category }
+
+// Fill sets what an event says of the verdict: Action, Score, the virus
+// as its symbol, and the detail ("amavis: Passed CLEAN {RelayedInbound},
+// hits 2.681, mail_id ...").
+func (v Verdict) Fill(e *mailflow.Event) {
+	e.Action = v.Action()
+	if v.Hits != "" && v.Hits != "-" {
+		e.Score = v.Hits
+	}
+	if v.Virus != "" {
+		e.Symbols = []string{v.Virus}
+	}
+	e.Detail = v.Detail()
+}
+
+// Detail is the verdict as an event's detail.
+func (v Verdict) Detail() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "amavis: %s %s", v.Verdict, v.Category)
+	if v.Virus != "" {
+		fmt.Fprintf(&b, " (%s)", v.Virus)
+	}
+	if v.Flags != "" {
+		fmt.Fprintf(&b, " {%s}", v.Flags)
+	}
+	if v.Hits != "" && v.Hits != "-" {
+		fmt.Fprintf(&b, ", hits %s", v.Hits)
+	}
+	if v.Quarantine != "" {
+		fmt.Fprintf(&b, ", quarantined as %s", v.Quarantine)
+	}
+	if v.MailID != "" {
+		fmt.Fprintf(&b, ", mail_id %s", v.MailID)
+	}
+	return b.String()
+}
+
+// ScanEvent is the Scan event of a verdict that passed the message (a
+// blocked one is the FilterAsSpam or Quarantine event the Postfix
+// source makes, filled by Fill): its ID, time and trace left to the
+// caller.
+func ScanEvent(v Verdict) mailflow.Event {
+	e := mailflow.Event{Type: mailflow.EventScan, Source: "amavis"}
+	v.Fill(&e)
+	return e
+}

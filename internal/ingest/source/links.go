@@ -1,0 +1,215 @@
+package source
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
+)
+
+// Links is how a line of one source finds the message another source
+// traces: a mailbox server's line (Dovecot) the MTA's delivery it belongs
+// to, a spam filter's verdict (rspamd) the message it scanned. The engine
+// fills it from the events every source emits (Note), so a source that
+// emits nothing new for it needs no change; a source that joins lines to
+// another's messages looks them up here, and is told (Waiter) when events
+// were emitted, since what it waits for may have come.
+//
+// It keeps, for a while (Config.ForgetAfter, and at most maxLinks keys in
+// each of its two generations), the trace of
+//   - a Message-ID (the latest message that carried it),
+//   - a Message-ID and one of its recipients (the latest message that
+//     decided that recipient's status),
+//   - an LMTP session id, as Dovecot echoes it in its 250 reply to a
+//     delivery ("250 2.0.0 <rcpt> Y6a3EvpUt2l+eyIAYRBqSw Saved"), with its
+//     recipient and the delivery's time.
+//
+// and asks the sources for a queue id (TraceID).
+type Links struct {
+	cur, old map[string]Link
+	rotated  time.Time
+	// last: the Message-ID and trace of the latest event noted, so that a
+	// message's events (each carries its Message-ID) are indexed once
+	lastMsgID, lastTrace string
+	// traceID asks the sources for the trace of a queue id on a host.
+	traceID func(host, id string) string
+	notes   int // events noted since the last Waiter call
+}
+
+// Link is a trace found for a key.
+type Link struct {
+	TraceID string `json:"t"`
+	// Recipient: for a session id, the recipient of the delivery.
+	Recipient string `json:"r,omitempty"`
+	// Time of the event that made the link (the MTA's delivery, for a
+	// session id).
+	Time time.Time `json:"at"`
+}
+
+// maxLinks bounds each generation of Links.
+const maxLinks = 1 << 17
+
+// NewLinks returns an empty index; traceID answers a queue id on a host
+// (the engine's Correlator.TraceID), or is nil.
+func NewLinks(traceID func(host, id string) string) *Links {
+	return &Links{cur: map[string]Link{}, old: map[string]Link{}, traceID: traceID}
+}
+
+// Key prefixes of the index.
+const (
+	keyMsgID   = "m\x00"
+	keySession = "s\x00"
+)
+
+// Note indexes an emitted event (the engine calls it for every event).
+func (l *Links) Note(e *mailflow.Event) {
+	l.notes++
+	if e.MessageID == "" {
+		return
+	}
+	if e.MessageID != l.lastMsgID || e.MessageTraceID != l.lastTrace {
+		l.lastMsgID, l.lastTrace = e.MessageID, e.MessageTraceID
+		l.put(keyMsgID+mailflow.NormalizeMessageID(e.MessageID), Link{TraceID: e.MessageTraceID, Time: e.Time})
+	}
+	if e.Recipient == "" {
+		return
+	}
+	if _, ok := mailflow.StatusOf(e.Type); !ok {
+		return
+	}
+	l.put(keyMsgID+mailflow.NormalizeMessageID(e.MessageID)+"\x00"+e.Recipient, Link{TraceID: e.MessageTraceID, Recipient: e.Recipient, Time: e.Time})
+	if e.Type == mailflow.EventDeliver {
+		if sid := LMTPSession(e.SMTPResponse); sid != "" {
+			// one LMTP transaction may carry several recipients under one
+			// session id: keyed with the recipient too
+			v := Link{TraceID: e.MessageTraceID, Recipient: e.Recipient, Time: e.Time}
+			l.put(keySession+sid, v)
+			l.put(keySession+sid+"\x00"+e.Recipient, v)
+		}
+	}
+}
+
+// Noted reports whether events were noted since the last call (the
+// engine then tells the Waiters).
+func (l *Links) Noted() bool {
+	n := l.notes
+	l.notes = 0
+	return n > 0
+}
+
+func (l *Links) put(k string, v Link) {
+	if len(l.cur) >= maxLinks {
+		l.rotate(v.Time)
+	}
+	l.cur[k] = v
+}
+
+func (l *Links) get(k string) (Link, bool) {
+	if v, ok := l.cur[k]; ok {
+		return v, true
+	}
+	v, ok := l.old[k]
+	return v, ok
+}
+
+// Forget drops the links older than a generation of age (the engine calls
+// it on each sweep).
+func (l *Links) Forget(now time.Time, age time.Duration) {
+	if l.rotated.IsZero() {
+		l.rotated = now
+	}
+	if now.Sub(l.rotated) >= age {
+		l.rotate(now)
+	}
+}
+
+func (l *Links) rotate(now time.Time) {
+	l.old, l.cur = l.cur, make(map[string]Link, len(l.cur)/2)
+	l.rotated = now
+}
+
+// Session returns the MTA's delivery that Dovecot's LMTP session id
+// belongs to: with recipient (an address, as Dovecot names the user),
+// the delivery to that recipient, which tells apart the recipients of one
+// LMTP transaction; else the latest delivery of the session.
+func (l *Links) Session(sid, recipient string) (Link, bool) {
+	if strings.IndexByte(recipient, '@') > 0 {
+		if v, ok := l.get(keySession + sid + "\x00" + mailflow.NormalizeAddress(recipient)); ok {
+			return v, true
+		}
+	}
+	return l.get(keySession + sid)
+}
+
+// MessageID returns the latest message that carried a Message-ID (with
+// recipient set: that decided the status of that recipient).
+func (l *Links) MessageID(messageID, recipient string) (Link, bool) {
+	k := keyMsgID + mailflow.NormalizeMessageID(messageID)
+	if recipient != "" {
+		k += "\x00" + mailflow.NormalizeAddress(recipient)
+	}
+	return l.get(k)
+}
+
+// QueueID returns the trace of the message a source knows as queue id on
+// host, or "".
+func (l *Links) QueueID(host, id string) string {
+	if l.traceID == nil || id == "" {
+		return ""
+	}
+	return l.traceID(host, id)
+}
+
+// LMTPSession returns the session id in Dovecot's LMTP reply to a
+// delivery, "250 2.0.0 <rcpt> SESSIONID Saved", or "".
+func LMTPSession(reply string) string {
+	if !strings.HasPrefix(reply, "250 ") {
+		return ""
+	}
+	i := strings.IndexByte(reply, '>')
+	if i < 0 || !strings.Contains(reply[:i], "<") {
+		return ""
+	}
+	rest := strings.TrimLeft(reply[i+1:], " ")
+	sid, tail, ok := strings.Cut(rest, " ")
+	if !ok || !strings.HasPrefix(tail, "Saved") || len(sid) < 8 || len(sid) > 64 {
+		return ""
+	}
+	return sid
+}
+
+// linksState is Links as JSON.
+type linksState struct {
+	Rotated time.Time       `json:"rotated,omitzero"`
+	Cur     map[string]Link `json:"cur,omitempty"`
+	Old     map[string]Link `json:"old,omitempty"`
+}
+
+// MarshalJSON saves the index (part of the engine's state).
+func (l *Links) MarshalJSON() ([]byte, error) {
+	return json.Marshal(linksState{Rotated: l.rotated, Cur: l.cur, Old: l.old})
+}
+
+// UnmarshalJSON restores an index saved by MarshalJSON.
+func (l *Links) UnmarshalJSON(b []byte) error {
+	var s linksState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	l.rotated, l.cur, l.old = s.Rotated, s.Cur, s.Old
+	if l.cur == nil {
+		l.cur = map[string]Link{}
+	}
+	if l.old == nil {
+		l.old = map[string]Link{}
+	}
+	return nil
+}
+
+// Waiter is a source whose lines may wait for another source's message
+// (through Links): the engine calls Linked after a line whose events were
+// noted, and the source emits what now finds its message.
+type Waiter interface {
+	Linked()
+}
