@@ -298,7 +298,7 @@ func TestIngestReaderGarbage(t *testing.T) {
 	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]\n")
 	in.WriteString("random garbage\n")
 	in.WriteString("\x00\x01\x02\xff\xfe binary\n")
-	in.WriteString("Mar  1 10:00:00 mx dovecot: imap-login: Login: user=<u>\n")
+	in.WriteString("Mar  1 10:00:00 mx CRON[9]: (root) CMD (run-parts /etc/cron.hourly)\n")
 	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: something postfix never said\n")
 	in.WriteString("Mar  1 10:00:00 mx postfix/qmgr[2]: ABCDE12345: from=<a@exa\xffmple.net>, size=10, nrcpt=1 (queue active)\n")
 	in.WriteString("Mar  1 10:00:00 mx postfix/smtpd[1]: " + strings.Repeat("x", 1<<20) + "\n")
