@@ -44,6 +44,10 @@ base_dir = %[1]s/run
 state_dir = %[1]s/run/state
 log_path = %[2]s
 info_log_path = %[2]s
+# syslog's timestamp: rsyslog ships the lines as Dovecot's syslog ones
+log_timestamp = "%%b %%e %%H:%%M:%%S "
+# Sieve's rejections and vacation replies go out through the lab's Postfix
+submission_host = 127.0.0.1:%[8]d
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -81,7 +85,7 @@ plugin {
   quota = maildir:User quota
   quota_rule = *:storage=0
 }
-`, dir, l.LogFile("dovecot.log"), l.ports.lmtp, l.ports.auth, mailUID, l.ports.lmtp, Domain)
+`, dir, l.LogFile("dovecot.log"), l.ports.lmtp, l.ports.auth, mailUID, l.ports.lmtp, Domain, l.ports.smtp)
 	if err := writeFile(dir+"/dovecot.conf", conf, 0o644); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,9 +173,19 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // message of an RFC 3164 frame (<22> is mail.info), octet-counted over TCP
 // with TLS and a client certificate (the gtls driver, the peer's name
 // checked) to the ingester, its queue retrying while the ingester is away.
+//
+// Dovecot's and rspamd's log files are tailed the same way and sent as
+// syslog would have them from those daemons: the program "dovecot" or
+// "rspamd", the host Postfix's lines name (one machine), Dovecot's own
+// timestamp (its log_timestamp is syslog's), rspamd's the time rsyslog
+// read the line (its file's timestamp is of another form).
 func (l *Lab) startRsyslog(certs certFiles) error {
 	dir := l.path("rsyslog")
 	if err := os.MkdirAll(dir+"/work", 0o755); err != nil {
+		return err
+	}
+	host, err := maillogHost(l.LogFile("maillog"))
+	if err != nil {
 		return err
 	}
 	conf := fmt.Sprintf(`# The mail lab's log shipper (internal/testutil/maillab).
@@ -188,24 +199,63 @@ global(
 )
 module(load="imfile")
 template(name="maillab_raw" type="string" string="<22>%%msg%%")
+# Dovecot's line: "Dec  6 03:24:50 lmtp(bob@lab.test)<...>: Info: ..."
+template(name="maillab_dovecot" type="string" string="<22>%%msg:1:15%% %[7]s dovecot: %%msg:17:$%%")
+# rspamd's line: "2026-12-06 03:24:50 #4711(rspamd_proxy) <a1b2c3>; proxy; ..."
+template(name="maillab_rspamd" type="string" string="<22>%%timegenerated:::date-rfc3164%% %[7]s rspamd: %%msg:21:$%%")
 input(type="imfile" file="%[5]s" tag="maillog" ruleset="ship" freshStartTail="off")
+input(type="imfile" file="%[8]s" tag="dovecot" ruleset="dovecot" freshStartTail="off")
+input(type="imfile" file="%[9]s" tag="rspamd" ruleset="rspamd" freshStartTail="off")
 ruleset(name="ship") {
-  action(type="omfwd" target="127.0.0.1" port="%[6]d" protocol="tcp"
+  action(type="omfwd" name="maillog" target="127.0.0.1" port="%[6]d" protocol="tcp"
     tcp_framing="octet-counted" template="maillab_raw"
     streamDriver="gtls" streamDriverMode="1"
     streamDriverAuthMode="x509/name" streamDriverPermittedPeers="localhost"
     action.resumeRetryCount="-1" action.resumeInterval="1"
     queue.type="LinkedList" queue.size="100000")
 }
-`, dir, certs.ca, certs.clientCert, certs.clientKey, l.LogFile("maillog"), l.ports.syslog)
+ruleset(name="dovecot") {
+  action(type="omfwd" name="dovecot" target="127.0.0.1" port="%[6]d" protocol="tcp"
+    tcp_framing="octet-counted" template="maillab_dovecot"
+    streamDriver="gtls" streamDriverMode="1"
+    streamDriverAuthMode="x509/name" streamDriverPermittedPeers="localhost"
+    action.resumeRetryCount="-1" action.resumeInterval="1"
+    queue.type="LinkedList" queue.size="100000")
+}
+ruleset(name="rspamd") {
+  action(type="omfwd" name="rspamd" target="127.0.0.1" port="%[6]d" protocol="tcp"
+    tcp_framing="octet-counted" template="maillab_rspamd"
+    streamDriver="gtls" streamDriverMode="1"
+    streamDriverAuthMode="x509/name" streamDriverPermittedPeers="localhost"
+    action.resumeRetryCount="-1" action.resumeInterval="1"
+    queue.type="LinkedList" queue.size="100000")
+}
+`, dir, certs.ca, certs.clientCert, certs.clientKey, l.LogFile("maillog"), l.ports.syslog,
+		host, l.LogFile("dovecot.log"), l.LogFile("rspamd.log"))
 	if err := writeFile(dir+"/rsyslog.conf", conf, 0o644); err != nil {
 		return err
 	}
 	if out, err := runOut("/usr/sbin/rsyslogd", "-N1", "-f", dir+"/rsyslog.conf"); err != nil {
 		return fmt.Errorf("maillab: rsyslogd -N1 (config check): %v\n%s", err, out)
 	}
-	_, err := l.spawn("rsyslog", nil, "/usr/sbin/rsyslogd", "-n", "-f", dir+"/rsyslog.conf", "-i", dir+"/rsyslog.pid")
+	_, err = l.spawn("rsyslog", nil, "/usr/sbin/rsyslogd", "-n", "-f", dir+"/rsyslog.conf", "-i", dir+"/rsyslog.pid")
 	return err
+}
+
+// maillogHost is the host Postfix names in its maillog lines
+// ("Dec  6 03:24:50 HOST postfix/master[1]: ..."), which the lab's other
+// daemons' lines name too.
+func maillogHost(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("maillab: the host of Postfix's log lines: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], "postfix") {
+			return f[3], nil
+		}
+	}
+	return "", fmt.Errorf("maillab: no Postfix line in %s to take the host from", path)
 }
 
 func runOut(argv ...string) ([]byte, error) {
