@@ -6,6 +6,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/dovecot"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/exim"
+	"github.com/mailtrace/mailtrace/internal/ingest/source/opensmtpd"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/rspamd"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
@@ -17,6 +18,7 @@ import (
 var sources = []source.Registration{
 	{Name: "postfix", New: postfix.New},
 	{Name: "exim", New: exim.New},
+	{Name: "opensmtpd", New: opensmtpd.New},
 	{Name: "rspamd", New: rspamd.New},
 	{Name: "dovecot", New: dovecot.New},
 }
