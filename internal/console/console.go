@@ -184,7 +184,9 @@ func (s *Server) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	m.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(http.FileServerFS(static))))
 	m.HandleFunc("GET /login", s.login)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	m.HandleFunc("GET /healthz", ok) // the process answers
+	m.HandleFunc("GET /readyz", ok)  // nothing to warm up: each request brings its own client
 	m.HandleFunc("GET /{$}", s.auth(func(w http.ResponseWriter, r *http.Request, _ *request) {
 		http.Redirect(w, r, "/ns/"+url.PathEscape(s.opts.Namespace)+"/", http.StatusSeeOther)
 	}))
