@@ -101,7 +101,8 @@ FUZZTIME    ?= 2m
 FUZZFLAGS   ?=
 FUZZ_TARGETS = ./internal/ingest/syslog:FuzzDecoder ./internal/ingest/syslog:FuzzParseFrame \
 	./internal/ingest/syslog:FuzzParseLine ./internal/ingest/syslog:FuzzParseFields \
-	./internal/ingest/server:FuzzJSONArray ./internal/ingest/server:FuzzNDJSON ./internal/ingest/server:FuzzTextLines
+	./internal/ingest/server:FuzzJSONArray ./internal/ingest/server:FuzzNDJSON ./internal/ingest/server:FuzzTextLines \
+	./internal/ingest/server:FuzzOTLP
 
 .PHONY: fuzz
 fuzz: ## Fuzz every decoder of untrusted input for FUZZTIME each (default 2m), one after another; a crasher lands in the package's testdata/fuzz (not part of `make test`).

@@ -12,10 +12,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"golang.org/x/time/rate"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"golang.org/x/time/rate"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
@@ -225,8 +225,10 @@ func (s *Server) decodeOTLP(data []byte, isJSON bool) (d decoded, status int, ms
 	if d.max > 0 && c.records > d.max {
 		return d, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d log records in one request (--max-records-per-request): nothing of it was stored; send smaller batches", d.max)
 	}
-	// what the decoding may take must fit beside the bodies in memory
-	limit := int64(s.o.MaxConcurrentRequests) * s.o.MaxRequestBytes / 2
+	// what the decoding may take must fit in the bound of the bodies in
+	// memory, beside its own body: a request that could never fit is
+	// refused for good, one that does not fit now is retried
+	limit := int64(s.o.MaxConcurrentRequests)*s.o.MaxRequestBytes - int64(len(data))
 	if c.bytes > limit {
 		return d, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request would take %d MiB decoded, over %d MiB: nothing of it was stored; send smaller batches",
 			c.bytes>>20, limit>>20)

@@ -111,12 +111,8 @@ func otlpChild(m otlpMsg, field protowire.Number) otlpMsg {
 // TestOTLPCostBoundsDecoding.
 func otlpObjectBytes(m otlpMsg) int64 {
 	switch m {
-	case mRecord:
-		return 512
-	case mResourceLogs, mScopeLogs:
-		return 512
-	case mKeyValue, mAnyValue, mEntityRef:
-		return 192
+	case mResourceLogs, mScopeLogs, mRecord:
+		return 256
 	}
 	return 128
 }
@@ -190,14 +186,20 @@ func protoCost(b []byte) (otlpCost, error) {
 	}
 }
 
-// jsonCost reads a JSON body's text: every object, array and element of
-// it (each '{', '[' and ',' outside strings) may become a pdata object,
-// and strings are copied. The records are counted once decoded.
+// otlpJSONObjectBytes bounds what pdata allocates for a JSON object or
+// array: the largest of the messages it may be (a record, a resource, a
+// scope).
+const otlpJSONObjectBytes = 256
+
+// jsonCost reads a JSON body's text: every object and array of it (each
+// '{' and '[' outside strings) may become a pdata object, and every string
+// is copied; an element of an array that is not an object is no message
+// of the schema, and pdata refuses it. The records are counted once
+// decoded.
 func jsonCost(b []byte) (otlpCost, error) {
 	var c otlpCost
 	c.bytes = int64(len(b))
 	depth, inString := 0, false
-	var objects int64
 	for i := 0; i < len(b); i++ {
 		switch ch := b[i]; {
 		case inString:
@@ -208,18 +210,15 @@ func jsonCost(b []byte) (otlpCost, error) {
 			}
 		case ch == '"':
 			inString = true
-			objects++ // a string may be a value of its own
+			c.bytes += otlpBytesPerString
 		case ch == '{' || ch == '[':
-			objects++
+			c.bytes += otlpJSONObjectBytes
 			if depth++; depth > maxJSONDepth {
 				return c, errOTLPDepth
 			}
 		case ch == ']' || ch == '}':
 			depth--
-		case ch == ',':
-			objects++
 		}
 	}
-	c.bytes += objects * otlpObjectBytes(mRecord)
 	return c, nil
 }
