@@ -167,7 +167,10 @@ type Lab struct {
 	dsn        string
 	certs      certFiles
 	postfix    *proc
-	mu         sync.Mutex
+	// proxied: the MTA Send and Submit speak to takes the client's
+	// address from a PROXY protocol header, not XCLIENT (Exim, exim.go)
+	proxied bool
+	mu      sync.Mutex
 }
 
 type ports struct {

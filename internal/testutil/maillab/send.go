@@ -68,19 +68,28 @@ func (l *Lab) Send(m Mail) Sent { return l.SendFrom(OutsideIP, OutsideName, m) }
 // ip (reverse name name, "" for none); an empty ip sends from 127.0.0.1
 // itself, as a program on the mail server would.
 func (l *Lab) SendFrom(ip, name string, m Mail) Sent {
-	return send(l.SMTP, client{ip: ip, name: name}, m)
+	return send(l.SMTP, client{ip: ip, name: name, proxy: l.proxied}, m)
 }
 
 // Submit sends m to the submission port from UserIP, authenticated as user
 // (an address of Domain): mail from the organisation's users.
 func (l *Lab) Submit(user string, m Mail) Sent {
-	return send(l.Submission, client{ip: UserIP, name: UserName, user: user, pass: Password}, m)
+	return send(l.Submission, client{ip: UserIP, name: UserName, user: user, pass: Password, proxy: l.proxied}, m)
 }
 
 type client struct {
 	ip, name   string
 	user, pass string
+	// proxy: claim ip with a PROXY protocol (v1) header from ProxyFrom
+	// instead of XCLIENT (an MTA without XCLIENT: Exim)
+	proxy bool
 }
+
+// ProxyFrom is the loopback address the lab's clients connect from when
+// they claim an address with a PROXY protocol header: the MTA requires
+// the header from it only (Exim's hosts_proxy), so that a plain client on
+// 127.0.0.1 (a program on the mail server) needs none.
+const ProxyFrom = "127.0.0.2"
 
 // send speaks SMTP itself (net/smtp has no XCLIENT): EHLO, XCLIENT, EHLO,
 // AUTH PLAIN, MAIL (BODY=8BITMIME, and SMTPUTF8 when asked),
@@ -90,12 +99,23 @@ func send(address string, cl client, m Mail) (s Sent) {
 		m.MessageID = NewMessageID("msg")
 	}
 	s.MessageID = m.MessageID
-	conn, err := net.DialTimeout("tcp", address, 10*time.Second)
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if cl.proxy && cl.ip != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ProxyFrom)}
+	}
+	conn, err := d.Dial("tcp", address)
 	if err != nil {
 		s.Err = err
 		return s
 	}
 	defer conn.Close()
+	if cl.proxy && cl.ip != "" {
+		host, port, _ := net.SplitHostPort(address)
+		if _, err := fmt.Fprintf(conn, "PROXY TCP4 %s %s 41234 %s\r\n", cl.ip, host, port); err != nil {
+			s.Err = fmt.Errorf("PROXY: %w", err)
+			return s
+		}
+	}
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
 	tp := textproto.NewConn(conn)
 	cmd := func(expect int, format string, args ...any) (string, error) {
@@ -123,7 +143,7 @@ func send(address string, cl client, m Mail) (s Sent) {
 		s.Err = fmt.Errorf("EHLO: %w", err)
 		return s
 	}
-	if cl.ip != "" {
+	if cl.ip != "" && !cl.proxy {
 		if !strings.Contains(ext, "XCLIENT") {
 			s.Err = errors.New("the server does not offer XCLIENT")
 			return s
