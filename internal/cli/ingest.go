@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/mailtrace/mailtrace/internal/ingest"
 	"github.com/mailtrace/mailtrace/internal/ingest/server"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
@@ -50,6 +53,8 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.StringSliceVar(&c.AcceptedDomains, prefix+"accepted-domain", nil, `the organisation's domain (repeatable; "*.example.com" for subdomains): decides Inbound/Outbound/Internal`)
 	fl.StringSliceVar(&c.ContentFilters, prefix+"content-filter", nil, "ip:port of a content filter relay (repeatable; default: loopback ports 10023, 10024, 10026)")
 	fl.DurationVar(&c.LinkWait, prefix+"link-wait", 0, "how long (log time) a possible second hop waits for its link (default 5m)")
+	fl.Var(&prefixesValue{&c.InternalNetworks}, prefix+"internal-network", "a network (CIDR, repeatable) whose SMTP clients are the organisation's without SASL, as Postfix's mynetworks: mail from them comes from inside (Outbound/Internal); other clients without SASL come from outside (Inbound), whatever sender they claim")
+	fl.DurationVar(&c.PendingAfter, prefix+"pending-after", ingest.DefaultPendingAfter, "a message with no outcome this long (log time) after it was received (still in the queue, or its outcome never logged) is Pending, not GettingStatus")
 	fl.IntVar(&c.MaxMessagesInFlight, prefix+"max-messages-in-flight", ingest.DefaultMaxMessagesInFlight, "messages the correlator keeps whole in memory (-1: no cap); past it the least recently active is evicted: its events are emitted as they stand and a compact record of it stays, so that a late line joins the same trace; at most 16 times as many records are kept, and a line for a message older than those starts a new trace")
 	fl.Var(&locationValue{&c.Location}, prefix+"timezone", "time zone of RFC 3164 timestamps, e.g. Europe/Berlin (default UTC)")
 	fl.StringVar(&o.Pipeline.StateFile, prefix+"state-file", "", "file that keeps the correlator's state across restarts (saved every --"+prefix+"state-interval and at shutdown); with it, accepted lines are kept in a write-ahead log (--"+prefix+"wal-dir) until their events are stored")
@@ -69,6 +74,35 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.DurationVar(&o.BodyTimeout, prefix+"http-body-timeout", time.Minute, "an HTTP request body must be read within this; a slower one gets 408 (negative: no limit)")
 	fl.IntVar(&o.MaxRecordsPerRequest, prefix+"max-records-per-request", 100000, "lines or JSON records in one HTTP request; more get 413 and nothing of it is stored")
 }
+
+// prefixesValue is a repeatable flag of networks (CIDR, or a lone address).
+type prefixesValue struct{ p *[]netip.Prefix }
+
+func (v *prefixesValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	s := make([]string, len(*v.p))
+	for i, p := range *v.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (v *prefixesValue) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		p, err := mailflow.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		if p.IsValid() {
+			*v.p = append(*v.p, p)
+		}
+	}
+	return nil
+}
+
+func (v *prefixesValue) Type() string { return "cidr" }
 
 type locationValue struct{ p **time.Location }
 

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -210,15 +211,23 @@ func TestCorrelatorStateRestore(t *testing.T) {
 func TestCorrelatorDirection(t *testing.T) {
 	for _, tc := range []struct {
 		name, client, from, to string
+		internal               string // Config.InternalNetworks
 		want                   mailflow.Direction
 	}{
-		{"inbound", "client=mx.example.net[192.0.2.1]", "a@example.net", "b@example.com", mailflow.DirectionInbound},
-		{"outbound", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@example.net", mailflow.DirectionOutbound},
-		{"internal", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", mailflow.DirectionInternal},
-		{"authenticated relay", "client=pc[192.0.2.5], sasl_method=PLAIN, sasl_username=joe", "joe@gmail.example", "b@example.net", mailflow.DirectionOutbound},
+		{"inbound", "client=mx.example.net[192.0.2.1]", "a@example.net", "b@example.com", "", mailflow.DirectionInbound},
+		{"outbound", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@example.net", "192.0.2.4/30", mailflow.DirectionOutbound},
+		{"internal", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", "192.0.2.4/30", mailflow.DirectionInternal},
+		// where it came from decides, not the sender it claims (issue 16)
+		{"an organisation sender from outside", "client=pc.example.com[192.0.2.5]", "a@example.com", "b@sub.example.org", "", mailflow.DirectionInbound},
+		{"a program on the server", "client=localhost[127.0.0.1]", "cron@example.com", "b@example.com", "", mailflow.DirectionInternal},
+		{"authenticated relay", "client=pc[192.0.2.5], sasl_method=PLAIN, sasl_username=joe", "joe@gmail.example", "b@example.net", "", mailflow.DirectionOutbound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, c := run(t, testCfg,
+			cfg := testCfg
+			if tc.internal != "" {
+				cfg.InternalNetworks = []netip.Prefix{netip.MustParsePrefix(tc.internal)}
+			}
+			s, c := run(t, cfg,
 				"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: "+tc.client,
 				"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<"+tc.from+">, size=10, nrcpt=1 (queue active)",
 				"Mar  1 10:00:02 mx postfix/smtp[3]: ABCDE12345: to=<"+tc.to+">, relay=r[192.0.2.7]:25, delay=1, dsn=2.0.0, status=sent (250 ok)",

@@ -176,6 +176,11 @@ func TestCorrelatorMessagesInFlightCap(t *testing.T) {
 			}
 			for i := range n {
 				rcpt := fmt.Sprintf("u%d@example.com", i)
+				if i%5 == 3 {
+					// a single-address alias: its row is the original
+					// recipient's (issue 16)
+					rcpt = fmt.Sprintf("alias%d@example.com", i)
+				}
 				var found []string
 				for id := range s.traces {
 					for _, r := range s.rows(id) {

@@ -23,17 +23,17 @@ import (
 // a digest. Regenerate only for an intended change of behaviour:
 // MAILTRACE_GOLDEN_PRINT=1 go test -run TestMaildataGoldenEvents -v ./internal/ingest/
 var goldenDigests = map[string]string{
-	"crowdsec-hub/postfix-helo/postfix-spam.log":                     "58531c97c127ca6d5a9244026140c7428f6383a52d7d5821fffdd299e9909bd7", // 4 events
+	"crowdsec-hub/postfix-helo/postfix-spam.log":                     "710af3df347d468fcfb0df45bdc6e7036395e0cadee4d1c1d0d594b7ec8b931c", // 4 events
 	"crowdsec-hub/postfix-honeypot-users/postfix-honeypot-users.log": "167e66ce6d75888a67130442e297fc94ce8c0c1644b1ffbfeb9ea63989f135f4", // 0 events
-	"crowdsec-hub/postfix-logs/postfix-logs.log":                     "af209bc01b1ba94641ff336159297ef7f9abf33fd74ed7db2e5ac1c6f3260cf6", // 8 events
+	"crowdsec-hub/postfix-logs/postfix-logs.log":                     "16dfc46d88358da42928e853f64f45e264451f378a8ef910ea91323374c861c3", // 8 events
 	"crowdsec-hub/postfix-non-smtp/postfix-non-smtp.log":             "6faf68df8559622abf9e56485b82ce2276187e236ece67c6b770cf2a7e77a18a", // 0 events
-	"crowdsec-hub/postfix-relay/postfix-spam.log":                    "8a0a2b2f2ce5aa07d84cece42ddc6197b4fba85b2df8fd771f79d42132997b9e", // 4 events
+	"crowdsec-hub/postfix-relay/postfix-spam.log":                    "c38bb2698831430759685d18267bbf3514affd0bac35f62be7a38428016d6437", // 4 events
 	"crowdsec-hub/postfix-sasl-bf/postfix-sasl-bf.log":               "32ed8432bf62ba50946e67936622f440ff2bce9d5c2b578dbb704ff7c9f262bb", // 0 events
-	"crowdsec-hub/postfix-spam/postfix-spam.log":                     "c710337e2e5ded34985c096f444eff2d192a26f1d2b58fe4bfe7edd264c10df3", // 4 events
-	"fail2ban/postfix": "94d9667f19cadf05473e22ad3bcb32acfd40a3206fd4a0b521e70768fdc728bb", // 49 events
-	"pmg-log-tracker/tests/test_input_after_queue_relay_before_lmtp":               "879a537cb9ec91a607b9fa89fec8954f1e61157ac689ca2e0d660b66190e2085", // 7 events
-	"pmg-log-tracker/tests/test_input_mixed":                                       "cd3b2767371807981f533bbc1ae2fa0addd4b3aa0240ff82f0e2e7750c3c6bdb", // 51 events
-	"pmg-log-tracker/tests/test_input_mixed_accept_block_quarantine":               "38f775034004921e56a6be8026151df5476d60ac13ba615dbbc0c26516ff6165", // 10 events
+	"crowdsec-hub/postfix-spam/postfix-spam.log":                     "bf07409edb066eb0d2cd22ef8f9737ae7b6198e62d9f5678eb3a4b85d38c0e1a", // 4 events
+	"fail2ban/postfix": "01ad1aa090235e0a553728f0c6c05d4e7228990bdcb85aab7cf92b05331952fb", // 49 events
+	"pmg-log-tracker/tests/test_input_after_queue_relay_before_lmtp":               "8b2be18dbca57823948ace4a05434292ebad56d5d63ac41ba853ce28756a0dd7", // 7 events
+	"pmg-log-tracker/tests/test_input_mixed":                                       "7580b75c8041dd8a38d82cfea8e588a3970416b6d7e28bc538c6904b5dd39db2", // 51 events
+	"pmg-log-tracker/tests/test_input_mixed_accept_block_quarantine":               "57cf7ee89122b3860939962dd75ca6cfd63eaa21cae85b1d5b0a2ecfa47a93d0", // 10 events
 	"pmg-log-tracker/tests/test_output_after_queue":                                "d6b5b031298f63f9c3b2c1c1f345760a65b8229b972075e34b90ad6f225112df", // 0 events
 	"pmg-log-tracker/tests/test_output_before_queue":                               "9699d7a11a6241776ee81cb52558c70d3444ae14f85a6585285ef6857b26c8f0", // 0 events
 	"pmg-log-tracker/tests/test_output_before_queue_mixed_accept_block_quarantine": "dd83931c093cc9ca0913286de6553c3fc12262ba4048488f69f10919f550b6ae", // 0 events
@@ -228,11 +228,11 @@ var goldenDigests = map[string]string{
 	"postfix-grok-patterns/test/verify_0001.yaml":                                  "7ef4187bfbed07df3221d0656828f2f021a215ce6b114b97af9377f32286d3d9", // 0 events
 	"postfix-grok-patterns/test/verify_0002.yaml":                                  "7ef4187bfbed07df3221d0656828f2f021a215ce6b114b97af9377f32286d3d9", // 0 events
 	"postfix-grok-patterns/test/virtual_0001.yaml":                                 "636e62328ae260539bf0ab8dc2fc085a3698bab44991bc6366f168f25e5baf74", // 0 events
-	"postfix-log-parser-youyo/test-iso8601.log":                                    "a487f65d9c1db42b97e0def627347241a0021ea411b5f98e7b1b7f60555f84fd", // 26 events
-	"postfix-log-parser-youyo/test-milter.log":                                     "440cb669e0aee5069ba610e7c23946f8fed84482c9cf312bd02a98af08a5365e", // 6 events
-	"postfix-log-parser-youyo/test.log":                                            "2dece85952a0c7856e050373f18da6cf7fef5a67bdc4ed85a139356946772d19", // 10 events
-	"postfix-logsums/mail.log.gz":                                                  "3f22f0fb5c15c2a7c318918f4a751494e2c5fddd6ea173e6537e40de3253071f", // 1524 events: 180 of them amavis Passed verdicts (Scan)
-	"postfix_exporter-digineo/mail.log":                                            "a04b0e069bc2e9c358f5084d71bbc00a7798707bf3d94895c6faa9dc3b6136ee", // 8 events
+	"postfix-log-parser-youyo/test-iso8601.log":                                    "29b0a00acc3e47a5f9ca8baf0baf0d1051be6fa7a45760a43bacffdeec4fff31", // 26 events
+	"postfix-log-parser-youyo/test-milter.log":                                     "b7e0f90677b44982bcaf7e08abd932704784fea41ba27646947039544750ad13", // 6 events
+	"postfix-log-parser-youyo/test.log":                                            "5c0ebc75a678a8ab45a74088f541523a44fa574b60ec67966cae84b5be57ef06", // 10 events
+	"postfix-logsums/mail.log.gz":                                                  "4912e84b2b7bf7d6feca816c680367017c83fc45d76bd38b2f1ee242680a091f", // 1524 events: 180 of them amavis Passed verdicts (Scan)
+	"postfix_exporter-digineo/mail.log":                                            "02cdb3371d0e9c8d8076dc989f90d284c767cc5832272d655e2600df644244a1", // 8 events
 }
 
 func eventsDigest(t testing.TB, file string) (string, int) {

@@ -17,6 +17,7 @@
 package ingest
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -34,10 +35,21 @@ type Config struct {
 	// Empty means DefaultContentFilters. Any loopback relay whose reply
 	// says "queued as NEWID" is a filter too.
 	ContentFilters []string
+	// InternalNetworks are the networks whose SMTP clients are the
+	// organisation's without authenticating (Postfix's mynetworks beyond
+	// loopback). A message comes from inside when its client
+	// authenticated, is on the server itself or in one of these; from
+	// outside otherwise, whatever sender it claims. Where it came from and
+	// the AcceptedDomains of its recipients decide its Direction.
+	InternalNetworks []netip.Prefix
 	// LinkWait is how long (in log time) a message that may be the second
 	// hop of another waits for its link before it becomes a message of its
 	// own. Default 5 minutes.
 	LinkWait time.Duration
+	// PendingAfter: a message with no outcome this long (log time) after it
+	// was received (still in the queue, or whose outcome was never logged)
+	// is Pending, not GettingStatus for ever. Default DefaultPendingAfter.
+	PendingAfter time.Duration
 	// ForgetAfter is how long (log time) a message is remembered after its
 	// `removed` line, for late lines. Default 10 minutes.
 	ForgetAfter time.Duration
@@ -67,6 +79,9 @@ type Config struct {
 	MaxEvictedMessages int
 }
 
+// DefaultPendingAfter is the default Config.PendingAfter.
+const DefaultPendingAfter = 30 * time.Minute
+
 // DefaultMaxMessagesInFlight is the default Config.MaxMessagesInFlight.
 const DefaultMaxMessagesInFlight = 20_000
 
@@ -84,6 +99,9 @@ func (c *Config) defaults() {
 	}
 	if c.LinkWait <= 0 {
 		c.LinkWait = 5 * time.Minute
+	}
+	if c.PendingAfter <= 0 {
+		c.PendingAfter = DefaultPendingAfter
 	}
 	if c.ForgetAfter <= 0 {
 		c.ForgetAfter = 10 * time.Minute
@@ -112,8 +130,8 @@ func (c *Config) source() source.Config {
 	for i, d := range c.AcceptedDomains {
 		domains[i] = strings.ToLower(strings.TrimSpace(d))
 	}
-	return source.Config{AcceptedDomains: domains, ContentFilters: c.ContentFilters,
-		LinkWait: c.LinkWait, ForgetAfter: c.ForgetAfter, MaxIdle: c.MaxIdle,
+	return source.Config{AcceptedDomains: domains, ContentFilters: c.ContentFilters, InternalNetworks: c.InternalNetworks,
+		LinkWait: c.LinkWait, PendingAfter: c.PendingAfter, ForgetAfter: c.ForgetAfter, MaxIdle: c.MaxIdle,
 		MaxInFlight: c.MaxMessagesInFlight, MaxEvicted: c.MaxEvictedMessages}
 }
 

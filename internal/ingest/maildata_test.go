@@ -187,10 +187,15 @@ type expectedCase struct {
 	BounceOf     string   `json:"bounce_of"`
 	ExpandedTo   []string `json:"expanded_to"`
 	DSN          string   `json:"dsn"`
+	// ResolvedTo (supersede): the row has a Resolve event naming it and
+	// the address has no row of its own
+	ResolvedTo string `json:"-"`
 }
 
-func TestMaildataExpected(t *testing.T) {
-	needMaildata(t)
+// expectedCases reads expected.json, less what a later decision of the
+// product superseded (supersede).
+func expectedCases(t *testing.T) []expectedCase {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(maildata, "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +209,38 @@ func TestMaildataExpected(t *testing.T) {
 	if len(doc.Cases) == 0 {
 		t.Fatal("no cases in expected.json")
 	}
+	return supersede(t, doc.Cases)
+}
+
+// supersede applies what the product decided after EXPECTED.md was read by
+// hand. Issue 16 item 4: an address resolved to a single other address
+// (frank@brehm-berlin.de, an alias of user01.test@uhu-banane.net alone) is
+// one row, the original recipient's, with a Resolve event and the final
+// status of the address it became, as Exchange's message trace shows an
+// address resolved to another; a group of two or more stays Expanded with
+// its members' rows. EXPECTED.md's case 6 has it Expanded with a member row.
+func supersede(t *testing.T, cs []expectedCase) []expectedCase {
+	var out []expectedCase
+	for _, c := range cs {
+		if c.File == "postfix-logsums/mail.log.gz" && c.QueueID != nil && *c.QueueID == "4PbC4x469Jz3tBr" {
+			switch c.Recipient {
+			case "frank@brehm-berlin.de":
+				c.Status, c.ExpandedTo, c.ResolvedTo = "Delivered", nil, "user01.test@uhu-banane.net"
+			case "user01.test@uhu-banane.net":
+				t.Logf("superseded: %s %s %s (a single-address alias is the original recipient's row)", c.File, *c.QueueID, c.Recipient)
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func TestMaildataExpected(t *testing.T) {
+	needMaildata(t)
+	cases := expectedCases(t)
 	files := map[string]ingested{}
-	for i, tc := range doc.Cases {
+	for i, tc := range cases {
 		name := fmt.Sprintf("%02d_%s_%s", i, filepath.Base(tc.File), tc.Recipient)
 		t.Run(name, func(t *testing.T) {
 			in, ok := files[tc.File]
@@ -233,6 +268,16 @@ func TestMaildataExpected(t *testing.T) {
 					t.Errorf("no row for %s, the expansion of %s", to, tc.Recipient)
 				} else if member.ExpandedFrom != tc.Recipient {
 					t.Errorf("row %s: ExpandedFrom %q, want %q", to, member.ExpandedFrom, tc.Recipient)
+				}
+			}
+			if tc.ResolvedTo != "" {
+				if !hasEvent(row.Events, mailflow.EventResolve, tc.ResolvedTo) {
+					t.Errorf("no Resolve event naming %s:\n%s", tc.ResolvedTo, dumpEvents(row.Events))
+				}
+				for _, r := range in.s.rows(row.TraceID) {
+					if r.Recipient == tc.ResolvedTo {
+						t.Errorf("a row for %s, which %s was resolved to", tc.ResolvedTo, tc.Recipient)
+					}
 				}
 			}
 			if tc.DSN != "" {

@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,16 +76,7 @@ func sqliteFile(t *testing.T, file string) (ingested, *sqlite.Store, mailflow.Qu
 // adapter: the row found by trace ID (from the queue id) and recipient.
 func TestMaildataSQLite(t *testing.T) {
 	needMaildata(t)
-	b, err := os.ReadFile(filepath.Join(maildata, "expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Cases []expectedCase `json:"cases"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
+	cases := expectedCases(t)
 	ctx := context.Background()
 	type opened struct {
 		in ingested
@@ -95,7 +84,7 @@ func TestMaildataSQLite(t *testing.T) {
 		q  mailflow.Query
 	}
 	files := map[string]opened{}
-	for _, tc := range doc.Cases {
+	for _, tc := range cases {
 		o, ok := files[tc.File]
 		if !ok {
 			in, db, q := sqliteFile(t, tc.File)

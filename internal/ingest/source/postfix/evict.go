@@ -39,7 +39,7 @@ const (
 	evStarted
 	evRemoved
 	evSenderKnown
-	evOrg // the sender is the organisation's (direction)
+	evOrg // it came from inside (trace.origin, or its sender's domain when that is unknown): its direction
 	evAnyIn
 	evAnyOut
 	evLocal
@@ -50,6 +50,7 @@ type evictedMore struct {
 	id           string // a trace ID that is not 20 hex digits
 	rcpt         map[string]mailflow.Status
 	expandedFrom map[string]string
+	resolved     map[string]string
 	verdicts     []string
 }
 
@@ -133,6 +134,7 @@ const maxEvictSkips = 4
 // evict releases m (as the ageing sweep would) and keeps a compact record
 // of it.
 func (c *Source) evict(m *message) {
+	c.settle(m, true)
 	if m.tr == nil {
 		c.releaseRoot(m)
 	}
@@ -178,7 +180,7 @@ func (c *Source) record(m *message) evicted {
 	if out {
 		r.flags |= evAnyOut
 	}
-	if tr.org || tr.sasl != "" || (tr.sender != "" && inside(c.cfg.AcceptedDomains, tr.sender)) {
+	if o := tr.origin(); o == originInside || o == originUnknown && tr.sender != "" && inside(c.cfg.AcceptedDomains, tr.sender) {
 		r.flags |= evOrg
 	}
 	var more evictedMore
@@ -199,6 +201,12 @@ func (c *Source) record(m *message) evicted {
 		}
 		more.expandedFrom[strings.Clone(to)] = strings.Clone(from)
 	}
+	for to, from := range tr.resolved {
+		if more.resolved == nil {
+			more.resolved = make(map[string]string, len(tr.resolved))
+		}
+		more.resolved[strings.Clone(to)] = strings.Clone(from)
+	}
 	for rc := range tr.verdict {
 		more.verdicts = append(more.verdicts, strings.Clone(rc))
 	}
@@ -207,7 +215,7 @@ func (c *Source) record(m *message) evicted {
 			more.verdicts = append(more.verdicts, strings.Clone(rc))
 		}
 	}
-	if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.verdicts != nil {
+	if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.resolved != nil || more.verdicts != nil {
 		r.more = &more
 	}
 	return r
@@ -294,6 +302,9 @@ func (c *Source) rehydrate(m *message, r evicted) {
 	tr.senderKnown = r.flags&evSenderKnown != 0
 	tr.local = r.flags&evLocal != 0
 	tr.org = r.flags&evOrg != 0
+	if !tr.org {
+		tr.from = originOutside
+	}
 	tr.anyIn, tr.anyOut = r.flags&evAnyIn != 0, r.flags&evAnyOut != 0
 	if r.more != nil {
 		for rc, st := range r.more.rcpt {
@@ -301,6 +312,9 @@ func (c *Source) rehydrate(m *message, r evicted) {
 		}
 		if r.more.expandedFrom != nil {
 			tr.expandedFrom = r.more.expandedFrom
+		}
+		if r.more.resolved != nil {
+			tr.resolved = r.more.resolved
 		}
 		for _, rc := range r.more.verdicts {
 			tr.verdict[rc] = true

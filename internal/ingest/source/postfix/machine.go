@@ -2,6 +2,7 @@ package postfix
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -28,16 +29,28 @@ type trace struct {
 	clientName   string
 	local        bool // generated or submitted locally (pickup, bounce notice)
 	sasl         string
+	from         origin // where its first hop came from (hopOrigin)
 
 	rcpts        map[string]bool
 	expandedFrom map[string]string
-	verdict      map[string]bool // a filter verdict decided this recipient
+	resolved     map[string]string // address -> the original recipient it stands for (expand.go)
+	verdict      map[string]bool   // a filter verdict decided this recipient
 	direction    mailflow.Direction
 	counted      bool // counted in Stats.Messages
 	// what decides the direction of a trace made whole again after its
-	// message was evicted (evict.go): its sender is the organisation's,
-	// it had recipients inside, outside
+	// message was evicted (evict.go): it came from inside, it had
+	// recipients inside, outside
 	org, anyIn, anyOut bool
+}
+
+// origin is where the message came from: inside when any hop was
+// authenticated or it was submitted on the server, else what its first
+// hop's receipt says.
+func (tr *trace) origin() origin {
+	if tr.org || tr.sasl != "" || tr.local {
+		return originInside
+	}
+	return tr.from
 }
 
 // message is one queue id lifecycle (one hop).
@@ -58,6 +71,10 @@ type message struct {
 	rcpt        map[string]mailflow.Status
 	verdict     map[string]bool   // a filter verdict decided this recipient
 	expanded    map[string]string // recipient -> the address it was expanded from
+	resolved    map[string]string // address -> the original recipient it stands for (a single-address alias, expand.go)
+	exps        map[string]*expansion
+	nrcpt       int  // its qmgr line's count of recipients
+	aged        bool // past Config.PendingAfter (age)
 
 	clientName, clientIP string
 	origIP, sasl         string
@@ -120,7 +137,7 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 }
 
 func newTrace(id, host string) *trace {
-	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, verdict: map[string]bool{}}
+	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, resolved: map[string]string{}, verdict: map[string]bool{}}
 }
 
 // releaseRoot makes a held message a message of its own.
@@ -129,6 +146,19 @@ func (c *Source) releaseRoot(m *message) {
 		return
 	}
 	c.release(m, newTrace(traceIDFor(m.host, m.qid, m.start), m.host))
+}
+
+// releaseLocal makes a held message a message of its own that was
+// submitted on the server itself (pickup, a bounce notice): from inside,
+// from its first event on.
+func (c *Source) releaseLocal(m *message) {
+	if m.tr != nil {
+		m.tr.local = true
+		return
+	}
+	tr := newTrace(traceIDFor(m.host, m.qid, m.start), m.host)
+	tr.local = true
+	c.release(m, tr)
 }
 
 // release attaches m to tr and emits what it held.
@@ -171,9 +201,19 @@ func (c *Source) merge(m *message) {
 	if tr.sasl == "" {
 		tr.sasl = m.sasl
 	}
+	if tr.from == originUnknown && !m.linked {
+		// the first hop's receipt; a content filter's re-injection
+		// (linked) keeps it
+		tr.from = hopOrigin(c.cfg.InternalNetworks, m.sasl, m.clientName, m.clientIP, m.origIP)
+	}
 	for to, from := range m.expanded {
 		if tr.expandedFrom[to] == "" {
 			tr.expandedFrom[to] = from
+		}
+	}
+	for to, from := range m.resolved {
+		if tr.resolved[to] == "" {
+			tr.resolved[to] = from
 		}
 	}
 	if tr.origClientIP == "" {
@@ -215,6 +255,13 @@ func (c *Source) linkID(host, newID string, parent *message) {
 
 // add emits (or holds) an event of message m.
 func (c *Source) add(m *message, e mailflow.Event) {
+	if len(m.exps) > 0 && e.Recipient != "" {
+		if x := m.unsettled(e.Recipient); x != nil {
+			// a copy of an original recipient not settled yet (expand.go)
+			x.held = append(x.held, e)
+			return
+		}
+	}
 	if m.tr == nil {
 		m.held = append(m.held, e)
 		return
@@ -239,6 +286,14 @@ func (c *Source) fill(tr *trace, e mailflow.Event) mailflow.Event {
 	e.Received = tr.received
 	if e.Recipient != "" {
 		r := mailflow.NormalizeAddress(e.Recipient)
+		if len(tr.resolved) > 0 && e.Type != mailflow.EventResolve {
+			// a copy of a single-address alias: the original's row
+			if o := tr.resolvedTo(r); o != r {
+				e.Detail = "to " + r + ": " + e.Detail
+				e.ExpandedFrom = ""
+				r = o
+			}
+		}
 		e.Recipient = r
 		if e.Type != mailflow.EventExpand {
 			tr.rcpts[r] = true
@@ -247,7 +302,7 @@ func (c *Source) fill(tr *trace, e mailflow.Event) mailflow.Event {
 			e.ExpandedFrom = from
 		}
 	}
-	tr.direction = direction(c.cfg.AcceptedDomains, tr)
+	tr.direction = direction(c.cfg.AcceptedDomains, tr.origin(), tr.sender, tr.senderKnown, tr.rcpts, tr.anyIn, tr.anyOut)
 	e.Direction = tr.direction
 	if e.ServerHostname == "" {
 		e.ServerHostname = tr.host
@@ -323,7 +378,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		e.Detail = fmt.Sprintf("submitted locally by uid %s as queue id %s", r.UID, r.QueueID)
 		c.add(m, e)
 		if m.tr == nil && !m.linked {
-			c.releaseRoot(m)
+			c.releaseLocal(m)
 		}
 		if m.tr != nil {
 			m.tr.local = true
@@ -342,6 +397,9 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 			m.sender, m.senderKnown = r.From, true
 		}
 		m.size = r.Size
+		if r.NRcpt > 0 {
+			m.nrcpt = r.NRcpt
+		}
 		if m.tr != nil {
 			if !m.tr.senderKnown && r.HasFrom {
 				m.tr.sender, m.tr.senderKnown = r.From, true
@@ -362,6 +420,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		return true
 	case KindExpired:
 		m := c.get(host, r.QueueID, t)
+		c.settle(m, true)
 		for rc, st := range m.rcpt {
 			if st == mailflow.StatusPending || st == "" {
 				e := c.newEvent(m, t, raw, mailflow.EventFail, rc, r.Daemon)
@@ -375,6 +434,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		m := c.get(host, r.QueueID, t)
 		m.removed = true
 		m.removedAt = t
+		c.settle(m, true)
 		return true
 	case KindNotify:
 		m := c.get(host, r.QueueID, t)
@@ -387,10 +447,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 			ne.Detail += " (message trace " + m.tr.id + ")"
 		}
 		c.add(n, ne)
-		if n.tr == nil {
-			c.releaseRoot(n)
-		}
-		n.tr.local = true
+		c.releaseLocal(n)
 		e := c.newEvent(m, t, raw, mailflow.EventNotify, "", r.Daemon)
 		e.Detail = fmt.Sprintf("%s queued as %s (message trace %s)", r.NotifyKind, r.NewID, n.tr.id)
 		c.add(m, e)
@@ -418,17 +475,18 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	m := c.get(host, r.QueueID, t)
 	rcpt := mailflow.NormalizeAddress(r.To)
-	if orig := mailflow.NormalizeAddress(r.OrigTo); orig != "" && orig != rcpt {
-		if m.expanded == nil {
-			m.expanded = map[string]string{}
+	orig := mailflow.NormalizeAddress(r.OrigTo)
+	if orig == rcpt {
+		orig = ""
+	}
+	if orig != "" {
+		// a copy of an original recipient (expand.go): what the line
+		// brings for rcpt (a filter's verdicts too) waits with it
+		orig = m.resolvedTo(orig)
+		x := m.expansion(orig, t)
+		if !slices.Contains(x.targets, rcpt) {
+			x.targets = append(x.targets, rcpt)
 		}
-		m.expanded[rcpt] = orig
-		if m.tr != nil && m.tr.expandedFrom[rcpt] == "" {
-			m.tr.expandedFrom[rcpt] = orig
-		}
-		ex := c.newEvent(m, t, raw, mailflow.EventExpand, orig, r.Daemon)
-		ex.Detail = fmt.Sprintf("%s was rewritten or expanded to %s", orig, rcpt)
-		c.add(m, ex)
 	}
 	detail := fmt.Sprintf("status=%s via %s: %s", r.Status, r.Relay, r.Response)
 	filter := isFilterRelay(c.cfg.ContentFilters, r.RelayIP, r.RelayPort, r.NewID)
@@ -440,7 +498,6 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		verdictKnown = m.verdict[rcpt] || (m.tr != nil && m.tr.verdict[rcpt])
 		if r.NewID != "" {
 			detail = fmt.Sprintf("handed to content filter %s, queued as %s: %s", r.Relay, r.NewID, r.Response)
-			c.linkID(host, r.NewID, m)
 		} else {
 			detail = fmt.Sprintf("handed to content filter %s: %s", r.Relay, r.Response)
 		}
@@ -452,15 +509,22 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	e.ToIP = r.RelayIP
 	e.DSN = r.DSN
 	e.SMTPResponse = r.Response
-	if r.OrigTo != "" && mailflow.NormalizeAddress(r.OrigTo) != rcpt {
-		e.ExpandedFrom = mailflow.NormalizeAddress(r.OrigTo)
-	}
 	if s, ok := mailflow.StatusOf(typ); ok {
 		m.rcpt[rcpt] = s
 	} else if _, seen := m.rcpt[rcpt]; !seen {
 		m.rcpt[rcpt] = ""
 	}
-	c.add(m, e)
+	if orig != "" {
+		c.copyOf(m, orig, rcpt, r.Daemon, t, e)
+	} else {
+		c.add(m, e)
+	}
+	c.settle(m, false)
+	if filter && r.Status == "sent" && r.NewID != "" {
+		// after settling: the next hop, released now, is traced under
+		// the original recipients
+		c.linkID(host, r.NewID, m)
+	}
 }
 
 // action handles smtpd rejects (NOQUEUE or with a queue id) and cleanup /

@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -102,17 +103,87 @@ func inside(domains []string, a string) bool {
 	return false
 }
 
-// direction decides which way a message goes, from its sender, its
-// recipients and whether it came from inside (authenticated, or local with
-// the null sender): unknown ("") until both sender and a recipient are
-// known.
-func direction(domains []string, tr *trace) mailflow.Direction {
-	if (len(tr.rcpts) == 0 && !tr.anyIn && !tr.anyOut) || !tr.senderKnown {
-		return ""
+// origin says where a message came from, as far as its lines tell: what
+// decides its direction, with the accepted domains of its recipients.
+type origin uint8
+
+const (
+	// originUnknown: no line of its receipt is in the log (a file that
+	// begins after it).
+	originUnknown origin = iota
+	// originOutside: an SMTP client on another machine, not
+	// authenticated, whatever sender it claims.
+	originOutside
+	// originInside: an authenticated client (SASL), a submission on the
+	// mail server itself (pickup: sendmail, a bounce notice) or an SMTP
+	// client on the machine itself (loopback) that is not a content
+	// filter's re-injection (a re-injection keeps its first hop's origin).
+	originInside
+)
+
+// hopOrigin decides where a message came from by its receipt: its SASL
+// login, the original client a before-queue proxy names, its client's
+// address (or name, when the address is not logged): loopback or in one of
+// the internal networks is inside. A private address is not inside by
+// itself: behind a load balancer or SNAT every outside client is one.
+func hopOrigin(nets []netip.Prefix, sasl, clientName, clientIP, origIP string) origin {
+	switch {
+	case sasl != "":
+		return originInside
+	case origIP != "" && !isLoopback(origIP):
+		return inNetworks(nets, origIP)
+	case clientIP != "":
+		if isLoopback(clientIP) {
+			return originInside
+		}
+		return inNetworks(nets, clientIP)
+	case clientName == "localhost":
+		return originInside
+	case clientName != "":
+		return originOutside
 	}
-	org := tr.org || tr.sasl != "" || (tr.sender == "" && tr.local) || (tr.sender != "" && inside(domains, tr.sender))
-	anyIn, anyOut := tr.anyIn, tr.anyOut
-	for r := range tr.rcpts {
+	return originUnknown
+}
+
+// inNetworks is originInside for an address in one of nets, else
+// originOutside.
+func inNetworks(nets []netip.Prefix, ip string) origin {
+	if len(nets) == 0 {
+		return originOutside
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return originOutside
+	}
+	a = a.Unmap()
+	for _, n := range nets {
+		if n.Contains(a) {
+			return originInside
+		}
+	}
+	return originOutside
+}
+
+// direction decides which way a message goes: by where it came from, never
+// by the sender it claims (a spoofed organisation sender from outside is
+// Inbound), and by the accepted domains of its recipients. From inside, to
+// anyone outside: Outbound; to the organisation only: Internal; recipients
+// not known yet (a message in the queue): Outbound, as Exchange's
+// "Originating". From outside, to the organisation: Inbound; to outside
+// only: Outbound (relayed); recipients not known yet: Inbound. Only when
+// the log holds nothing of its receipt is the sender's domain all there is
+// (unknown, "", until the sender is known).
+func direction(domains []string, from origin, sender string, senderKnown bool, rcpts map[string]bool, anyIn, anyOut bool) mailflow.Direction {
+	if from == originUnknown {
+		if !senderKnown {
+			return ""
+		}
+		from = originOutside
+		if sender != "" && inside(domains, sender) {
+			from = originInside
+		}
+	}
+	for r := range rcpts {
 		if inside(domains, r) {
 			anyIn = true
 		} else {
@@ -120,11 +191,11 @@ func direction(domains []string, tr *trace) mailflow.Direction {
 		}
 	}
 	switch {
-	case org && anyOut:
+	case from == originInside && anyOut, from == originInside && !anyIn:
 		return mailflow.DirectionOutbound
-	case org:
+	case from == originInside:
 		return mailflow.DirectionInternal
-	case anyIn:
+	case anyIn, !anyOut:
 		return mailflow.DirectionInbound
 	default:
 		return mailflow.DirectionOutbound // relayed from outside to outside

@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
@@ -60,37 +61,81 @@ func TestActionType(t *testing.T) {
 	}
 }
 
+func TestHopOrigin(t *testing.T) {
+	nets := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28"), netip.MustParsePrefix("2001:db8:1::/48")}
+	for _, c := range []struct {
+		name                               string
+		sasl, clientName, clientIP, origIP string
+		want                               origin
+	}{
+		{"from outside", "", "mail.example.net", "203.0.113.25", "", originOutside},
+		{"authenticated", "erin@example.com", "unknown", "198.51.100.7", "", originInside},
+		{"a program on the server itself", "", "localhost", "127.0.0.1", "", originInside},
+		{"IPv6 loopback", "", "localhost", "::1", "", originInside},
+		{"localhost, its address not logged", "", "localhost", "", "", originInside},
+		{"a before-queue proxy naming the outside client", "", "localhost", "127.0.0.1", "203.0.113.9", originOutside},
+		{"a private address is not inside (SNAT, a load balancer)", "", "unknown", "10.0.0.7", "", originOutside},
+		{"no receipt line", "", "", "", "", originUnknown},
+		{"in an internal network (mynetworks)", "", "app1.example.com", "192.0.2.5", "", originInside},
+		{"IPv4-mapped, in an internal network", "", "app1.example.com", "::ffff:192.0.2.5", "", originInside},
+		{"beside the internal network", "", "mx.example.net", "192.0.2.17", "", originOutside},
+		{"IPv6 internal network", "", "app6", "2001:db8:1::7", "", originInside},
+		{"a proxy naming an internal client", "", "localhost", "127.0.0.1", "192.0.2.6", originInside},
+	} {
+		if got := hopOrigin(nets, c.sasl, c.clientName, c.clientIP, c.origIP); got != c.want {
+			t.Errorf("%s: hopOrigin = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
 func TestDirection(t *testing.T) {
 	domains := []string{"example.com", "*.example.org"}
-	tr := func(sender string, known, local bool, sasl string, rcpts ...string) *trace {
-		t := newTrace("id", "mx")
-		t.sender, t.senderKnown, t.local, t.sasl = sender, known, local, sasl
-		for _, r := range rcpts {
-			t.rcpts[r] = true
+	rc := func(rs ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, r := range rs {
+			m[r] = true
 		}
-		return t
+		return m
 	}
 	for _, c := range []struct {
-		name string
-		tr   *trace
-		want mailflow.Direction
+		name        string
+		from        origin
+		sender      string
+		senderKnown bool
+		rcpts       map[string]bool
+		want        mailflow.Direction
 	}{
-		{"no recipient yet", tr("a@example.net", true, false, ""), ""},
-		{"sender not known yet", tr("", false, false, "", "u@example.com"), ""},
-		{"in", tr("a@example.net", true, false, "", "u@example.com"), mailflow.DirectionInbound},
-		{"in to a subdomain", tr("a@example.net", true, false, "", "u@mx.example.org"), mailflow.DirectionInbound},
-		{"not the bare domain of a wildcard", tr("a@example.net", true, false, "", "u@example.org"), mailflow.DirectionOutbound},
-		{"out", tr("u@example.com", true, false, "", "a@example.net"), mailflow.DirectionOutbound},
-		{"out, one recipient inside", tr("u@EXAMPLE.com.", true, false, "", "a@example.net", "v@example.com"), mailflow.DirectionOutbound},
-		{"internal", tr("u@example.com", true, false, "", "v@example.com"), mailflow.DirectionInternal},
-		{"authenticated sender outside", tr("a@example.net", true, false, "user", "b@example.net"), mailflow.DirectionOutbound},
-		{"local bounce", tr("", true, true, "", "v@example.com"), mailflow.DirectionInternal},
-		{"null sender from outside", tr("", true, false, "", "v@example.com"), mailflow.DirectionInbound},
-		{"relayed outside to outside", tr("a@example.net", true, false, "", "b@example.net"), mailflow.DirectionOutbound},
+		{"in", originOutside, "a@example.net", true, rc("u@example.com"), mailflow.DirectionInbound},
+		{"in to a subdomain", originOutside, "a@example.net", true, rc("u@mx.example.org"), mailflow.DirectionInbound},
+		{"not the bare domain of a wildcard", originOutside, "a@example.net", true, rc("u@example.org"), mailflow.DirectionOutbound},
+		// issue 16 item 4, the mail lab's spoofed-internal-sender: the
+		// sender's domain decides nothing when the receipt is known
+		{"an organisation sender from outside without SASL", originOutside, "ceo@example.com", true, rc("v@example.com"), mailflow.DirectionInbound},
+		{"out", originInside, "u@example.com", true, rc("a@example.net"), mailflow.DirectionOutbound},
+		{"out, one recipient inside", originInside, "u@EXAMPLE.com.", true, rc("a@example.net", "v@example.com"), mailflow.DirectionOutbound},
+		{"internal", originInside, "u@example.com", true, rc("v@example.com"), mailflow.DirectionInternal},
+		{"authenticated, a sender of another domain", originInside, "a@example.net", true, rc("b@example.net"), mailflow.DirectionOutbound},
+		{"authenticated, to a colleague", originInside, "a@example.net", true, rc("v@example.com"), mailflow.DirectionInternal},
+		// a message in the queue: no recipient logged yet
+		{"queued, authenticated", originInside, "u@example.com", true, nil, mailflow.DirectionOutbound},
+		{"queued, authenticated, sender not known yet", originInside, "", false, nil, mailflow.DirectionOutbound},
+		{"queued, from outside", originOutside, "a@example.net", true, nil, mailflow.DirectionInbound},
+		{"local bounce", originInside, "", true, rc("v@example.com"), mailflow.DirectionInternal},
+		{"null sender from outside", originOutside, "", true, rc("v@example.com"), mailflow.DirectionInbound},
+		{"relayed outside to outside", originOutside, "a@example.net", true, rc("b@example.net"), mailflow.DirectionOutbound},
+		// the receipt is not in the log: the sender is all there is
+		{"receipt not read, organisation sender", originUnknown, "u@example.com", true, rc("v@example.com"), mailflow.DirectionInternal},
+		{"receipt not read, sender outside", originUnknown, "a@example.net", true, rc("v@example.com"), mailflow.DirectionInbound},
+		{"receipt not read, sender not known yet", originUnknown, "", false, rc("u@example.com"), ""},
 	} {
-		if got := direction(domains, c.tr); got != c.want {
+		if got := direction(domains, c.from, c.sender, c.senderKnown, c.rcpts, false, false); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+	// a trace made whole again after an eviction: its recipients are
+	// flags
+	if got := direction(domains, originInside, "", true, nil, true, false); got != mailflow.DirectionInternal {
+		t.Errorf("evicted, inside to inside: %q", got)
 	}
 }
 

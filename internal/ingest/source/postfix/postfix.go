@@ -139,6 +139,9 @@ func (c *Source) Flush() {
 	for _, f := range c.sortedFilters(func(*filterRec) bool { return true }) {
 		c.expireFilter(f)
 	}
+	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.exps) > 0 }) {
+		c.settle(m, true)
+	}
 	for _, m := range c.sortedMsgs(func(m *message) bool { return m.tr == nil }) {
 		c.releaseRoot(m)
 	}
@@ -231,10 +234,30 @@ func (c *Source) Sweep() {
 	}) {
 		c.releaseRoot(m)
 	}
+	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.exps) > 0 }) {
+		c.settleDue(m)
+	}
+	var ageing []*message
 	for k, m := range c.msgs {
 		if (m.removed && c.env.Now.Sub(m.removedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.last) > c.cfg.MaxIdle {
+			c.settle(m, true)
 			c.drop(k, m)
+			continue
 		}
+		if !m.aged && !m.removed && m.tr != nil && c.cfg.PendingAfter > 0 && c.env.Now.Sub(m.first) > c.cfg.PendingAfter {
+			ageing = append(ageing, m)
+		}
+	}
+	if len(ageing) > 1 {
+		sort.Slice(ageing, func(i, j int) bool {
+			if !ageing[i].first.Equal(ageing[j].first) {
+				return ageing[i].first.Before(ageing[j].first)
+			}
+			return ageing[i].host+ageing[i].qid < ageing[j].host+ageing[j].qid
+		})
+	}
+	for _, m := range ageing {
+		c.age(m)
 	}
 	for k, s := range c.sessions {
 		if c.env.Now.Sub(s.seen) > time.Hour {

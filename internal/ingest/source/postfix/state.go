@@ -39,6 +39,7 @@ type EvictedState struct {
 	RemovedAt    int64                      `json:"removedAt,omitempty"`
 	Recipients   map[string]mailflow.Status `json:"recipients,omitempty"`
 	ExpandedFrom map[string]string          `json:"expandedFrom,omitempty"`
+	Resolved     map[string]string          `json:"resolved,omitempty"`
 	Verdicts     []string                   `json:"verdicts,omitempty"`
 }
 
@@ -59,12 +60,18 @@ type TraceState struct {
 	SASL         string            `json:"sasl,omitempty"`
 	Recipients   []string          `json:"recipients,omitempty"`
 	ExpandedFrom map[string]string `json:"expandedFrom,omitempty"`
-	Verdicts     []string          `json:"verdicts,omitempty"`
+	// Resolved maps an address to the original recipient it stands for
+	// (a single-address alias or redirect).
+	Resolved map[string]string `json:"resolved,omitempty"`
+	Verdicts []string          `json:"verdicts,omitempty"`
 	// of a trace made whole again after an eviction: what decides its
 	// direction beside Recipients and the sender
 	Org        bool `json:"org,omitempty"`
 	AnyInside  bool `json:"anyInside,omitempty"`
 	AnyOutside bool `json:"anyOutside,omitempty"`
+	// From is where its first hop came from: 1 outside, 2 inside (0
+	// unknown: its receipt was not read).
+	From uint8 `json:"from,omitempty"`
 }
 
 // MessageState is one queue id lifecycle (hop) in flight.
@@ -87,6 +94,10 @@ type MessageState struct {
 	Recipients  map[string]mailflow.Status `json:"recipients,omitempty"`
 	Verdicts    []string                   `json:"verdicts,omitempty"`
 	Expanded    map[string]string          `json:"expanded,omitempty"`
+	Resolved    map[string]string          `json:"resolved,omitempty"`
+	Expansions  map[string]ExpansionState  `json:"expansions,omitempty"`
+	NRcpt       int                        `json:"nrcpt,omitempty"`
+	Aged        bool                       `json:"aged,omitempty"`
 	ClientName  string                     `json:"clientName,omitempty"`
 	ClientIP    string                     `json:"clientIp,omitempty"`
 	OrigIP      string                     `json:"origIp,omitempty"`
@@ -97,6 +108,18 @@ type MessageState struct {
 	MessageID   string                     `json:"messageId,omitempty"`
 	Size        int64                      `json:"size,omitempty"`
 	Subject     string                     `json:"subject,omitempty"`
+}
+
+// ExpansionState is what an original recipient of a hop became (expand.go).
+type ExpansionState struct {
+	First   time.Time        `json:"first"`
+	Targets []string         `json:"targets"`
+	Held    []mailflow.Event `json:"held,omitempty"`
+	Emitted []mailflow.Event `json:"emitted,omitempty"`
+	Local   bool             `json:"local,omitempty"`
+	Settled bool             `json:"settled,omitempty"`
+	Group   bool             `json:"group,omitempty"`
+	OwnCopy bool             `json:"ownCopy,omitempty"`
 }
 
 // FilterState is a content filter run not yet claimed by its first hop.
@@ -138,6 +161,14 @@ func (c *Source) state() State {
 			ClientName: m.clientName, ClientIP: m.clientIP, OrigIP: m.origIP, SASL: m.sasl, Loopback: m.loopback,
 			Sender: m.sender, SenderKnown: m.senderKnown, MessageID: m.messageID, Size: m.size, Subject: m.subject,
 		}
+		ms.Resolved, ms.NRcpt, ms.Aged = m.resolved, m.nrcpt, m.aged
+		for orig, x := range m.exps {
+			if ms.Expansions == nil {
+				ms.Expansions = map[string]ExpansionState{}
+			}
+			ms.Expansions[orig] = ExpansionState{First: x.first, Targets: x.targets, Held: x.held, Emitted: x.emitted,
+				Local: x.local, Settled: x.settled, Group: x.group, OwnCopy: x.ownCopy}
+		}
 		if m.tr != nil {
 			ms.TraceID = m.tr.id
 			traces[m.tr] = true
@@ -175,8 +206,8 @@ func (c *Source) state() State {
 			ID: tr.id, Host: tr.host, Received: tr.received, Sender: tr.sender, SenderKnown: tr.senderKnown,
 			MessageID: tr.messageID, Subject: tr.subject, Size: tr.size, OrigClientIP: tr.origClientIP,
 			FromIP: tr.fromIP, ClientName: tr.clientName, Local: tr.local, SASL: tr.sasl,
-			Recipients: keys(tr.rcpts), ExpandedFrom: tr.expandedFrom, Verdicts: keys(tr.verdict),
-			Org: tr.org, AnyInside: tr.anyIn, AnyOutside: tr.anyOut,
+			Recipients: keys(tr.rcpts), ExpandedFrom: tr.expandedFrom, Resolved: tr.resolved, Verdicts: keys(tr.verdict),
+			Org: tr.org, AnyInside: tr.anyIn, AnyOutside: tr.anyOut, From: uint8(tr.from),
 		})
 	}
 	sort.Slice(st.Traces, func(i, j int) bool { return st.Traces[i].ID < st.Traces[j].ID })
@@ -199,7 +230,7 @@ func (c *Source) evictedState() []EvictedState {
 		}
 		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt}
 		if r.more != nil {
-			es.Recipients, es.ExpandedFrom, es.Verdicts = r.more.rcpt, r.more.expandedFrom, r.more.verdicts
+			es.Recipients, es.ExpandedFrom, es.Verdicts, es.Resolved = r.more.rcpt, r.more.expandedFrom, r.more.verdicts, r.more.resolved
 		}
 		out = append(out, es)
 	}
@@ -237,10 +268,13 @@ func (c *Source) restore(st State) error {
 		tr.received, tr.sender, tr.senderKnown, tr.messageID, tr.subject = ts.Received, ts.Sender, ts.SenderKnown, ts.MessageID, ts.Subject
 		tr.size, tr.origClientIP, tr.fromIP, tr.clientName, tr.local, tr.sasl = ts.Size, ts.OrigClientIP, ts.FromIP, ts.ClientName, ts.Local, ts.SASL
 		tr.rcpts, tr.verdict = set(ts.Recipients), set(ts.Verdicts)
-		tr.org, tr.anyIn, tr.anyOut = ts.Org, ts.AnyInside, ts.AnyOutside
+		tr.org, tr.anyIn, tr.anyOut, tr.from = ts.Org, ts.AnyInside, ts.AnyOutside, origin(ts.From)
 		tr.counted = true
 		if ts.ExpandedFrom != nil {
 			tr.expandedFrom = ts.ExpandedFrom
+		}
+		if ts.Resolved != nil {
+			tr.resolved = ts.Resolved
 		}
 		traces[ts.ID] = tr
 	}
@@ -254,6 +288,14 @@ func (c *Source) restore(st State) error {
 		}
 		if m.rcpt == nil {
 			m.rcpt = map[string]mailflow.Status{}
+		}
+		m.resolved, m.nrcpt, m.aged = ms.Resolved, ms.NRcpt, ms.Aged
+		for orig, xs := range ms.Expansions {
+			if m.exps == nil {
+				m.exps = map[string]*expansion{}
+			}
+			m.exps[orig] = &expansion{first: xs.First, targets: xs.Targets, held: xs.Held, emitted: xs.Emitted,
+				local: xs.Local, settled: xs.Settled, group: xs.Group, ownCopy: xs.OwnCopy}
 		}
 		if ms.TraceID != "" {
 			m.tr = traces[ms.TraceID]
@@ -304,13 +346,13 @@ func (c *Source) restore(st State) error {
 			break
 		}
 		r := evicted{key: es.Key, flags: es.Flags, first: es.First, removedAt: es.RemovedAt}
-		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, verdicts: es.Verdicts}
+		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, resolved: es.Resolved, verdicts: es.Verdicts}
 		if len(es.TraceID) == 20 && hexLower(es.TraceID) {
 			_, _ = hex.Decode(r.id[:], []byte(es.TraceID))
 		} else {
 			more.id = es.TraceID
 		}
-		if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.verdicts != nil {
+		if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.resolved != nil || more.verdicts != nil {
 			r.more = &more
 		}
 		c.remember(r)
