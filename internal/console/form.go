@@ -45,6 +45,7 @@ type TraceForm struct {
 	Report              bool   // make a report whatever the range (the seed's "summary report")
 	ReportType          string // Summary or Detailed
 	Gzip                bool
+	ReportStore         string // a ReportStore of the namespace; empty: the operator's default
 	Limit               string
 }
 
@@ -67,7 +68,7 @@ func ParseForm(v url.Values) TraceForm {
 		Statuses: v["status"], MessageID: v.Get("messageId"), TraceID: v.Get("traceId"),
 		Direction: v.Get("direction"), OriginalClientIP: v.Get("originalClientIP"),
 		FromIP: v.Get("fromIP"), ToIP: v.Get("toIP"), Subject: v.Get("subject"), SubjectMatch: v.Get("subjectMatch"),
-		Report: v.Get("report") != "", ReportType: v.Get("reportType"), Gzip: v.Get("gzip") != "", Limit: v.Get("limit"),
+		Report: v.Get("report") != "", ReportType: v.Get("reportType"), Gzip: v.Get("gzip") != "", Limit: v.Get("limit"), ReportStore: strings.TrimSpace(v.Get("reportStore")),
 	}
 	if f.Range == "" {
 		f.Range = "2"
@@ -169,8 +170,8 @@ func (f TraceForm) Spec(now time.Time) (v1alpha1.MessageTraceSpec, []FieldError)
 	if strings.EqualFold(f.ReportType, string(v1alpha1.ReportDetailed)) {
 		typ = v1alpha1.ReportDetailed
 	}
-	if f.Report || f.Gzip || typ != v1alpha1.ReportSummary {
-		spec.Report = &v1alpha1.ReportSpec{Always: f.Report, Type: typ, Gzip: f.Gzip}
+	if f.Report || f.Gzip || typ != v1alpha1.ReportSummary || f.ReportStore != "" {
+		spec.Report = &v1alpha1.ReportSpec{Always: f.Report, Type: typ, Gzip: f.Gzip, StoreName: f.ReportStore}
 	}
 	return spec, errs
 }
@@ -216,7 +217,7 @@ func FormOf(s *v1alpha1.MessageTraceSpec, tz string, loc *time.Location) TraceFo
 		f.Subject, f.SubjectMatch = s.Subject.Value, string(s.Subject.Match)
 	}
 	if s.Report != nil {
-		f.Report, f.Gzip = s.Report.Always, s.Report.Gzip
+		f.Report, f.Gzip, f.ReportStore = s.Report.Always, s.Report.Gzip, s.Report.StoreName
 		if s.Report.Type != "" {
 			f.ReportType = string(s.Report.Type)
 		}

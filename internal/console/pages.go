@@ -155,6 +155,7 @@ type newData struct {
 	Presets   []int
 	Statuses  []string
 	TimeZones []string
+	Stores    []string // the namespace's ReportStores
 	Threshold int
 }
 
@@ -165,14 +166,27 @@ var timeZones = []string{"UTC", "Europe/London", "Europe/Berlin", "Europe/Paris"
 
 var allStatuses = []string{"Delivered", "Pending", "Expanded", "Failed", "Quarantined", "FilteredAsSpam", "GettingStatus"}
 
-func (s *Server) formPage(w http.ResponseWriter, rq *request, code int, f TraceForm, errs []FieldError) {
+func (s *Server) formPage(w http.ResponseWriter, r *http.Request, rq *request, code int, f TraceForm, errs []FieldError) {
 	d := newData{Form: f, Errors: map[string]string{}, Presets: Presets, Statuses: allStatuses, Threshold: statusThresholdDays}
+	var stores v1alpha1.ReportStoreList
+	if err := rq.c.List(r.Context(), &stores, client.InNamespace(rq.ns)); err == nil { // a user who may not list them gets the default
+		for _, st := range stores.Items {
+			d.Stores = append(d.Stores, st.Name)
+		}
+		slices.Sort(d.Stores)
+	}
 	for _, e := range errs {
 		if e.Field == "" {
 			d.General = e.Msg
 			continue
 		}
 		d.Errors[e.Field] = strings.TrimSpace(d.Errors[e.Field] + " " + e.Msg)
+	}
+	if d.Form.ReportStore == "\x00" {
+		d.Form.ReportStore = ""
+		if len(d.Stores) > 0 {
+			d.Form.ReportStore = d.Stores[0]
+		}
 	}
 	d.TimeZones = timeZones
 	if f.TimeZone != "" && !slices.Contains(timeZones, f.TimeZone) {
@@ -185,6 +199,7 @@ func (s *Server) formPage(w http.ResponseWriter, rq *request, code int, f TraceF
 
 func (s *Server) newTrace(w http.ResponseWriter, r *http.Request, rq *request) {
 	f := DefaultForm(rq.tz)
+	f.ReportStore = "\x00" // a fresh form: the namespace's first ReportStore (below)
 	if from := r.URL.Query().Get("from"); from != "" {
 		mt := &v1alpha1.MessageTrace{}
 		if err := rq.c.Get(r.Context(), client.ObjectKey{Namespace: rq.ns, Name: from}, mt); err != nil {
@@ -193,7 +208,7 @@ func (s *Server) newTrace(w http.ResponseWriter, r *http.Request, rq *request) {
 		}
 		f = FormOf(&mt.Spec, rq.tz, rq.loc)
 	}
-	s.formPage(w, rq, http.StatusOK, f, nil)
+	s.formPage(w, r, rq, http.StatusOK, f, nil)
 }
 
 func (s *Server) rememberTZ(w http.ResponseWriter, tz string) {
@@ -208,13 +223,13 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request, rq *request
 	s.rememberTZ(w, f.TimeZone)
 	spec, errs := f.Spec(time.Now())
 	if len(errs) > 0 {
-		s.formPage(w, rq, http.StatusUnprocessableEntity, f, errs)
+		s.formPage(w, r, rq, http.StatusUnprocessableEntity, f, errs)
 		return
 	}
 	mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: rq.ns, GenerateName: "trace-"}, Spec: spec}
 	if err := rq.c.Create(r.Context(), mt); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			s.formPage(w, rq, http.StatusUnprocessableEntity, f, []FieldError{{Msg: err.Error()}})
+			s.formPage(w, r, rq, http.StatusUnprocessableEntity, f, []FieldError{{Msg: err.Error()}})
 			return
 		}
 		s.kubeFail(w, r, rq, err)
