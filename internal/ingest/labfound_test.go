@@ -1,7 +1,12 @@
 package ingest
 
 import (
+	"bufio"
+	"compress/gzip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,4 +252,75 @@ func TestLabFoundPendingAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The lab's loopback-client: a program on the mail server hands its mail
+// to smtpd on 127.0.0.1 without SASL. Held as a possible content filter's
+// re-injection, it is traced once that link had its time (reinjectWait),
+// not after --link-wait.
+func TestLabFoundLoopbackClient(t *testing.T) {
+	lines := []string{
+		"Dec 06 03:36:55 mx postfix/smtpd[13205]: 4171B98F0AB: client=localhost[127.0.0.1]",
+		"Dec 06 03:36:55 mx postfix/cleanup[13207]: 4171B98F0AB: info: header Subject: Nightly report from localhost[127.0.0.1]; from=<app@lab.test> to=<walter@lab.test> proto=ESMTP helo=<client.remote.test>",
+		"Dec 06 03:36:55 mx postfix/cleanup[13207]: 4171B98F0AB: message-id=<maillab-msg-74bd1088ce7e@lab.test>",
+		"Dec 06 03:36:55 mx postfix/qmgr[13046]: 4171B98F0AB: from=<app@lab.test>, size=488, nrcpt=1 (queue active)",
+		"Dec 06 03:36:56 mx postfix/lmtp[13224]: 4171B98F0AB: to=<walter@lab.test>, relay=127.0.0.1[127.0.0.1]:40293, delay=0.98, delays=0.52/0.16/0.01/0.28, dsn=2.0.0, status=sent (250 2.0.0 <walter@lab.test> WFIJOFfYFGtdMgAAg+zDdQ Saved)",
+		"Dec 06 03:36:56 mx postfix/qmgr[13046]: 4171B98F0AB: removed",
+	}
+	s := newMemStore()
+	c := NewCorrelator(labCfg, s.Append) // LinkWait: 5 minutes
+	for _, l := range lines {
+		if err := c.Feed(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Advance(time.Date(2026, 12, 6, 3, 37, 40, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	id := c.TraceID("mx", "4171B98F0AB")
+	if id == "" {
+		t.Fatal("45 s after its receipt the message is still held")
+	}
+	checkRows(t, s, id, map[string]wantRow{"walter@lab.test": {status: mailflow.StatusDelivered, events: []mailflow.EventType{mailflow.EventDeliver}, direction: mailflow.DirectionInternal}})
+}
+
+// An amavis hop whose first hop's receipt is not in the file (the file
+// begins between the first hop's queueing and its hand-over to amavis):
+// the re-injection (earlier in the log than the first hop's "queued as")
+// joins the first hop's trace. Real lines: postfix-logsums, the message
+// of EXPECTED.md's case 8, less the first hop's pickup, cleanup and qmgr.
+func TestLabFoundAmavisFirstReceiptMissing(t *testing.T) {
+	needMaildata(t)
+	f, err := os.Open(filepath.Join(maildata, "postfix-logsums/mail.log.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(z)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.Contains(l, "4PcV4H6fDlz3tG5") && !strings.Contains(l, "4PcV4K5FPLz3tBr") && !strings.Contains(l, "(454812-06)") {
+			continue
+		}
+		if strings.Contains(l, "4PcV4H6fDlz3tG5: ") && !strings.Contains(l, "to=<") && !strings.Contains(l, "removed") {
+			continue // the first hop's receipt: before the file
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 9 {
+		t.Fatalf("%d lines, want 9", len(lines))
+	}
+	s, c := run(t, configFor("postfix-logsums/mail.log.gz"), lines...)
+	first, second := c.TraceID("helga", "4PcV4H6fDlz3tG5"), c.TraceID("helga", "4PcV4K5FPLz3tBr")
+	if first == "" || first != second {
+		t.Fatalf("first hop's trace %q, the re-injection's %q: want one", first, second)
+	}
+	checkRows(t, s, first, map[string]wantRow{"user02.test@uhu-banane.com": {status: mailflow.StatusFailed,
+		events: []mailflow.EventType{mailflow.EventTransfer, mailflow.EventFail}}})
 }

@@ -64,6 +64,7 @@ type message struct {
 	linked      bool       // a parent is known; wait for it
 	pendingRoot bool       // received from outside; emitted once DATA shows it is a message
 	waiting     []*message // children linked while this one was held
+	waitFor     *message   // the held parent whose waiting list holds this one
 	noticeOf    string     // for a bounce notice: the original's queue id
 	removed     bool
 	removedAt   time.Time
@@ -175,6 +176,7 @@ func (c *Source) release(m *message, tr *trace) {
 		c.env.Emit(c.fill(tr, e))
 	}
 	for _, ch := range m.waiting {
+		ch.waitFor = nil
 		c.release(ch, tr)
 	}
 	m.waiting = nil
@@ -241,6 +243,7 @@ func (c *Source) link(child, parent *message) {
 		return
 	}
 	parent.waiting = append(parent.waiting, child)
+	child.waitFor = parent
 }
 
 // linkID links the queue id newID on host to parent, now or when it appears.

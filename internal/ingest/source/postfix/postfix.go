@@ -142,6 +142,12 @@ func (c *Source) Flush() {
 	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.exps) > 0 }) {
 		c.settle(m, true)
 	}
+	// the hops that handed a held hop over first: a content filter's
+	// second hop (linked, earlier in the log than the "queued as" of its
+	// first hop) goes with its first hop's trace, not one of its own
+	for _, m := range c.sortedMsgs(func(m *message) bool { return m.tr == nil && !m.linked }) {
+		c.releaseRoot(m)
+	}
 	for _, m := range c.sortedMsgs(func(m *message) bool { return m.tr == nil }) {
 		c.releaseRoot(m)
 	}
@@ -223,15 +229,46 @@ func (c *Source) sortedMsgs(keep func(*message) bool) []*message {
 	return out
 }
 
+// reinjectWait is how long (log time) a message received from a loopback
+// client without SASL waits to be linked as a content filter's
+// re-injection. The filter's "queued as" comes as soon as the re-injection
+// is queued (the filter answers the first hop then), well within it; a
+// program on the server itself that hands its mail to smtpd on 127.0.0.1
+// is then traced after this, not after LinkWait (issue 16, the mail lab's
+// loopback-client).
+const reinjectWait = 30 * time.Second
+
+// reinjection reports whether m is held only as a possible content
+// filter's re-injection: received from loopback without SASL, not linked.
+func (m *message) reinjection() bool {
+	return m.started && m.loopback && m.sasl == "" && !m.linked && m.noticeOf == ""
+}
+
+// waitsForHeld reports whether m was linked to a hop that is held still
+// (it is released with it).
+func (c *Source) waitsForHeld(m *message) bool {
+	p := m.waitFor
+	return p != nil && p.tr == nil && c.msgs[p.host+"\x00"+p.qid] == p
+}
+
 // Sweep releases messages that waited too long for a link and forgets
 // finished ones.
 func (c *Source) Sweep() {
 	for _, f := range c.sortedFilters(func(f *filterRec) bool { return c.env.Now.Sub(f.first) > c.cfg.LinkWait }) {
 		c.expireFilter(f)
 	}
-	for _, m := range c.sortedMsgs(func(m *message) bool {
-		return m.tr == nil && (c.env.Now.Sub(m.first) > c.cfg.LinkWait || c.env.Now.Sub(m.last) > c.cfg.MaxIdle)
-	}) {
+	due := func(m *message) bool {
+		if m.tr != nil {
+			return false
+		}
+		age := c.env.Now.Sub(m.first)
+		return age > c.cfg.LinkWait || c.env.Now.Sub(m.last) > c.cfg.MaxIdle || (age > reinjectWait && m.reinjection())
+	}
+	// a hop linked to a held one goes with it (Flush)
+	for _, m := range c.sortedMsgs(func(m *message) bool { return due(m) && !m.linked }) {
+		c.releaseRoot(m)
+	}
+	for _, m := range c.sortedMsgs(func(m *message) bool { return due(m) && !c.waitsForHeld(m) }) {
 		c.releaseRoot(m)
 	}
 	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.exps) > 0 }) {

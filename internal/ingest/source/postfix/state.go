@@ -315,7 +315,9 @@ func (c *Source) restore(st State) error {
 		if p == nil {
 			return errors.New("ingest: state: " + ms.QueueID + " waits for an unknown message")
 		}
-		p.waiting = append(p.waiting, c.msgs[ms.Host+"\x00"+ms.QueueID])
+		ch := c.msgs[ms.Host+"\x00"+ms.QueueID]
+		p.waiting = append(p.waiting, ch)
+		ch.waitFor = p
 	}
 	for _, fs := range st.Filters {
 		f := &filterRec{host: fs.Host, id: fs.ID, first: fs.First, messageID: fs.MessageID, verdicts: fs.Verdicts, rcptSeen: map[string]bool{}}
