@@ -50,6 +50,9 @@ const (
 	ReasonStoreUnavailable Reason = "StoreUnavailable"
 	// ReasonStoreAvailable: the trace store answered.
 	ReasonStoreAvailable Reason = "StoreAvailable"
+	// ReasonReplicaLagging: the trace store answered from a read replica further behind its
+	// primary than the manager's --store-replica-max-lag; the newest messages may be missing.
+	ReasonReplicaLagging Reason = "ReplicaLagging"
 	// ReasonStartInFuture: the time range starts in the future; nothing can match. Terminal.
 	ReasonStartInFuture Reason = "StartInFuture"
 	// ReasonInvalidSpec: the spec is valid for the schema but not runnable. Terminal.

@@ -244,12 +244,12 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 	if t.report || (st.Truncated && r.hasReportStore(t.mt)) {
 		// The whole answer goes to a report; status keeps the newest rows.
 		t.report = true
-		r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
+		r.storeAnswered(qctx, t)
 		return nil, nil
 	}
 	st.CompletionTime = ptrTime(t.now)
 	st.ObservedGeneration = t.mt.Generation
-	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
+	r.storeAnswered(qctx, t)
 	msg := fmt.Sprintf("%d matches, all shown", st.TotalMatches)
 	if st.Truncated {
 		msg = fmt.Sprintf("%d matches, the newest %d shown (status is bounded; with a report store, spec.report or the operator's default, the whole answer would go to a CSV report)", st.TotalMatches, len(rows))

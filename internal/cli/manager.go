@@ -41,6 +41,10 @@ import (
 // DefaultRetention is how long the store keeps messages unless --retention says otherwise.
 const DefaultRetention = 90 * 24 * time.Hour
 
+// EnvStoreReplica names the environment variable that sets --store-replica's
+// default (a URL with a password is better kept out of the command line).
+const EnvStoreReplica = "MAILTRACE_STORE_REPLICA"
+
 // pruneInterval is how often the manager removes messages older than the retention.
 const pruneInterval = time.Hour
 
@@ -251,8 +255,11 @@ func pruneLoop(ctx context.Context, st store.Pruner, retention time.Duration, cl
 type managerFlags struct {
 	rf    reportFlags
 	store string
-	opts  ManagerOptions
-	zap   zap.Options
+	// replica and maxLag: --store-replica, --store-replica-max-lag
+	replica string
+	maxLag  time.Duration
+	opts    ManagerOptions
+	zap     zap.Options
 }
 
 func newManagerCommand() *cobra.Command {
@@ -273,6 +280,9 @@ Prometheus metrics on --metrics-bind-address.`,
 	}
 	fl := cmd.Flags()
 	addStoreFlag(cmd, &f.store)
+	fl.StringVar(&f.replica, "store-replica", os.Getenv(EnvStoreReplica), "postgres:// URL of a hot standby of the PostgreSQL store: traces, counts and reports read from it, ingest and retention write to --store (env "+EnvStoreReplica+")")
+	fl.Lookup("store-replica").DefValue = storeopen.Redact(fl.Lookup("store-replica").DefValue)
+	fl.DurationVar(&f.maxLag, "store-replica-max-lag", 30*time.Second, "replica lag above which a trace's StoreAvailable condition says ReplicaLagging (its newest messages may be missing)")
 	addNotifyFlags(fl, &f.opts.Notify)
 	fl.StringVar(&f.opts.MetricsBindAddress, "metrics-bind-address", ":8080", `address the metrics endpoint binds to ("0" turns it off)`)
 	fl.StringVar(&f.opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address the health probe endpoint binds to")
@@ -304,7 +314,7 @@ func runManager(ctx context.Context, f managerFlags) error {
 	if f.opts.Reports.Default, err = f.rf.defaultStoreConfig(os.Getenv); err != nil {
 		return err
 	}
-	st, err := storeopen.Open(ctx, f.store)
+	st, err := storeopen.OpenWithOptions(ctx, f.store, storeopen.Options{ReplicaURL: f.replica, MaxReplicaLag: f.maxLag})
 	if err != nil {
 		return err
 	}
@@ -313,7 +323,7 @@ func runManager(ctx context.Context, f managerFlags) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting manager", "version", versionString(), "store", storeopen.Redact(f.store),
+	log.Info("starting manager", "version", versionString(), "store", storeopen.Redact(f.store), "storeReplica", storeopen.Redact(f.replica),
 		"tenancy", f.opts.Tenancy, "operatorNamespace", f.opts.OperatorNamespace)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("manager: %w", err)

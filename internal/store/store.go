@@ -56,6 +56,16 @@ type Streamer interface {
 	Stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, fn func(*mailflow.Row) error) error
 }
 
+// ReplicaLagger is implemented by stores that read from a replica of the
+// database they write (a PostgreSQL hot standby): ReplicaLag is how far the
+// replica is behind (0 when it has everything, or reads do not go to a
+// replica), MaxReplicaLag the most the operator accepts before a trace
+// answered from the replica says so in its status.
+type ReplicaLagger interface {
+	ReplicaLag(ctx context.Context) (time.Duration, error)
+	MaxReplicaLag() time.Duration
+}
+
 // Store is the whole port, what an adapter implements and what opening a
 // store URL returns.
 type Store interface {

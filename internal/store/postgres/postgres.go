@@ -60,6 +60,9 @@ type Options struct {
 	// counts, streams and events read from it; appends, retention and
 	// migrations stay on the primary (replica.go).
 	ReplicaDSN string
+	// MaxReplicaLag is the replica lag above which a trace says it may miss
+	// the newest messages (DefaultMaxReplicaLag when 0).
+	MaxReplicaLag time.Duration
 	// Logf receives what Open has to say that is not an error (pg_trgm
 	// missing, say); nil writes it to the standard logger.
 	Logf func(format string, args ...any)

@@ -8,7 +8,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailtrace/mailtrace/internal/store"
 )
+
+var _ store.ReplicaLagger = (*Store)(nil)
 
 // openReplica connects to a hot standby. Nothing is written to it (it
 // refuses writes): the primary's migrations reach it by replication. It is
@@ -40,6 +44,18 @@ func (s *Store) readPool() *pgxpool.Pool {
 		return s.replica
 	}
 	return s.pool
+}
+
+// DefaultMaxReplicaLag is Options.MaxReplicaLag's default.
+const DefaultMaxReplicaLag = 30 * time.Second
+
+// MaxReplicaLag is the lag above which a trace says it may miss the newest
+// messages (store.ReplicaLagger).
+func (s *Store) MaxReplicaLag() time.Duration {
+	if s.opts.MaxReplicaLag > 0 {
+		return s.opts.MaxReplicaLag
+	}
+	return DefaultMaxReplicaLag
 }
 
 // HasReplica reports whether reads go to a replica.

@@ -38,6 +38,13 @@ type Options struct {
 	// instead of creating an empty store: for commands that only read, where
 	// a new store means a mistyped path.
 	MustExist bool
+	// ReplicaURL, when set, is a postgres:// URL of a hot standby of the
+	// PostgreSQL store: traces, counts and reports read from it, ingest and
+	// retention write to the primary. A SQLite store has no replica.
+	ReplicaURL string
+	// MaxReplicaLag is the replica lag above which a trace says it may miss
+	// the newest messages (0: the adapter's default, 30s).
+	MaxReplicaLag time.Duration
 }
 
 // ErrNotExist is the error of a store that MustExist and does not.
@@ -72,6 +79,15 @@ func OpenWithOptions(ctx context.Context, rawURL string, opts Options) (store.St
 	if err != nil {
 		return nil, err
 	}
+	var replica Target
+	if opts.ReplicaURL != "" {
+		if replica, err = Parse(opts.ReplicaURL); err != nil {
+			return nil, fmt.Errorf("replica: %w", err)
+		}
+		if t.Kind != KindPostgres || replica.Kind != KindPostgres {
+			return nil, errors.New("a store replica is a postgres:// URL of a hot standby of a PostgreSQL store; a SQLite store has none")
+		}
+	}
 	switch t.Kind {
 	case KindSQLite:
 		if opts.MustExist {
@@ -89,9 +105,9 @@ func OpenWithOptions(ctx context.Context, rawURL string, opts Options) (store.St
 		}
 		return s, nil
 	default:
-		s, err := postgres.Open(ctx, t.DSN, postgres.Options{})
+		s, err := postgres.Open(ctx, t.DSN, postgres.Options{ReplicaDSN: replica.DSN, MaxReplicaLag: opts.MaxReplicaLag})
 		if err != nil {
-			return nil, redactError(fmt.Errorf("open PostgreSQL store %s: %w", Redact(t.DSN), err), rawURL)
+			return nil, redactError(redactError(fmt.Errorf("open PostgreSQL store %s: %w", Redact(t.DSN), err), rawURL), opts.ReplicaURL)
 		}
 		return s, nil
 	}
