@@ -32,6 +32,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API markers.
 	rm -f charts/mailtrace/crds-src/*.yaml && cp config/crd/bases/*.yaml charts/mailtrace/crds-src/  # the Helm chart's CRDs (test/chart checks the copy)
 	cp config/rbac/role.yaml charts/mailtrace/rbac-src/role.yaml  # the Helm chart's ClusterRole rules
 	cp config/rbac/aggregate.yaml charts/mailtrace/rbac-src/aggregate.yaml  # the Helm chart's aggregated view/edit ClusterRoles
+	cp config/admission/created-by.yaml charts/mailtrace/admission-src/created-by.yaml  # the Helm chart's admission policy (autosaved queries' creator)
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -80,11 +81,12 @@ envtest: ## Build the envtest control plane into bin/k8s (once).
 	@hack/envtest.sh >/dev/null
 
 .PHONY: test-deps
-test-deps: ## Build or install what the tests start: envtest control plane, PostgreSQL, MinIO, the mail lab's packages (once).
+test-deps: ## Build or install what the tests start: envtest control plane, PostgreSQL, MinIO, the mail lab's packages, Chromium (once).
 	@hack/envtest.sh >/dev/null
 	@hack/postgres.sh
 	@hack/minio.sh >/dev/null
 	@hack/maillab.sh
+	@hack/chromium.sh
 
 .PHONY: test
 test: ## Run every test in phases (deps, lint, go test ./..., the flood), with a timing summary (hack/test.sh).
@@ -115,6 +117,11 @@ fuzz: ## Fuzz every decoder of untrusted input for FUZZTIME each (default 2m), o
 test-maillab: ## The mail lab: real Postfix, rspamd, Dovecot and rsyslog on loopback into `mailtrace ingest`; every scenario (docs/maillab.md). Installs their packages once (hack/maillab.sh, root).
 	@hack/maillab.sh
 	CI=true $(GO) test -count=1 -timeout 15m ./test/maillab/...
+
+.PHONY: console-screenshots
+console-screenshots: test-deps ## Run the console's browser tests and save a PNG of each page, English and Japanese, into docs/console/.
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" MAILTRACE_TEST_MINIO="$$(hack/minio.sh)" MAILTRACE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console \
+		CI=true $(GO) test -count=1 -timeout 10m ./test/console/
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
