@@ -25,8 +25,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,6 +92,9 @@ type Server struct {
 	token string // the one-time token of the printed URL (Local)
 	log   *slog.Logger
 	mux   *http.ServeMux
+
+	usersMu sync.Mutex
+	users   map[string]cachedUser // identity -> user name
 }
 
 // New builds a console.
@@ -127,7 +132,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, cats: cats, pages: pages, key: []byte(randomToken()),
+	s := &Server{opts: opts, cats: cats, pages: pages, key: []byte(randomToken()), users: map[string]cachedUser{},
 		log: slog.New(slog.NewTextHandler(opts.Log, nil))}
 	if opts.Mode == Local {
 		s.token = randomToken()
@@ -203,6 +208,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /ns/{ns}/default/{id}", s.auth(s.runDefault))
 	m.HandleFunc("GET /ns/{ns}/traces/{name}", s.auth(s.trace))
 	m.HandleFunc("POST /ns/{ns}/traces/{name}/download", s.auth(s.download))
+	m.HandleFunc("POST /ns/{ns}/traces/{name}/continue", s.auth(s.continueTrace))
+	m.HandleFunc("POST /ns/{ns}/traces/{name}/save", s.auth(s.saveQuery))
 	m.HandleFunc("GET /ns/{ns}/schedules", s.auth(s.schedules))
 	m.HandleFunc("GET /ns/{ns}/schedules/{name}", s.auth(s.schedule))
 	m.HandleFunc("POST /ns/{ns}/schedules/{name}/{action}", s.auth(s.scheduleAction))
@@ -414,6 +421,13 @@ func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"join":  strings.Join,
 		"list":  func(s ...string) []string { return s },
+		"has":   func(l []string, v string) bool { return slices.Contains(l, v) },
+		"lastRun": func(st v1alpha1.MessageTraceScheduleStatus) *metav1.Time {
+			if st.LastRunTime != nil {
+				return st.LastRunTime
+			}
+			return st.LastScheduleTime
+		},
 		"itoa":  strconv.Itoa,
 		"add":   func(a, b int) int { return a + b },
 		"i64":   func(n int64) string { return strconv.FormatInt(n, 10) },

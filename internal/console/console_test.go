@@ -463,3 +463,44 @@ func TestPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// TestAutosaved: home lists the user's own autosaved queries only.
+func TestAutosaved(t *testing.T) {
+	mk := func(name, user string, autosave bool) v1alpha1.MessageTrace {
+		mt := v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if autosave {
+			mt.MarkAutosaved(user)
+		}
+		return mt
+	}
+	items := []v1alpha1.MessageTrace{mk("a1", "alice", true), mk("b1", "bob", true), mk("plain", "", false), mk("a2", "alice", true)}
+	var names []string
+	for _, mt := range Autosaved(items, "alice") {
+		names = append(names, mt.Name)
+	}
+	if strings.Join(names, " ") != "a1 a2" {
+		t.Errorf("alice's autosaved queries: %v", names)
+	}
+	if len(Autosaved(items, "")) != len(items) {
+		t.Error("with no user name known, every query should be listed")
+	}
+}
+
+// TestSavedQuery: a trace's filters become an on-demand schedule covering
+// the same length of time.
+func TestSavedQuery(t *testing.T) {
+	st, en := metav1.NewTime(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)), metav1.NewTime(time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC))
+	mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "trace-x"},
+		Spec: v1alpha1.MessageTraceSpec{RecipientAddresses: []v1alpha1.AddressPattern{"info@a.example"}, StartTime: &st, EndTime: &en, Continue: "tok"}}
+	ms, err := SavedQuery(mt, "info-box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms.Name != "info-box" || ms.Namespace != "team-a" || !ms.Spec.OnDemand() || ms.Spec.Window.Duration != 72*time.Hour ||
+		ms.Spec.Template.Spec.StartTime != nil || ms.Spec.Template.Spec.Continue != "" || len(ms.Spec.Template.Spec.RecipientAddresses) != 1 {
+		t.Errorf("%+v", ms.Spec)
+	}
+	if _, err := SavedQuery(mt, ""); err == nil {
+		t.Error("a custom query without a name")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -97,6 +98,21 @@ func IsQuery(mt *v1alpha1.MessageTrace) bool {
 	return mt.Spec.Details == nil && mt.Labels[v1alpha1.LabelSchedule] == ""
 }
 
+// Autosaved keeps the user's own autosaved queries (the API server checked
+// their creator); with no user name known, every query of the namespace.
+func Autosaved(items []v1alpha1.MessageTrace, user string) []v1alpha1.MessageTrace {
+	if user == "" {
+		return items
+	}
+	var out []v1alpha1.MessageTrace
+	for _, mt := range items {
+		if mt.IsAutosavedBy(user) {
+			out = append(out, mt)
+		}
+	}
+	return out
+}
+
 // Recent is the newest queries first, at most n.
 func Recent(items []v1alpha1.MessageTrace, n int) []*v1alpha1.MessageTrace {
 	var out []*v1alpha1.MessageTrace
@@ -112,6 +128,7 @@ func Recent(items []v1alpha1.MessageTrace, n int) []*v1alpha1.MessageTrace {
 }
 
 type homeData struct {
+	User     string // the user's name, as the API server knows it ("": unknown)
 	Defaults []DefaultQuery
 	Custom   []v1alpha1.MessageTraceSchedule
 	Recent   []TraceView
@@ -120,7 +137,7 @@ type homeData struct {
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request, rq *request) {
-	d := homeData{Defaults: DefaultQueries(s.opts.Domains)}
+	d := homeData{Defaults: DefaultQueries(s.opts.Domains), User: s.userName(r.Context(), rq)}
 	var traces v1alpha1.MessageTraceList
 	if err := rq.c.List(r.Context(), &traces, client.InNamespace(rq.ns)); err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
@@ -129,7 +146,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request, rq *request) {
 		}
 		d.Errors = append(d.Errors, err.Error())
 	}
-	for _, mt := range Recent(traces.Items, recentLimit) {
+	for _, mt := range Recent(Autosaved(traces.Items, d.User), recentLimit) {
 		d.Recent = append(d.Recent, TraceView{MT: mt, Summary: Summary(&mt.Spec)})
 	}
 	for _, mt := range Recent(traces.Items, len(traces.Items)) {
@@ -227,6 +244,9 @@ func (s *Server) createTrace(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: rq.ns, GenerateName: "trace-"}, Spec: spec}
+	if user := s.userName(r.Context(), rq); user != "" {
+		mt.MarkAutosaved(user) // one of the user's last 10 queries
+	}
 	if err := rq.c.Create(r.Context(), mt); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			s.formPage(w, r, rq, http.StatusUnprocessableEntity, f, []FieldError{{Msg: err.Error()}})
@@ -246,6 +266,9 @@ func (s *Server) runDefault(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: rq.ns, GenerateName: id + "-"}, Spec: DefaultQueries(s.opts.Domains)[i].Spec}
+	if user := s.userName(r.Context(), rq); user != "" {
+		mt.MarkAutosaved(user)
+	}
 	if err := rq.c.Create(r.Context(), mt); err != nil {
 		s.kubeFail(w, r, rq, err)
 		return
@@ -267,6 +290,8 @@ type traceData struct {
 	Threshold     int
 	// the details panel
 	DetailID, DetailRcpt string
+	DetailEvents         []string // the event filter; empty: every event
+	EventTypes           []string // what the filter offers
 	Details              *v1alpha1.MessageDetailsStatus
 	DetailsPending       bool
 	DetailsAsk           bool // the request came from elsewhere: ask before creating a details trace
@@ -304,13 +329,18 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request, rq *request) {
 	if !mt.IsFinished() || (mt.Status.Report != nil && (mt.Status.Report.Phase == v1alpha1.ReportPhaseRunning || mt.Status.Report.Phase == v1alpha1.ReportPhaseRetrying || mt.Status.Report.Phase == "")) {
 		p.Refresh = 2
 	}
-	if id, rcpt := q.Get("id"), q.Get("rcpt"); id != "" && rcpt != "" {
-		d.DetailID, d.DetailRcpt = id, rcpt
+	if id, rcpt := q.Get("id"), q.Get("rcpt"); id != "" {
+		d.DetailID, d.DetailRcpt, d.EventTypes = id, rcpt, eventTypes
+		for _, e := range q["ev"] {
+			if slices.Contains(eventTypes, e) && !slices.Contains(d.DetailEvents, e) {
+				d.DetailEvents = append(d.DetailEvents, e)
+			}
+		}
 		switch {
 		case !sameOrigin(r):
 			d.DetailsAsk = true
 		default:
-			det, err := s.details(r.Context(), rq, id, rcpt)
+			det, err := s.details(r.Context(), rq, id, rcpt, d.DetailEvents)
 			switch {
 			case err != nil:
 				d.DetailsErr = err.Error()
@@ -327,8 +357,8 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request, rq *request) {
 // detailsName is the name of the details trace of one message and
 // recipient: the same for every click on the row, so reopening a row
 // reuses its answer (it is deleted 10 minutes after it finished).
-func detailsName(id, rcpt string) string {
-	h := sha256.Sum256([]byte(id + "\x00" + strings.ToLower(rcpt)))
+func detailsName(id, rcpt string, events []string) string {
+	h := sha256.Sum256([]byte(id + "\x00" + strings.ToLower(rcpt) + "\x00" + strings.Join(events, ",")))
 	return "details-" + hex.EncodeToString(h[:10])
 }
 
@@ -338,14 +368,17 @@ const detailsTTL = int32(600)
 // details returns the events of one message for one recipient, through a
 // details MessageTrace made with the user's own rights (the namespace's
 // TracePolicy grants decide what it holds); nil while the manager works.
-func (s *Server) details(ctx context.Context, rq *request, id, rcpt string) (*v1alpha1.MessageDetailsStatus, error) {
-	key := client.ObjectKey{Namespace: rq.ns, Name: detailsName(id, rcpt)}
+func (s *Server) details(ctx context.Context, rq *request, id, rcpt string, events []string) (*v1alpha1.MessageDetailsStatus, error) {
+	key := client.ObjectKey{Namespace: rq.ns, Name: detailsName(id, rcpt, events)}
 	mt := &v1alpha1.MessageTrace{}
 	err := rq.c.Get(ctx, key, mt)
 	if apierrors.IsNotFound(err) || (err == nil && mt.DeletionTimestamp != nil) {
 		ttl := detailsTTL
 		mt = &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: rq.ns, Name: key.Name},
 			Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: id, Recipient: rcpt}, TTLSecondsAfterFinished: &ttl}}
+		for _, e := range events {
+			mt.Spec.Details.Events = append(mt.Spec.Details.Events, v1alpha1.EventType(e))
+		}
 		if err = rq.c.Create(ctx, mt); apierrors.IsAlreadyExists(err) {
 			err = nil
 		}
@@ -465,4 +498,114 @@ func (s *Server) scheduleAction(w http.ResponseWriter, r *http.Request, rq *requ
 		back = "/ns/" + url.PathEscape(rq.ns) + "/schedules"
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// eventTypes are the event types the details panel can filter on (the
+// API's -Event filter).
+var eventTypes = []string{"Receive", "Submit", "Resolve", "Redirect", "Expand", "Transfer", "Send", "Scan", "Defer", "Deliver", "Save",
+	"Fail", "Quarantine", "FilterAsSpam", "Notify", "Sieve"}
+
+// userName is the user's name as the API server knows it (a
+// SelfSubjectReview, which every authenticated user may make), remembered
+// per session or token; "" when it cannot be learnt.
+func (s *Server) userName(ctx context.Context, rq *request) string {
+	s.usersMu.Lock()
+	u, ok := s.users[rq.identity]
+	s.usersMu.Unlock()
+	if ok && time.Now().Before(u.until) {
+		return u.name
+	}
+	rv := &authenticationv1.SelfSubjectReview{}
+	if err := rq.c.Create(ctx, rv); err != nil {
+		s.log.Warn("learning the user's name (SelfSubjectReview)", "err", err)
+		return ""
+	}
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	if len(s.users) > 1000 {
+		clear(s.users)
+	}
+	s.users[rq.identity] = cachedUser{name: rv.Status.UserInfo.Username, until: time.Now().Add(10 * time.Minute)}
+	return rv.Status.UserInfo.Username
+}
+
+type cachedUser struct {
+	name  string
+	until time.Time
+}
+
+// continueTrace starts the trace of the rows after a trace's last one, with
+// its status.continue token (as a Kubernetes list's continue).
+func (s *Server) continueTrace(w http.ResponseWriter, r *http.Request, rq *request) {
+	prev := &v1alpha1.MessageTrace{}
+	if err := rq.c.Get(r.Context(), client.ObjectKey{Namespace: rq.ns, Name: r.PathValue("name")}, prev); err != nil {
+		s.kubeFail(w, r, rq, err)
+		return
+	}
+	if prev.Status.Continue == "" {
+		http.Redirect(w, r, "/ns/"+url.PathEscape(rq.ns)+"/traces/"+url.PathEscape(prev.Name), http.StatusSeeOther)
+		return
+	}
+	spec := *prev.Spec.DeepCopy()
+	spec.Continue = prev.Status.Continue
+	if spec.Report != nil {
+		spec.Report.Always = false // the first page's report already holds every row
+	}
+	mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: rq.ns, GenerateName: "trace-",
+		Annotations: map[string]string{annotationContinues: prev.Name}}, Spec: spec}
+	if err := rq.c.Create(r.Context(), mt); err != nil {
+		s.kubeFail(w, r, rq, err)
+		return
+	}
+	http.Redirect(w, r, "/ns/"+url.PathEscape(rq.ns)+"/traces/"+url.PathEscape(mt.Name), http.StatusSeeOther)
+}
+
+// annotationContinues names the trace whose rows a continuation follows
+// (the console's own note, for the "previous rows" link).
+const annotationContinues = "console.mailtrace.io/continues"
+
+// saveQuery saves a trace's filters as a custom query: a
+// MessageTraceSchedule with no schedule, run on demand, keeping its history.
+func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request, rq *request) {
+	mt := &v1alpha1.MessageTrace{}
+	if err := rq.c.Get(r.Context(), client.ObjectKey{Namespace: rq.ns, Name: r.PathValue("name")}, mt); err != nil {
+		s.kubeFail(w, r, rq, err)
+		return
+	}
+	ms, err := SavedQuery(mt, strings.TrimSpace(r.PostFormValue("queryName")))
+	if err != nil {
+		s.fail(w, r, rq, http.StatusUnprocessableEntity, "error.save", err)
+		return
+	}
+	if err := rq.c.Create(r.Context(), ms); err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsAlreadyExists(err) {
+			s.fail(w, r, rq, http.StatusUnprocessableEntity, "error.save", err)
+			return
+		}
+		s.kubeFail(w, r, rq, err)
+		return
+	}
+	http.Redirect(w, r, "/ns/"+url.PathEscape(rq.ns)+"/schedules/"+url.PathEscape(ms.Name), http.StatusSeeOther)
+}
+
+// SavedQuery is the custom query of a trace's filters: a schedule with no
+// cron schedule, whose runs trace the same length of time ending when they
+// run.
+func SavedQuery(mt *v1alpha1.MessageTrace, name string) (*v1alpha1.MessageTraceSchedule, error) {
+	if name == "" {
+		return nil, fmt.Errorf("a custom query needs a name")
+	}
+	window := 48 * time.Hour
+	switch {
+	case mt.Spec.Window != nil:
+		window = mt.Spec.Window.Duration
+	case mt.Status.TimeRange != nil:
+		window = mt.Status.TimeRange.End.Sub(mt.Status.TimeRange.Start.Time)
+	case mt.Spec.StartTime != nil && mt.Spec.EndTime != nil:
+		window = mt.Spec.EndTime.Sub(mt.Spec.StartTime.Time)
+	}
+	spec := *mt.Spec.DeepCopy()
+	spec.StartTime, spec.EndTime, spec.Window, spec.Continue, spec.Details, spec.TTLSecondsAfterFinished = nil, nil, nil, "", nil, nil
+	return &v1alpha1.MessageTraceSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: mt.Namespace, Name: name},
+		Spec: v1alpha1.MessageTraceScheduleSpec{Window: metav1.Duration{Duration: window}, Template: v1alpha1.MessageTraceTemplate{Spec: spec}}}, nil
 }
