@@ -419,9 +419,9 @@ func (s *Server) kubeFail(w http.ResponseWriter, r *http.Request, rq *request, e
 // parsePages parses each page with the layout.
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"join":  strings.Join,
-		"list":  func(s ...string) []string { return s },
-		"has":   func(l []string, v string) bool { return slices.Contains(l, v) },
+		"join": strings.Join,
+		"list": func(s ...string) []string { return s },
+		"has":  func(l []string, v string) bool { return slices.Contains(l, v) },
 		"lastRun": func(st v1alpha1.MessageTraceScheduleStatus) *metav1.Time {
 			if st.LastRunTime != nil {
 				return st.LastRunTime
