@@ -12,6 +12,10 @@
 # The lab runs private instances of its own, on free loopback ports.
 set -euo pipefail
 
+# Exim and OpenSMTPD conflict with the postfix package: unpacked into the
+# per-user cache, not installed (hack/exim.sh).
+"$(dirname "$0")/exim.sh"
+
 # file (a glob) -> the package that provides it
 declare -A need=(
   [/usr/sbin/postfix]=postfix
