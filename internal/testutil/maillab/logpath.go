@@ -111,7 +111,7 @@ func (l *Lab) startIngester(dsn string, certs certFiles) error {
 	cmd.SetArgs([]string{"ingest", "--store", dsn,
 		"--syslog-tcp", addr(l.ports.syslog), "--http", "", "--metrics-bind-address", "0",
 		"--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-client-ca", certs.ca,
-		"--accepted-domain", Domain, "--batch-wait", "50ms",
+		"--accepted-domain", Domain, "--batch-wait", "50ms", "--pending-after", PendingAfter.String(),
 		// As deployed (a StatefulSet): the correlator's state and the
 		// write-ahead log survive a restart.
 		"--state-file", l.path("ingest", "state.json"), "--state-interval", "1s"})

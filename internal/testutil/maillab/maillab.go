@@ -126,13 +126,29 @@ func RemoteReply(rcpt string) string {
 	return ""
 }
 
+// StallFor is how long the remote MX takes to answer RCPT TO for a
+// "stall*" recipient (then accepts it): longer than the lab ingester's
+// --pending-after (PendingAfter), shorter than its connection deadline.
+const StallFor = 28 * time.Second
+
+// PendingAfter is the lab ingester's --pending-after: a message with no
+// outcome this long after it was received is Pending.
+const PendingAfter = 10 * time.Second
+
 // remoteReplies is RemoteReply with "deferonce*" recipients deferred at
-// their first RCPT and accepted afterwards.
+// their first RCPT and accepted afterwards, and "stall*" ones answered
+// after StallFor.
 func remoteReplies() func(string) string {
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	return func(rcpt string) string {
 		local, _, _ := strings.Cut(strings.ToLower(rcpt), "@")
+		if strings.HasPrefix(local, "stall") {
+			// a slow remote: the delivery stays in Postfix's active
+			// queue, its outcome unlogged, for StallFor
+			time.Sleep(StallFor)
+			return ""
+		}
 		if strings.HasPrefix(local, "deferonce") {
 			mu.Lock()
 			defer mu.Unlock()
