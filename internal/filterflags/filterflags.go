@@ -2,9 +2,11 @@
 // `mailtrace query` (a store query) and `kubectl mailtrace run` (a
 // MessageTrace spec): the same names, the same help text and the same
 // parsing (address lists comma-separated or repeated, both;
-// case-insensitive statuses and directions; RFC 3339 times or plain dates;
-// the durations of internal/duration). It imports only the API types, the
-// store's vocabulary and cobra, so the kubectl plugin stays small.
+// case-insensitive statuses and directions; RFC 3339 times or plain dates,
+// read in --time-zone; the durations of internal/duration). It imports
+// only the API types, the store's vocabulary and cobra, so the kubectl
+// plugin stays small, and the IANA time zone database (time/tzdata), so
+// --time-zone works on machines without one.
 package filterflags
 
 import (
@@ -13,8 +15,10 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	_ "time/tzdata" // --time-zone everywhere, Windows and distroless included
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
@@ -36,6 +40,9 @@ type Flags struct {
 	FromIP, ToIP        string
 	Subject             string
 	SubjectMatch        string
+	// TimeZone reads plain dates and times without an offset (--time-zone;
+	// empty: the local time zone).
+	TimeZone string
 }
 
 // Register adds the filter flags to cmd.
@@ -43,8 +50,8 @@ func (f *Flags) Register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.Senders, "sender", nil, "sender address; * is a wildcard (*@example.com); repeatable or comma-separated")
 	fl.StringSliceVar(&f.Recipients, "recipient", nil, "recipient address; * is a wildcard (user@*); repeatable or comma-separated")
-	fl.StringVar(&f.Start, "start", "", "start of the range, RFC 3339 (2026-03-01T00:00:00Z) or a date (2026-03-01); inclusive")
-	fl.StringVar(&f.End, "end", "", "end of the range, RFC 3339 or a date; exclusive (default now)")
+	fl.StringVar(&f.Start, "start", "", "start of the range, RFC 3339 (2026-03-01T00:00:00Z), or a date (2026-03-01) or date and time (2026-03-01T09:00) in --time-zone; inclusive")
+	fl.StringVar(&f.End, "end", "", "end of the range, as --start; exclusive (default now)")
 	fl.StringVar(&f.Since, "since", "", "relative range ending now, such as 48h or 7d (default 48h; at most 90d)")
 	fl.StringSliceVar(&f.Statuses, "status", nil, "delivery status: "+StatusList()+"; repeatable or comma-separated")
 	fl.StringVar(&f.MessageID, "message-id", "", "Message-ID header, with or without angle brackets")
@@ -55,7 +62,36 @@ func (f *Flags) Register(cmd *cobra.Command) {
 	fl.StringVar(&f.ToIP, "to-ip", "", "IP or CIDR the message was sent to")
 	fl.StringVar(&f.Subject, "subject", "", "subject text (case-insensitive)")
 	fl.StringVar(&f.SubjectMatch, "subject-match", "", "how --subject compares: Contains (default), StartsWith or EndsWith")
+	AddTimeZoneFlag(fl, &f.TimeZone)
 }
+
+// TimeZoneUsage is the help of --time-zone.
+const TimeZoneUsage = "IANA time zone (Asia/Tokyo, Europe/Berlin, UTC) of plain dates such as --start 2026-12-01 and of the times printed in tables (default: the local time zone); JSON, YAML and CSV reports stay in UTC"
+
+// AddTimeZoneFlag adds --time-zone to a command that prints times.
+func AddTimeZoneFlag(fl *pflag.FlagSet, p *string) {
+	fl.StringVar(p, "time-zone", "", TimeZoneUsage)
+}
+
+// LoadLocation reads a --time-zone: an IANA name, UTC, or Local (the
+// default when empty).
+func LoadLocation(name string) (*time.Location, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "" || strings.EqualFold(name, "local"):
+		return time.Local, nil
+	case strings.EqualFold(name, "utc") || name == "Z":
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("--time-zone: %q is not an IANA time zone such as Asia/Tokyo, Europe/Berlin or UTC", name)
+	}
+	return loc, nil
+}
+
+// Location is the time zone of --time-zone.
+func (f *Flags) Location() (*time.Location, error) { return LoadLocation(f.TimeZone) }
 
 // StatusList is the delivery statuses, comma-separated, for help and errors.
 func StatusList() string {
@@ -79,6 +115,10 @@ type parsed struct {
 
 func (f *Flags) parse() (parsed, error) {
 	var p parsed
+	loc, err := f.Location()
+	if err != nil {
+		return p, err
+	}
 	switch {
 	case f.Since != "" && (f.Start != "" || f.End != ""):
 		return p, errors.New("--since cannot be combined with --start or --end")
@@ -99,7 +139,7 @@ func (f *Flags) parse() (parsed, error) {
 		if x.v == "" {
 			continue
 		}
-		t, err := ParseTime(x.v)
+		t, err := ParseTimeIn(x.v, loc)
 		if err != nil {
 			return p, fmt.Errorf("%s: %w", x.flag, err)
 		}
@@ -233,13 +273,24 @@ func MatchFold[T ~string](s string, options ...T) (T, bool) {
 }
 
 // ParseTime accepts RFC 3339 (with or without fractional seconds) or a date, read as UTC midnight.
-func ParseTime(s string) (time.Time, error) {
+func ParseTime(s string) (time.Time, error) { return ParseTimeIn(s, time.UTC) }
+
+// localLayouts are the times without an offset ParseTimeIn reads in its
+// time zone: a date (its midnight), a date and time.
+var localLayouts = []string{"2006-01-02", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04"}
+
+// ParseTimeIn accepts RFC 3339 (its own offset decides), or a date or a
+// date and time without an offset, read in loc (a date is its midnight
+// there). The result is in UTC.
+func ParseTimeIn(s string, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
+	for _, l := range localLayouts {
+		if t, err := time.ParseInLocation(l, s, loc); err == nil {
+			return t.UTC(), nil
+		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time (2026-03-01T09:00:00Z) or a date (2026-03-01)", s)
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time (2026-03-01T09:00:00Z), a date (2026-03-01) or a date and time (2026-03-01T09:00) in --time-zone", s)
 }

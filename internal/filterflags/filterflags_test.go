@@ -65,9 +65,19 @@ func TestQuery(t *testing.T) {
 		{name: "subject match without subject", f: Flags{SubjectMatch: "Contains"}, wantErr: "--subject-match needs --subject"},
 		{name: "bad subject match", f: Flags{Subject: "x", SubjectMatch: "Regex"}, wantErr: "--subject-match"},
 		{name: "pattern with a space", f: Flags{Senders: []string{"a b@example.com"}}, wantErr: "white space"},
+		{name: "plain dates in a time zone", f: Flags{Start: "2026-03-01", End: "2026-03-02T09:30", TimeZone: "Asia/Tokyo"},
+			want: mailflow.Query{Start: time.Date(2026, 2, 28, 15, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)}},
+		{name: "an offset wins over the time zone", f: Flags{Start: "2026-03-01T00:00:00Z", TimeZone: "Asia/Tokyo"},
+			want: mailflow.Query{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: now}},
+		{name: "a summer date in Berlin", f: Flags{Start: "2026-07-01 08:00", End: "2026-07-02", TimeZone: "Europe/Berlin"},
+			want: mailflow.Query{Start: time.Date(2026, 7, 1, 6, 0, 0, 0, time.UTC), End: time.Date(2026, 7, 1, 22, 0, 0, 0, time.UTC)}},
+		{name: "unknown time zone", f: Flags{TimeZone: "Mars/Olympus"}, wantErr: `--time-zone: "Mars/Olympus" is not an IANA time zone`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.f.TimeZone == "" {
+				tt.f.TimeZone = "UTC" // the default is the machine's zone: the table is read in UTC
+			}
 			got, err := tt.f.Query(now)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -82,5 +92,22 @@ func TestQuery(t *testing.T) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLoadLocation(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want *time.Location
+	}{{"", time.Local}, {"local", time.Local}, {"UTC", time.UTC}, {"utc", time.UTC}} {
+		if got, err := LoadLocation(tc.in); err != nil || got != tc.want {
+			t.Errorf("LoadLocation(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if got, err := LoadLocation("Asia/Tokyo"); err != nil || got.String() != "Asia/Tokyo" {
+		t.Errorf("LoadLocation(Asia/Tokyo) = %v, %v", got, err)
+	}
+	if _, err := LoadLocation("JST"); err == nil {
+		t.Error("an abbreviation is taken for an IANA name")
 	}
 }

@@ -29,8 +29,39 @@ var (
 	HeadPluginList   = []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
 )
 
-// Time is the layout of times in tables (UTC).
+// Time is the layout of times in tables (UTC unless a --time-zone says).
 const Time = "2006-01-02 15:04:05"
+
+// FormatTime is t in a table, in loc (UTC when nil).
+func FormatTime(t time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format(Time)
+}
+
+// ZoneName names loc in a column header: its IANA name (Asia/Tokyo), UTC,
+// or for the machine's own zone its abbreviation now (CET, JST).
+func ZoneName(loc *time.Location) string {
+	switch {
+	case loc == nil || loc == time.UTC:
+		return "UTC"
+	case loc.String() == "Local":
+		name, _ := time.Now().In(loc).Zone()
+		return name
+	}
+	return loc.String()
+}
+
+// InZone is a table's headers with their "(UTC)" naming loc instead.
+func InZone(head []string, loc *time.Location) []string {
+	out := make([]string, len(head))
+	z := "(" + ZoneName(loc) + ")"
+	for i, h := range head {
+		out[i] = strings.Replace(h, "(UTC)", z, 1)
+	}
+	return out
+}
 
 // Table collects cells and prints them in aligned columns. Alignment uses
 // display width, so Japanese subjects line up too; control characters in

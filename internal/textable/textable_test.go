@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+	_ "time/tzdata"
 )
 
 func TestTableAlignsWideCharacters(t *testing.T) {
@@ -31,5 +33,28 @@ func TestTableAlignsWideCharacters(t *testing.T) {
 	}
 	if got := Truncate("【ご案内】来週の定例会議について", 10); DisplayWidth(got) > 10 || !strings.HasSuffix(got, "…") {
 		t.Errorf("truncate = %q (width %d)", got, DisplayWidth(got))
+	}
+}
+
+func TestTimesInAZone(t *testing.T) {
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 23, 30, 0, 0, time.UTC)
+	if got := FormatTime(at, tokyo); got != "2026-12-02 08:30:00" {
+		t.Errorf("FormatTime in Tokyo = %q", got)
+	}
+	if got := FormatTime(at, nil); got != "2026-12-01 23:30:00" {
+		t.Errorf("FormatTime without a zone = %q", got)
+	}
+	if got := InZone(HeadPluginRows, tokyo); got[0] != "RECEIVED (Asia/Tokyo)" || HeadPluginRows[0] != "RECEIVED (UTC)" {
+		t.Errorf("InZone: %q (and the original %q)", got[0], HeadPluginRows[0])
+	}
+	if got := InZone(HeadTimeline, time.UTC); got[0] != "TIME (UTC)" {
+		t.Errorf("InZone UTC: %q", got[0])
+	}
+	if ZoneName(time.Local) == "Local" || ZoneName(time.Local) == "" {
+		t.Errorf("the local zone is named %q, not by its abbreviation", ZoneName(time.Local))
 	}
 }
