@@ -4,13 +4,14 @@
 #
 #   deps   what the tests start and the linters, built or installed once
 #          per machine (hack/envtest.sh, minio.sh, postgres.sh,
-#          golangci-lint.sh, dupl.sh)
+#          chromium.sh, golangci-lint.sh, dupl.sh)
 #   lint   gofmt, go mod tidy, golangci-lint with the import rules, the
 #          duplication check (hack/lint.sh)
 #   maillab  the mail lab (test/maillab): real Postfix, rspamd, Dovecot and
 #          rsyslog into `mailtrace ingest`, every scenario; beside lint
 #   test   go test ./... but the mail lab: unit, store conformance (SQLite,
-#          PostgreSQL), S3 (MinIO), envtest suites, tenancy, faults, chart, image
+#          PostgreSQL), S3 (MinIO), envtest suites, tenancy, faults, chart, image,
+#          the console in headless Chromium (test/console)
 #   flood  the 1 GB ingest flood with its memory figures
 #
 # The phases run one after another: on two cores `go test` already builds
@@ -83,7 +84,7 @@ trap 'settle; summary' EXIT
 
 deps() {
   hack/envtest.sh >/dev/null && hack/postgres.sh && hack/minio.sh >/dev/null &&
-    hack/maillab.sh && hack/golangci-lint.sh >/dev/null && hack/dupl.sh >/dev/null
+    hack/maillab.sh && hack/chromium.sh && hack/golangci-lint.sh >/dev/null && hack/dupl.sh >/dev/null
 }
 
 maillab() {
