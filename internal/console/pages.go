@@ -464,8 +464,8 @@ func (s *Server) schedule(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	p := s.newPage(rq, "", "schedules", d)
 	p.Title = p.T("schedule.title", ms.Name)
-	if len(ms.Status.Active) > 0 {
-		p.Refresh = 3
+	if len(ms.Status.Active) > 0 || ms.Annotations[v1alpha1.AnnotationRunNow] != ms.Status.LastRunNowToken {
+		p.Refresh = 2 // a run is on its way: show it when it finishes
 	}
 	s.render(w, http.StatusOK, "schedule", p)
 }
