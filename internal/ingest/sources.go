@@ -9,6 +9,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/ingest/source/opensmtpd"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/postfix"
 	"github.com/mailtrace/mailtrace/internal/ingest/source/rspamd"
+	"github.com/mailtrace/mailtrace/internal/ingest/source/stalwart"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
@@ -17,6 +18,7 @@ import (
 // claims it. A new source is its package and one line here.
 var sources = []source.Registration{
 	{Name: "postfix", New: postfix.New},
+	{Name: "stalwart", New: stalwart.New},
 	{Name: "exim", New: exim.New},
 	{Name: "opensmtpd", New: opensmtpd.New},
 	{Name: "rspamd", New: rspamd.New},
