@@ -125,7 +125,7 @@ console-screenshots: test-deps ## Run the console's browser tests and save a PNG
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
-	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/
+	$(GO) test -run '^$$' -bench . -benchtime 50x -timeout 60m ./internal/store/... ./internal/ingest/... ./internal/report/reportbench/ ./internal/console/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./test/ingestbench/  # the real binary on event-dense logs: events/s, peak RSS
 
 .PHONY: docs

@@ -273,7 +273,7 @@ func boolInt(b bool) int {
 
 // newLocal is a local console whose client points nowhere: these tests
 // stop before any Kubernetes request.
-func newLocal(t *testing.T) (*Server, *httptest.Server) {
+func newLocal(t testing.TB) (*Server, *httptest.Server) {
 	t.Helper()
 	c, err := client.New(&rest.Config{Host: "http://127.0.0.1:1"}, client.Options{Scheme: NewScheme()})
 	if err != nil {
@@ -446,7 +446,11 @@ func TestPagesRender(t *testing.T) {
 		for _, pg := range pages {
 			rq := &request{ns: "team-a", lang: lang, tz: "Asia/Tokyo", loc: time.FixedZone("JST", 9*3600), csrf: "tok"}
 			w := httptest.NewRecorder()
-			s.render(w, http.StatusOK, pg.name, s.newPage(rq, "title", "", pg.data))
+			p := s.newPage(rq, "title", "", pg.data)
+			if d, ok := pg.data.(*traceData); ok {
+				d.Rows = rowViews(p, d)
+			}
+			s.render(w, http.StatusOK, pg.name, p)
 			body := w.Body.String()
 			if w.Code != http.StatusOK {
 				t.Errorf("%s/%s: %d %s", lang, pg.name, w.Code, body)
