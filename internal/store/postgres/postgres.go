@@ -739,31 +739,7 @@ func (s *Store) trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cur
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	sqlText, args, err := traceSQL(q, cursor, limit+1)
-	if err != nil {
-		return mailflow.Page{}, err
-	}
-	rs, err := s.readPool().Query(ctx, sqlText, args...)
-	if err != nil {
-		return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
-	}
-	defer rs.Close()
-	var page mailflow.Page
-	for rs.Next() {
-		var r mailflow.Row
-		if err := scanRow(rs, &r); err != nil {
-			return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
-		}
-		page.Rows = append(page.Rows, r)
-	}
-	if err := rs.Err(); err != nil {
-		return mailflow.Page{}, fmt.Errorf("postgres: trace: %w", err)
-	}
-	if len(page.Rows) > limit {
-		page.Rows = page.Rows[:limit]
-		page.Next = mailflow.NewCursor(page.Rows[limit-1])
-	}
-	return page, nil
+	return s.traceWindowed(ctx, q, cursor, limit)
 }
 
 // rowGroupSQL and rowMemberSQL are mailflow.RowGroup and RowMember: the
