@@ -48,6 +48,13 @@ type want struct {
 	DSN string
 	// FromIP is checked when set: the client the message came from.
 	FromIP string
+	// Folder is checked when set: the mailbox folder Dovecot stored the
+	// recipient's copy into (its latest Save event).
+	Folder string
+	// Spam is checked when set: the action a content scanner took
+	// (rspamd's "add header", amavis' "Blocked BANNED"), from the
+	// message's Scan events.
+	Spam string
 }
 
 // sent says how to find what a scenario sent: its Message-ID, and the
@@ -95,6 +102,10 @@ const (
 )
 
 func scenarios() []scenario {
+	return append(postfixScenarios(), sourceScenarios()...)
+}
+
+func postfixScenarios() []scenario {
 	var fifty []string
 	var fiftyWant []want
 	for n := 1; n <= 50; n++ {
@@ -109,7 +120,8 @@ func scenarios() []scenario {
 				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{"bob" + domain}, Subject: "Quarterly figures"}))
 			},
 			want: []want{{Rcpt: "bob" + domain, Sender: "sender@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
-				Subject: "Quarterly figures", Events: []mailflow.EventType{mailflow.EventReceive, mailflow.EventDeliver}, DSN: "2.0.0", FromIP: maillab.OutsideIP}},
+				Subject: "Quarterly figures", Events: []mailflow.EventType{mailflow.EventReceive, mailflow.EventScan, mailflow.EventDeliver, mailflow.EventSave},
+				DSN: "2.0.0", FromIP: maillab.OutsideIP, Folder: "INBOX"}},
 		},
 		{
 			name:  "distribution-group",
@@ -285,7 +297,7 @@ func scenarios() []scenario {
 		{
 			name: "rspamd-add-header-sieve-junk",
 			about: "rspamd's add-header GTUBE variant marks the message (X-Spam: Yes) and the user's Sieve script files it into Junk: " +
-				"Delivered (the folder is Dovecot's to tell, issue 16 item 3)",
+				"Delivered, rspamd's action and score and Dovecot's folder in the timeline",
 			send: func(t *testing.T, l *maillab.Lab) sent {
 				if err := l.SetSieve(maillab.User(54), `require ["fileinto", "mailbox"];
 if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
@@ -295,7 +307,7 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 				return mustSend(t, l.Send(maillab.Mail{From: "promo@remote.test", To: []string{maillab.User(54)}, Subject: "You have won", Body: gtubeAddHeader}))
 			},
 			want: []want{{Rcpt: maillab.User(54), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
-				Events: []mailflow.EventType{mailflow.EventDeliver}, DSN: "2.0.0"}},
+				Events: []mailflow.EventType{mailflow.EventScan, mailflow.EventDeliver, mailflow.EventSave}, DSN: "2.0.0", Spam: "add header", Folder: "Junk"}},
 			truth: func(l *maillab.Lab) string {
 				if n := len(l.Mailbox(maillab.User(54), "Junk")); n != 1 {
 					return fmt.Sprintf("%s's Junk folder holds %d messages, want 1", maillab.User(54), n)
@@ -372,12 +384,12 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 		},
 		{
 			name:  "dovecot-over-quota",
-			about: "Dovecot's LMTP refuses a mailbox over its quota (552 5.2.2): Failed, with the mailbox server's reply",
+			about: "Dovecot's LMTP refuses a mailbox over its quota (552 5.2.2): Failed, with the mailbox server's reply and its own line",
 			send: func(t *testing.T, l *maillab.Lab) sent {
 				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{maillab.QuotaUser}, Subject: "Large report", Body: strings.Repeat("0123456789abcdef\n", 200)}))
 			},
 			want: []want{{Rcpt: maillab.QuotaUser, Status: mailflow.StatusFailed, Direction: mailflow.DirectionInbound,
-				Events: []mailflow.EventType{mailflow.EventFail}, DSN: "5.2.2"}},
+				Events: []mailflow.EventType{mailflow.EventFail, mailflow.EventFail}, DSN: "5.2.2"}},
 			truth: func(l *maillab.Lab) string {
 				if n := len(l.Mailbox(maillab.QuotaUser, "INBOX")); n != 0 {
 					return fmt.Sprintf("%s's INBOX holds %d messages, want none", maillab.QuotaUser, n)
@@ -387,15 +399,15 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 		},
 		{
 			name:  "sieve-discard",
-			about: "the recipient's own Sieve script discards the message after Dovecot accepted it: Delivered as far as the MTA knows (what Sieve did is Dovecot's to tell, issue 16 item 3)",
+			about: "the recipient's own Sieve script discards the message after Dovecot accepted it (250 to Postfix): FilteredAsSpam, Dovecot's discard after the MTA's Deliver",
 			send: func(t *testing.T, l *maillab.Lab) sent {
 				if err := l.SetSieve("victor"+domain, "discard;\n"); err != nil {
 					t.Fatal(err)
 				}
 				return mustSend(t, l.Send(maillab.Mail{From: "ex@remote.test", To: []string{"victor" + domain}, Subject: "Let us talk again"}))
 			},
-			want: []want{{Rcpt: "victor" + domain, Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
-				Events: []mailflow.EventType{mailflow.EventDeliver}, DSN: "2.0.0"}},
+			want: []want{{Rcpt: "victor" + domain, Status: mailflow.StatusFilteredAsSpam, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDeliver, mailflow.EventFilterAsSpam}, DSN: "2.0.0"}},
 			truth: func(l *maillab.Lab) string {
 				if n := len(l.Mailbox("victor"+domain, "INBOX")); n != 0 {
 					return fmt.Sprintf("victor's INBOX holds %d messages, want none (discarded)", n)
@@ -553,6 +565,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}
 	})
+	t.Run("messagetrace", func(t *testing.T) { messageTraceJunk(t, l) })
 }
 
 // waitStatus waits until the row of messageID for rcpt has status.
@@ -727,6 +740,16 @@ func compare(wants []want, obs []observation) []string {
 				p = append(p, fmt.Sprintf("DSN %q, want %s", d, w.DSN))
 			}
 		}
+		if w.Folder != "" {
+			if f := folderOf(o.events); f != w.Folder {
+				p = append(p, fmt.Sprintf("folder %q, want %s", f, w.Folder))
+			}
+		}
+		if w.Spam != "" {
+			if a := spamOf(o.events); a != w.Spam {
+				p = append(p, fmt.Sprintf("spam action %q, want %s", a, w.Spam))
+			}
+		}
 		for _, s := range p {
 			problems = append(problems, w.Rcpt+": "+s)
 		}
@@ -765,15 +788,39 @@ func inOrder(got, want []mailflow.EventType) bool {
 	return i == len(want)
 }
 
-// decidingDSN is the DSN of the last status-deciding event.
+// decidingDSN is the DSN of the last status-deciding event that has one
+// (what the mailbox server did after the MTA's 250 has none).
 func decidingDSN(evs []mailflow.Event) string {
 	d := ""
 	for _, e := range evs {
-		if _, ok := mailflow.StatusOf(e.Type); ok {
+		if _, ok := mailflow.StatusOf(e.Type); ok && e.DSN != "" {
 			d = e.DSN
 		}
 	}
 	return d
+}
+
+// folderOf is the folder of the latest Save event.
+func folderOf(evs []mailflow.Event) string {
+	f := ""
+	for _, e := range evs {
+		if e.Type == mailflow.EventSave {
+			f = e.Folder
+		}
+	}
+	return f
+}
+
+// spamOf is the action of the latest Scan event that did something
+// (rspamd's "no action" and amavis' "Passed CLEAN" do nothing).
+func spamOf(evs []mailflow.Event) string {
+	a := ""
+	for _, e := range evs {
+		if e.Type == mailflow.EventScan && e.Action != "no action" && e.Action != "Passed CLEAN" {
+			a = e.Action
+		}
+	}
+	return a
 }
 
 func describeWant(w want) string {
@@ -795,6 +842,12 @@ func describeWant(w want) string {
 	}
 	if w.Subject != "" {
 		s += fmt.Sprintf(" subject %q", w.Subject)
+	}
+	if w.Spam != "" {
+		s += fmt.Sprintf(" spam %q", w.Spam)
+	}
+	if w.Folder != "" {
+		s += " folder " + w.Folder
 	}
 	if len(w.Events) > 0 {
 		s += " [" + joinTypes(w.Events) + "]"
@@ -819,6 +872,12 @@ func describe(o observation) string {
 	}
 	if o.row.Subject != "" {
 		s += fmt.Sprintf(" subject %q", o.row.Subject)
+	}
+	if a := spamOf(o.events); a != "" {
+		s += fmt.Sprintf(" spam %q", a)
+	}
+	if f := folderOf(o.events); f != "" {
+		s += " folder " + f
 	}
 	return s + " [" + joinTypes(eventTypes(o.events)) + "]"
 }

@@ -74,7 +74,7 @@ const (
 var namedUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy", "trent", "victor", "walter"}
 
 // NumberedUsers is how many numbered mailboxes (u01@, u02@, ...) exist.
-const NumberedUsers = 60
+const NumberedUsers = 65
 
 // User returns the address of numbered mailbox n (1-based): u01@lab.test.
 func User(n int) string { return fmt.Sprintf("u%02d@%s", n, Domain) }

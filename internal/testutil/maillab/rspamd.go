@@ -25,6 +25,9 @@ func (l *Lab) startRspamd() error {
 			return err
 		}
 	}
+	if err := writeRspamdLocal(dir + "/local"); err != nil {
+		return err
+	}
 	hs := hsCacheDir()
 	if err := os.MkdirAll(hs, 0o755); err != nil {
 		return err

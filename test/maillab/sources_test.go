@@ -1,0 +1,87 @@
+package maillab_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/mailtrace/mailtrace/internal/mailflow"
+	"github.com/mailtrace/mailtrace/internal/testutil/maillab"
+)
+
+// sourceScenarios are what the sources beside Postfix tell (issue 16 item
+// 3): what the recipient's Sieve script did, as Dovecot logs it, and what
+// rspamd decided, each in the timeline of the Postfix message.
+func sourceScenarios() []scenario {
+	return []scenario{
+		{
+			name:  "sieve-reject",
+			about: "the recipient's Sieve script rejects the message (250 to Postfix): Failed, Dovecot's reject after the MTA's Deliver",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				if err := l.SetSieve(maillab.User(62), "require [\"reject\"];\nreject \"I do not take mail from you\";\n"); err != nil {
+					t.Fatal(err)
+				}
+				return mustSend(t, l.Send(maillab.Mail{From: "pest@remote.test", To: []string{maillab.User(62)}, Subject: "Another offer"}))
+			},
+			want: []want{{Rcpt: maillab.User(62), Status: mailflow.StatusFailed, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventScan, mailflow.EventDeliver, mailflow.EventFail}}},
+			truth: func(l *maillab.Lab) string {
+				if n := len(l.Mailbox(maillab.User(62), "INBOX")); n != 0 {
+					return fmt.Sprintf("%s's INBOX holds %d messages, want none (rejected)", maillab.User(62), n)
+				}
+				return ""
+			},
+		},
+		{
+			name:  "sieve-fileinto-folder",
+			about: "the recipient's Sieve script files mail of a project into its folder: Delivered, the folder named",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				if err := l.SetSieve(maillab.User(63), `require ["fileinto", "mailbox"];
+if header :contains "Subject" "Apollo" { fileinto :create "Projects"; stop; }
+`); err != nil {
+					t.Fatal(err)
+				}
+				return mustSend(t, l.Send(maillab.Mail{From: "pm@remote.test", To: []string{maillab.User(63)}, Subject: "Apollo: weekly status"}))
+			},
+			want: []want{{Rcpt: maillab.User(63), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDeliver, mailflow.EventSave}, DSN: "2.0.0", Folder: "Projects"}},
+		},
+		{
+			name: "sieve-vacation",
+			about: "the recipient's Sieve script answers with a vacation reply and keeps the message: Delivered into INBOX; the reply, which " +
+				"the lab's Postfix does not relay for Dovecot on loopback, a Sieve event saying so",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				if err := l.SetSieve(maillab.User(64), `require ["vacation"];
+vacation :days 1 :addresses ["`+maillab.User(64)+`"] "I am away until Monday.";
+`); err != nil {
+					t.Fatal(err)
+				}
+				return mustSend(t, l.Send(maillab.Mail{From: "colleague@remote.test", To: []string{maillab.User(64)}, Subject: "Are you in on Friday?"}))
+			},
+			want: []want{{Rcpt: maillab.User(64), Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDeliver, mailflow.EventSieve}, Folder: "INBOX"}},
+		},
+		{
+			name: "rspamd-soft-reject",
+			about: "rspamd answers \"soft reject\" (as its greylisting would; 451 4.7.1 through the milter): " +
+				"Pending with a Defer, the client to retry, rspamd's action in the timeline",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := l.Send(maillab.Mail{From: maillab.SoftRejectSender, To: []string{maillab.User(61)}, Subject: "Please retry"})
+				if s.Err == nil || !strings.Contains(s.Err.Error(), "4.7.1") {
+					t.Fatalf("want the end of data deferred with 4.7.1 by rspamd, got %v", s.Err)
+				}
+				return sent{messageID: s.MessageID}
+			},
+			want: []want{{Rcpt: maillab.User(61), Sender: maillab.SoftRejectSender, Status: mailflow.StatusPending, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventScan, mailflow.EventDefer}, DSN: "4.7.1", Spam: "soft reject"}},
+			gap: &gap{
+				why: "issue 16 asks Pending with a Defer for a soft reject or greylisting through the milter; the Postfix source " +
+					"makes any milter reject a refusal by policy, as the maildata's expected outcome for a greylisting milter-reject " +
+					"(EXPECTED.md #15) says: a product decision to make",
+				observed: []string{
+					`u61@lab.test FilteredAsSpam Inbound from softreject@remote.test client 203.0.113.25 dsn 4.7.1 subject "Please retry" spam "soft reject" [Receive, Scan, FilterAsSpam]`,
+				},
+			},
+		},
+	}
+}
