@@ -111,6 +111,14 @@ func Event(d Delivery) (mailflow.Event, bool) {
 		e.Type = mailflow.EventSieve
 		e.Action = "vacation"
 		e.Detail = "the recipient's Sieve script sent a vacation reply to <" + d.Peer + ">"
+	case ActionVacationFailed:
+		e.Type = mailflow.EventSieve
+		e.Action = "vacation"
+		e.Detail = "the recipient's Sieve script could not send a vacation reply to <" + d.Peer + ">: " + d.Text
+	case ActionRejectNotSent:
+		e.Type = mailflow.EventSieve
+		e.Action = "reject"
+		e.Detail = "the rejection could not be sent back to the sender: " + d.Text
 	case ActionRedirect:
 		e.Type = mailflow.EventSieve
 		e.Action = "redirect"

@@ -13,6 +13,7 @@ import (
 //	lmtp(bob@lab.test)<4711><Y6a3...>: sieve: msgid=<m@x>: marked message to be discarded if not explicitly delivered (discard action)
 //	lmtp(bob@lab.test)<4711><Y6a3...>: sieve: msgid=<m@x>: rejected message from <s@x> (reject action)
 //	lmtp(bob@lab.test)<4711><Y6a3...>: sieve: msgid=<m@x>: sent vacation response to <s@x>
+//	lmtp(bob@lab.test)<4711><Y6a3...>: sieve: msgid=<m@x>: vacation action: failed to send vacation response to s@x: <smtp(...): RCPT TO failed: 554 5.7.1 ...> (permanent error)
 //	lmtp(bob@lab.test)<4711><Y6a3...>: sieve: msgid=<m@x>: forwarded to <c@x>
 //	lmtp(trent@lab.test)<4711><Y6a3...>: Error: msgid=<m@x>: save failed to INBOX: Quota exceeded (mailbox for user is full)
 //	lda(kurio)<1640><8ntICTWUfmloBgAA8Bi3+g>: msgid=<m@x>: saved mail to INBOX
@@ -32,6 +33,12 @@ const (
 	ActionFailed          // the save failed (Quota: over quota)
 	ActionVacation        // Sieve sent a vacation reply (besides what else it did)
 	ActionRedirect        // Sieve forwarded a copy
+	// ActionVacationFailed: Sieve's vacation reply could not be sent (Text
+	// says why)
+	ActionVacationFailed
+	// ActionRejectNotSent: the rejection of a Sieve reject could not be
+	// sent back to the sender
+	ActionRejectNotSent
 )
 
 // Delivery is one delivery line.
@@ -136,8 +143,17 @@ func Parse(msg string) (Delivery, bool) {
 	case strings.HasPrefix(rest, "stored mail into mailbox "):
 		d.Action = ActionSaved
 		d.Folder = unquote(rest[len("stored mail into mailbox "):])
-	case strings.Contains(rest, "discard"):
-		d.Action = ActionDiscard
+	case strings.HasPrefix(rest, "sent vacation response to "):
+		d.Action = ActionVacation
+		d.Peer = angled(rest)
+	case strings.HasPrefix(rest, "failed to send vacation response to "):
+		// "failed to send vacation response to s@x: <smtp(...): RCPT TO
+		// failed: 554 5.7.1 ...> (permanent error)"
+		d.Action = ActionVacationFailed
+		d.Peer, _, _ = strings.Cut(rest[len("failed to send vacation response to "):], ":")
+	case strings.HasPrefix(rest, "forwarded to "):
+		d.Action = ActionRedirect
+		d.Peer = angled(rest)
 	case strings.HasPrefix(rest, "save failed to "), strings.HasPrefix(rest, "failed to store into mailbox "):
 		d.Action = ActionFailed
 		f := strings.TrimPrefix(strings.TrimPrefix(rest, "save failed to "), "failed to store into mailbox ")
@@ -146,14 +162,15 @@ func Parse(msg string) (Delivery, bool) {
 		}
 		d.Folder = unquote(f)
 		d.Quota = strings.Contains(rest, "Quota exceeded") || strings.Contains(rest, "quota")
+	case strings.Contains(rest, "failed to send rejection"):
+		// "Permanently failed to send rejection: smtp(...): RCPT TO
+		// failed: ..." (the reject itself is a line of its own)
+		d.Action = ActionRejectNotSent
+	// the words of Sieve's discard and reject vary by version
+	case strings.Contains(rest, "discard"):
+		d.Action = ActionDiscard
 	case strings.Contains(rest, "reject"):
 		d.Action = ActionReject
-		d.Peer = angled(rest)
-	case strings.HasPrefix(rest, "sent vacation response to "):
-		d.Action = ActionVacation
-		d.Peer = angled(rest)
-	case strings.HasPrefix(rest, "forwarded to "):
-		d.Action = ActionRedirect
 		d.Peer = angled(rest)
 	default:
 		return d, false
