@@ -13,6 +13,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
@@ -35,6 +37,7 @@ import (
 	"github.com/mailtrace/mailtrace/internal/egress/grants"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
+	"github.com/mailtrace/mailtrace/internal/store/storemetrics"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
 )
 
@@ -158,6 +161,14 @@ func NewManager(cfg *rest.Config, st store.Store, o ManagerOptions) (ctrl.Manage
 	}
 	if err := mgr.AddReadyzCheck("store", storeCheck(st)); err != nil {
 		return nil, err
+	}
+	if t, ok := st.(store.StatusTotaler); ok {
+		// Messages per status and direction from the store's rollups. The
+		// demo and the tests build several managers in one process: the
+		// first registration serves them all.
+		if err := crmetrics.Registry.Register(storemetrics.New(t, nil)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return nil, err
+		}
 	}
 	tenancy, err := o.tenancy()
 	if err != nil {

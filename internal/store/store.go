@@ -66,6 +66,21 @@ type ReplicaLagger interface {
 	MaxReplicaLag() time.Duration
 }
 
+// StatusTotaler is implemented by stores that keep rollups of their rows
+// (PostgreSQL): how many rows were received in [start, end) per status and
+// direction, whole hours only, without reading the rows. It feeds metrics,
+// so it never says anything of an address.
+type StatusTotaler interface {
+	StatusTotals(ctx context.Context, start, end time.Time) ([]StatusTotal, error)
+}
+
+// StatusTotal is the number of rows of one status and direction.
+type StatusTotal struct {
+	Status    mailflow.Status
+	Direction mailflow.Direction
+	Rows      int64
+}
+
 // Store is the whole port, what an adapter implements and what opening a
 // store URL returns.
 type Store interface {

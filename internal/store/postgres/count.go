@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
+	"github.com/mailtrace/mailtrace/internal/store"
 )
 
 // hour is the rollups' granularity (migrations/00003_rollups.sql).
@@ -166,4 +167,34 @@ func (s *Store) countQuery(ctx context.Context, sqlText string, args []any) (mai
 		return mailflow.Counts{}, fmt.Errorf("postgres: count: %w", err)
 	}
 	return c, nil
+}
+
+var _ store.StatusTotaler = (*Store)(nil)
+
+// StatusTotals is the rows received in the whole hours of [start, end) per
+// status and direction, from rollup_status (the hour holding start counts
+// when start is inside it; the hour holding end does not).
+func (s *Store) StatusTotals(ctx context.Context, start, end time.Time) ([]store.StatusTotal, error) {
+	from, to := start.UnixNano(), end.UnixNano()
+	from -= from % hour
+	rs, err := s.readPool().Query(ctx, `SELECT status, direction, sum(n)::bigint FROM rollup_status
+		WHERE hour >= $1 AND hour < $2 GROUP BY status, direction HAVING sum(n) <> 0 ORDER BY 1, 2`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: totals: %w", err)
+	}
+	defer rs.Close()
+	var out []store.StatusTotal
+	for rs.Next() {
+		var t store.StatusTotal
+		var st, dir string
+		if err := rs.Scan(&st, &dir, &t.Rows); err != nil {
+			return nil, fmt.Errorf("postgres: totals: %w", err)
+		}
+		t.Status, t.Direction = mailflow.Status(st), mailflow.Direction(dir)
+		out = append(out, t)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: totals: %w", err)
+	}
+	return out, nil
 }
