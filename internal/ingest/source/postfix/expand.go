@@ -77,6 +77,15 @@ func (m *message) resolvedTo(a string) string {
 	return a
 }
 
+// setResolved records that the address to stands for the original
+// recipient orig (the map made on first use: most traces have none).
+func (tr *trace) setResolved(to, orig string) {
+	if tr.resolved == nil {
+		tr.resolved = map[string]string{}
+	}
+	tr.resolved[to] = orig
+}
+
 // resolvedTo is message.resolvedTo of the trace's resolutions alone.
 func (tr *trace) resolvedTo(a string) string {
 	for range 4 {
@@ -109,12 +118,27 @@ func (m *message) unsettled(rcpt string) *expansion {
 	return nil
 }
 
-// copyOf handles the event e of a copy of orig that went to rcpt.
-func (c *Source) copyOf(m *message, orig, rcpt, daemon string, t time.Time, e mailflow.Event) {
+// copyTarget records that a copy of orig went to rcpt. What the trace
+// settled already (before an eviction, or on another hop) stands.
+func (m *message) copyTarget(orig, rcpt string, t time.Time) *expansion {
 	x := m.expansion(orig, t)
 	if !slices.Contains(x.targets, rcpt) {
 		x.targets = append(x.targets, rcpt)
 	}
+	if !x.settled && m.tr != nil {
+		switch orig {
+		case m.tr.expandedFrom[rcpt]:
+			x.settled, x.group = true, true
+		case m.tr.resolved[rcpt]:
+			x.settled = len(x.targets) == 1
+		}
+	}
+	return x
+}
+
+// copyOf handles the event e of a copy of orig that went to rcpt.
+func (c *Source) copyOf(m *message, orig, rcpt, daemon string, t time.Time, e mailflow.Event) {
+	x := m.copyTarget(orig, rcpt, t)
 	if daemon == "local" {
 		x.local = true
 	}
@@ -176,7 +200,7 @@ func (c *Source) resolve(m *message, orig string, x *expansion) {
 	}
 	m.resolved[to] = orig
 	if m.tr != nil {
-		m.tr.resolved[to] = orig
+		m.tr.setResolved(to, orig)
 	}
 	e := c.newEvent(m, x.first, "resolve "+orig+" "+to, mailflow.EventResolve, orig, "cleanup")
 	e.Detail = fmt.Sprintf("%s was resolved to %s (an alias or a redirect): the status is that of %s", orig, to, to)

@@ -2,7 +2,6 @@ package postfix
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -138,7 +137,7 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 }
 
 func newTrace(id, host string) *trace {
-	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, resolved: map[string]string{}, verdict: map[string]bool{}}
+	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, verdict: map[string]bool{}}
 }
 
 // releaseRoot makes a held message a message of its own.
@@ -215,7 +214,7 @@ func (c *Source) merge(m *message) {
 	}
 	for to, from := range m.resolved {
 		if tr.resolved[to] == "" {
-			tr.resolved[to] = from
+			tr.setResolved(to, from)
 		}
 	}
 	if tr.origClientIP == "" {
@@ -486,10 +485,7 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		// a copy of an original recipient (expand.go): what the line
 		// brings for rcpt (a filter's verdicts too) waits with it
 		orig = m.resolvedTo(orig)
-		x := m.expansion(orig, t)
-		if !slices.Contains(x.targets, rcpt) {
-			x.targets = append(x.targets, rcpt)
-		}
+		m.copyTarget(orig, rcpt, t)
 	}
 	detail := fmt.Sprintf("status=%s via %s: %s", r.Status, r.Relay, r.Response)
 	filter := isFilterRelay(c.cfg.ContentFilters, r.RelayIP, r.RelayPort, r.NewID)

@@ -217,8 +217,14 @@ func (c *Source) sortedMsgs(keep func(*message) bool) []*message {
 			out = append(out, m)
 		}
 	}
+	sortMsgs(out)
+	return out
+}
+
+// sortMsgs sorts messages by first seen, then key.
+func sortMsgs(out []*message) {
 	if len(out) < 2 {
-		return out
+		return
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].first.Equal(out[j].first) {
@@ -226,7 +232,6 @@ func (c *Source) sortedMsgs(keep func(*message) bool) []*message {
 		}
 		return out[i].host+out[i].qid < out[j].host+out[j].qid
 	})
-	return out
 }
 
 // reinjectWait is how long (log time) a message received from a loopback
@@ -257,21 +262,34 @@ func (c *Source) Sweep() {
 	for _, f := range c.sortedFilters(func(f *filterRec) bool { return c.env.Now.Sub(f.first) > c.cfg.LinkWait }) {
 		c.expireFilter(f)
 	}
-	due := func(m *message) bool {
-		if m.tr != nil {
-			return false
+	// one pass: the held hops that waited long enough, the expansions
+	// that did
+	var due, settling []*message
+	for _, m := range c.msgs {
+		if m.tr == nil {
+			age := c.env.Now.Sub(m.first)
+			if age > c.cfg.LinkWait || c.env.Now.Sub(m.last) > c.cfg.MaxIdle || (age > reinjectWait && m.reinjection()) {
+				due = append(due, m)
+			}
 		}
-		age := c.env.Now.Sub(m.first)
-		return age > c.cfg.LinkWait || c.env.Now.Sub(m.last) > c.cfg.MaxIdle || (age > reinjectWait && m.reinjection())
+		if len(m.exps) > 0 {
+			settling = append(settling, m)
+		}
 	}
+	sortMsgs(due)
 	// a hop linked to a held one goes with it (Flush)
-	for _, m := range c.sortedMsgs(func(m *message) bool { return due(m) && !m.linked }) {
-		c.releaseRoot(m)
+	for _, m := range due {
+		if !m.linked {
+			c.releaseRoot(m)
+		}
 	}
-	for _, m := range c.sortedMsgs(func(m *message) bool { return due(m) && !c.waitsForHeld(m) }) {
-		c.releaseRoot(m)
+	for _, m := range due {
+		if !c.waitsForHeld(m) {
+			c.releaseRoot(m)
+		}
 	}
-	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.exps) > 0 }) {
+	sortMsgs(settling)
+	for _, m := range settling {
 		c.settleDue(m)
 	}
 	var ageing []*message
@@ -285,14 +303,7 @@ func (c *Source) Sweep() {
 			ageing = append(ageing, m)
 		}
 	}
-	if len(ageing) > 1 {
-		sort.Slice(ageing, func(i, j int) bool {
-			if !ageing[i].first.Equal(ageing[j].first) {
-				return ageing[i].first.Before(ageing[j].first)
-			}
-			return ageing[i].host+ageing[i].qid < ageing[j].host+ageing[j].qid
-		})
-	}
+	sortMsgs(ageing)
 	for _, m := range ageing {
 		c.age(m)
 	}
