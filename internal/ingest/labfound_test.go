@@ -290,6 +290,29 @@ func TestLabFoundLoopbackClient(t *testing.T) {
 // joins the first hop's trace. Real lines: postfix-logsums, the message
 // of EXPECTED.md's case 8, less the first hop's pickup, cleanup and qmgr.
 func TestLabFoundAmavisFirstReceiptMissing(t *testing.T) {
+	lines := logsumsLines(t, func(l string) bool {
+		if !strings.Contains(l, "4PcV4H6fDlz3tG5") && !strings.Contains(l, "4PcV4K5FPLz3tBr") && !strings.Contains(l, "(454812-06)") {
+			return false
+		}
+		// the first hop's receipt (pickup, cleanup, qmgr): before the file
+		return !strings.Contains(l, "4PcV4H6fDlz3tG5: ") || strings.Contains(l, "to=<") || strings.Contains(l, "removed")
+	})
+	if len(lines) != 9 {
+		t.Fatalf("%d lines, want 9", len(lines))
+	}
+	s, c := run(t, configFor("postfix-logsums/mail.log.gz"), lines...)
+	first, second := c.TraceID("helga", "4PcV4H6fDlz3tG5"), c.TraceID("helga", "4PcV4K5FPLz3tBr")
+	if first == "" || first != second {
+		t.Fatalf("first hop's trace %q, the re-injection's %q: want one", first, second)
+	}
+	checkRows(t, s, first, map[string]wantRow{"user02.test@uhu-banane.com": {status: mailflow.StatusFailed,
+		events: []mailflow.EventType{mailflow.EventTransfer, mailflow.EventFail}}})
+}
+
+// logsumsLines returns the lines of postfix-logsums (read in place) that
+// keep says.
+func logsumsLines(t *testing.T, keep func(string) bool) []string {
+	t.Helper()
 	needMaildata(t)
 	f, err := os.Open(filepath.Join(maildata, "postfix-logsums/mail.log.gz"))
 	if err != nil {
@@ -304,23 +327,35 @@ func TestLabFoundAmavisFirstReceiptMissing(t *testing.T) {
 	sc := bufio.NewScanner(z)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		l := sc.Text()
-		if !strings.Contains(l, "4PcV4H6fDlz3tG5") && !strings.Contains(l, "4PcV4K5FPLz3tBr") && !strings.Contains(l, "(454812-06)") {
-			continue
+		if l := sc.Text(); keep(l) {
+			lines = append(lines, l)
 		}
-		if strings.Contains(l, "4PcV4H6fDlz3tG5: ") && !strings.Contains(l, "to=<") && !strings.Contains(l, "removed") {
-			continue // the first hop's receipt: before the file
-		}
-		lines = append(lines, l)
 	}
-	if len(lines) != 9 {
-		t.Fatalf("%d lines, want 9", len(lines))
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return lines
+}
+
+// A content filter's re-injection from 127.0.0.1 keeps its first hop's
+// direction: postfix-logsums' message from 185.31.160.120 to frank@ (an
+// alias of user01.test@), through amavis (queued as 4PbC4z6W5Qz3tG3,
+// re-injected from localhost), is Inbound on every event, and frank@'s
+// row is Resolved then Delivered by the second hop.
+func TestLabFoundReinjectionKeepsDirection(t *testing.T) {
+	lines := logsumsLines(t, func(l string) bool {
+		return strings.Contains(l, "4PbC4x469Jz3tBr") || strings.Contains(l, "4PbC4z6W5Qz3tG3")
+	})
 	s, c := run(t, configFor("postfix-logsums/mail.log.gz"), lines...)
-	first, second := c.TraceID("helga", "4PcV4H6fDlz3tG5"), c.TraceID("helga", "4PcV4K5FPLz3tBr")
-	if first == "" || first != second {
-		t.Fatalf("first hop's trace %q, the re-injection's %q: want one", first, second)
+	id := c.TraceID("helga", "4PbC4x469Jz3tBr")
+	if id == "" || c.TraceID("helga", "4PbC4z6W5Qz3tG3") != id || len(s.traces) != 1 {
+		t.Fatalf("%d traces, want one across the filter", len(s.traces))
 	}
-	checkRows(t, s, first, map[string]wantRow{"user02.test@uhu-banane.com": {status: mailflow.StatusFailed,
-		events: []mailflow.EventType{mailflow.EventTransfer, mailflow.EventFail}}})
+	for _, e := range s.traces[id] {
+		if e.Direction != mailflow.DirectionInbound {
+			t.Errorf("%s %s of %s: direction %q, want Inbound", e.Type, e.Recipient, e.Source, e.Direction)
+		}
+	}
+	checkRows(t, s, id, map[string]wantRow{"frank@brehm-berlin.de": {status: mailflow.StatusDelivered,
+		events: []mailflow.EventType{mailflow.EventResolve, mailflow.EventTransfer, mailflow.EventDeliver}}})
 }
