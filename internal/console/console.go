@@ -95,6 +95,9 @@ type Server struct {
 
 	usersMu sync.Mutex
 	users   map[string]cachedUser // identity -> user name
+
+	clientsMu sync.Mutex
+	clients   map[string]cachedClient // a bearer token's identity -> its client (Proxy)
 }
 
 // New builds a console.
@@ -132,7 +135,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, cats: cats, pages: pages, key: []byte(randomToken()), users: map[string]cachedUser{},
+	s := &Server{opts: opts, cats: cats, pages: pages, key: []byte(randomToken()), users: map[string]cachedUser{}, clients: map[string]cachedClient{},
 		log: slog.New(slog.NewTextHandler(opts.Log, nil))}
 	if opts.Mode == Local {
 		s.token = randomToken()
@@ -302,8 +305,35 @@ func (s *Server) auth(h func(http.ResponseWriter, *http.Request, *request)) http
 	}
 }
 
-// clientFor is a client acting with a user's bearer token and nothing else.
+// clientFor is a client acting with a user's bearer token and nothing else,
+// kept a few minutes per token (a client learns the API's kinds once).
 func (s *Server) clientFor(tok string) (client.Client, error) {
+	id := identityOfBearer(tok)
+	s.clientsMu.Lock()
+	if cc, ok := s.clients[id]; ok && time.Now().Before(cc.until) {
+		s.clientsMu.Unlock()
+		return cc.c, nil
+	}
+	s.clientsMu.Unlock()
+	c, err := s.newBearerClient(tok)
+	if err != nil {
+		return nil, err
+	}
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	if len(s.clients) > 500 {
+		clear(s.clients)
+	}
+	s.clients[id] = cachedClient{c: c, until: time.Now().Add(5 * time.Minute)}
+	return c, nil
+}
+
+type cachedClient struct {
+	c     client.Client
+	until time.Time
+}
+
+func (s *Server) newBearerClient(tok string) (client.Client, error) {
 	cfg := rest.AnonymousClientConfig(s.opts.Config)
 	cfg.BearerToken = tok
 	scheme := s.opts.Scheme
