@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the mail lab (internal/testutil/maillab, test/maillab)
-# starts is installed: Postfix, swaks, Dovecot (core, LMTP, Sieve), rspamd and
-# rsyslog with its TLS driver, from Debian's packages. Installs only what is
+# starts is installed: Postfix, swaks, Dovecot (core, LMTP, Sieve), rspamd,
+# amavisd-new and rsyslog with its TLS driver, from Debian's packages. Installs only what is
 # missing; silent and instant when everything is there. Fails with a clear message when it cannot
 # install (not root and no sudo, or apt-get failed).
 #
@@ -26,6 +26,8 @@ declare -A need=(
   [/usr/bin/rspamd]=rspamd
   [/usr/sbin/rsyslogd]=rsyslog
   [/usr/lib/*/rsyslog/lmnsd_gtls.so]=rsyslog-gnutls
+  # the amavis variant of the filter hop (internal/testutil/maillab/amavis.go)
+  [/usr/sbin/amavisd]=amavisd-new
 )
 
 missing=()
@@ -85,7 +87,7 @@ if ! apt_install "${missing[@]}"; then
 fi
 
 # Stop whatever started anyway (a machine without policy-rc.d support).
-for svc in postfix dovecot rspamd rsyslog redis-server; do
+for svc in postfix dovecot rspamd rsyslog redis-server amavis; do
   if command -v service >/dev/null 2>&1; then
     "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true
   fi
