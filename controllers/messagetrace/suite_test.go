@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,16 +168,7 @@ func waitForEvents(t *testing.T, c client.Client, mt *v1alpha1.MessageTrace, rea
 }
 
 // sortNewestFirst is the order of a trace: newest received first, then
-// message trace ID and recipient ascending.
+// message trace ID, the rows of a message group-first (mailflow.CompareRows).
 func sortNewestFirst(rows []mailflow.Row) {
-	sort.SliceStable(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		if !a.Received.Equal(b.Received) {
-			return a.Received.After(b.Received)
-		}
-		if a.MessageTraceID != b.MessageTraceID {
-			return a.MessageTraceID < b.MessageTraceID
-		}
-		return a.Recipient < b.Recipient
-	})
+	slices.SortStableFunc(rows, mailflow.CompareRows)
 }
