@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,9 +25,10 @@ const (
 	MaxDetailBytes = 128 << 10
 )
 
-// details answers spec.details: the recipient's event timeline, read within
-// the namespace's scope (set by the scope phase), instead of rows. A trace
-// without spec.details passes through.
+// details answers spec.details: the timeline of one recipient, or of every
+// recipient visible within the namespace's scope (set by the scope phase),
+// instead of rows. A recipient that is not one of the message's fails the
+// trace NotARecipient. A trace without spec.details passes through.
 func (r *Reconciler) details(ctx context.Context, t *run) (*ctrl.Result, error) {
 	d := t.mt.Spec.Details
 	if d == nil {
@@ -37,11 +40,53 @@ func (r *Reconciler) details(ctx context.Context, t *run) (*ctrl.Result, error) 
 	}
 	qctx, cancel := context.WithTimeout(ctx, t.opts.QueryTimeout)
 	defer cancel()
-	evs, err := r.Store.ScopedEvents(qctx, t.query.Scope, d.MessageTraceID, d.Recipient)
-	if err != nil {
-		return r.storeFailed(ctx, t, err)
+	var answer *v1alpha1.MessageDetailsStatus
+	if d.Recipient != "" {
+		evs, err := r.Store.ScopedEvents(qctx, t.query.Scope, d.MessageTraceID, d.Recipient)
+		if err != nil {
+			return r.storeFailed(ctx, t, err)
+		}
+		own := OfRecipient(d.Recipient, evs)
+		if own == nil {
+			// Not a visible recipient: when the message itself is visible, say
+			// which of its recipients are (never the others).
+			msg, err := r.Store.ScopedEvents(qctx, t.query.Scope, d.MessageTraceID, "")
+			if err != nil {
+				return r.storeFailed(ctx, t, err)
+			}
+			if len(msg) > 0 {
+				rcpts, err := r.recipientsOf(qctx, t, d.MessageTraceID, msg)
+				if err != nil {
+					return r.storeFailed(ctx, t, err)
+				}
+				r.fail(t, v1alpha1.ReasonNotARecipient, NotARecipientMessage(d.Recipient, d.MessageTraceID, rcpts))
+				return &ctrl.Result{}, nil
+			}
+		}
+		answer = DetailsOf(d.MessageTraceID, d.Recipient, FilterEvents(own, d.Events), MaxDetailEvents, MaxDetailBytes)
+	} else {
+		msg, err := r.Store.ScopedEvents(qctx, t.query.Scope, d.MessageTraceID, "")
+		if err != nil {
+			return r.storeFailed(ctx, t, err)
+		}
+		var rcpts []string
+		evs := OfRecipient("", msg)
+		if len(msg) > 0 {
+			if rcpts, err = r.recipientsOf(qctx, t, d.MessageTraceID, msg); err != nil {
+				return r.storeFailed(ctx, t, err)
+			}
+		}
+		for _, rc := range rcpts {
+			re, err := r.Store.ScopedEvents(qctx, t.query.Scope, d.MessageTraceID, rc)
+			if err != nil {
+				return r.storeFailed(ctx, t, err)
+			}
+			evs = append(evs, RecipientsOwn(rc, re)...)
+		}
+		answer = DetailsOf(d.MessageTraceID, "", FilterEvents(evs, d.Events), MaxDetailEvents, MaxDetailBytes)
+		answer.Recipients = rcpts
 	}
-	st.Details = DetailsOf(d.MessageTraceID, d.Recipient, OfRecipient(d.Recipient, evs), MaxDetailEvents, MaxDetailBytes)
+	st.Details = answer
 	st.CompletionTime = ptrTime(t.now)
 	st.ObservedGeneration = t.mt.Generation
 	r.setCondition(t, v1alpha1.ConditionStoreAvailable, metav1.ConditionTrue, v1alpha1.ReasonStoreAvailable, "the trace store answered")
@@ -50,15 +95,112 @@ func (r *Reconciler) details(ctx context.Context, t *run) (*ctrl.Result, error) 
 	return ttlResult(t), nil
 }
 
+// MaxDetailRecipients is the most recipients whose timelines a details
+// answer without a recipient reads (a message to more is cut, newest rows'
+// order).
+const MaxDetailRecipients = 100
+
+// recipientsOf lists the recipients of a message visible in the trace's
+// scope, in trace order: its rows in a range around its own events (rows
+// are keyed by when it was received, at or before its first event).
+func (r *Reconciler) recipientsOf(ctx context.Context, t *run, traceID string, msgEvents []mailflow.Event) ([]string, error) {
+	end := t.now.Add(time.Hour)
+	var earliest time.Time
+	for _, e := range msgEvents {
+		for _, at := range []time.Time{e.Time, e.Received} {
+			if !at.IsZero() && (earliest.IsZero() || at.Before(earliest)) {
+				earliest = at
+			}
+		}
+	}
+	if !earliest.IsZero() {
+		end = earliest.UTC().Add(24 * time.Hour)
+	}
+	q := mailflow.Query{Start: end.Add(-mailflow.MaxRange), End: end, MessageTraceID: traceID, Scope: t.query.Scope}
+	page, err := r.Store.Trace(ctx, q, "", MaxDetailRecipients)
+	if err != nil {
+		return nil, err
+	}
+	return RowRecipients(page.Rows), nil
+}
+
+// RowRecipients is the distinct recipients of rows, in their order.
+func RowRecipients(rows []mailflow.Row) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, row := range rows {
+		k := mailflow.NormalizeAddress(row.Recipient)
+		if row.Recipient == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, row.Recipient)
+	}
+	return out
+}
+
+// RecipientsOwn is the events of recipient among evs (not the message's own).
+func RecipientsOwn(recipient string, evs []mailflow.Event) []mailflow.Event {
+	r := mailflow.NormalizeAddress(recipient)
+	var out []mailflow.Event
+	for _, e := range evs {
+		if e.Recipient != "" && mailflow.NormalizeAddress(e.Recipient) == r {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// FilterEvents keeps the events of the given types (case-insensitively);
+// no types keeps every event.
+func FilterEvents(evs []mailflow.Event, types []v1alpha1.EventType) []mailflow.Event {
+	if len(types) == 0 {
+		return evs
+	}
+	var out []mailflow.Event
+	for _, e := range evs {
+		for _, ty := range types {
+			if strings.EqualFold(string(e.Type), string(ty)) {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// NotARecipientMessage is the Failed condition's message of a details
+// trace naming an address that is not one of the message's recipients:
+// it lists the recipients visible to the namespace, never the others.
+func NotARecipientMessage(recipient, traceID string, visible []string) string {
+	known := "none visible to this namespace"
+	if len(visible) > 0 {
+		known = strings.Join(visible, ", ")
+		if len(known) > 512 {
+			known = TruncateRunes(known, 512) + "..."
+		}
+	}
+	return fmt.Sprintf("%s is not a recipient of message %s (its recipients: %s); leave the recipient out for every recipient's timeline", recipient, traceID, known)
+}
+
 // DetailsMessage is the Succeeded condition's message of a details answer.
 func DetailsMessage(d *v1alpha1.MessageDetailsStatus) string {
-	switch {
-	case d.TotalEvents == 0:
-		return fmt.Sprintf("no events of message %s for %s (unknown, pruned, not one of its recipients, or not within this namespace's grants)", d.MessageTraceID, d.Recipient)
-	case d.Truncated:
-		return fmt.Sprintf("%d events of message %s for %s, the latest %d shown", d.TotalEvents, d.MessageTraceID, d.Recipient, len(d.Events))
+	who := d.Recipient
+	if who == "" {
+		who = fmt.Sprintf("its %d recipients", len(d.Recipients))
+		if len(d.Recipients) == 1 {
+			who = "its 1 recipient"
+		}
 	}
-	return fmt.Sprintf("%d events of message %s for %s, all shown", d.TotalEvents, d.MessageTraceID, d.Recipient)
+	switch {
+	case d.TotalEvents == 0 && d.Recipient == "":
+		return fmt.Sprintf("no events of message %s (unknown, pruned, or not within this namespace's grants)", d.MessageTraceID)
+	case d.TotalEvents == 0:
+		return fmt.Sprintf("no events of message %s for %s (unknown, pruned, or not within this namespace's grants)", d.MessageTraceID, d.Recipient)
+	case d.Truncated:
+		return fmt.Sprintf("%d events of message %s for %s, the latest %d shown", d.TotalEvents, d.MessageTraceID, who, len(d.Events))
+	}
+	return fmt.Sprintf("%d events of message %s for %s, all shown", d.TotalEvents, d.MessageTraceID, who)
 }
 
 // OfRecipient is the timeline of recipient among a message's events (the
@@ -86,6 +228,7 @@ func ToMessageEvent(e mailflow.Event) v1alpha1.MessageEvent {
 	return v1alpha1.MessageEvent{
 		Time:           metav1.NewTime(e.Time.UTC()),
 		Event:          string(e.Type),
+		Recipient:      e.Recipient,
 		Detail:         detail,
 		Source:         e.Source,
 		ServerHostname: e.ServerHostname,

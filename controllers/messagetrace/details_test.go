@@ -89,7 +89,9 @@ func TestDetailsOf(t *testing.T) {
 // TestDetailsTimeline seeds a store, asks for one recipient's details and
 // checks the timeline: message-level events and the recipient's own, the
 // failure's DSN and SMTP response, no rows; an unknown message succeeds with
-// no events; the CRD refuses details without a recipient.
+// no events; an address that is not a recipient fails NotARecipient;
+// without a recipient, every recipient's timeline; the event filter; the
+// CRD refuses details without a message trace ID.
 func TestDetailsTimeline(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := kubetest.Namespace(t, env.Client)
@@ -138,18 +140,52 @@ func TestDetailsTimeline(t *testing.T) {
 	}
 
 	// An address that is not one of m11's recipients gets no timeline (the
-	// store alone would answer with the message-level Receive).
+	// store alone would answer with the message-level Receive): the trace
+	// fails NotARecipient and names the recipients there are.
 	stranger := create(t, env.Client, ns, "stranger", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11", Recipient: "nobody@example.org"}})
 	got = waitUntil(t, env.Client, stranger, "finished", isFinished)
-	c = requireCondition(t, got, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
-	if got.Status.Details == nil || len(got.Status.Details.Events) != 0 || !strings.Contains(c.Message, "not one of its recipients") {
+	c = requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionTrue, v1alpha1.ReasonNotARecipient)
+	if got.Status.Details != nil || !strings.Contains(c.Message, "nobody@example.org is not a recipient of message m11") ||
+		!strings.Contains(c.Message, "judy@example.org, kim@example.org") {
 		t.Errorf("a stranger recipient: details %+v, message %q", got.Status.Details, c.Message)
 	}
 
+	// Without a recipient: every recipient's timeline, each event naming
+	// its recipient; with an event filter, only those events.
+	all := create(t, env.Client, ns, "all", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11"}})
+	got = waitUntil(t, env.Client, all, "finished", isFinished)
+	c = requireCondition(t, got, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
+	d = got.Status.Details
+	if d == nil || d.Recipient != "" || strings.Join(d.Recipients, ",") != "judy@example.org,kim@example.org" {
+		t.Fatalf("every recipient: details %+v", d)
+	}
+	var seen []string
+	for _, e := range d.Events {
+		seen = append(seen, e.Event+":"+e.Recipient)
+	}
+	if strings.Join(seen, ",") != "Receive:,Deliver:judy@example.org,Fail:kim@example.org,Fail:kim@example.org" || d.TotalEvents != 4 ||
+		!strings.Contains(c.Message, "its 2 recipients") {
+		t.Errorf("every recipient's timeline %v (total %d), message %q; want Receive, judy's Deliver, kim's two Fails", seen, d.TotalEvents, c.Message)
+	}
+	fails := create(t, env.Client, ns, "fails", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11", Events: []v1alpha1.EventType{"Fail", "Receive"}}})
+	got = waitUntil(t, env.Client, fails, "finished", isFinished)
+	seen = nil
+	for _, e := range got.Status.Details.Events {
+		seen = append(seen, e.Event+":"+e.Recipient)
+	}
+	if strings.Join(seen, ",") != "Receive:,Fail:kim@example.org,Fail:kim@example.org" || got.Status.Details.TotalEvents != 3 {
+		t.Errorf("events Fail and Receive: %v (total %d)", seen, got.Status.Details.TotalEvents)
+	}
+	judy := create(t, env.Client, ns, "judy-deliver", v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11", Recipient: "judy@example.org", Events: []v1alpha1.EventType{"Deliver"}}})
+	got = waitUntil(t, env.Client, judy, "finished", isFinished)
+	if d := got.Status.Details; d == nil || len(d.Events) != 1 || d.Events[0].Event != "Deliver" || d.Events[0].Recipient != "judy@example.org" {
+		t.Errorf("judy's Deliver events: %+v", got.Status.Details)
+	}
+
 	bad := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "half"},
-		Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: "m11"}}}
-	if err := env.Client.Create(testCtx(t), bad); err == nil || !strings.Contains(err.Error(), "both messageTraceId and recipient") {
-		t.Errorf("details without recipient: %v", err)
+		Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{Recipient: "kim@example.org"}}}
+	if err := env.Client.Create(testCtx(t), bad); err == nil || !strings.Contains(err.Error(), "details needs messageTraceId") {
+		t.Errorf("details without messageTraceId: %v", err)
 	}
 }
 

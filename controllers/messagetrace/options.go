@@ -3,6 +3,7 @@ package messagetrace
 import (
 	"time"
 
+	"github.com/mailtrace/mailtrace/api/v1alpha1"
 	"github.com/mailtrace/mailtrace/internal/controllerkit"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	ObjectStoreMaxRetries int
 	// DeletionTimeout is how long the finalizer tries to delete a report before giving up.
 	DeletionTimeout time.Duration
+	// AutosaveKeep is how many autosaved queries of one user a namespace
+	// keeps (v1alpha1.DefaultAutosaveKeep).
+	AutosaveKeep int
 }
 
 func (o Options) withDefaults() Options {
@@ -70,5 +74,6 @@ func (o Options) withDefaults() Options {
 	controllerkit.Default(&o.UploadBuffers, DefaultUploadBuffers)
 	controllerkit.Default(&o.MaxStatusBytes, DefaultMaxStatusBytes)
 	controllerkit.Default(&o.MaxConcurrentReconciles, DefaultMaxConcurrentReconciles)
+	controllerkit.Default(&o.AutosaveKeep, v1alpha1.DefaultAutosaveKeep)
 	return o
 }

@@ -93,6 +93,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(r.pool); err != nil {
 		return err
 	}
+	if err := r.setupAutosave(mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&v1alpha1.MessageTrace{}, builder.WithPredicates(predicate.Or[client.Object](
@@ -111,6 +114,8 @@ type run struct {
 	start time.Time
 	end   time.Time
 	query mailflow.Query
+	// cursor is where spec.continue's page starts (empty: the first page).
+	cursor mailflow.Cursor
 	// report: the trace makes a CSV report; skipQuery: its answer comes
 	// from the report alone (a long range, or an export already started).
 	report, skipQuery bool
@@ -171,8 +176,18 @@ func (r *Reconciler) now() time.Time {
 
 // resolve turns the spec's time filters into the absolute range, anchored at
 // the object's creation so that the answer does not depend on when it runs.
+// A follow-up page (spec.continue) covers the earlier trace's range, which
+// its token carries.
 func (r *Reconciler) resolve(_ context.Context, t *run) (*ctrl.Result, error) {
 	t.start, t.end = t.mt.Spec.ResolveTimeRange(t.mt.CreationTimestamp.Time)
+	if tok := t.mt.Spec.Continue; tok != "" && t.mt.Spec.Details == nil {
+		start, end, cursor, err := DecodeContinue(&t.mt.Spec, tok)
+		if err != nil {
+			r.fail(t, v1alpha1.ReasonInvalidSpec, controllerkit.ShortMessage("the spec cannot run", err))
+			return &ctrl.Result{}, nil
+		}
+		t.start, t.end, t.cursor = start, end, cursor
+	}
 	t.mt.Status.TimeRange = &v1alpha1.TimeRange{
 		Start:    metav1.NewTime(t.start),
 		End:      metav1.NewTime(t.end),
@@ -201,7 +216,14 @@ func (r *Reconciler) validate(_ context.Context, t *run) (*ctrl.Result, error) {
 // checkRange decides whether the trace makes a report before anything is
 // queried: ranges longer than the status threshold are answered by the
 // report alone, as is a trace whose export has already started.
+// A follow-up page (spec.continue) is answered in status: it makes a
+// report only when report.always asks.
 func (r *Reconciler) checkRange(_ context.Context, t *run) (*ctrl.Result, error) {
+	if t.cursor != "" {
+		t.report = (t.mt.Spec.Report != nil && t.mt.Spec.Report.Always) || t.mt.Status.Report != nil
+		t.skipQuery = t.mt.Status.Report != nil
+		return nil, nil
+	}
 	long := t.end.Sub(t.start) > t.opts.StatusRangeLimit
 	t.report = ReportUpFront(&t.mt.Spec, t.end.Sub(t.start), t.opts.StatusRangeLimit) || t.mt.Status.Report != nil
 	t.skipQuery = long || t.mt.Status.Report != nil
@@ -224,7 +246,7 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 	if err != nil {
 		return r.storeFailed(ctx, t, err)
 	}
-	page, err := r.Store.Trace(qctx, t.query, "", t.mt.Spec.Limit())
+	page, err := r.Store.Trace(qctx, t.query, t.cursor, t.mt.Spec.Limit())
 	if err != nil {
 		return r.storeFailed(ctx, t, err)
 	}
@@ -241,7 +263,10 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 	st.TotalMatches = max(counts.Total, int64(len(rows)))
 	st.Truncated = st.TotalMatches > int64(len(rows))
 	st.Counts = CountsOf(counts)
-	if t.report || (st.Truncated && r.hasReportStore(t.mt)) {
+	if next := NextCursor(page, len(rows)); next != "" {
+		st.Continue = EncodeContinue(&t.mt.Spec, t.start, t.end, next)
+	}
+	if t.report || (st.Truncated && t.cursor == "" && r.hasReportStore(t.mt)) {
 		// The whole answer goes to a report; status keeps the newest rows.
 		t.report = true
 		r.storeAnswered(qctx, t)
@@ -251,7 +276,12 @@ func (r *Reconciler) runQuery(ctx context.Context, t *run) (*ctrl.Result, error)
 	st.ObservedGeneration = t.mt.Generation
 	r.storeAnswered(qctx, t)
 	msg := fmt.Sprintf("%d matches, all shown", st.TotalMatches)
-	if st.Truncated {
+	switch {
+	case t.cursor != "" && st.Continue != "":
+		msg = fmt.Sprintf("%d matches; this page holds %d rows and more follow (status.continue)", st.TotalMatches, len(rows))
+	case t.cursor != "":
+		msg = fmt.Sprintf("%d matches; this page holds the last %d rows", st.TotalMatches, len(rows))
+	case st.Truncated:
 		msg = fmt.Sprintf("%d matches, the newest %d shown (status is bounded; with a report store, spec.report or the operator's default, the whole answer would go to a CSV report)", st.TotalMatches, len(rows))
 	}
 	r.setCondition(t, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted, msg)

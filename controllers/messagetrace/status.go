@@ -192,3 +192,17 @@ func Outcome(old, cur *v1alpha1.MessageTraceStatus) string {
 	}
 	return ""
 }
+
+// NextCursor is where the page after the first kept rows of page starts:
+// the store's own cursor when every row was kept, the cursor after the last
+// kept row when status had to cut some, and none when nothing was kept or
+// nothing follows.
+func NextCursor(page mailflow.Page, kept int) mailflow.Cursor {
+	switch {
+	case kept <= 0:
+		return ""
+	case kept >= len(page.Rows):
+		return page.Next
+	}
+	return mailflow.NewCursor(page.Rows[kept-1])
+}

@@ -121,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		// A conflict requeues: the schedule is read again and decided again.
 		res, err = controllerkit.AfterWrite(res, err, r.writeStatus(ctx, orig, p))
 	}()
-	for _, step := range []func(context.Context, *pass) error{r.listRuns, r.parse, r.runNow, r.runTick, r.prune} {
+	for _, step := range []func(context.Context, *pass) error{r.listRuns, r.parse, r.runNow, r.runTick, r.prune, r.history} {
 		if err := step(ctx, p); err != nil {
 			if errors.Is(err, errStop) {
 				break
@@ -180,8 +180,12 @@ func (r *Reconciler) refreshRuns(p *pass) {
 }
 
 // parse reads the cron schedule and time zone; suspension stops here too.
+// A saved query (no schedule) has no ticks: p.sched stays nil.
 func (r *Reconciler) parse(_ context.Context, p *pass) error {
 	st := &p.s.Status
+	if p.s.Spec.OnDemand() {
+		return nil
+	}
 	sched, err := p.s.Spec.CronSchedule()
 	if err != nil {
 		st.NextScheduleTime = nil
@@ -212,7 +216,7 @@ func (r *Reconciler) runNow(ctx context.Context, p *pass) error {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(token))
-	name := fmt.Sprintf("%s-now-%08x", p.s.Name, h.Sum32())
+	name := fmt.Sprintf("%s%s%08x", p.s.Name, runNowInfix, h.Sum32())
 	created, err := r.createRun(ctx, p, name, p.now.Truncate(time.Second))
 	if err != nil {
 		return err
@@ -226,10 +230,26 @@ func (r *Reconciler) runNow(ctx context.Context, p *pass) error {
 	return nil
 }
 
+// onDemand is the state of a saved query: no tick, ever; runs start only
+// from run-now.
+func (r *Reconciler) onDemand(p *pass) {
+	st := &p.s.Status
+	st.NextScheduleTime = nil
+	msg := "a saved query: no spec.schedule, so it runs only when the " + v1alpha1.AnnotationRunNow + " annotation gets a new value"
+	if p.s.Spec.Suspend {
+		msg += " (spec.suspend does not stop run-now)"
+	}
+	r.setReady(p, metav1.ConditionTrue, v1alpha1.ReasonOnDemand, msg)
+}
+
 // runTick runs the due tick under the concurrency policy, records missed
 // ticks, and sleeps until the next one.
 func (r *Reconciler) runTick(ctx context.Context, p *pass) error {
 	st := &p.s.Status
+	if p.sched == nil {
+		r.onDemand(p)
+		return nil
+	}
 	if p.s.Spec.Suspend {
 		st.NextScheduleTime = nil
 		r.setReady(p, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true: no tick runs; active runs go on")
@@ -331,11 +351,29 @@ func (r *Reconciler) prune(ctx context.Context, p *pass) error {
 		byName[mt.Name] = mt
 		runs = append(runs, Run{Name: mt.Name, Tick: tickOf(mt), State: stateOf(mt)})
 	}
-	for _, name := range ToPrune(runs, p.s.Spec.SuccessfulLimit(), p.s.Spec.FailedLimit()) {
+	pruned := ToPrune(runs, p.s.Spec.SuccessfulLimit(), p.s.Spec.FailedLimit())
+	for _, name := range pruned {
 		if err := r.Client.Delete(ctx, byName[name], client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("prune run %s: %w", name, err)
 		}
 		log.FromContext(ctx).V(1).Info("pruned run", "run", name)
+	}
+	for _, name := range pruned {
+		p.drop(name)
+	}
+	return nil
+}
+
+// history records the runs the schedule keeps, newest first, and when the
+// newest started.
+func (r *Reconciler) history(_ context.Context, p *pass) error {
+	st := &p.s.Status
+	st.History = History(p.runs, maxHistory)
+	st.LastRunTime = nil
+	for i := range p.runs {
+		if c := p.runs[i].CreationTimestamp; !c.IsZero() && (st.LastRunTime == nil || c.After(st.LastRunTime.Time)) {
+			st.LastRunTime = c.DeepCopy()
+		}
 	}
 	return nil
 }

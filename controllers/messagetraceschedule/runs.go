@@ -3,6 +3,8 @@ package messagetraceschedule
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,6 +37,10 @@ func NewRun(s *v1alpha1.MessageTraceSchedule, name string, tick time.Time, setOw
 	for k, v := range s.Spec.Template.Metadata.Annotations {
 		mt.Annotations[k] = v
 	}
+	// A run is the schedule's, not a person's autosaved query (and the
+	// admission policy would refuse another user's name from the manager).
+	delete(mt.Labels, v1alpha1.LabelAutosave)
+	delete(mt.Annotations, v1alpha1.AnnotationCreatedBy)
 	if len(mt.Annotations) == 0 {
 		mt.Annotations = nil
 	}
@@ -90,6 +96,47 @@ func (r *Reconciler) createRun(ctx context.Context, p *pass, name string, tick t
 	}
 	r.refreshRuns(p)
 	return created, nil
+}
+
+// maxHistory is the most runs status.history lists.
+const maxHistory = 100
+
+// runNowInfix is in the name of every run started by run-now.
+const runNowInfix = "-now-"
+
+// History is the schedule's runs as status.history lists them: newest
+// first (by the end of their range, then name), at most limit, runs being
+// deleted left out.
+func History(runs []v1alpha1.MessageTrace, limit int) []v1alpha1.RunStatus {
+	var out []v1alpha1.RunStatus
+	for i := range runs {
+		mt := &runs[i]
+		if !mt.DeletionTimestamp.IsZero() {
+			continue
+		}
+		h := v1alpha1.RunStatus{
+			Name:           mt.Name,
+			ScheduledTime:  metav1.NewTime(tickOf(mt)),
+			RunNow:         mt.Labels[v1alpha1.LabelSchedule] != "" && strings.HasPrefix(mt.Name, mt.Labels[v1alpha1.LabelSchedule]+runNowInfix),
+			Phase:          mt.Status.Phase,
+			CompletionTime: mt.Status.CompletionTime.DeepCopy(),
+			TotalMatches:   mt.Status.TotalMatches,
+		}
+		if c := findCondition(mt.Status.Conditions, v1alpha1.ConditionSucceeded); c != nil {
+			h.Reason = c.Reason
+		}
+		out = append(out, h)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].ScheduledTime.Equal(&out[j].ScheduledTime) {
+			return out[j].ScheduledTime.Before(&out[i].ScheduledTime)
+		}
+		return out[i].Name > out[j].Name
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 // stateOf classifies a run.
