@@ -52,6 +52,20 @@ for u in opensmtpd opensmtpq; do
   fi
 done
 
+# OpenSMTPD runs its delivery helpers (mail.lmtp, mail.mda, ...) from the
+# path compiled into it, as the mailbox's user: they are copied there (no
+# package owns that directory, opensmtpd not being installed).
+if [[ ! -x /usr/libexec/opensmtpd/mail.lmtp ]]; then
+  if [[ "$(id -u)" != 0 ]]; then
+    echo "hack/exim.sh: OpenSMTPD's helpers are not in /usr/libexec/opensmtpd; run as root: cp -a $dest/usr/libexec/opensmtpd /usr/libexec/" >&2
+    exit 1
+  fi
+  mkdir -p /usr/libexec/opensmtpd
+  cp -a "$dest/usr/libexec/opensmtpd/." /usr/libexec/opensmtpd/
+fi
+# its chroot, compiled in
+[[ -d /var/lib/opensmtpd/empty ]] || { [[ "$(id -u)" == 0 ]] && mkdir -p /var/lib/opensmtpd/empty; }
+
 mkdir -p "$root/bin"
 ln -sfn "$dest" "$root/bin/mta"
 if [[ "${1:-}" == "-p" ]]; then

@@ -104,7 +104,7 @@ func (l *Lab) UseExim(t testing.TB) {
 	if err := l.startExim(prefix, smtp, sub); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.shipLog("exim", l.path("exim", "log", "mainlog")); err != nil {
+	if err := l.shipLog("exim", l.path("exim", "log", "mainlog"), "<22>%msg%"); err != nil {
 		t.Fatal(err)
 	}
 	l.mu.Lock()
@@ -268,9 +268,10 @@ PLAIN:
 }
 
 // shipLog runs a private rsyslogd (named name) that tails file and
-// forwards each line unchanged to the ingester, as startRsyslog does for
-// Postfix's maillog.
-func (l *Lab) shipLog(name, file string) error {
+// forwards each line to the ingester as startRsyslog does for Postfix's
+// maillog, as the template says (rsyslog's: "<22>%msg%" forwards it
+// unchanged).
+func (l *Lab) shipLog(name, file, template string) error {
 	dir := l.path(name, "rsyslog")
 	if err := os.MkdirAll(dir+"/work", 0o755); err != nil {
 		return err
@@ -288,7 +289,7 @@ global(
   defaultNetstreamDriverKeyFile="%[4]s"
 )
 module(load="imfile")
-template(name="maillab_raw" type="string" string="<22>%%msg%%")
+template(name="maillab_raw" type="string" string="%[8]s")
 input(type="imfile" file="%[5]s" tag="%[7]s" ruleset="ship" freshStartTail="off")
 ruleset(name="ship") {
   action(type="omfwd" target="127.0.0.1" port="%[6]d" protocol="tcp"
@@ -298,7 +299,7 @@ ruleset(name="ship") {
     action.resumeRetryCount="-1" action.resumeInterval="1"
     queue.type="LinkedList" queue.size="100000")
 }
-`, dir, certs.ca, certs.clientCert, certs.clientKey, file, l.ports.syslog, name)
+`, dir, certs.ca, certs.clientCert, certs.clientKey, file, l.ports.syslog, name, template)
 	if err := writeFile(dir+"/rsyslog.conf", conf, 0o644); err != nil {
 		return err
 	}

@@ -343,7 +343,7 @@ func (c *Source) delivery(l *source.Line, r Record) bool {
 // failed handles a refused command: at RCPT, a message of its own for the
 // recipient; at DATA, a refusal of the session's message.
 func (c *Source) failed(l *source.Line, r Record) bool {
-	stage, addr, dsn, typ, ok := commandReject(r.Field("command"), r.Field("result"))
+	stage, addr, dsn, typ, ok := commandReject(r.Field("command"), r.Field("result"), func(a string) bool { return !inside(c.cfg.AcceptedDomains, a) })
 	if !ok {
 		return false
 	}

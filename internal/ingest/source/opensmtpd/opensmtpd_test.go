@@ -142,8 +142,8 @@ func TestScenarios(t *testing.T) {
 		"Dec  5 10:02:03 mx smtpd[101]: 9f8e7d6c5b4a3922 mda delivery evpid=3e8b1d6f00000001 from=<> to=<frank@lab.test> rcpt=<-> user=frank delay=0s result=Ok stat=Delivered",
 		// rejected at RCPT
 		"Dec  5 10:03:00 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp connected address=203.0.113.26 host=mail2.remote.test",
-		`Dec  5 10:03:01 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp failed-command command="RCPT TO:<nosuchuser@lab.test>" result="550 Invalid recipient: <nosuchuser@lab.test>"`,
-		`Dec  5 10:03:02 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp failed-command command="RCPT TO:<relaytest@elsewhere.test>" result="550 Invalid recipient: relaying denied"`,
+		`Dec  5 10:03:01 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp failed-command command="rcpt TO:<nosuchuser@lab.test>" result="550 Invalid recipient: <nosuchuser@lab.test>"`,
+		`Dec  5 10:03:02 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp failed-command command="rcpt TO:<relaytest@elsewhere.test>" result="550 Invalid recipient: <relaytest@elsewhere.test>"`,
 		`Dec  5 10:03:03 mx smtpd[100]: 5a2b3c4d5e6f7087 smtp failed-command command="STARTTLS" result="501 5.5.4 Invalid command arguments"`,
 		// expired
 		"Dec  5 10:04:00 mx smtpd[100]: 6a2b3c4d5e6f7088 smtp connected address=198.51.100.7 host=laptop.lab.test",
@@ -240,16 +240,18 @@ func TestCommandReject(t *testing.T) {
 	}{
 		{"RCPT TO:<x@lab.test>", "550 Invalid recipient: <x@lab.test>", "RCPT", "x@lab.test", "5.1.1", mailflow.EventFail},
 		{"RCPT TO:<x@else.test>", "550 Invalid recipient: relaying denied", "RCPT", "x@else.test", "5.7.1", mailflow.EventFilterAsSpam},
+		{"rcpt TO:<x@else.test>", "550 Invalid recipient: <x@else.test>", "RCPT", "x@else.test", "5.7.1", mailflow.EventFilterAsSpam},
+		{"RCPT TO: <sender@remote.test>", "550 Invalid recipient: <sender@remote.test>", "RCPT", "sender@remote.test", "5.7.1", mailflow.EventFilterAsSpam},
 		{"RCPT TO:<x@lab.test>", "452 4.3.1 Insufficient system storage", "RCPT", "x@lab.test", "4.3.1", mailflow.EventDefer},
 		{"MAIL FROM:<s@remote.test>", "550 5.7.1 Sender rejected", "MAIL", "s@remote.test", "5.7.1", mailflow.EventFilterAsSpam},
 		{".", "554 5.7.1 Spam message rejected", "DATA", "", "5.7.1", mailflow.EventFilterAsSpam},
 	} {
-		stage, addr, dsn, typ, ok := commandReject(c.command, c.result)
+		stage, addr, dsn, typ, ok := commandReject(c.command, c.result, func(a string) bool { return !strings.HasSuffix(a, "@lab.test") })
 		if !ok || stage != c.stage || addr != c.addr || dsn != c.dsn || typ != c.typ {
 			t.Errorf("commandReject(%q, %q) = %s %s %s %s %v", c.command, c.result, stage, addr, dsn, typ, ok)
 		}
 	}
-	if _, _, _, _, ok := commandReject("STARTTLS", "501 5.5.4 Invalid"); ok {
+	if _, _, _, _, ok := commandReject("STARTTLS", "501 5.5.4 Invalid", nil); ok {
 		t.Error("STARTTLS is no message's")
 	}
 }

@@ -57,7 +57,11 @@ func expireDSN(prefix string) string {
 // type. A recipient that does not exist fails (5.1.1); the server's own
 // temporary trouble (4.3.x) is a deferral; everything else, relaying
 // denied and a filter's rejection included, is a refusal by policy.
-func commandReject(command, result string) (stage, addr, dsn string, typ mailflow.EventType, ok bool) {
+//
+// OpenSMTPD answers "550 Invalid recipient" both to a mailbox it does not
+// have and to relaying it does not allow: outside says which (the
+// recipient is not in the accepted domains: relaying denied, 5.7.1).
+func commandReject(command, result string, outside func(string) bool) (stage, addr, dsn string, typ mailflow.EventType, ok bool) {
 	up := strings.ToUpper(command)
 	switch {
 	case strings.HasPrefix(up, "RCPT TO:"):
@@ -82,7 +86,7 @@ func commandReject(command, result string) (stage, addr, dsn string, typ mailflo
 	}
 	if dsn == "" {
 		switch {
-		case strings.Contains(lower, "relay"):
+		case strings.Contains(lower, "relay"), stage == "RCPT" && strings.Contains(lower, "invalid recipient") && outside(addr):
 			dsn = class + ".7.1"
 		case strings.Contains(lower, "invalid recipient") && stage == "RCPT", strings.Contains(lower, "unknown user"), strings.Contains(lower, "user unknown"):
 			dsn = class + ".1.1"
