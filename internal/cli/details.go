@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailtrace/mailtrace/internal/filterflags"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 )
@@ -20,6 +22,8 @@ type detailsFlags struct {
 	traceID   string
 	recipient string
 	output    string
+	events    []string
+	timeZone  string
 }
 
 // newDetailsCommand is both `mailtrace details` and `mailtrace query details`.
@@ -45,6 +49,8 @@ Without --recipient, every recipient of the message gets its timeline.
 	cmd.Flags().StringVar(&f.traceID, "trace-id", "", "message trace ID of the message (required)")
 	cmd.Flags().StringVar(&f.recipient, "recipient", "", "recipient whose timeline to print (default: every recipient)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", formatTable, "output format: table or json")
+	cmd.Flags().StringSliceVar(&f.events, "event", nil, filterflags.EventUsage())
+	filterflags.AddTimeZoneFlag(cmd.Flags(), &f.timeZone)
 	return cmd
 }
 
@@ -55,6 +61,14 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 	format := strings.ToLower(f.output)
 	if format != formatTable && format != formatJSON {
 		return fmt.Errorf("unknown output format %q: use table or json", f.output)
+	}
+	loc, err := filterflags.LoadLocation(f.timeZone)
+	if err != nil {
+		return err
+	}
+	types, err := filterflags.ParseEventTypes(f.events)
+	if err != nil {
+		return err
 	}
 	st, err := openExisting(ctx, f.store)
 	if err != nil {
@@ -92,6 +106,9 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 			return fmt.Errorf("%s is not a recipient of message %s (its recipients: %s)", rcpt, f.traceID, strings.Join(known, ", "))
 		}
 		found = true
+		if events = onlyTypes(events, types); len(events) == 0 {
+			continue
+		}
 		if format == formatJSON {
 			for _, e := range events {
 				if err := enc.Encode(e); err != nil {
@@ -108,7 +125,7 @@ func runDetails(ctx context.Context, f detailsFlags, now time.Time, stdout io.Wr
 			who = "(no recipient known yet)"
 		}
 		fmt.Fprintf(stdout, "Message %s to %s:\n", f.traceID, who)
-		if err := printTimeline(stdout, events); err != nil {
+		if err := printTimeline(stdout, events, loc); err != nil {
 			return err
 		}
 	}
@@ -153,6 +170,20 @@ func messageRecipients(ctx context.Context, st store.Reader, traceID string, now
 		}
 	}
 	return out, nil
+}
+
+// onlyTypes keeps the events of the given types (all when none are given).
+func onlyTypes(events []mailflow.Event, types []mailflow.EventType) []mailflow.Event {
+	if len(types) == 0 {
+		return events
+	}
+	var out []mailflow.Event
+	for _, e := range events {
+		if slices.Contains(types, e.Type) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // hasOwnEvent reports whether events hold one of recipient's own.

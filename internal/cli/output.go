@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,13 +36,19 @@ type RowWriter interface {
 	Flush() error
 }
 
-// NewRowWriter writes rows as format says: table, wide, json or csv.
+// NewRowWriter writes rows as format says: table, wide, json or csv (times in UTC).
 func NewRowWriter(format string, w io.Writer) (RowWriter, error) {
+	return NewRowWriterIn(format, w, time.UTC)
+}
+
+// NewRowWriterIn is NewRowWriter printing a table's times in loc (JSON and
+// CSV stay in UTC, as reports do).
+func NewRowWriterIn(format string, w io.Writer, loc *time.Location) (RowWriter, error) {
 	switch strings.ToLower(format) {
 	case formatTable, "":
-		return &rowTable{w: w}, nil
+		return &rowTable{w: w, loc: loc}, nil
 	case formatWide:
-		return &rowTable{w: w, wide: true}, nil
+		return &rowTable{w: w, wide: true, loc: loc}, nil
 	case formatJSON:
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false) // Message-IDs keep their <angle brackets>
@@ -121,6 +126,7 @@ func NeutralizeCSVCell(s string) string {
 type rowTable struct {
 	w    io.Writer
 	wide bool
+	loc  *time.Location
 	t    textable.Table
 	n    int
 }
@@ -128,9 +134,9 @@ type rowTable struct {
 func (t *rowTable) Write(r mailflow.Row) error {
 	if t.n == 0 {
 		if t.wide {
-			t.t.Add(slices.Clone(textable.HeadQueryWide)...)
+			t.t.Add(textable.InZone(textable.HeadQueryWide, t.loc)...)
 		} else {
-			t.t.Add(slices.Clone(textable.HeadQuery)...)
+			t.t.Add(textable.InZone(textable.HeadQuery, t.loc)...)
 		}
 	}
 	t.n++
@@ -138,7 +144,7 @@ func (t *rowTable) Write(r mailflow.Row) error {
 	if rcpt == "" {
 		rcpt = "-"
 	}
-	recv := r.Received.UTC().Format(textable.Time)
+	recv := textable.FormatTime(r.Received, t.loc)
 	if t.wide {
 		t.t.Add(recv, r.Sender, rcpt, textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
 			string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageID, r.MessageTraceID)
@@ -160,12 +166,12 @@ func (t *rowTable) Flush() error {
 	return err
 }
 
-// printTimeline prints one message's events for one recipient in time order.
-func printTimeline(w io.Writer, events []mailflow.Event) error {
+// printTimeline prints one message's events for one recipient in time order, times in loc.
+func printTimeline(w io.Writer, events []mailflow.Event, loc *time.Location) error {
 	var t textable.Table
-	t.Add(slices.Clone(textable.HeadTimeline)...)
+	t.Add(textable.InZone(textable.HeadTimeline, loc)...)
 	for _, e := range events {
-		t.Add(e.Time.UTC().Format(textable.Time), string(e.Type), textable.OrDash(e.Recipient), textable.OrDash(e.Source), textable.OrDash(e.DSN),
+		t.Add(textable.FormatTime(e.Time, loc), string(e.Type), textable.OrDash(e.Recipient), textable.OrDash(e.Source), textable.OrDash(e.DSN),
 			textable.EventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
 	}
 	return t.Print(w)

@@ -107,10 +107,10 @@ func TestTimelineSaysTheResponseOnce(t *testing.T) {
 		return v1alpha1.MessageEvent{Time: metav1.NewTime(e.Time), Event: string(e.Type), Source: e.Source, DSN: e.DSN, Relay: e.Relay, SMTPResponse: e.SMTPResponse, Detail: e.Detail}
 	}
 	var cliOut, pluginOut, demoOut bytes.Buffer
-	if err := printTimeline(&cliOut, []mailflow.Event{e, bare}); err != nil {
+	if err := printTimeline(&cliOut, []mailflow.Event{e, bare}, time.UTC); err != nil {
 		t.Fatal(err)
 	}
-	d := &v1alpha1.MessageDetailsStatus{Events: []v1alpha1.MessageEvent{toStatus(e), toStatus(bare)}}
+	d := &v1alpha1.MessageDetailsStatus{Recipient: e.Recipient, Events: []v1alpha1.MessageEvent{toStatus(e), toStatus(bare)}}
 	if err := plugin.PrintDetailsTimeline(&pluginOut, io.Discard, d); err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,11 @@ func runQuery(ctx context.Context, f queryFlags, now time.Time, stdout, stderr i
 	if !f.all && f.limit <= 0 {
 		return errors.New("--limit must be positive (or use --all)")
 	}
-	w, err := NewRowWriter(f.output, stdout)
+	loc, err := f.filter.Location()
+	if err != nil {
+		return err
+	}
+	w, err := NewRowWriterIn(f.output, stdout, loc)
 	if err != nil {
 		return err
 	}
@@ -109,14 +113,14 @@ func runQuery(ctx context.Context, f queryFlags, now time.Time, stdout, stderr i
 		return err
 	}
 	if f := strings.ToLower(f.output); f == formatTable || f == formatWide || f == "" {
-		return printFooter(ctx, st, q, n, more, stderr)
+		return printFooter(ctx, st, q, n, more, stderr, loc)
 	}
 	return nil
 }
 
 // printFooter tells, on stderr, how many rows matched in all.
-func printFooter(ctx context.Context, st store.Reader, q mailflow.Query, shown int, more bool, stderr io.Writer) error {
-	rangeText := fmt.Sprintf("%s to %s", q.Start.UTC().Format(time.RFC3339), q.End.UTC().Format(time.RFC3339))
+func printFooter(ctx context.Context, st store.Reader, q mailflow.Query, shown int, more bool, stderr io.Writer, loc *time.Location) error {
+	rangeText := fmt.Sprintf("%s to %s", q.Start.In(loc).Format(time.RFC3339), q.End.In(loc).Format(time.RFC3339))
 	if shown == 0 {
 		fmt.Fprintf(stderr, "No messages match (%s).\n", rangeText)
 		return nil

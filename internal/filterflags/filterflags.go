@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	_ "time/tzdata" // --time-zone everywhere, Windows and distroless included
@@ -293,4 +294,45 @@ func ParseTimeIn(s string, loc *time.Location) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time (2026-03-01T09:00:00Z), a date (2026-03-01) or a date and time (2026-03-01T09:00) in --time-zone", s)
+}
+
+// FlagNames are the filter flags Register adds (--time-zone aside), for a
+// command that must refuse them (kubectl mailtrace run --continue-from
+// takes the earlier trace's filters).
+var FlagNames = []string{"sender", "recipient", "start", "end", "since", "status", "message-id", "trace-id", "direction",
+	"original-client-ip", "from-ip", "to-ip", "subject", "subject-match"}
+
+// EventTypes are the event types --event accepts (mailflow's).
+var EventTypes = []mailflow.EventType{
+	mailflow.EventReceive, mailflow.EventSubmit, mailflow.EventResolve, mailflow.EventRedirect, mailflow.EventTransfer,
+	mailflow.EventSend, mailflow.EventNotify, mailflow.EventScan, mailflow.EventSieve, mailflow.EventDeliver, mailflow.EventSave,
+	mailflow.EventDefer, mailflow.EventFail, mailflow.EventExpand, mailflow.EventQuarantine, mailflow.EventFilterAsSpam,
+}
+
+// EventUsage is the help of --event.
+func EventUsage() string {
+	s := make([]string, len(EventTypes))
+	for i, e := range EventTypes {
+		s[i] = string(e)
+	}
+	return "only events of these types (like Get-MessageTraceDetailV2's -Event): " + strings.Join(s, ", ") + "; repeatable or comma-separated"
+}
+
+// ParseEventTypes reads --event values, case-insensitively.
+func ParseEventTypes(in []string) ([]mailflow.EventType, error) {
+	var out []mailflow.EventType
+	for _, s := range in {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		e, ok := MatchFold(s, EventTypes...)
+		if !ok {
+			return nil, fmt.Errorf("--event: %q is not an event type (%s)", s, strings.TrimPrefix(EventUsage(), "only events of these types (like Get-MessageTraceDetailV2's -Event): "))
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }

@@ -111,3 +111,13 @@ func TestLoadLocation(t *testing.T) {
 		t.Error("an abbreviation is taken for an IANA name")
 	}
 }
+
+func TestParseEventTypes(t *testing.T) {
+	got, err := ParseEventTypes([]string{"deliver", " FAIL ", "Deliver", ""})
+	if err != nil || len(got) != 2 || got[0] != mailflow.EventDeliver || got[1] != mailflow.EventFail {
+		t.Errorf("ParseEventTypes = %v, %v", got, err)
+	}
+	if _, err := ParseEventTypes([]string{"Bounce"}); err == nil || !strings.Contains(err.Error(), `"Bounce" is not an event type (Receive, Submit`) {
+		t.Errorf("an unknown event type: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -125,6 +126,8 @@ type runFlags struct {
 	name         string
 	timeout      time.Duration
 	output       string
+	autosave     bool
+	continueFrom string
 }
 
 func (p *plugin) runCommand() *cobra.Command { return p.runCommandWith(&runFlags{}) }
@@ -144,19 +147,31 @@ func (p *plugin) runCommandWith(f *runFlags) *cobra.Command {
 			if err := checkOutput(f.output); err != nil {
 				return err
 			}
+			loc, err := f.filter.Location()
+			if err != nil {
+				return err
+			}
 			c, ns, err := p.client()
 			if err != nil {
 				return err
+			}
+			if f.continueFrom != "" {
+				if spec, err = f.continued(cmd, c, ns, spec); err != nil {
+					return err
+				}
 			}
 			mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: f.name}, Spec: spec}
 			if f.name == "" {
 				mt.GenerateName = "trace-"
 			}
+			if f.autosave {
+				p.autosave(cmd.Context(), c, mt)
+			}
 			mt, err = p.createAndWait(cmd.Context(), c, mt, f.timeout)
 			if err != nil {
 				return err
 			}
-			return p.printTrace(mt, f.output)
+			return p.printTrace(mt, f.output, loc)
 		},
 	}
 	fl := cmd.Flags()
@@ -173,7 +188,61 @@ func (p *plugin) runCommandWith(f *runFlags) *cobra.Command {
 	fl.StringVar(&f.name, "name", "", "name of the MessageTrace (default: generated, trace-xxxxx)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "how long to wait for the answer")
 	fl.StringVarP(&f.output, "output", "o", "", "output: table (default), wide, yaml or json")
+	fl.BoolVar(&f.autosave, "autosave", true, "keep the trace among your last 10 autosaved queries of the namespace (labelled "+v1alpha1.LabelAutosave+", "+v1alpha1.AnnotationCreatedBy+" your user name); older ones of yours are deleted")
+	fl.StringVar(&f.continueFrom, "continue-from", "", "the next page of rows of this earlier MessageTrace (its status.continue), with its filters and range; no filter flags")
 	return cmd
+}
+
+// continued is the spec of the page after the earlier trace's rows: its
+// filters and its continue token (which carries the range).
+func (f *runFlags) continued(cmd *cobra.Command, c client.Client, ns string, own v1alpha1.MessageTraceSpec) (v1alpha1.MessageTraceSpec, error) {
+	for _, n := range filterflags.FlagNames {
+		if cmd.Flags().Changed(n) {
+			return v1alpha1.MessageTraceSpec{}, fmt.Errorf("--continue-from takes the filters of MessageTrace %s: leave out --%s", f.continueFrom, n)
+		}
+	}
+	prev := &v1alpha1.MessageTrace{}
+	if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: f.continueFrom}, prev); err != nil {
+		return v1alpha1.MessageTraceSpec{}, err
+	}
+	if prev.Status.Continue == "" {
+		return v1alpha1.MessageTraceSpec{}, fmt.Errorf("MessageTrace %s has no more rows to page to (status.continue is empty)", prev.Name)
+	}
+	spec := *prev.Spec.DeepCopy()
+	spec.StartTime, spec.EndTime, spec.Window, spec.Details = nil, nil, nil, nil
+	// This run's own flags: its limit (else the earlier one's), report,
+	// notifications and TTL.
+	spec.Report, spec.Notify, spec.TTLSecondsAfterFinished = own.Report, own.Notify, own.TTLSecondsAfterFinished
+	if own.ResultLimit != 0 {
+		spec.ResultLimit = own.ResultLimit
+	}
+	spec.Continue = prev.Status.Continue
+	return spec, nil
+}
+
+// WhoAmI is the user name the API server knows the client by (a
+// SelfSubjectReview, which every authenticated user may create): what the
+// admission policy compares mailtrace.io/created-by with.
+func WhoAmI(ctx context.Context, c client.Client) (string, error) {
+	r := &authenticationv1.SelfSubjectReview{}
+	if err := c.Create(ctx, r); err != nil {
+		return "", err
+	}
+	if r.Status.UserInfo.Username == "" {
+		return "", errors.New("the API server did not say who you are")
+	}
+	return r.Status.UserInfo.Username, nil
+}
+
+// autosave marks mt as an autosaved query of the user; when the API server
+// cannot say who that is, the trace is created without (with a warning).
+func (p *plugin) autosave(ctx context.Context, c client.Client, mt *v1alpha1.MessageTrace) {
+	user, err := WhoAmI(ctx, c)
+	if err != nil {
+		fmt.Fprintf(p.streams.ErrOut, "warning: the trace is not autosaved: who you are is unknown (%v)\n", err)
+		return
+	}
+	mt.MarkAutosaved(user)
 }
 
 // spec builds the MessageTrace spec of the flags: the filters are read by
@@ -402,43 +471,52 @@ func printObject(w io.Writer, obj any, format string) error {
 }
 
 // printTrace prints a trace's rows like Get-MessageTraceV2 (or the object).
-func (p *plugin) printTrace(mt *v1alpha1.MessageTrace, format string) error {
+func (p *plugin) printTrace(mt *v1alpha1.MessageTrace, format string, loc *time.Location) error {
 	if format == "yaml" || format == "json" {
 		mt.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("MessageTrace"))
 		return printObject(p.streams.Out, mt, format)
 	}
 	st := &mt.Status
 	if len(st.Rows) == 0 {
-		fmt.Fprintf(p.streams.ErrOut, "No messages match (MessageTrace %s, %s).\n", mt.Name, rangeOf(mt))
+		fmt.Fprintf(p.streams.ErrOut, "No messages match (MessageTrace %s, %s).\n", mt.Name, rangeOf(mt, loc))
 		return nil
 	}
-	PrintRows(p.streams.Out, st.Rows, format == "wide")
-	msg := fmt.Sprintf("%d of %d matches shown (MessageTrace %s, %s)", len(st.Rows), st.TotalMatches, mt.Name, rangeOf(mt))
+	PrintRowsIn(p.streams.Out, st.Rows, format == "wide", loc)
+	msg := fmt.Sprintf("%d of %d matches shown (MessageTrace %s, %s)", len(st.Rows), st.TotalMatches, mt.Name, rangeOf(mt, loc))
 	if st.Report != nil && st.Report.Phase == v1alpha1.ReportPhaseCompleted {
 		msg += fmt.Sprintf("; the CSV report has %d rows: kubectl mailtrace download %s", st.Report.Rows, mt.Name)
 	}
 	fmt.Fprintln(p.streams.ErrOut, msg+".")
+	if st.Continue != "" {
+		fmt.Fprintf(p.streams.ErrOut, "More rows follow: kubectl mailtrace run --continue-from %s\n", mt.Name)
+	}
 	return nil
 }
 
-func rangeOf(mt *v1alpha1.MessageTrace) string {
+func rangeOf(mt *v1alpha1.MessageTrace, loc *time.Location) string {
 	if tr := mt.Status.TimeRange; tr != nil {
-		return fmt.Sprintf("%s from %s", tr.Duration, tr.Start.UTC().Format(textable.Time))
+		return fmt.Sprintf("%s from %s %s", tr.Duration, textable.FormatTime(tr.Start.Time, loc), textable.ZoneName(loc))
 	}
 	return "no range yet"
 }
 
 // PrintRows prints trace rows: the columns of Get-MessageTraceV2, and with
-// wide the message trace ID (for details), sizes, IPs and direction.
+// wide the message trace ID (for details), sizes, IPs and direction; times
+// in UTC.
 func PrintRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
+	PrintRowsIn(w, rows, wide, time.UTC)
+}
+
+// PrintRowsIn is PrintRows with times in loc.
+func PrintRowsIn(w io.Writer, rows []v1alpha1.TraceRow, wide bool, loc *time.Location) {
 	var t textable.Table
 	if wide {
-		t.Add(slices.Clone(textable.HeadPluginWide)...)
+		t.Add(textable.InZone(textable.HeadPluginWide, loc)...)
 	} else {
-		t.Add(slices.Clone(textable.HeadPluginRows)...)
+		t.Add(textable.InZone(textable.HeadPluginRows, loc)...)
 	}
 	for _, r := range rows {
-		recv := r.Received.UTC().Format(textable.Time)
+		recv := textable.FormatTime(r.Received.Time, loc)
 		if wide {
 			t.Add(recv, r.Sender, textable.OrDash(r.Recipient), textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
 				string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageTraceID, r.MessageID)
@@ -450,13 +528,17 @@ func PrintRows(w io.Writer, rows []v1alpha1.TraceRow, wide bool) {
 }
 
 func (p *plugin) getCommand() *cobra.Command {
-	var output string
+	var output, tz string
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Print a MessageTrace's rows (or its details timeline)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
+				return err
+			}
+			loc, err := filterflags.LoadLocation(tz)
+			if err != nil {
 				return err
 			}
 			c, ns, err := p.client()
@@ -474,18 +556,19 @@ func (p *plugin) getCommand() *cobra.Command {
 					return fmt.Errorf("MessageTrace %s failed: %s: %s", mt.Name, c.Reason, c.Message)
 				}
 				if mt.Status.Details != nil {
-					return PrintDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+					return PrintDetailsTimelineIn(p.streams.Out, p.streams.ErrOut, mt.Status.Details, loc)
 				}
 			}
-			return p.printTrace(mt, output)
+			return p.printTrace(mt, output, loc)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output: table (default), wide, yaml or json")
+	filterflags.AddTimeZoneFlag(cmd.Flags(), &tz)
 	return cmd
 }
 
 func (p *plugin) listCommand() *cobra.Command {
-	var all bool
+	var all, mine bool
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -501,8 +584,18 @@ func (p *plugin) listCommand() *cobra.Command {
 			if !all {
 				opts = append(opts, client.InNamespace(ns))
 			}
+			if mine {
+				opts = append(opts, client.MatchingLabels{v1alpha1.LabelAutosave: "true"})
+			}
 			if err := c.List(cmd.Context(), &list, opts...); err != nil {
 				return err
+			}
+			if mine {
+				user, err := WhoAmI(cmd.Context(), c)
+				if err != nil {
+					return fmt.Errorf("--mine: who you are is unknown: %w", err)
+				}
+				list.Items = MyAutosaved(list.Items, user)
 			}
 			if len(list.Items) == 0 {
 				fmt.Fprintf(p.streams.ErrOut, "No MessageTraces in %s.\n", ns)
@@ -513,7 +606,25 @@ func (p *plugin) listCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list the MessageTraces of every namespace")
+	cmd.Flags().BoolVar(&mine, "mine", false, "only your autosaved queries (the last 10 per namespace), newest first")
 	return cmd
+}
+
+// MyAutosaved is user's autosaved queries among traces, newest first.
+func MyAutosaved(traces []v1alpha1.MessageTrace, user string) []v1alpha1.MessageTrace {
+	var out []v1alpha1.MessageTrace
+	for _, mt := range traces {
+		if mt.IsAutosavedBy(user) {
+			out = append(out, mt)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b v1alpha1.MessageTrace) int {
+		if c := b.CreationTimestamp.Compare(a.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Name, a.Name)
+	})
+	return out
 }
 
 // printTraceList prints traces as kubectl get would, with the answer's size.
@@ -551,26 +662,40 @@ func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace b
 }
 
 func (p *plugin) detailsCommand() *cobra.Command {
-	var traceID, recipient, output string
+	var traceID, recipient, output, tz string
+	var events []string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:     "details",
-		Short:   "Print one message's event timeline for one recipient (like Get-MessageTraceDetailV2)",
-		Example: `  kubectl mailtrace details --trace-id 6ac2279ac0af5eb73a36 --recipient info@partner.example`,
-		Args:    cobra.NoArgs,
+		Use:   "details",
+		Short: "Print one message's event timeline, for one recipient or all (like Get-MessageTraceDetailV2)",
+		Example: `  kubectl mailtrace details --trace-id 6ac2279ac0af5eb73a36 --recipient info@partner.example
+  kubectl mailtrace details --trace-id 6ac2279ac0af5eb73a36 --event Defer,Fail --time-zone Asia/Tokyo`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if traceID == "" || recipient == "" {
-				return errors.New("--trace-id and --recipient are required (kubectl mailtrace run -o wide shows message trace IDs)")
+			if traceID == "" {
+				return errors.New("--trace-id is required (kubectl mailtrace run -o wide shows message trace IDs)")
 			}
 			if err := checkOutput(output); err != nil {
+				return err
+			}
+			loc, err := filterflags.LoadLocation(tz)
+			if err != nil {
+				return err
+			}
+			types, err := filterflags.ParseEventTypes(events)
+			if err != nil {
 				return err
 			}
 			c, ns, err := p.client()
 			if err != nil {
 				return err
 			}
+			d := &v1alpha1.DetailsSpec{MessageTraceID: traceID, Recipient: recipient}
+			for _, e := range types {
+				d.Events = append(d.Events, v1alpha1.EventType(e))
+			}
 			mt := &v1alpha1.MessageTrace{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "details-"},
-				Spec: v1alpha1.MessageTraceSpec{Details: &v1alpha1.DetailsSpec{MessageTraceID: traceID, Recipient: recipient}}}
+				Spec: v1alpha1.MessageTraceSpec{Details: d}}
 			mt, err = p.createAndWait(cmd.Context(), c, mt, timeout)
 			if err != nil {
 				return err
@@ -582,27 +707,48 @@ func (p *plugin) detailsCommand() *cobra.Command {
 			if mt.Status.Details == nil {
 				return fmt.Errorf("MessageTrace %s finished without details (is the manager older than this plugin?)", mt.Name)
 			}
-			return PrintDetailsTimeline(p.streams.Out, p.streams.ErrOut, mt.Status.Details)
+			return PrintDetailsTimelineIn(p.streams.Out, p.streams.ErrOut, mt.Status.Details, loc)
 		},
 	}
 	cmd.Flags().StringVar(&traceID, "trace-id", "", "message trace ID of the message (required)")
-	cmd.Flags().StringVar(&recipient, "recipient", "", "recipient address (required)")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "recipient address (default: every recipient, each event naming its own)")
+	cmd.Flags().StringSliceVar(&events, "event", nil, filterflags.EventUsage())
+	filterflags.AddTimeZoneFlag(cmd.Flags(), &tz)
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the answer")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output: table (default), yaml or json")
 	return cmd
 }
 
 // PrintDetailsTimeline prints a details timeline: time, event, source, DSN and what
-// happened (detail, relay, the server's response).
+// happened (detail, relay, the server's response); times in UTC.
 func PrintDetailsTimeline(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus) error {
+	return PrintDetailsTimelineIn(w, errw, d, time.UTC)
+}
+
+// PrintDetailsTimelineIn is PrintDetailsTimeline with times in loc. A
+// timeline of every recipient (no recipient named) has a RECIPIENT column.
+func PrintDetailsTimelineIn(w, errw io.Writer, d *v1alpha1.MessageDetailsStatus, loc *time.Location) error {
 	if len(d.Events) == 0 {
-		fmt.Fprintf(errw, "No events of message %s for %s (unknown, pruned, or not visible to this namespace).\n", d.MessageTraceID, d.Recipient)
+		who := " for " + d.Recipient
+		if d.Recipient == "" {
+			who = ""
+		}
+		fmt.Fprintf(errw, "No events of message %s%s (unknown, pruned, filtered out, or not visible to this namespace).\n", d.MessageTraceID, who)
 		return nil
 	}
+	all := d.Recipient == ""
 	var t textable.Table
-	t.Add(slices.Clone(textable.HeadPluginDetail)...)
+	if all {
+		t.Add(textable.InZone(textable.HeadPluginDetailAll, loc)...)
+	} else {
+		t.Add(textable.InZone(textable.HeadPluginDetail, loc)...)
+	}
 	for _, e := range d.Events {
-		t.Add(e.Time.UTC().Format(textable.Time), e.Event, textable.OrDash(e.Source), textable.OrDash(e.DSN), textable.EventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom))
+		cells := []string{textable.FormatTime(e.Time.Time, loc), e.Event, textable.OrDash(e.Source), textable.OrDash(e.DSN), textable.EventDetail(e.Detail, e.Relay, e.SMTPResponse, e.ExpandedFrom)}
+		if all {
+			cells = slices.Insert(cells, 2, textable.OrDash(e.Recipient))
+		}
+		t.Add(cells...)
 	}
 	if err := t.Print(w); err != nil {
 		return err

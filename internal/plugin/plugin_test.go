@@ -204,8 +204,86 @@ func TestKubectlPlugin(t *testing.T) {
 			!strings.Contains(lines[2], "relay=mx.partner.example[192.0.2.10]:25") {
 			t.Errorf("details printed\n%s", out)
 		}
-		if _, _, err := plugin(t, "details", "--trace-id", "m2"); err == nil || !strings.Contains(err.Error(), "--recipient") {
-			t.Errorf("details without recipient: %v", err)
+		// Without --recipient: every recipient's timeline, with a RECIPIENT column.
+		out, errOut, err = plugin(t, "details", "--trace-id", "m2")
+		lines = strings.Split(strings.TrimSpace(out), "\n")
+		if err != nil || len(lines) != 3 || !strings.Contains(lines[0], "RECIPIENT") || !strings.Contains(lines[2], "nobody@partner.example") ||
+			!strings.Contains(lines[2], "Fail") {
+			t.Errorf("details without recipient: %v\n%s%s", err, out, errOut)
+		}
+		// A recipient that is not one of the message's is refused, naming those there are.
+		_, _, err = plugin(t, "details", "--trace-id", "m2", "--recipient", "bob@partner.example")
+		if err == nil || !strings.Contains(err.Error(), string(v1alpha1.ReasonNotARecipient)) || !strings.Contains(err.Error(), "its recipients: nobody@partner.example") {
+			t.Errorf("details of a stranger: %v", err)
+		}
+		// --event and --time-zone.
+		out, errOut, err = plugin(t, "details", "--trace-id", "m2", "--event", "fail", "--time-zone", "Asia/Tokyo")
+		lines = strings.Split(strings.TrimSpace(out), "\n")
+		if err != nil || len(lines) != 2 || !strings.HasPrefix(lines[0], "TIME (Asia/Tokyo)") || !strings.Contains(lines[1], "Fail") {
+			t.Fatalf("details --event fail --time-zone Asia/Tokyo: %v\n%s%s", err, out, errOut)
+		}
+		var mt v1alpha1.MessageTrace
+		name := strings.Fields(strings.SplitN(errOut, "messagetrace.mailtrace.io/", 2)[1])[0]
+		if err := env.Client.Get(ctx, clientKey(ns, name), &mt); err != nil || len(mt.Status.Details.Events) != 1 {
+			t.Fatalf("the details trace: %v %+v", err, mt.Status.Details)
+		}
+		tokyo, _ := time.LoadLocation("Asia/Tokyo")
+		if want := mt.Status.Details.Events[0].Time.In(tokyo).Format("2006-01-02 15:04:05"); !strings.HasPrefix(lines[1], want) {
+			t.Errorf("the Fail event at %s in Tokyo, printed %q", want, lines[1])
+		}
+		if _, _, err := plugin(t, "details", "--trace-id", "m2", "--event", "Bounce"); err == nil || !strings.Contains(err.Error(), "not an event type") {
+			t.Errorf("details --event Bounce: %v", err)
+		}
+	})
+
+	// run pages with --limit and --continue-from; the pages together are
+	// the rows of one trace; run's traces are autosaved as the caller.
+	t.Run("continue-and-autosave", func(t *testing.T) {
+		_, errOut, err := plugin(t, "run", "--since", "1d", "--limit", "2", "--name", "page1")
+		if err != nil || !strings.Contains(errOut, "kubectl mailtrace run --continue-from page1") {
+			t.Fatalf("run --limit 2: %v\n%s", err, errOut)
+		}
+		out, errOut, err := plugin(t, "run", "--continue-from", "page1", "--name", "page2", "--time-zone", "Asia/Tokyo")
+		if err != nil || strings.Contains(errOut, "--continue-from") || !strings.Contains(out, "RECEIVED (Asia/Tokyo)") {
+			t.Fatalf("run --continue-from page1: %v\n%s%s", err, out, errOut)
+		}
+		var p1, p2 v1alpha1.MessageTrace
+		if err := env.Client.Get(ctx, clientKey(ns, "page1"), &p1); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Get(ctx, clientKey(ns, "page2"), &p2); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range append(p1.Status.Rows, p2.Status.Rows...) {
+			got = append(got, r.MessageTraceID)
+		}
+		if strings.Join(got, ",") != "m3,m2,m1" || p2.Status.Continue != "" || p2.Spec.Continue != p1.Status.Continue {
+			t.Errorf("pages of 2: %v (continue %q)", got, p2.Status.Continue)
+		}
+		if _, _, err := plugin(t, "run", "--continue-from", "page2"); err == nil || !strings.Contains(err.Error(), "no more rows") {
+			t.Errorf("continue from the last page: %v", err)
+		}
+		if _, _, err := plugin(t, "run", "--continue-from", "page1", "--sender", "x@example.com"); err == nil || !strings.Contains(err.Error(), "leave out --sender") {
+			t.Errorf("continue with a filter flag: %v", err)
+		}
+		me, err := WhoAmI(ctx, env.Client)
+		if err != nil || me == "" {
+			t.Fatalf("WhoAmI: %q, %v", me, err)
+		}
+		if !p1.IsAutosavedBy(me) {
+			t.Errorf("a trace of run is not autosaved as %s: %v %v", me, p1.Labels, p1.Annotations)
+		}
+		if _, _, err := plugin(t, "run", "--since", "1d", "--name", "unsaved", "--autosave=false"); err != nil {
+			t.Fatal(err)
+		}
+		var u v1alpha1.MessageTrace
+		if err := env.Client.Get(ctx, clientKey(ns, "unsaved"), &u); err != nil || u.IsAutosaved() || u.CreatedBy() != "" {
+			t.Errorf("--autosave=false: %v %v %v", err, u.Labels, u.Annotations)
+		}
+		out, _, err = plugin(t, "list", "--mine")
+		if err != nil || !strings.Contains(out, "page1") || !strings.Contains(out, "page2") || strings.Contains(out, "unsaved") {
+			t.Errorf("list --mine: %v\n%s", err, out)
 		}
 	})
 

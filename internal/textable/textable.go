@@ -26,7 +26,9 @@ var (
 	HeadPluginRows   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS"}
 	HeadPluginWide   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE TRACE ID", "MESSAGE ID"}
 	HeadPluginDetail = []string{"TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL"}
-	HeadPluginList   = []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
+	// HeadPluginDetailAll is the details timeline of every recipient.
+	HeadPluginDetailAll = []string{"TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL"}
+	HeadPluginList      = []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
 )
 
 // Time is the layout of times in tables (UTC unless a --time-zone says).
