@@ -32,6 +32,7 @@ var sources = []source.Registration{
 // says so in a few byte comparisons; a line no shape reads is syslog.
 var shapes = []func(l *syslog.Line, line string, loc *time.Location) bool{
 	exim.ParseMainlog,
+	stalwart.ParseLogFile,
 }
 
 func shaped(l *syslog.Line, line string, loc *time.Location) bool {

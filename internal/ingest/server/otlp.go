@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source/stalwart"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
@@ -368,12 +369,22 @@ func recordMessage(res otlpResource, lr plog.LogRecord) (syslog.Message, string)
 	}
 	if ev := lr.EventName(); ev != "" && stalwartLevels[lr.SeverityText()] {
 		text = stalwartLine(lr.SeverityText(), text, ev, attrs)
+		if host == "" {
+			// Stalwart's exporter names no host (its queue ids are unique
+			// without one)
+			host = "stalwart"
+		}
 	} else if firstAttr(attrs, "message") == "" {
 		// a whole line or frame in the body is read as such
 		if syslog.HasPRI(text) {
 			return syslog.ParseFrame(text), ""
 		}
 		if _, err := syslog.ParseLine(text, time.Now(), nil); err == nil {
+			return syslog.Message{Line: text}, ""
+		}
+		var l syslog.Line
+		if app == "" && stalwart.ParseLogFile(&l, text, nil) {
+			// a line of Stalwart's own log file (filelog tailing it)
 			return syslog.Message{Line: text}, ""
 		}
 	}

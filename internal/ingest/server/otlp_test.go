@@ -215,6 +215,71 @@ func TestOTLPLogs(t *testing.T) {
 		}
 	}
 
+	// Stalwart's own OpenTelemetry exporter: the event id as EventName,
+	// its description as the body, its own keys (with the span id) as
+	// attributes, service.name stalwart and no host
+	sw := plog.NewLogs()
+	rl := sw.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "stalwart")
+	rl.Resource().Attributes().PutStr("service.version", "0.12.4")
+	swl := rl.ScopeLogs().AppendEmpty()
+	swl.Scope().SetName("stalwart")
+	for i, e := range []struct {
+		id, desc string
+		attrs    func(pcommon.Map)
+	}{
+		{"smtp.connection-start", "SMTP connection started", func(a pcommon.Map) {
+			a.PutStr("listenerId", "smtp")
+			a.PutInt("localPort", 25)
+			a.PutStr("remoteIp", "192.0.2.44")
+			a.PutInt("remotePort", 50123)
+			a.PutInt("spanId", 7001)
+		}},
+		{"queue.queue-message", "Queued message for delivery", func(a pcommon.Map) {
+			a.PutInt("spanId", 7001)
+			a.PutInt("queueId", 219819146581090473)
+			a.PutStr("from", "sw@example.net")
+			a.PutEmptySlice("to").AppendEmpty().SetStr("stalwart-user@example.com")
+			a.PutInt("size", 2048)
+		}},
+		{"delivery.attempt-start", "Delivery attempt started", func(a pcommon.Map) {
+			a.PutInt("spanId", 8001)
+			a.PutInt("queueId", 219819146581090473)
+			a.PutStr("from", "sw@example.net")
+			a.PutEmptySlice("to").AppendEmpty().SetStr("stalwart-user@example.com")
+			a.PutInt("size", 2048)
+			a.PutInt("total", 1)
+		}},
+		{"message-ingest.ham", "Message ingested", func(a pcommon.Map) {
+			a.PutInt("spanId", 8001)
+			a.PutInt("accountId", 3)
+			a.PutStr("messageId", "<sw1@example.net>")
+		}},
+		{"delivery.dsn-success", "DSN success notification", func(a pcommon.Map) {
+			a.PutInt("spanId", 8001)
+			a.PutStr("to", "stalwart-user@example.com")
+			a.PutStr("hostname", "localhost")
+			a.PutInt("code", 250)
+			a.PutStr("details", "OK")
+		}},
+	} {
+		lr := swl.LogRecords().AppendEmpty()
+		lr.SetEventName(e.id)
+		lr.SetSeverityText("INFO")
+		lr.SetSeverityNumber(plog.SeverityNumberInfo)
+		lr.Body().SetStr(e.desc)
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(10+i) * time.Second)))
+		e.attrs(lr.Attributes())
+	}
+	if a := postOTLP(t, c, base, token, ctProtobuf, false, marshalLogs(t, sw, false)); a.code != http.StatusOK || a.resp.PartialSuccess().RejectedLogRecords() != 0 {
+		t.Fatalf("Stalwart's records: %d %v %q", a.code, a.status, a.resp.PartialSuccess().ErrorMessage())
+	}
+	for _, row := range waitStatus(t, st, "stalwart-user@example.com", mailflow.StatusDelivered) {
+		if row.Recipient == "stalwart-user@example.com" && (row.Sender != "sw@example.net" || row.FromIP != "192.0.2.44" || row.MessageID != "sw1@example.net") {
+			t.Errorf("Stalwart's row %+v", row)
+		}
+	}
+
 	// records it cannot use: rejected, the others kept
 	partial := syslogReceiverLogs(postfixMessage(t0.Add(4*time.Minute), "mx3", "4PbC4x469Jz3tBv", "e@example.net", "k@example.com"))
 	sl := partial.ResourceLogs().At(0).ScopeLogs().At(0)
@@ -428,6 +493,28 @@ func TestOTLPCostBoundsDecoding(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The hostile bodies of TestHostileOTLPRSS, in small: the walk refuses a
+// value nested a million levels deep, and counts what pdata would make of
+// a body of empty attributes, before anything is decoded.
+func TestOTLPCostHostile(t *testing.T) {
+	if _, err := protoCost(otlpNested(1 << 20)); err != errOTLPDepth {
+		t.Errorf("values nested ~250,000 levels deep: %v", err)
+	}
+	b := otlpEmptyRecords(1<<20, 84)
+	c, err := protoCost(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b); err != nil || req.Logs().LogRecordCount() != c.records {
+		t.Fatalf("pdata: %v, %d records, the walk %d", err, req.Logs().LogRecordCount(), c.records)
+	}
+	if attrs := int64(c.records) * 84; c.bytes < attrs*otlpObjectBytes(mKeyValue) {
+		t.Errorf("%d records of 84 attributes counted as %d bytes", c.records, c.bytes)
+	}
+	t.Logf("1 MiB: %d records of 84 empty attributes, %d MiB decoded by the walk's count", c.records, c.bytes>>20)
 }
 
 // The OTLP decoder (cost walk, pdata, the mapping to lines) on any body:

@@ -2,6 +2,9 @@ package stalwart
 
 import (
 	"strings"
+	"time"
+
+	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
 // The grammar of a Stalwart event as its text tracer writes it (the log
@@ -285,4 +288,40 @@ func parseString(s string, inList bool) (string, int) {
 		return s[1:], len(s)
 	}
 	return b.String(), len(s)
+}
+
+// ParseLogFile reads a line of Stalwart's own log file (its "log" tracer,
+// or its console in a container's log), which has no syslog header:
+// "2025-01-17T16:59:03Z INFO Description (family.event) keys": the
+// program is "stalwart", the host unknown (empty), the message the whole
+// line. A line of another shape is refused in a few byte comparisons (an
+// RFC 3339 syslog line has its host, not a level, after the time).
+func ParseLogFile(l *syslog.Line, line string, _ *time.Location) bool {
+	if len(line) < 26 || line[4] != '-' || line[10] != 'T' || line[0] < '0' || line[0] > '9' {
+		return false
+	}
+	sp := strings.IndexByte(line, ' ')
+	if sp < 20 || sp > 35 {
+		return false
+	}
+	rest := line[sp+1:]
+	level := false
+	for _, lv := range levels {
+		if strings.HasPrefix(rest, lv) && len(rest) > len(lv) && rest[len(lv)] == ' ' {
+			level = true
+			break
+		}
+	}
+	if !level {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339Nano, line[:sp])
+	if err != nil {
+		return false
+	}
+	if _, _, ok := EventID(rest); !ok {
+		return false
+	}
+	*l = syslog.Line{Time: t, Program: "stalwart", Message: line, HasYear: true}
+	return true
 }

@@ -164,6 +164,17 @@ func TestStalwartMessages(t *testing.T) {
 			"Deliver x@example.com; Defer y@example.com; Defer y@example.com",
 			nil,
 		},
+		{
+			// Stalwart's own log file: no syslog header (ingest's shapes)
+			"its own log file",
+			[]string{
+				`2025-01-12T08:00:29Z INFO Queued message for delivery (queue.queue-message) listenerId = "smtp", localPort = 25, remoteIp = 192.0.2.9, remotePort = 5000, queueId = 42, from = "s@example.net", to = ["u@example.com"], size = 100`,
+				`2025-01-12T08:00:30Z INFO DSN success notification (delivery.dsn-success) queueId = 42, from = "s@example.net", to = ["u@example.com"], size = 100, total = 1, to = "u@example.com", hostname = "localhost", code = 250, details = "OK"`,
+				`2025-01-12T08:00:30Z INFO TLS handshake (tls.handshake) listenerId = "smtp", localPort = 25, remoteIp = 192.0.2.9, remotePort = 5000, version = "TLSv1_3"`,
+			},
+			"Receive; Submit u@example.com; Deliver u@example.com",
+			nil,
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
