@@ -76,7 +76,7 @@ func openSMTPDScenarios() []scenario {
 			send: retried(local("erin"+domain, "deferonce-1@remote.test")),
 			want: []want{{Rcpt: "deferonce-1@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound,
 				Events: ev(mailflow.EventDefer, mailflow.EventDeliver), DSN: "2.0.0"}}},
-		{name: "perm-failed", about: "the remote MX answers 550 5.1.1 (PermFail): Failed, and the bounce is delivered to the sender's mailbox",
+		{name: "perm-failed", about: "the remote MX answers 550 5.1.1 (PermFail): Failed",
 			send: local("frank"+domain, "nosuch-user@remote.test"), wait: 90 * time.Second,
 			want: []want{
 				{Rcpt: "nosuch-user@remote.test", Sender: "frank" + domain, Status: mailflow.StatusFailed, Direction: mailflow.DirectionOutbound,
