@@ -18,8 +18,15 @@ dest="$cache/${name}-${version}"
 link="$root/bin/${name}-${version}"
 
 if [[ ! -x "$link" ]]; then
+  mkdir -p "$cache"
+  # One build per machine at a time: a second caller (another clone, a
+  # parallel make) waits for the build under way and then finds its result.
+  exec 9>"$dest.lock"
+  if ! flock -n 9; then
+    echo ">> waiting for another build of ${name} ${version}" >&2
+    flock 9
+  fi
   if [[ ! -x "$dest" ]]; then
-    mkdir -p "$cache"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     echo ">> building ${name} ${version} from the Go module proxy (${estimate}, once per machine)" >&2

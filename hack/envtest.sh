@@ -32,6 +32,19 @@ if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
   exit 0
 fi
 mkdir -p "$dest"
+# One build per machine at a time: parallel test packages, a second clone or
+# a second `make test` wait here for the build under way (it takes minutes)
+# instead of starting their own, then find its result.
+exec 9>"$dest.lock"
+if ! flock -n 9; then
+  echo ">> waiting for another build of the envtest control plane (${dest})" >&2
+  flock 9
+fi
+if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
+  link_checkout
+  echo "$link"
+  exit 0
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
