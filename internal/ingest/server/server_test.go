@@ -553,7 +553,7 @@ func selfSigned(t testing.TB) (certFile, keyFile string) {
 func TestBadStateFile(t *testing.T) {
 	for name, content := range map[string]string{
 		"damaged":        `{"version": 2, "sources": {"postfix": {"traces": [`,
-		"unknown source": `{"version": 2, "sources": {"exim": {}}}`,
+		"unknown source": `{"version": 2, "sources": {"sendmail": {}}}`,
 		"bad trace":      `{"version": 1, "messages": [{"host": "mx", "queueId": "ABCDE12345", "traceId": "nowhere"}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
