@@ -88,6 +88,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			"subject":            map[string]any{"value": "invoice", "match": "StartsWith"},
 			"resultLimit":        int64(200),
 		}},
+		{"details of every recipient", map[string]any{"details": map[string]any{"messageTraceId": "m1"}}},
+		{"details with an event filter", map[string]any{"details": map[string]any{"messageTraceId": "m1", "recipient": "a@example.com", "events": []any{"Deliver", "Fail", "FilterAsSpam"}}}},
+		{"a continue token", map[string]any{"continue": "eyJ2IjoxfQ", "senderAddresses": []any{"*@example.com"}}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +138,16 @@ func TestInvalidObjectsAreRejectedWithTheirMessage(t *testing.T) {
 		{"address too long", map[string]any{"recipientAddresses": []any{strings.Repeat("a", 310) + "@example.com"}}, "320"},
 		{"101 senders", map[string]any{"senderAddresses": addresses(101)}, "must have at most 100 items"},
 		{"101 recipients", map[string]any{"recipientAddresses": addresses(101)}, "must have at most 100 items"},
+		{"details without a message", map[string]any{"details": map[string]any{"recipient": "a@example.com"}}, "details needs messageTraceId"},
+		{"an event type in lower case", map[string]any{"details": map[string]any{"messageTraceId": "m1", "events": []any{"deliver"}}}, "should match"},
+		{"21 event types", map[string]any{"details": map[string]any{"messageTraceId": "m1", "events": func() []any {
+			var out []any
+			for i := range 21 {
+				out = append(out, "Type"+strings.Repeat("x", i))
+			}
+			return out
+		}()}}, "must have at most 20 items"},
+		{"a continue token too long", map[string]any{"continue": strings.Repeat("a", 4097)}, "4096"},
 		{"end without start", map[string]any{"endTime": "2026-01-03T00:00:00Z"}, "endTime requires startTime"},
 		{"end before start", map[string]any{"startTime": "2026-01-03T00:00:00Z", "endTime": "2026-01-01T00:00:00Z"}, "endTime must be after startTime"},
 		{"end equal to start", map[string]any{"startTime": "2026-01-03T00:00:00Z", "endTime": "2026-01-03T00:00:00Z"}, "endTime must be after startTime"},

@@ -49,6 +49,10 @@ func TestScheduleValidation(t *testing.T) {
 				"webhook": map[string]any{"url": "https://hooks.example.com/x", "secretRef": map[string]any{"name": "s"}},
 				"email":   map[string]any{"to": []any{"ops@example.com"}}}}}}),
 	}
+	// A saved query: no schedule at all.
+	savedQuery := scheduleSpec(map[string]any{"window": "7d"})
+	delete(savedQuery, "schedule")
+	good = append(good, savedQuery)
 	for i, spec := range good {
 		obj := newSchedule(ns, fmt.Sprintf("good-%d", i), spec)
 		if err := env.Client.Create(ctx(t), obj); err != nil {
@@ -82,6 +86,7 @@ func TestScheduleValidation(t *testing.T) {
 		{"6 cron fields", scheduleSpec(map[string]any{"schedule": "0 0 6 * * 1"}), "schedule must have 5 cron fields"},
 		{"time zone in the schedule", scheduleSpec(map[string]any{"schedule": "CRON_TZ=UTC 0 6 * * 1"}), "schedule must have 5 cron fields"},
 		{"@every", scheduleSpec(map[string]any{"schedule": "@every 1h"}), "schedule must have 5 cron fields"},
+		{"an empty schedule (leave it out for a saved query)", scheduleSpec(map[string]any{"schedule": ""}), "at least 1 chars long"},
 		{"window 0", scheduleSpec(map[string]any{"window": "0s"}), windowMsg},
 		{"window under a minute", scheduleSpec(map[string]any{"window": "59s"}), windowMsg},
 		{"window over 90 days", scheduleSpec(map[string]any{"window": "2161h"}), windowMsg},
