@@ -231,7 +231,7 @@ var goldenDigests = map[string]string{
 	"postfix-log-parser-youyo/test-iso8601.log":                                    "29b0a00acc3e47a5f9ca8baf0baf0d1051be6fa7a45760a43bacffdeec4fff31", // 26 events
 	"postfix-log-parser-youyo/test-milter.log":                                     "b7e0f90677b44982bcaf7e08abd932704784fea41ba27646947039544750ad13", // 6 events
 	"postfix-log-parser-youyo/test.log":                                            "5c0ebc75a678a8ab45a74088f541523a44fa574b60ec67966cae84b5be57ef06", // 10 events
-	"postfix-logsums/mail.log.gz":                                                  "4912e84b2b7bf7d6feca816c680367017c83fc45d76bd38b2f1ee242680a091f", // 1524 events: 180 of them amavis Passed verdicts (Scan)
+	"postfix-logsums/mail.log.gz":                                                  "c4c03968691ab6faf55ebfbb3aaba9b0b535d51c1c0f9a72807dadebcfeb11b9", // 1524 events: 180 of them amavis Passed verdicts (Scan)
 	"postfix_exporter-digineo/mail.log":                                            "02cdb3371d0e9c8d8076dc989f90d284c767cc5832272d655e2600df644244a1", // 8 events
 }
 

@@ -27,7 +27,7 @@ import (
 //
 // and asks the sources for a queue id (TraceID).
 type Links struct {
-	cur, old map[string]Link
+	cur, old map[linkKey]Link
 	rotated  time.Time
 	// last: the Message-ID and trace of the latest event noted, so that a
 	// message's events (each carries its Message-ID) are indexed once
@@ -53,13 +53,21 @@ const maxLinks = 1 << 17
 // NewLinks returns an empty index; traceID answers a queue id on a host
 // (the engine's Correlator.TraceID), or is nil.
 func NewLinks(traceID func(host, id string) string) *Links {
-	return &Links{cur: map[string]Link{}, old: map[string]Link{}, traceID: traceID}
+	return &Links{cur: map[linkKey]Link{}, old: map[linkKey]Link{}, traceID: traceID}
 }
 
-// Key prefixes of the index.
+// linkKey is a key of the index: a struct, so that noting an event
+// builds no string.
+type linkKey struct {
+	kind uint8  // keyMsgID, keySession
+	id   string // the Message-ID (normalized) or the session id
+	rcpt string // the recipient, or ""
+}
+
+// Kinds of keys.
 const (
-	keyMsgID   = "m\x00"
-	keySession = "s\x00"
+	keyMsgID uint8 = iota + 1
+	keySession
 )
 
 // Note indexes an emitted event (the engine calls it for every event).
@@ -70,7 +78,7 @@ func (l *Links) Note(e *mailflow.Event) {
 	}
 	if e.MessageID != l.lastMsgID || e.MessageTraceID != l.lastTrace {
 		l.lastMsgID, l.lastTrace = e.MessageID, e.MessageTraceID
-		l.put(keyMsgID+mailflow.NormalizeMessageID(e.MessageID), Link{TraceID: e.MessageTraceID, Time: e.Time})
+		l.put(linkKey{keyMsgID, mailflow.NormalizeMessageID(e.MessageID), ""}, Link{TraceID: e.MessageTraceID, Time: e.Time})
 	}
 	if e.Recipient == "" {
 		return
@@ -78,14 +86,14 @@ func (l *Links) Note(e *mailflow.Event) {
 	if _, ok := mailflow.StatusOf(e.Type); !ok {
 		return
 	}
-	l.put(keyMsgID+mailflow.NormalizeMessageID(e.MessageID)+"\x00"+e.Recipient, Link{TraceID: e.MessageTraceID, Recipient: e.Recipient, Time: e.Time})
+	l.put(linkKey{keyMsgID, mailflow.NormalizeMessageID(e.MessageID), e.Recipient}, Link{TraceID: e.MessageTraceID, Recipient: e.Recipient, Time: e.Time})
 	if e.Type == mailflow.EventDeliver {
 		if sid := LMTPSession(e.SMTPResponse); sid != "" {
 			// one LMTP transaction may carry several recipients under one
 			// session id: keyed with the recipient too
 			v := Link{TraceID: e.MessageTraceID, Recipient: e.Recipient, Time: e.Time}
-			l.put(keySession+sid, v)
-			l.put(keySession+sid+"\x00"+e.Recipient, v)
+			l.put(linkKey{keySession, sid, ""}, v)
+			l.put(linkKey{keySession, sid, e.Recipient}, v)
 		}
 	}
 }
@@ -98,14 +106,14 @@ func (l *Links) Noted() bool {
 	return n > 0
 }
 
-func (l *Links) put(k string, v Link) {
+func (l *Links) put(k linkKey, v Link) {
 	if len(l.cur) >= maxLinks {
 		l.rotate(v.Time)
 	}
 	l.cur[k] = v
 }
 
-func (l *Links) get(k string) (Link, bool) {
+func (l *Links) get(k linkKey) (Link, bool) {
 	if v, ok := l.cur[k]; ok {
 		return v, true
 	}
@@ -125,7 +133,7 @@ func (l *Links) Forget(now time.Time, age time.Duration) {
 }
 
 func (l *Links) rotate(now time.Time) {
-	l.old, l.cur = l.cur, make(map[string]Link, len(l.cur)/2)
+	l.old, l.cur = l.cur, make(map[linkKey]Link, len(l.cur)/2)
 	l.rotated = now
 }
 
@@ -135,21 +143,17 @@ func (l *Links) rotate(now time.Time) {
 // LMTP transaction; else the latest delivery of the session.
 func (l *Links) Session(sid, recipient string) (Link, bool) {
 	if strings.IndexByte(recipient, '@') > 0 {
-		if v, ok := l.get(keySession + sid + "\x00" + mailflow.NormalizeAddress(recipient)); ok {
+		if v, ok := l.get(linkKey{keySession, sid, mailflow.NormalizeAddress(recipient)}); ok {
 			return v, true
 		}
 	}
-	return l.get(keySession + sid)
+	return l.get(linkKey{keySession, sid, ""})
 }
 
 // MessageID returns the latest message that carried a Message-ID (with
 // recipient set: that decided the status of that recipient).
 func (l *Links) MessageID(messageID, recipient string) (Link, bool) {
-	k := keyMsgID + mailflow.NormalizeMessageID(messageID)
-	if recipient != "" {
-		k += "\x00" + mailflow.NormalizeAddress(recipient)
-	}
-	return l.get(k)
+	return l.get(linkKey{keyMsgID, mailflow.NormalizeMessageID(messageID), mailflow.NormalizeAddress(recipient)})
 }
 
 // QueueID returns the trace of the message a source knows as queue id on
@@ -179,16 +183,39 @@ func LMTPSession(reply string) string {
 	return sid
 }
 
-// linksState is Links as JSON.
+// linksState is Links as JSON: its two generations as lists.
 type linksState struct {
-	Rotated time.Time       `json:"rotated,omitzero"`
-	Cur     map[string]Link `json:"cur,omitempty"`
-	Old     map[string]Link `json:"old,omitempty"`
+	Rotated time.Time   `json:"rotated,omitzero"`
+	Cur     []linkEntry `json:"cur,omitempty"`
+	Old     []linkEntry `json:"old,omitempty"`
+}
+
+type linkEntry struct {
+	Kind uint8  `json:"k"`
+	ID   string `json:"id"`
+	Rcpt string `json:"rcpt,omitempty"`
+	Link
+}
+
+func entries(m map[linkKey]Link) []linkEntry {
+	out := make([]linkEntry, 0, len(m))
+	for k, v := range m {
+		out = append(out, linkEntry{k.kind, k.id, k.rcpt, v})
+	}
+	return out
+}
+
+func fromEntries(es []linkEntry) map[linkKey]Link {
+	m := make(map[linkKey]Link, len(es))
+	for _, e := range es {
+		m[linkKey{e.Kind, e.ID, e.Rcpt}] = e.Link
+	}
+	return m
 }
 
 // MarshalJSON saves the index (part of the engine's state).
 func (l *Links) MarshalJSON() ([]byte, error) {
-	return json.Marshal(linksState{Rotated: l.rotated, Cur: l.cur, Old: l.old})
+	return json.Marshal(linksState{Rotated: l.rotated, Cur: entries(l.cur), Old: entries(l.old)})
 }
 
 // UnmarshalJSON restores an index saved by MarshalJSON.
@@ -197,13 +224,7 @@ func (l *Links) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	l.rotated, l.cur, l.old = s.Rotated, s.Cur, s.Old
-	if l.cur == nil {
-		l.cur = map[string]Link{}
-	}
-	if l.old == nil {
-		l.old = map[string]Link{}
-	}
+	l.rotated, l.cur, l.old = s.Rotated, fromEntries(s.Cur), fromEntries(s.Old)
 	return nil
 }
 

@@ -199,7 +199,9 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 	v, _ := amavis.Parse(raw)
 	if typ == "" {
 		e := amavis.ScanEvent(v)
-		e.ID = eventID(host, r.FilterID, t, raw, mailflow.EventScan, "")
+		// amavis' run id and the time make it unique: a digest of them,
+		// not of the line (long: it lists every recipient and the subject)
+		e.ID = digest(host, "amavis-scan", r.FilterID, t.Format(time.RFC3339Nano))
 		e.Time = t
 		switch {
 		case m != nil:
