@@ -566,6 +566,7 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 	t.Run("messagetrace", func(t *testing.T) { messageTraceJunk(t, l) })
+	t.Run("amavis", runAmavis)
 }
 
 // waitStatus waits until the row of messageID for rcpt has status.
@@ -811,12 +812,14 @@ func folderOf(evs []mailflow.Event) string {
 	return f
 }
 
-// spamOf is the action of the latest Scan event that did something
-// (rspamd's "no action" and amavis' "Passed CLEAN" do nothing).
+// spamOf is the action of the latest scanner's event (a Scan, or the
+// block amavis' verdict made) that did something (rspamd's "no action"
+// and amavis' "Passed CLEAN" do nothing).
 func spamOf(evs []mailflow.Event) string {
 	a := ""
 	for _, e := range evs {
-		if e.Type == mailflow.EventScan && e.Action != "no action" && e.Action != "Passed CLEAN" {
+		scanner := e.Source == "rspamd" || e.Source == "amavis"
+		if scanner && e.Action != "" && e.Action != "no action" && e.Action != "Passed CLEAN" {
 			a = e.Action
 		}
 	}
@@ -929,7 +932,7 @@ func writeDoc(t *testing.T) {
 	rs := append([]result(nil), results...)
 	resultsMu.Unlock()
 	order := map[string]int{}
-	for i, sc := range scenarios() {
+	for i, sc := range append(scenarios(), amavisScenarios()...) {
 		order[sc.name] = i
 	}
 	sort.Slice(rs, func(i, j int) bool { return order[rs[i].name] < order[rs[j].name] })

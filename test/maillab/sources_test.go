@@ -2,6 +2,7 @@ package maillab_test
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -83,5 +84,62 @@ vacation :days 1 :addresses ["`+maillab.User(64)+`"] "I am away until Monday.";
 				},
 			},
 		},
+	}
+}
+
+// amavisScenarios run in a lab of their own whose Postfix hands every
+// message to amavis (maillab.UseAmavis): one trace across both hops, and
+// amavis' verdict in it.
+func amavisScenarios() []scenario {
+	const boundary = "maillab-boundary-1"
+	return []scenario{
+		{
+			name:  "amavis-clean",
+			about: "the same inbound message through amavis (content_filter, re-injection on loopback): one trace across the hop, amavis' Passed CLEAN a Scan event",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{"bob" + domain}, Subject: "Through the filter"}))
+			},
+			want: []want{{Rcpt: "bob" + domain, Sender: "sender@remote.test", Status: mailflow.StatusDelivered, Direction: mailflow.DirectionInbound,
+				Subject: "Through the filter", FromIP: maillab.OutsideIP, DSN: "2.0.0", Folder: "INBOX",
+				Events: []mailflow.EventType{mailflow.EventReceive, mailflow.EventScan, mailflow.EventDeliver, mailflow.EventSave}}},
+			truth: func(l *maillab.Lab) string {
+				if !strings.Contains(readFile(l.LogFile("amavis.log")), "Passed CLEAN") {
+					return "amavis logged no Passed CLEAN"
+				}
+				return ""
+			},
+		},
+		{
+			name:  "amavis-banned",
+			about: "an attachment of a banned name (.exe): amavis blocks it (Blocked BANNED, discarded and quarantined): Quarantined, amavis' verdict and quarantine id in the timeline",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				s := mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{"carol" + domain}, Subject: "Your invoice",
+					Headers: []string{"Content-Type: multipart/mixed; boundary=\"" + boundary + "\""},
+					Body: "--" + boundary + "\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--" + boundary +
+						"\r\nContent-Type: application/octet-stream; name=\"" + maillab.BannedName + "\"\r\nContent-Disposition: attachment; filename=\"" +
+						maillab.BannedName + "\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA\r\n--" + boundary + "--\r\n"}))
+				s.recipients = []string{"carol" + domain}
+				return s
+			},
+			want: []want{{Rcpt: "carol" + domain, Status: mailflow.StatusQuarantined, Direction: mailflow.DirectionInbound,
+				Spam: "Blocked BANNED", Events: []mailflow.EventType{mailflow.EventReceive, mailflow.EventScan, mailflow.EventQuarantine}}},
+		},
+	}
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// runAmavis runs amavisScenarios in a lab of their own.
+func runAmavis(t *testing.T) {
+	l := maillab.Start(t)
+	l.UseAmavis(t)
+	for _, sc := range amavisScenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			run(t, l, sc)
+		})
 	}
 }
