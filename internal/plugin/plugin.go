@@ -569,12 +569,20 @@ func (p *plugin) getCommand() *cobra.Command {
 
 func (p *plugin) listCommand() *cobra.Command {
 	var all, mine bool
+	var output, tz string
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the namespace's MessageTraces: phase, range, matches",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "wide" {
+				return fmt.Errorf("unknown output format %q: use wide (or nothing)", output)
+			}
+			loc, err := filterflags.LoadLocation(tz)
+			if err != nil {
+				return err
+			}
 			c, ns, err := p.client()
 			if err != nil {
 				return err
@@ -601,11 +609,13 @@ func (p *plugin) listCommand() *cobra.Command {
 				fmt.Fprintf(p.streams.ErrOut, "No MessageTraces in %s.\n", ns)
 				return nil
 			}
-			printTraceTable(p.streams.Out, list.Items, all, time.Now())
+			printTraceTable(p.streams.Out, list.Items, listOptions{withNamespace: all, wide: output == "wide", loc: loc}, time.Now())
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list the MessageTraces of every namespace")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output: table (default) or wide (with each range's start and end, and who created the trace)")
+	filterflags.AddTimeZoneFlag(cmd.Flags(), &tz)
 	cmd.Flags().BoolVar(&mine, "mine", false, "only your autosaved queries (the last 10 per namespace), newest first")
 	return cmd
 }
@@ -628,10 +638,19 @@ func MyAutosaved(traces []v1alpha1.MessageTrace, user string) []v1alpha1.Message
 }
 
 // printTraceList prints traces as kubectl get would, with the answer's size.
-func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace bool, now time.Time) {
+// listOptions say how list prints.
+type listOptions struct {
+	withNamespace, wide bool
+	loc                 *time.Location
+}
+
+func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, o listOptions, now time.Time) {
 	var t textable.Table
 	head := append([]string(nil), textable.HeadPluginList...)
-	if withNamespace {
+	if o.wide {
+		head = append(head, textable.InZone(textable.HeadPluginListWide, o.loc)...)
+	}
+	if o.withNamespace {
 		head = append([]string{"NAMESPACE"}, head...)
 	}
 	t.Add(head...)
@@ -653,7 +672,14 @@ func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, withNamespace b
 		}
 		cells := []string{mt.Name, textable.OrDash(string(st.Phase)), rng, matches, strconv.Itoa(int(st.ReturnedRows)), report, reason,
 			textable.FormatAge(now.Sub(mt.CreationTimestamp.Time))}
-		if withNamespace {
+		if o.wide {
+			from, to := "-", "-"
+			if st.TimeRange != nil && st.Details == nil {
+				from, to = textable.FormatTime(st.TimeRange.Start.Time, o.loc), textable.FormatTime(st.TimeRange.End.Time, o.loc)
+			}
+			cells = append(cells, from, to, textable.OrDash(mt.CreatedBy()))
+		}
+		if o.withNamespace {
 			cells = append([]string{mt.Namespace}, cells...)
 		}
 		t.Add(cells...)

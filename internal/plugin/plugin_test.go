@@ -281,6 +281,18 @@ func TestKubectlPlugin(t *testing.T) {
 		if err := env.Client.Get(ctx, clientKey(ns, "unsaved"), &u); err != nil || u.IsAutosaved() || u.CreatedBy() != "" {
 			t.Errorf("--autosave=false: %v %v %v", err, u.Labels, u.Annotations)
 		}
+		out, _, err = plugin(t, "list", "-o", "wide", "--time-zone", "Asia/Tokyo")
+		if err != nil || !strings.Contains(out, "FROM (Asia/Tokyo)") || !strings.Contains(out, me) {
+			t.Errorf("list -o wide --time-zone Asia/Tokyo: %v\n%s", err, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "page1 ") {
+				tokyo, _ := time.LoadLocation("Asia/Tokyo")
+				if want := p1.Status.TimeRange.Start.In(tokyo).Format("2006-01-02 15:04:05"); !strings.Contains(l, want) {
+					t.Errorf("page1's line %q lacks its start in Tokyo, %s", l, want)
+				}
+			}
+		}
 		out, _, err = plugin(t, "list", "--mine")
 		if err != nil || !strings.Contains(out, "page1") || !strings.Contains(out, "page2") || strings.Contains(out, "unsaved") {
 			t.Errorf("list --mine: %v\n%s", err, out)

@@ -29,6 +29,8 @@ var (
 	// HeadPluginDetailAll is the details timeline of every recipient.
 	HeadPluginDetailAll = []string{"TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL"}
 	HeadPluginList      = []string{"NAME", "PHASE", "RANGE", "MATCHES", "SHOWN", "REPORT", "REASON", "AGE"}
+	// HeadPluginListWide are the columns list -o wide adds.
+	HeadPluginListWide = []string{"FROM (UTC)", "TO (UTC)", "CREATED BY"}
 )
 
 // Time is the layout of times in tables (UTC unless a --time-zone says).
