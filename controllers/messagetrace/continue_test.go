@@ -71,8 +71,8 @@ func TestNextCursor(t *testing.T) {
 }
 
 // TestPagingWithContinue pages through a trace with small pages: each
-// follow-up trace (spec.continue, no range of its own) answers the rows
-// after the previous page's, over the first trace's range, until none
+// follow-up trace (spec.continue, no range of its own: the token carries
+// the first page's) answers the rows after the previous page's, until none
 // follow; together they are the whole answer, in order, once.
 func TestPagingWithContinue(t *testing.T) {
 	env := kubetest.Get(t)
@@ -82,7 +82,8 @@ func TestPagingWithContinue(t *testing.T) {
 	seedStore(t, st, d0)
 	startManager(t, env, ns, st, nil, Options{})
 
-	whole := create(t, env.Client, ns, "whole", v1alpha1.MessageTraceSpec{Window: &metav1.Duration{Duration: 6 * day}})
+	from, to := metav1.NewTime(d0.Add(-time.Hour)), metav1.NewTime(d0.Add(5*day))
+	whole := create(t, env.Client, ns, "whole", v1alpha1.MessageTraceSpec{StartTime: &from, EndTime: &to})
 	want := waitUntil(t, env.Client, whole, "finished", isFinished)
 	requireCondition(t, want, v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
 	if want.Status.Continue != "" || len(want.Status.Rows) < 10 {
@@ -90,7 +91,7 @@ func TestPagingWithContinue(t *testing.T) {
 	}
 
 	var got []string
-	spec := v1alpha1.MessageTraceSpec{Window: &metav1.Duration{Duration: 6 * day}, ResultLimit: 4}
+	spec := v1alpha1.MessageTraceSpec{StartTime: &from, EndTime: &to, ResultLimit: 4}
 	pages := 0
 	for name := "page-0"; ; {
 		mt := waitUntil(t, env.Client, create(t, env.Client, ns, name, spec), "finished", isFinished)
