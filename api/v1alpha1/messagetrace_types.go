@@ -157,8 +157,8 @@ type MessageTraceSpec struct {
 }
 
 // EventType names what happened to a message: Receive, Submit, Resolve,
-// Redirect, Transfer, Send, Notify, Deliver, Defer, Fail, Expand,
-// Quarantine, FilterAsSpam (sources may add more).
+// Redirect, Transfer, Send, Notify, Scan, Sieve, Deliver, Save, Defer,
+// Fail, Expand, Quarantine, FilterAsSpam (sources may add more).
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=32
 // +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z]*$`
