@@ -38,8 +38,9 @@ type MessageTraceTemplate struct {
 	// Metadata: labels and annotations of each run.
 	// +optional
 	Metadata TemplateMetadata `json:"metadata,omitempty"`
-	// Spec of each run, without startTime, endTime or window.
+	// Spec of each run, without startTime, endTime, window or continue.
 	// +kubebuilder:validation:XValidation:rule="!has(self.startTime) && !has(self.endTime) && !has(self.window)",message="the template has no time range: each run traces the schedule's window ending at its tick; set spec.window of the schedule instead"
+	// +kubebuilder:validation:XValidation:rule="!has(self.continue)",message="the template has no continue token: each run answers the first page of its own range"
 	// +optional
 	Spec MessageTraceSpec `json:"spec,omitempty"`
 }

@@ -94,6 +94,7 @@ func TestScheduleValidation(t *testing.T) {
 		{"window abc", scheduleSpec(map[string]any{"window": "abc"}), windowMsg},
 		{"template with a window", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"window": "24h"}}}), "the template has no time range"},
 		{"template with a startTime", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"startTime": "2026-01-01T00:00:00Z"}}}), "the template has no time range"},
+		{"template with a continue token", scheduleSpec(map[string]any{"template": map[string]any{"spec": map[string]any{"continue": "eyJ2IjoxfQ"}}}), "the template has no continue token"},
 		{"unknown policy", scheduleSpec(map[string]any{"concurrencyPolicy": "Queue"}), `Unsupported value: "Queue"`},
 		{"deadline 0", scheduleSpec(map[string]any{"startingDeadlineSeconds": int64(0)}), "should be greater than or equal to 1"},
 		{"negative history", scheduleSpec(map[string]any{"failedRunsHistoryLimit": int64(-1)}), "should be greater than or equal to 0"},
