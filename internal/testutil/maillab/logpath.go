@@ -176,9 +176,9 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 //
 // Dovecot's and rspamd's log files are tailed the same way and sent as
 // syslog would have them from those daemons: the program "dovecot" or
-// "rspamd", the host Postfix's lines name (one machine), Dovecot's own
-// timestamp (its log_timestamp is syslog's), rspamd's the time rsyslog
-// read the line (its file's timestamp is of another form).
+// "rspamd", the host Postfix's lines name (one machine), with their own
+// timestamps (Dovecot's log_timestamp is syslog's; rspamd's, in UTC, is
+// rewritten as RFC 3339's).
 func (l *Lab) startRsyslog(certs certFiles) error {
 	dir := l.path("rsyslog")
 	if err := os.MkdirAll(dir+"/work", 0o755); err != nil {
@@ -201,8 +201,8 @@ module(load="imfile")
 template(name="maillab_raw" type="string" string="<22>%%msg%%")
 # Dovecot's line: "Dec  6 03:24:50 lmtp(bob@lab.test)<...>: Info: ..."
 template(name="maillab_dovecot" type="string" string="<22>%%msg:1:15%% %[7]s dovecot: %%msg:17:$%%")
-# rspamd's line: "2026-12-06 03:24:50 #4711(rspamd_proxy) <a1b2c3>; proxy; ..."
-template(name="maillab_rspamd" type="string" string="<22>%%timegenerated:::date-rfc3164%% %[7]s rspamd: %%msg:21:$%%")
+# rspamd's line: "2026-12-06 03:24:50 #4711(rspamd_proxy) <a1b2c3>; proxy; ..." (UTC: the lab's TZ)
+template(name="maillab_rspamd" type="string" string="<22>%%msg:1:10%%T%%msg:12:19%%Z %[7]s rspamd: %%msg:21:$%%")
 input(type="imfile" file="%[5]s" tag="maillog" ruleset="ship" freshStartTail="off")
 input(type="imfile" file="%[8]s" tag="dovecot" ruleset="dovecot" freshStartTail="off")
 input(type="imfile" file="%[9]s" tag="rspamd" ruleset="rspamd" freshStartTail="off")
