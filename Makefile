@@ -114,8 +114,9 @@ fuzz: ## Fuzz every decoder of untrusted input for FUZZTIME each (default 2m), o
 	done; exit $$rc
 
 .PHONY: test-maillab
-test-maillab: ## The mail lab: real Postfix, rspamd, Dovecot and rsyslog on loopback into `mailtrace ingest`; every scenario (docs/maillab.md). Installs their packages once (hack/maillab.sh, root).
+test-maillab: ## The mail lab: real Postfix, rspamd, Dovecot, amavis and rsyslog on loopback into `mailtrace ingest`; every scenario (docs/maillab.md), and a MessageTrace on envtest. Installs their packages once (hack/maillab.sh, root).
 	@hack/maillab.sh
+	@hack/envtest.sh >/dev/null
 	CI=true $(GO) test -count=1 -timeout 15m ./test/maillab/...
 
 .PHONY: console-screenshots
