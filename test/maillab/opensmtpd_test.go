@@ -1,6 +1,7 @@
 package maillab_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -23,20 +24,33 @@ func openSMTPDScenarios() []scenario {
 		}
 	}
 	// retried: OpenSMTPD's own backoff is minutes; the lab asks it to
-	// retry every few seconds while the scenario waits
+	// retry every few seconds while the scenario waits, once the first
+	// attempt is over (its Defer stored): a schedule while an envelope is
+	// in flight was seen to leave it unscheduled for good (no retry, no
+	// expiry) on a loaded machine
 	retried := func(send func(t *testing.T, l *maillab.Lab) sent, extra ...string) func(t *testing.T, l *maillab.Lab) sent {
 		return func(t *testing.T, l *maillab.Lab) sent {
 			s := send(t, l)
 			s.recipients = append(s.recipients, extra...)
-			stop := make(chan struct{})
-			t.Cleanup(func() { close(stop) })
+			waitPending(t, l, s.recipients[0])
+			stop, done := make(chan struct{}), make(chan error, 1)
+			t.Cleanup(func() {
+				close(stop)
+				if err := <-done; err != nil {
+					t.Log(err)
+				}
+			})
 			go func() {
+				var first error
+				defer func() { done <- first }()
 				for {
 					select {
 					case <-stop:
 						return
-					case <-time.After(3 * time.Second):
-						_ = l.ScheduleAll()
+					case <-time.After(5 * time.Second):
+						if err := l.ScheduleAll(); err != nil && first == nil {
+							first = err
+						}
 					}
 				}
 			}()
@@ -97,6 +111,25 @@ func openSMTPDScenarios() []scenario {
 				Events: ev(mailflow.EventDefer, mailflow.EventFail), DSN: "5.4.7"}}},
 		{name: "fifty-recipients", about: "one message to 50 mailboxes: 50 rows, each Delivered",
 			send: local("newsletter@remote.test", fifty...), want: fiftyWant},
+	}
+}
+
+// waitPending waits until rcpt's row (found by recipient) is Pending.
+func waitPending(t *testing.T, l *maillab.Lab, rcpt string) {
+	t.Helper()
+	start := time.Now().Add(-time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		rows, err := l.Rows(ctx, mailflow.Query{Start: start, Recipients: []string{rcpt}})
+		if err == nil && len(rows) == 1 && rows[0].Status == mailflow.StatusPending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the row for %s did not become Pending within a minute (rows %+v, error %v)", rcpt, rows, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

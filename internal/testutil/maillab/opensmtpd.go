@@ -1,7 +1,9 @@
 package maillab
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -102,6 +104,9 @@ match from socket for any action "relay"
 	if err := os.Chmod(dir+"/smtpctl", 0o755|os.ModeSetgid); err != nil {
 		return err
 	}
+	if err := cleanSpool(); err != nil {
+		return err
+	}
 	smtpd := prefix + "/usr/sbin/smtpd"
 	if out, err := runOut(smtpd, "-n", "-f", dir+"/smtpd.conf"); err != nil {
 		return fmt.Errorf("maillab: smtpd -n (config check): %v\n%s", err, out)
@@ -118,6 +123,30 @@ match from socket for any action "relay"
 func (l *Lab) ScheduleAll() error {
 	if out, err := runOut(l.path("opensmtpd", "smtpctl"), "schedule", "all"); err != nil {
 		return fmt.Errorf("maillab: smtpctl schedule all: %v: %s", err, out)
+	}
+	return nil
+}
+
+// spool is OpenSMTPD's queue, compiled in.
+const spool = "/var/spool/smtpd"
+
+// cleanSpool empties the queue an earlier lab's OpenSMTPD left: its
+// messages were for that lab's ports, and a delivery to a port nobody
+// listens on makes OpenSMTPD disable its route to 127.0.0.1, the remote
+// MX's too, for minutes. Only when no OpenSMTPD runs (its control socket
+// answers nobody).
+func cleanSpool() error {
+	if c, err := net.Dial("unix", "/var/run/smtpd.sock"); err == nil {
+		c.Close()
+		return errors.New("maillab: an OpenSMTPD already runs on this machine (/var/run/smtpd.sock answers): its queue and control socket are compiled in, one lab with OpenSMTPD at a time")
+	}
+	for _, d := range []string{"queue", "incoming", "temporary", "offline", "corrupt", "purge"} {
+		entries, _ := os.ReadDir(spool + "/" + d)
+		for _, e := range entries {
+			if err := os.RemoveAll(spool + "/" + d + "/" + e.Name()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
