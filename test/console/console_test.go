@@ -566,6 +566,22 @@ func TestConsoleInABrowser(t *testing.T) {
 		// The last row's link by keyboard: focus it and press Enter.
 		ja.run(chromedp.Focus(chromedp.CSS(`#rows tbody tr:last-child a`)), chromedp.KeyEvent("\r"))
 		ja.waitJS(`!!document.querySelector("#details .timeline")`, "the last row's details")
+		// Past the rows status holds: the next page, through status.continue.
+		if mt.Status.Continue == "" {
+			t.Fatalf("the bulk trace holds %d of %d rows and no continue token", mt.Status.ReturnedRows, mt.Status.TotalMatches)
+		}
+		ja.visit("/ns/" + opNS + "/traces/" + name + "?per=1000")
+		ja.run(chromedp.Click(chromedp.ID("more")))
+		ja.waitJS(`!!document.querySelector("#previous-rows") && (!!document.querySelector("#rows") || !!document.querySelector("#no-rows"))`, "the rows after the first trace's")
+		next := get(traceName(ja))
+		if next.Spec.Continue != mt.Status.Continue || int(next.Status.ReturnedRows+mt.Status.ReturnedRows) != bulkCount {
+			t.Errorf("the next page: continue %q (want the first trace's), %d rows after %d (want %d in all)",
+				next.Spec.Continue, next.Status.ReturnedRows, mt.Status.ReturnedRows, bulkCount)
+		}
+		if len(next.Status.Rows) > 0 && len(mt.Status.Rows) > 0 && !next.Status.Rows[0].Received.Before(&mt.Status.Rows[len(mt.Status.Rows)-1].Received) &&
+			next.Status.Rows[0].MessageTraceID == mt.Status.Rows[len(mt.Status.Rows)-1].MessageTraceID {
+			t.Errorf("the next page repeats the first page's last row")
+		}
 		// The status filter and the pager.
 		ja.visit("/ns/" + opNS + "/traces/" + name)
 		ja.waitJS(`!!document.querySelector("#next")`, "the pager")
@@ -602,6 +618,24 @@ func TestConsoleInABrowser(t *testing.T) {
 		ja.visit("/ns/" + opNS + "/schedules/failed-weekly")
 		ja.run(chromedp.Click(chromedp.ID("resume")))
 		ja.waitJS(`document.querySelector("#state").innerText.includes("有効")`, "resumed")
+	})
+
+	t.Run("a trace saved as a custom query, run on demand, with its history", func(t *testing.T) {
+		ja.visit("/ns/" + opNS + "/traces/" + twoDay)
+		ja.run(chromedp.SendKeys(chromedp.ID("queryName"), "nobody-box"), chromedp.Click(chromedp.ID("save")))
+		ja.waitJS(`!!document.querySelector("#run-now")`, "the saved query's page")
+		if txt := ja.text(); !strings.Contains(txt, "手動実行") {
+			t.Errorf("the saved query's page does not say it runs on demand:\n%s", txt)
+		}
+		ja.run(chromedp.Click(chromedp.ID("run-now")))
+		ja.waitJS(`!!document.querySelector("#runs") && document.querySelector("#runs").innerText.includes("完了")`, "the saved query's run in its history")
+		ms := &v1alpha1.MessageTraceSchedule{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: opNS, Name: "nobody-box"}, ms); err != nil {
+			t.Fatal(err)
+		}
+		if !ms.Spec.OnDemand() || ms.Spec.Window.Duration != 48*time.Hour || len(ms.Spec.Template.Spec.RecipientAddresses) != 1 || len(ms.Status.History) == 0 || !ms.Status.History[0].RunNow {
+			t.Errorf("the saved query: %+v; history %+v", ms.Spec, ms.Status.History)
+		}
 	})
 
 	t.Run("English pages", func(t *testing.T) {
