@@ -667,14 +667,17 @@ func printTraceTable(w io.Writer, items []v1alpha1.MessageTrace, o listOptions, 
 			reason = c.Reason
 		}
 		matches := strconv.FormatInt(st.TotalMatches, 10)
-		if st.Details != nil {
+		switch {
+		case st.Details != nil:
 			rng, matches = "details", fmt.Sprintf("%d events", st.Details.TotalEvents)
+		case mt.Spec.Details != nil: // not answered (yet), or failed (NotARecipient)
+			rng, matches = "details", "-"
 		}
 		cells := []string{mt.Name, textable.OrDash(string(st.Phase)), rng, matches, strconv.Itoa(int(st.ReturnedRows)), report, reason,
 			textable.FormatAge(now.Sub(mt.CreationTimestamp.Time))}
 		if o.wide {
 			from, to := "-", "-"
-			if st.TimeRange != nil && st.Details == nil {
+			if st.TimeRange != nil && mt.Spec.Details == nil {
 				from, to = textable.FormatTime(st.TimeRange.Start.Time, o.loc), textable.FormatTime(st.TimeRange.End.Time, o.loc)
 			}
 			cells = append(cells, from, to, textable.OrDash(mt.CreatedBy()))
