@@ -95,7 +95,7 @@ test: ## Run every test in phases (deps, lint, go test ./..., the flood), with a
 .PHONY: test-faults
 test-faults: test-deps ## The 1 GB ingest flood and the hostile senders against the real binary, with their memory figures (the load and fault tests of test/faults run in `make test`).
 	MAILTRACE_FLOOD_BYTES=1G $(GO) test -count=1 -timeout 30m -v -run '^TestFloodMemoryBounded$$' ./internal/ingest/server/
-	MAILTRACE_HOSTILE_RSS=1 $(GO) test -count=1 -timeout 30m -v -run '^TestHostileSendersRSS$$' ./internal/ingest/server/
+	MAILTRACE_HOSTILE_RSS=1 $(GO) test -count=1 -timeout 30m -v -run '^(TestHostileSendersRSS|TestHostileOTLPRSS)$$' ./internal/ingest/server/
 
 # every decoder of untrusted input: the wire's framing, RFC 5424 frames,
 # lines, fields a sender split, and HTTP bodies (JSON, NDJSON, raw lines)
