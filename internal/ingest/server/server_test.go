@@ -439,7 +439,7 @@ func TestBadInput(t *testing.T) {
 		"garbage garbage garbage",
 		binary,
 		"Mar  1 10:00:05 mx postfix/smtpd[1]: \xff\xfe\xc3(: client=odd",
-		"Mar  1 10:00:05 mx dovecot[77]: imap-login: Login: user=<u@example.com>",
+		"Mar  1 10:00:05 mx CRON[77]: (root) CMD (run-parts /etc/cron.hourly)",
 		"Mar  1 10:00:05 mx postfix/weird[7]: something else entirely",
 		"Mar  1 10:00:05 mx postfix/cleanup[7]: 0FEDC12345: frobnicated: odd things",
 		"<999999>",
