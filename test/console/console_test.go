@@ -685,6 +685,27 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("alice does not see her own failed message:\n%s", al.text())
 		}
 		check("the failed query")
+		// The time zone defaults to the browser's (Europe/Berlin here), and a
+		// custom range is read in it.
+		al.visit("/ns/" + teamA + "/new")
+		if tz := eval[string](al, `document.querySelector("#tz").value`); tz != "Europe/Berlin" {
+			t.Errorf("the form's time zone is %q, not the browser's Europe/Berlin", tz)
+		}
+		berlin, err := time.LoadLocation("Europe/Berlin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := time.Now().In(berlin).Add(-8 * time.Hour).Format("2006-01-02T15:04")
+		al.run(chromedp.Click(chromedp.ID("range-custom")), chromedp.SetValue(chromedp.ID("start"), from), chromedp.Click(chromedp.ID("search")))
+		al.waitJS(`!!document.querySelector("#rows") || !!document.querySelector("#no-rows")`, "alice's custom range")
+		custom := &v1alpha1.MessageTrace{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: teamA, Name: traceName(al)}, custom); err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := time.ParseInLocation("2006-01-02T15:04", from, berlin); custom.Spec.StartTime == nil || !custom.Spec.StartTime.Time.Equal(want) || custom.Spec.Window != nil {
+			t.Errorf("a custom range from %s Europe/Berlin made startTime %v, window %v", from, custom.Spec.StartTime, custom.Spec.Window)
+		}
+		check("a custom range")
 		al.visit("/ns/" + teamA + "/new")
 		al.run(chromedp.Click(chromedp.ID("range-7")), chromedp.Click(chromedp.ID("search")))
 		al.waitJS(`!!document.querySelector("#rows")`, "alice's 7-day trace of everyone")
