@@ -57,7 +57,7 @@ func (l *Lab) UseAmavis(t testing.TB) {
 		t.Fatal(err)
 	}
 	if err := l.postconf(
-		"content_filter=amavis:[127.0.0.1]:"+strconv.Itoa(AmavisPort),
+		"content_filter=amavis:[127.0.0.1]:" + strconv.Itoa(AmavisPort),
 	); err != nil {
 		t.Fatal(err)
 	}
