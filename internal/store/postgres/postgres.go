@@ -90,10 +90,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, stagingDDL)
-		return err
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -136,25 +132,6 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	return nil
 }
-
-// stagingDDL creates, once per connection, the temporary tables an append
-// copies its events into before merging them set-wise.
-const stagingDDL = `
-CREATE TEMP TABLE IF NOT EXISTS mt_stage (
-    seq int NOT NULL, key text COLLATE "C" NOT NULL, trace_id text COLLATE "C" NOT NULL,
-    recipient text COLLATE "C" NOT NULL, rdomain text COLLATE "C" NOT NULL,
-    time bigint NOT NULL, received bigint, o_time bigint, o_rank int,
-    message_id text COLLATE "C" NOT NULL, message_id_lc text COLLATE "C" NOT NULL,
-    sender text COLLATE "C" NOT NULL, sender_domain text COLLATE "C" NOT NULL,
-    subject text COLLATE "C" NOT NULL, subject_lc text COLLATE "C" NOT NULL,
-    size bigint NOT NULL, direction text COLLATE "C" NOT NULL,
-    orig_ip text COLLATE "C" NOT NULL, orig_inet inet, from_ip text COLLATE "C" NOT NULL, from_inet inet,
-    to_ip text COLLATE "C" NOT NULL, to_inet inet, expanded_from text COLLATE "C" NOT NULL,
-    body text NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS mt_touched (
-    trace_id text COLLATE "C" PRIMARY KEY, received bigint NOT NULL
-) ON COMMIT DELETE ROWS;`
 
 // Ping checks that the pool reaches the server.
 func (s *Store) Ping(ctx context.Context) error {
@@ -210,22 +187,6 @@ var ranks, statusByRank = func() (map[mailflow.Status]int, []mailflow.Status) {
 	}
 	return r, by
 }()
-
-// statusSQL is the SQL expression turning a rank column into a status name.
-func statusSQL(rank string) string {
-	var b strings.Builder
-	b.WriteString("CASE " + rank)
-	for n, s := range statusByRank {
-		fmt.Fprintf(&b, " WHEN %d THEN '%s'", n, s)
-	}
-	b.WriteString(" ELSE 'GettingStatus' END")
-	return b.String()
-}
-
-// betterSQL is true when outcome (t1, r1) supersedes (t2, r2); NULL times are GettingStatus.
-func betterSQL(t1, r1, t2, r2 string) string {
-	return fmt.Sprintf("(%[1]s IS NOT NULL AND (%[3]s IS NULL OR %[1]s > %[3]s OR (%[1]s = %[3]s AND %[2]s > %[4]s)))", t1, r1, t2, r2)
-}
 
 // --- partitions -------------------------------------------------------------
 
@@ -288,6 +249,9 @@ func (s *Store) ensurePartitions(ctx context.Context, days map[int64]bool) error
 				}
 				q := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM (%d) TO (%d)`,
 					pgx.Identifier{n}.Sanitize(), t, d, d+day)
+				if t == "rows" {
+					q += rowsStorage
+				}
 				if _, err := tx.Exec(ctx, q); err != nil {
 					return fmt.Errorf("create partition %s: %w", n, err)
 				}
@@ -306,298 +270,17 @@ func (s *Store) ensurePartitions(ctx context.Context, days map[int64]bool) error
 	return nil
 }
 
+// rowsStorage leaves room on each page of a rows partition for the new
+// versions of its rows: a status that changes (Pending, then Delivered)
+// changes no indexed column, so its update is a heap-only tuple on the
+// same page instead of a new entry in each of the table's indexes
+// (migration 00004 sets the partitions created before).
+const rowsStorage = ` WITH (fillfactor = 80)`
+
 func (s *Store) forgetPartitions() {
 	s.mu.Lock()
 	s.parts = map[int64]bool{}
 	s.mu.Unlock()
-}
-
-// --- append -----------------------------------------------------------------
-
-var stageCols = []string{"seq", "key", "trace_id", "recipient", "rdomain", "time", "received", "o_time", "o_rank",
-	"message_id", "message_id_lc", "sender", "sender_domain", "subject", "subject_lc", "size", "direction",
-	"orig_ip", "orig_inet", "from_ip", "from_inet", "to_ip", "to_inet", "expanded_from", "body"}
-
-func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[i+1:]
-	}
-	return ""
-}
-
-func inet(ip string) any {
-	if ip == "" {
-		return nil
-	}
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return nil
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
-func nullNS(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixNano()
-}
-
-// stageRows validates events and turns them into staging rows; it also
-// returns the days whose partitions the append may need.
-func stageRows(events []mailflow.Event) (rows [][]any, days map[int64]bool, messages int, err error) {
-	out := make([][]any, 0, len(events))
-	days = map[int64]bool{}
-	seen := map[[2]string]bool{}
-	msgs := map[string]bool{}
-	for i := range events {
-		e := events[i]
-		if err := e.Validate(); err != nil {
-			return nil, nil, 0, fmt.Errorf("event %d: %w", i, err)
-		}
-		e.Time = e.Time.UTC()
-		if !e.Received.IsZero() {
-			e.Received = e.Received.UTC()
-		}
-		key := e.Key()
-		if seen[[2]string{e.MessageTraceID, key}] {
-			continue
-		}
-		seen[[2]string{e.MessageTraceID, key}] = true
-		days[dayOf(e.Time.UnixNano())] = true
-		if !e.Received.IsZero() {
-			days[dayOf(e.Received.UnixNano())] = true
-		}
-		body, err := json.Marshal(e)
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		msgs[e.MessageTraceID] = true
-		rcpt := mailflow.NormalizeAddress(e.Recipient)
-		sender := mailflow.NormalizeAddress(e.Sender)
-		var oTime, oRank any
-		if st, ok := mailflow.StatusOf(e.Type); ok {
-			oTime, oRank = e.Time.UnixNano(), ranks[st]
-		}
-		mid := mailflow.NormalizeMessageID(e.MessageID)
-		out = append(out, []any{
-			i, key, e.MessageTraceID, rcpt, domainOf(rcpt), e.Time.UnixNano(), nullNS(e.Received), oTime, oRank,
-			e.MessageID, strings.ToLower(mid), sender, domainOf(sender), e.Subject, strings.ToLower(e.Subject),
-			e.Size, string(e.Direction),
-			e.OriginalClientIP, inet(e.OriginalClientIP), e.FromIP, inet(e.FromIP), e.ToIP, inet(e.ToIP),
-			mailflow.NormalizeAddress(e.ExpandedFrom), string(body),
-		})
-	}
-	return out, days, len(msgs), nil
-}
-
-// pick is the last non-empty value of col in append order.
-func pick(col, nonEmpty string) string {
-	return fmt.Sprintf("(array_agg(%s ORDER BY seq DESC) FILTER (WHERE %s))[1]", col, nonEmpty)
-}
-
-// msgAttrs are the message-level attributes: column and its "is known" test.
-var msgAttrs = [][3]string{
-	// messages column, stage column, stage non-empty test
-	{"message_id", "message_id", "message_id <> ''"},
-	{"message_id_lc", "message_id_lc", "message_id <> ''"},
-	{"sender", "sender", "sender <> ''"},
-	{"sender_domain", "sender_domain", "sender <> ''"},
-	{"subject", "subject", "subject <> ''"},
-	{"subject_lc", "subject_lc", "subject <> ''"},
-	{"size", "size", "size > 0"},
-	{"direction", "direction", "direction <> ''"},
-	{"original_client_ip", "orig_ip", "orig_ip <> ''"},
-	{"original_client_inet", "orig_inet", "orig_ip <> ''"},
-	{"from_ip", "from_ip", "from_ip <> ''"},
-	{"from_inet", "from_inet", "from_ip <> ''"},
-}
-
-// rowMsgCols are the columns of rows copied from messages.
-var rowMsgCols = []string{"sender", "sender_domain", "subject", "subject_lc", "message_id", "message_id_lc",
-	"size", "direction", "original_client_ip", "original_client_inet", "from_ip", "from_inet"}
-
-// mergeStmts are the statements that merge mt_stage into the tables.
-type mergeStmts struct {
-	insertMessages string   // inserts the batch's new messages
-	existing       []string // only when the batch touches messages stored before
-	common         []string
-}
-
-var mergeSQL = func() mergeStmts {
-	var aggs, sets []string
-	for _, a := range msgAttrs {
-		aggs = append(aggs, pick(a[1], a[2])+" AS "+a[1])
-		sets = append(sets, fmt.Sprintf("%s = COALESCE(a.%s, m.%s)", a[0], a[1], a[0]))
-	}
-	bestMsg := "FILTER (WHERE recipient = '' AND o_rank IS NOT NULL)"
-	msgBetter := betterSQL("a.ot", "a.orank", "m.o_time", "m.o_rank")
-	aggMessages := `WITH a AS (SELECT trace_id, min(time) AS ft, min(received) AS rx, ` + strings.Join(aggs, ", ") + `,
-		(array_agg(o_time ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS ot,
-		(array_agg(o_rank ORDER BY o_time DESC, o_rank DESC) ` + bestMsg + `)[1] AS orank
-		FROM mt_stage GROUP BY trace_id)`
-	var cols, vals []string
-	for _, a := range msgAttrs {
-		cols = append(cols, a[0])
-		def := "''"
-		if a[0] == "size" {
-			def = "0"
-		} else if strings.HasSuffix(a[0], "_inet") {
-			def = "NULL"
-		}
-		vals = append(vals, fmt.Sprintf("COALESCE(a.%s, %s)", a[1], def))
-	}
-	insMessages := aggMessages + `
-	INSERT INTO messages (trace_id, received_explicit, first_event, received, ` + strings.Join(cols, ", ") + `, o_time, o_rank)
-	SELECT a.trace_id, a.rx, a.ft, COALESCE(a.rx, a.ft), ` + strings.Join(vals, ", ") + `, a.ot, a.orank
-	FROM a ORDER BY a.trace_id
-	ON CONFLICT (trace_id) DO NOTHING`
-	updMessages := aggMessages + `
-	UPDATE messages m SET first_event = LEAST(m.first_event, a.ft),
-		received_explicit = LEAST(m.received_explicit, a.rx),
-		received = COALESCE(LEAST(m.received_explicit, a.rx), LEAST(m.first_event, a.ft)),
-		` + strings.Join(sets, ",\n\t\t") + `,
-		o_time = CASE WHEN ` + msgBetter + ` THEN a.ot ELSE m.o_time END,
-		o_rank = CASE WHEN ` + msgBetter + ` THEN a.orank ELSE m.o_rank END
-	FROM a WHERE m.trace_id = a.trace_id`
-
-	var rowSets []string
-	for _, c := range rowMsgCols {
-		rowSets = append(rowSets, fmt.Sprintf("%s = m.%s", c, c))
-	}
-	// Message-level outcomes decide the placeholder row only.
-	rowBetter := "(r.recipient = '' AND " + betterSQL("m.o_time", "m.o_rank", "r.status_time", "r.status_rank") + ")"
-	updRows := `UPDATE rows r SET received = m.received, ` + strings.Join(rowSets, ", ") + `,
-		status = CASE WHEN ` + rowBetter + ` THEN ` + statusSQL("m.o_rank") + ` ELSE r.status END,
-		status_time = CASE WHEN ` + rowBetter + ` THEN m.o_time ELSE r.status_time END,
-		status_rank = CASE WHEN ` + rowBetter + ` THEN m.o_rank ELSE r.status_rank END
-	FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
-	WHERE r.trace_id = t.trace_id AND r.received = t.received`
-
-	mcols := "m." + strings.Join(rowMsgCols, ", m.")
-	insCols := "received, trace_id, recipient, recipient_domain, " + strings.Join(rowMsgCols, ", ") +
-		", to_ip, to_inet, expanded_from, status, status_time, status_rank"
-	exBetter := betterSQL("excluded.status_time", "excluded.status_rank", "rows.status_time", "rows.status_rank")
-	bestAny := "FILTER (WHERE o_rank IS NOT NULL)"
-	upsertRows := `WITH a AS (SELECT trace_id, recipient, min(rdomain) AS rdomain,
-		` + pick("to_ip", "to_ip <> ''") + ` AS to_ip, ` + pick("to_inet", "to_ip <> ''") + ` AS to_inet,
-		` + pick("expanded_from", "expanded_from <> ''") + ` AS expanded_from,
-		(array_agg(o_time ORDER BY o_time DESC, o_rank DESC) ` + bestAny + `)[1] AS ot,
-		(array_agg(o_rank ORDER BY o_time DESC, o_rank DESC) ` + bestAny + `)[1] AS orank
-		FROM mt_stage WHERE recipient <> '' GROUP BY trace_id, recipient)
-	INSERT INTO rows (` + insCols + `)
-	SELECT m.received, a.trace_id, a.recipient, a.rdomain, ` + mcols + `,
-		COALESCE(a.to_ip, ''), a.to_inet, COALESCE(a.expanded_from, ''),
-		` + statusSQL("a.orank") + `, a.ot, a.orank
-	FROM a JOIN messages m ON m.trace_id = a.trace_id
-	ON CONFLICT (trace_id, recipient, received) DO UPDATE SET
-		to_ip = CASE WHEN excluded.to_ip <> '' THEN excluded.to_ip ELSE rows.to_ip END,
-		to_inet = CASE WHEN excluded.to_ip <> '' THEN excluded.to_inet ELSE rows.to_inet END,
-		expanded_from = CASE WHEN excluded.expanded_from <> '' THEN excluded.expanded_from ELSE rows.expanded_from END,
-		status = CASE WHEN ` + exBetter + ` THEN excluded.status ELSE rows.status END,
-		status_time = CASE WHEN ` + exBetter + ` THEN excluded.status_time ELSE rows.status_time END,
-		status_rank = CASE WHEN ` + exBetter + ` THEN excluded.status_rank ELSE rows.status_rank END`
-
-	return mergeStmts{
-		// New messages with everything the batch says of them, in key order
-		// (concurrent appends lock in the same order). Existing ones are left
-		// to the existing steps, which first take out events already stored.
-		insertMessages: insMessages,
-		existing: []string{
-			// Lock every message this append touches; remember where it lives now.
-			`WITH l AS (SELECT m.trace_id, m.received FROM messages m
-				WHERE m.trace_id IN (SELECT trace_id FROM mt_stage) ORDER BY m.trace_id FOR UPDATE)
-			INSERT INTO mt_touched SELECT trace_id, received FROM l`,
-			// Idempotency: forget events already stored.
-			`DELETE FROM mt_stage s USING mt_touched t, events e
-			WHERE s.trace_id = t.trace_id AND e.trace_id = s.trace_id AND e.key = s.key AND e.received = t.received`,
-			// (For messages inserted above this applies the same values again.)
-			updMessages,
-			// Rows follow their message: received time (partition), attributes, message-level outcome.
-			updRows,
-			`UPDATE events e SET received = m.received FROM mt_touched t JOIN messages m ON m.trace_id = t.trace_id
-			WHERE e.trace_id = t.trace_id AND e.received = t.received AND m.received <> t.received`,
-		},
-		common: []string{
-			`INSERT INTO events (received, trace_id, key, recipient, time, body)
-			SELECT m.received, s.trace_id, s.key, s.recipient, s.time, s.body
-			FROM mt_stage s JOIN messages m ON m.trace_id = s.trace_id ORDER BY s.seq`,
-			upsertRows,
-			// The placeholder row goes once a recipient row exists, and exists while none does.
-			`DELETE FROM rows r USING messages m
-			WHERE m.trace_id IN (SELECT trace_id FROM mt_stage WHERE recipient <> '')
-			AND r.trace_id = m.trace_id AND r.received = m.received AND r.recipient = ''`,
-			`INSERT INTO rows (` + insCols + `)
-			SELECT m.received, m.trace_id, '', '', ` + mcols + `, '', NULL, '', ` + statusSQL("m.o_rank") + `, m.o_time, m.o_rank
-			FROM messages m WHERE m.trace_id IN (SELECT trace_id FROM mt_stage)
-			AND NOT EXISTS (SELECT 1 FROM rows x WHERE x.trace_id = m.trace_id AND x.received = m.received)`,
-		},
-	}
-}()
-
-// Append stores events atomically: all of them or, on error, none. Events
-// already stored (same message trace id and Event.Key) change nothing.
-func (s *Store) Append(ctx context.Context, events []mailflow.Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	rows, days, nmsg, err := stageRows(events)
-	if err != nil {
-		return err
-	}
-	for attempt := 0; ; attempt++ {
-		err := s.ensurePartitions(ctx, days)
-		if err != nil {
-			if attempt < 3 && connectionLost(ctx, err) {
-				continue
-			}
-			return err
-		}
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			// Every merge statement is driven by the (small) staging batch:
-			// nested loops over index probes cost O(batch). Without statistics
-			// on the temporary tables the planner may otherwise hash whole
-			// messages or rows tables, making each append O(store).
-			if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`); err != nil {
-				return err
-			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"mt_stage"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
-				return err
-			}
-			tag, err := tx.Exec(ctx, mergeSQL.insertMessages)
-			if err != nil {
-				return err
-			}
-			b := &pgx.Batch{}
-			if tag.RowsAffected() < int64(nmsg) {
-				for _, q := range mergeSQL.existing {
-					b.Queue(q)
-				}
-			}
-			for _, q := range mergeSQL.common {
-				b.Queue(q)
-			}
-			return tx.SendBatch(ctx, b).Close()
-		})
-		if err == nil {
-			return nil
-		}
-		if attempt < 3 && connectionLost(ctx, err) {
-			continue // Append is idempotent: safe to run again whatever reached the server
-		}
-		var pe *pgconn.PgError
-		if attempt < 3 && errors.As(err, &pe) {
-			switch pe.Code {
-			case "23514", "42P01": // no partition for a row, or one dropped under us: recreate
-				s.forgetPartitions()
-				continue
-			case "40P01", "40001", "23505": // deadlock, serialization, a concurrent first insert
-				continue
-			}
-		}
-		return fmt.Errorf("postgres: append: %w", err)
-	}
 }
 
 // --- queries ----------------------------------------------------------------
