@@ -228,8 +228,8 @@ var goldenDigests = map[string]string{
 	"postfix-grok-patterns/test/verify_0001.yaml":                                  "7ef4187bfbed07df3221d0656828f2f021a215ce6b114b97af9377f32286d3d9", // 0 events
 	"postfix-grok-patterns/test/verify_0002.yaml":                                  "7ef4187bfbed07df3221d0656828f2f021a215ce6b114b97af9377f32286d3d9", // 0 events
 	"postfix-grok-patterns/test/virtual_0001.yaml":                                 "636e62328ae260539bf0ab8dc2fc085a3698bab44991bc6366f168f25e5baf74", // 0 events
-	"postfix-log-parser-youyo/test-iso8601.log":                                    "29b0a00acc3e47a5f9ca8baf0baf0d1051be6fa7a45760a43bacffdeec4fff31", // 26 events
-	"postfix-log-parser-youyo/test-milter.log":                                     "b7e0f90677b44982bcaf7e08abd932704784fea41ba27646947039544750ad13", // 6 events
+	"postfix-log-parser-youyo/test-iso8601.log":                                    "2de627b39e0d5242e3643d48b19111cb9d9807b5a56a637d21f80bd7e9bed16b", // 26 events
+	"postfix-log-parser-youyo/test-milter.log":                                     "78472d4022ca6cbd8795f10fec8619e1227a334fcf298ea5de5e638bc59505fb", // 6 events
 	"postfix-log-parser-youyo/test.log":                                            "5c0ebc75a678a8ab45a74088f541523a44fa574b60ec67966cae84b5be57ef06", // 10 events
 	"postfix-logsums/mail.log.gz":                                                  "c4c03968691ab6faf55ebfbb3aaba9b0b535d51c1c0f9a72807dadebcfeb11b9", // 1524 events: 180 of them amavis Passed verdicts (Scan)
 	"postfix_exporter-digineo/mail.log":                                            "02cdb3371d0e9c8d8076dc989f90d284c767cc5832272d655e2600df644244a1", // 8 events

@@ -219,9 +219,20 @@ func expectedCases(t *testing.T) []expectedCase {
 // status of the address it became, as Exchange's message trace shows an
 // address resolved to another; a group of two or more stays Expanded with
 // its members' rows. EXPECTED.md's case 6 has it Expanded with a member row.
+//
+// Issue 16 item 2: a temporary refusal (a milter's greylisting or soft
+// reject, 4.7.1) is Pending, with a Defer: the sending server keeps the
+// message and retries it, so the message is neither refused for good nor
+// dropped as spam, which is what FilteredAsSpam would tell a helpdesk.
+// EXPECTED.md's case 15 (test-milter.log's greylisting milter-reject) has
+// it FilteredAsSpam.
 func supersede(t *testing.T, cs []expectedCase) []expectedCase {
 	var out []expectedCase
 	for _, c := range cs {
+		if c.File == "postfix-log-parser-youyo/test-milter.log" && c.Recipient == "some.dest@destdomain.com" && c.Status == "FilteredAsSpam" {
+			t.Logf("superseded: %s %s (a greylisting milter-reject is Pending: the sender retries)", c.File, c.Recipient)
+			c.Status = "Pending"
+		}
 		if c.File == "postfix-logsums/mail.log.gz" && c.QueueID != nil && *c.QueueID == "4PbC4x469Jz3tBr" {
 			switch c.Recipient {
 			case "frank@brehm-berlin.de":

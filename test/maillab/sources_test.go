@@ -65,8 +65,8 @@ vacation :days 1 :addresses ["`+maillab.User(64)+`"] "I am away until Monday.";
 		{
 			name: "rspamd-soft-reject",
 			about: "rspamd answers \"soft reject\" (as its greylisting would; 451 4.7.1 through the milter), the client to retry: " +
-				"FilteredAsSpam, the product's status for a milter's temporary refusal (the maildata's greylisting milter-reject, " +
-				"EXPECTED.md #15; issue 16 asked Pending: a product decision), rspamd's action in the timeline",
+				"Pending with a Defer, since the sending server keeps the message and retries it (issue 16; this supersedes " +
+				"EXPECTED.md #15's FilteredAsSpam for a greylisting milter-reject), rspamd's action in the timeline",
 			send: func(t *testing.T, l *maillab.Lab) sent {
 				s := l.Send(maillab.Mail{From: maillab.SoftRejectSender, To: []string{maillab.User(61)}, Subject: "Please retry"})
 				if s.Err == nil || !strings.Contains(s.Err.Error(), "4.7.1") {
@@ -75,8 +75,8 @@ vacation :days 1 :addresses ["`+maillab.User(64)+`"] "I am away until Monday.";
 				return sent{messageID: s.MessageID}
 			},
 			// rspamd's line and Postfix's come in either order (two files shipped)
-			want: []want{{Rcpt: maillab.User(61), Sender: maillab.SoftRejectSender, Status: mailflow.StatusFilteredAsSpam, Direction: mailflow.DirectionInbound,
-				Events: []mailflow.EventType{mailflow.EventFilterAsSpam}, DSN: "4.7.1", Spam: "soft reject"}},
+			want: []want{{Rcpt: maillab.User(61), Sender: maillab.SoftRejectSender, Status: mailflow.StatusPending, Direction: mailflow.DirectionInbound,
+				Events: []mailflow.EventType{mailflow.EventDefer}, DSN: "4.7.1", Spam: "soft reject"}},
 		},
 	}
 }

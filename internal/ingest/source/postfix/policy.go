@@ -14,16 +14,14 @@ import (
 
 // rejectType decides what a reject means: a recipient address that does not
 // work (unknown user, mailbox full or disabled) or an oversize message
-// failed; the server's own temporary trouble (4.3.x: "452 4.3.1
-// Insufficient system storage", "451 4.3.0 Temporary lookup failure") is a
-// deferral, the client retries; everything else (relay denied, RBL, HELO
-// and sender checks, greylisting, spam, milters) is a refusal by policy:
-// FilterAsSpam.
+// failed; greylisting and the server's own temporary trouble (4.3.x: "452
+// 4.3.1 Insufficient system storage", "451 4.3.0 Temporary lookup
+// failure") are deferrals, because the sending server keeps the message and
+// retries it (Pending, issue 16); everything else (relay denied, RBL, HELO
+// and sender checks, spam, milters), temporary or not, is a refusal by
+// policy: FilterAsSpam.
 func rejectType(dsn, reason string) mailflow.EventType {
-	if strings.Contains(strings.ToLower(reason), "greylist") {
-		return mailflow.EventFilterAsSpam
-	}
-	if strings.HasPrefix(dsn, "4.3.") {
+	if strings.Contains(strings.ToLower(reason), "greylist") || strings.HasPrefix(dsn, "4.3.") {
 		return mailflow.EventDefer
 	}
 	switch dsn {
@@ -65,12 +63,17 @@ func deliveryType(status, daemon, response string, filter, verdictKnown bool) ma
 }
 
 // actionType decides what an smtpd reject or a cleanup/milter action
-// means: a reject at the header or body stage, or by a milter, is a
-// refusal by policy; others as rejectType says; a hold is a quarantine; a
-// discard is FilterAsSpam; what is left redirects.
+// means: a milter's temporary reject (4xx: rspamd's soft reject, a
+// greylisting milter) is a deferral, the sending server retries; any other
+// reject at the header or body stage, or by a milter, is a refusal by
+// policy; others as rejectType says; a hold is a quarantine; a discard is
+// FilterAsSpam; what is left redirects.
 func actionType(action, stage, dsn, reason string) mailflow.EventType {
 	switch action {
 	case "reject", "milter-reject":
+		if action == "milter-reject" && strings.HasPrefix(dsn, "4.") {
+			return mailflow.EventDefer
+		}
 		if stage == "header" || stage == "body" || strings.HasPrefix(action, "milter") {
 			return mailflow.EventFilterAsSpam
 		}

@@ -40,7 +40,14 @@ func TestActionType(t *testing.T) {
 		{"reject", "RCPT", "5.1.1", "550 5.1.1 <u@x>: Recipient address rejected: User unknown", mailflow.EventFail},
 		{"reject", "RCPT", "5.7.1", "554 5.7.1 Relay access denied", mailflow.EventFilterAsSpam},
 		{"reject", "RCPT", "4.2.2", "452 4.2.2 Mailbox full", mailflow.EventFail},
-		{"reject", "RCPT", "4.1.1", "450 4.1.1 Greylisted, see http://x", mailflow.EventFilterAsSpam}, // greylisting is policy
+		// a temporary refusal: the sending server keeps the message and retries (Pending)
+		{"reject", "RCPT", "4.1.1", "450 4.1.1 Greylisted, see http://x", mailflow.EventDefer},
+		{"milter-reject", "END-OF-MESSAGE", "4.7.1", "4.7.1 Greylisting in action", mailflow.EventDefer},
+		{"milter-reject", "END-OF-MESSAGE", "4.7.1", "4.7.1 Try again later", mailflow.EventDefer}, // rspamd's soft reject
+		// a refusal by policy stays one when it is temporary: a spammer's retry is refused again
+		{"reject", "RCPT", "4.7.1", "450 4.7.1 Client host rejected: cannot find your hostname", mailflow.EventFilterAsSpam},
+		{"reject", "RCPT", "4.7.1", "454 4.7.1 <a@b>: Relay access denied", mailflow.EventFilterAsSpam},
+		{"reject", "header", "4.7.1", "451 4.7.1 try later", mailflow.EventFilterAsSpam},
 		// the server's own temporary trouble: the client retries (issue 16, the mail lab's insufficient-storage)
 		{"reject", "RCPT", "4.3.1", "452 4.3.1 <a@b>: Sender address rejected: Insufficient system storage", mailflow.EventDefer},
 		{"reject", "RCPT", "4.3.0", "451 4.3.0 <a@b>: Temporary lookup failure", mailflow.EventDefer},
