@@ -89,16 +89,16 @@ func rejectDSN(temporary bool, reason string) string {
 // rejectType decides what an ACL's reject means, as for Postfix's
 // smtpd: a recipient address that does not work (unknown user, mailbox
 // full or disabled) or an oversize message failed; the server's own
-// temporary trouble (4.3.x: "Insufficient system storage") is a deferral,
-// the client retries; a reject after DATA (a spam or virus scan, a
-// content rule) and everything else (relay denied, RBL, sender checks,
-// greylisting) is a refusal by policy: FilterAsSpam.
+// temporary trouble (4.3.x: "Insufficient system storage") and
+// greylisting are deferrals, the client retries (Pending); a reject after
+// DATA (a spam or virus scan, a content rule) and everything else (relay
+// denied, RBL, sender checks) is a refusal by policy: FilterAsSpam.
 func rejectType(stage, dsn, reason string) mailflow.EventType {
-	if stage == "DATA" || strings.Contains(strings.ToLower(reason), "greylist") {
-		return mailflow.EventFilterAsSpam
-	}
-	if strings.HasPrefix(dsn, "4.3.") {
+	if strings.Contains(strings.ToLower(reason), "greylist") || strings.HasPrefix(dsn, "4.3.") {
 		return mailflow.EventDefer
+	}
+	if stage == "DATA" {
+		return mailflow.EventFilterAsSpam
 	}
 	switch dsn {
 	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":

@@ -47,7 +47,7 @@ func TestRejectDSNAndType(t *testing.T) {
 		{"RCPT", false, "relay not permitted", "5.7.1", mailflow.EventFilterAsSpam},
 		{"RCPT", false, "5.7.1 Relay access denied", "5.7.1", mailflow.EventFilterAsSpam},
 		{"RCPT", true, "4.3.1 Insufficient system storage", "4.3.1", mailflow.EventDefer},
-		{"RCPT", true, "greylisted, try again later", "4.0.0", mailflow.EventFilterAsSpam},
+		{"RCPT", true, "greylisted, try again later", "4.0.0", mailflow.EventDefer}, // the client retries: Pending
 		{"RCPT", false, "550 5.2.2 Mailbox full", "5.2.2", mailflow.EventFail},
 		{"RCPT", false, "Sender verify failed", "5.7.1", mailflow.EventFilterAsSpam},
 		{"RCPT", false, "listed at zen.spamhaus.org", "5.0.0", mailflow.EventFilterAsSpam},

@@ -245,6 +245,8 @@ func TestCommandReject(t *testing.T) {
 		{"RCPT TO:<x@lab.test>", "452 4.3.1 Insufficient system storage", "RCPT", "x@lab.test", "4.3.1", mailflow.EventDefer},
 		{"MAIL FROM:<s@remote.test>", "550 5.7.1 Sender rejected", "MAIL", "s@remote.test", "5.7.1", mailflow.EventFilterAsSpam},
 		{".", "554 5.7.1 Spam message rejected", "DATA", "", "5.7.1", mailflow.EventFilterAsSpam},
+		// a greylisting filter's answer: the client retries (Pending)
+		{".", "451 4.7.1 Greylisted, try again later", "DATA", "", "4.7.1", mailflow.EventDefer},
 	} {
 		stage, addr, dsn, typ, ok := commandReject(c.command, c.result, func(a string) bool { return !strings.HasSuffix(a, "@lab.test") })
 		if !ok || stage != c.stage || addr != c.addr || dsn != c.dsn || typ != c.typ {

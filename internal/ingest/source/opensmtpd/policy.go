@@ -95,10 +95,10 @@ func commandReject(command, result string, outside func(string) bool) (stage, ad
 		}
 	}
 	switch {
-	case stage == "DATA" || strings.Contains(lower, "greylist"):
+	case strings.Contains(lower, "greylist"), strings.HasPrefix(dsn, "4.3."):
+		typ = mailflow.EventDefer // the client retries: Pending, as for Postfix's
+	case stage == "DATA":
 		typ = mailflow.EventFilterAsSpam
-	case strings.HasPrefix(dsn, "4.3."):
-		typ = mailflow.EventDefer
 	case dsn == "5.1.1" || dsn == "5.1.0" || dsn == "5.1.2" || dsn == "5.2.2" || dsn == "5.2.1" || dsn == "5.3.4" || dsn == "4.2.2":
 		typ = mailflow.EventFail
 	default:

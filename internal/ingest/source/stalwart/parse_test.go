@@ -111,7 +111,7 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 	for id, want := range map[string]mailflow.EventType{"smtp.mailbox-does-not-exist": mailflow.EventFail,
-		"smtp.relay-not-allowed": mailflow.EventFilterAsSpam, "smtp.rcpt-to-greylisted": mailflow.EventFilterAsSpam} {
+		"smtp.relay-not-allowed": mailflow.EventFilterAsSpam, "smtp.rcpt-to-greylisted": mailflow.EventDefer} {
 		if got := refusalType(id); got != want {
 			t.Errorf("refusalType(%s) = %s", id, got)
 		}

@@ -105,10 +105,14 @@ func replyType(code string) mailflow.EventType {
 
 // refusalType is what a recipient refused in the SMTP session means, as
 // the Postfix source decides for its rejects: an address that does not
-// exist failed; relaying denied and greylisting are refusals by policy.
+// exist failed; greylisting is a deferral (the client retries: Pending);
+// relaying denied is a refusal by policy.
 func refusalType(id string) mailflow.EventType {
-	if id == "smtp.mailbox-does-not-exist" {
+	switch id {
+	case "smtp.mailbox-does-not-exist":
 		return mailflow.EventFail
+	case "smtp.rcpt-to-greylisted":
+		return mailflow.EventDefer
 	}
 	return mailflow.EventFilterAsSpam
 }
