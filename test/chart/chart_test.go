@@ -260,6 +260,8 @@ ingest:
   contentFilters: ["127.0.0.1:10025"]
   timezone: Europe/Berlin
   linkWait: 10m
+  internalNetworks: [10.0.0.0/8, "2001:db8::/32"]
+  pendingAfter: 2h
   linesPerSecond: 2.5
   syslogTCP: {enabled: true}
   http: {enabled: true}
@@ -497,6 +499,7 @@ func TestEmbeddedStoreWithIngest(t *testing.T) {
 		"--ingest-max-connections-per-ip=32", "--ingest-max-messages-in-flight=20000",
 		"--ingest-max-request-bytes=16777216", "--ingest-max-line-bytes=65536",
 		"--ingest-timezone=Europe/Berlin", "--ingest-link-wait=10m", "--ingest-lines-per-second=2.5",
+		"--ingest-internal-network=10.0.0.0/8", "--ingest-internal-network=2001:db8::/32", "--ingest-pending-after=2h",
 		"--ingest-content-filter=127.0.0.1:10025")
 	if hasArg(c, "--ingest-insecure-no-auth") {
 		t.Error("--ingest-insecure-no-auth without ingest.insecureNoAuth")

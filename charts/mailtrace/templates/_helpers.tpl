@@ -127,6 +127,12 @@ Call with (dict "root" $ "prefix" "ingest-").
 {{- with $i.linkWait }}
 - --{{ $p }}link-wait={{ . }}
 {{- end }}
+{{- range $i.internalNetworks }}
+- --{{ $p }}internal-network={{ . }}
+{{- end }}
+{{- with $i.pendingAfter }}
+- --{{ $p }}pending-after={{ . }}
+{{- end }}
 - --{{ $p }}state-file={{ include "mailtrace.dataDir" .root }}/ingest-state.json
 - --{{ $p }}wal-max-bytes={{ int64 $i.walMaxBytes }}
 - --{{ $p }}lines-per-second={{ $i.linesPerSecond }}
