@@ -231,7 +231,24 @@ type MessageEvent struct {
 	// ExpandedFrom is the group or alias this recipient came from.
 	// +optional
 	ExpandedFrom string `json:"expandedFrom,omitempty"`
-	// Truncated is true when detail or smtpResponse was cut.
+	// SpamAction is what a content scanner (rspamd, amavis) decided: "add
+	// header", "reject", "soft reject", "Passed CLEAN", "Blocked SPAM".
+	// +optional
+	SpamAction string `json:"spamAction,omitempty"`
+	// SpamScore is the scanner's score, with its threshold where it gives
+	// one ("6.00/15.00"), or amavis' hits.
+	// +optional
+	SpamScore string `json:"spamScore,omitempty"`
+	// SpamSymbols are the scanner's rules that fired (at most 20, each cut
+	// to 64 characters; truncated says so).
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	SpamSymbols []string `json:"spamSymbols,omitempty"`
+	// Folder is the mailbox folder the recipient's copy was stored into
+	// (Dovecot's LMTP or LDA, a Sieve fileinto): "INBOX", "Junk".
+	// +optional
+	Folder string `json:"folder,omitempty"`
+	// Truncated is true when detail, smtpResponse or spamSymbols was cut.
 	// +optional
 	Truncated bool `json:"truncated,omitempty"`
 }

@@ -225,6 +225,7 @@ func OfRecipient(recipient string, evs []mailflow.Event) []mailflow.Event {
 func ToMessageEvent(e mailflow.Event) v1alpha1.MessageEvent {
 	detail := TruncateRunes(e.Detail, MaxDetailText)
 	resp := TruncateRunes(e.SMTPResponse, MaxDetailText)
+	symbols, symbolsCut := spamSymbols(e.Symbols)
 	return v1alpha1.MessageEvent{
 		Time:           metav1.NewTime(e.Time.UTC()),
 		Event:          string(e.Type),
@@ -241,8 +242,35 @@ func ToMessageEvent(e mailflow.Event) v1alpha1.MessageEvent {
 		FromIP:         e.FromIP,
 		ToIP:           e.ToIP,
 		ExpandedFrom:   e.ExpandedFrom,
-		Truncated:      detail != e.Detail || resp != e.SMTPResponse,
+		SpamAction:     TruncateRunes(e.Action, maxSpamText),
+		SpamScore:      TruncateRunes(e.Score, maxSpamText),
+		SpamSymbols:    symbols,
+		Folder:         TruncateRunes(e.Folder, MaxDetailText),
+		Truncated:      detail != e.Detail || resp != e.SMTPResponse || symbolsCut,
 	}
+}
+
+// maxSpamSymbols and maxSpamText bound what a scanner's verdict adds to a
+// details status (the CRD's MaxItems says the same).
+const (
+	maxSpamSymbols = 20
+	maxSpamText    = 64
+)
+
+// spamSymbols is at most maxSpamSymbols of a scanner's rules, each cut to
+// maxSpamText, and whether any was cut.
+func spamSymbols(in []string) ([]string, bool) {
+	if len(in) == 0 {
+		return nil, false
+	}
+	cut := len(in) > maxSpamSymbols
+	out := make([]string, 0, min(len(in), maxSpamSymbols))
+	for _, s := range in[:min(len(in), maxSpamSymbols)] {
+		t := TruncateRunes(s, maxSpamText)
+		cut = cut || t != s
+		out = append(out, t)
+	}
+	return out, cut
 }
 
 // DetailsOf is the bounded timeline of evs, oldest first: at most maxEvents

@@ -70,6 +70,28 @@ func TestDetailsOf(t *testing.T) {
 			t.Error("a short detail is marked truncated")
 		}
 	})
+	t.Run("spam-verdict-and-folder", func(t *testing.T) {
+		scan := ev(0, mailflow.EventScan, "rspamd: add header")
+		scan.Action, scan.Score, scan.Symbols = "add header", "6.00/15.00", []string{"GTUBE", "MISSING_DATE"}
+		got := ToMessageEvent(scan)
+		if got.SpamAction != "add header" || got.SpamScore != "6.00/15.00" || strings.Join(got.SpamSymbols, ",") != "GTUBE,MISSING_DATE" || got.Truncated {
+			t.Errorf("scan: %+v", got)
+		}
+		save := ev(1, mailflow.EventSave, "stored")
+		save.Folder = "Junk"
+		if got := ToMessageEvent(save); got.Folder != "Junk" {
+			t.Errorf("save: folder %q", got.Folder)
+		}
+		// a hostile scanner's list is bounded, and says so
+		many := ev(2, mailflow.EventScan, "x")
+		for i := 0; i < 50; i++ {
+			many.Symbols = append(many.Symbols, strings.Repeat("S", 100))
+		}
+		got = ToMessageEvent(many)
+		if len(got.SpamSymbols) != maxSpamSymbols || len(got.SpamSymbols[0]) != maxSpamText || !got.Truncated {
+			t.Errorf("50 long symbols: kept %d, the first %d long, truncated %v", len(got.SpamSymbols), len(got.SpamSymbols[0]), got.Truncated)
+		}
+	})
 	t.Run("messages", func(t *testing.T) {
 		for _, tc := range []struct {
 			d    v1alpha1.MessageDetailsStatus
