@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -132,61 +133,129 @@ func prefixRange(p netip.Prefix) (lo, hi []byte) {
 	return lo, hi
 }
 
-const upsertRow = `INSERT INTO rows (mtid, recipient, recipient_domain, received, sender, sender_domain,
+// The statements of an append, prepared once on the writer connection.
+// A row's columns are written only when they change, and an UPDATE names
+// only the columns it changes: SQLite rewrites the entry of every index
+// that holds a column an UPDATE assigns, changed or not, and rows has nine
+// b-trees (the table and eight indexes).
+const (
+	insEventSQL   = `INSERT INTO events (key, mtid, recipient, time, body) VALUES (?,?,?,?,?) ON CONFLICT (key) DO NOTHING`
+	getMessageSQL = `SELECT received_explicit, first_event, sender, subject, message_id, size, direction, original_client_ip, from_ip FROM messages WHERE mtid = ?`
+	insMessageSQL = `INSERT INTO messages (mtid, received_explicit, first_event, received, sender,
+	subject, message_id, size, direction, original_client_ip, from_ip) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
+	updMessageSQL = `UPDATE messages SET received_explicit = ?, first_event = ?, received = ?, sender = ?,
+	subject = ?, message_id = ?, size = ?, direction = ?, original_client_ip = ?, from_ip = ? WHERE mtid = ?`
+	getRowSQL = `SELECT id, status, status_time, to_ip, expanded_from FROM rows WHERE mtid = ? AND recipient = ?`
+	insRowSQL = `INSERT INTO rows (mtid, recipient, recipient_domain, received, sender, sender_domain,
 	subject, subject_lc, message_id, message_id_lc, size, direction,
 	original_client_ip, original_client_ipb, from_ip, from_ipb, to_ip, to_ipb,
-	expanded_from, status, status_time)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (mtid, recipient) DO UPDATE SET
-	received = excluded.received, sender = excluded.sender, sender_domain = excluded.sender_domain,
-	subject = excluded.subject, subject_lc = excluded.subject_lc,
-	message_id = excluded.message_id, message_id_lc = excluded.message_id_lc,
-	size = excluded.size, direction = excluded.direction,
-	original_client_ip = excluded.original_client_ip, original_client_ipb = excluded.original_client_ipb,
-	from_ip = excluded.from_ip, from_ipb = excluded.from_ipb,
-	to_ip = excluded.to_ip, to_ipb = excluded.to_ipb, expanded_from = excluded.expanded_from,
-	status = excluded.status, status_time = excluded.status_time`
+	expanded_from, status, status_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	// a recipient's own columns: with its status (four indexes hold it), or without
+	updRowStatusSQL = `UPDATE rows SET status = ?, status_time = ?, to_ip = ?, to_ipb = ?, expanded_from = ? WHERE id = ?`
+	updRowSQL       = `UPDATE rows SET to_ip = ?, to_ipb = ?, expanded_from = ? WHERE id = ?`
+	delRowSQL       = `DELETE FROM rows WHERE id = ?`
+)
 
-const updateMessageRows = `UPDATE rows SET received = ?, sender = ?, sender_domain = ?,
-	subject = ?, subject_lc = ?, message_id = ?, message_id_lc = ?, size = ?, direction = ?,
-	original_client_ip = ?, original_client_ipb = ?, from_ip = ?, from_ipb = ?
-WHERE mtid = ?`
-
-const upsertMessage = `INSERT INTO messages (mtid, received_explicit, first_event, received, sender,
-	subject, message_id, size, direction, original_client_ip, from_ip)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (mtid) DO UPDATE SET received_explicit = excluded.received_explicit,
-	first_event = excluded.first_event, received = excluded.received, sender = excluded.sender,
-	subject = excluded.subject, message_id = excluded.message_id, size = excluded.size,
-	direction = excluded.direction, original_client_ip = excluded.original_client_ip,
-	from_ip = excluded.from_ip`
-
-type appendStmts struct {
-	insEvent, getMessage, putMessage, getRow, putRow, updRows, anyRecip, delPlaceholder *sql.Stmt
+// msgCol is a message attribute the rows carry: its columns there, and how
+// a message gives their values.
+type msgCol struct {
+	set    string // "col = ?, ..."
+	values func(m *message) []any
 }
 
-func prepare(ctx context.Context, tx *sql.Tx) (*appendStmts, error) {
-	var st appendStmts
+// msgCols, in the order of the bits of a change set (rowsUpdate).
+var msgCols = []msgCol{
+	{"received = ?", func(m *message) []any { return []any{m.received()} }},
+	{"sender = ?, sender_domain = ?", func(m *message) []any { return []any{m.sender, domainOf(m.sender)} }},
+	{"subject = ?, subject_lc = ?", func(m *message) []any { return []any{m.subject, strings.ToLower(m.subject)} }},
+	{"message_id = ?, message_id_lc = ?", func(m *message) []any { return []any{m.messageID, msgIDKey(m.messageID)} }},
+	{"size = ?", func(m *message) []any { return []any{m.size} }},
+	{"direction = ?", func(m *message) []any { return []any{m.direction} }},
+	{"original_client_ip = ?, original_client_ipb = ?", func(m *message) []any { return []any{m.originalClientIP, ipKey(m.originalClientIP)} }},
+	{"from_ip = ?, from_ipb = ?", func(m *message) []any { return []any{m.fromIP, ipKey(m.fromIP)} }},
+}
+
+// changed is the set of msgCols whose values differ between a and b.
+func changed(a, b *message) uint {
+	var c uint
+	for i, d := range []bool{a.received() != b.received(), a.sender != b.sender, a.subject != b.subject,
+		a.messageID != b.messageID, a.size != b.size, a.direction != b.direction,
+		a.originalClientIP != b.originalClientIP, a.fromIP != b.fromIP} {
+		if d {
+			c |= 1 << i
+		}
+	}
+	return c
+}
+
+// appendStmts are the writer connection's prepared statements.
+type appendStmts struct {
+	insEvent, getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
+}
+
+func (s *Store) stmts(ctx context.Context) (*appendStmts, error) {
+	if s.st != nil {
+		return s.st, nil
+	}
+	st := &appendStmts{}
 	for _, p := range []struct {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&st.insEvent, `INSERT INTO events (key, mtid, recipient, time, body) VALUES (?,?,?,?,?) ON CONFLICT (key) DO NOTHING`},
-		{&st.getMessage, `SELECT received_explicit, first_event, sender, subject, message_id, size, direction, original_client_ip, from_ip FROM messages WHERE mtid = ?`},
-		{&st.putMessage, upsertMessage},
-		{&st.getRow, `SELECT status, status_time, to_ip, expanded_from FROM rows WHERE mtid = ? AND recipient = ?`},
-		{&st.putRow, upsertRow},
-		{&st.updRows, updateMessageRows},
-		{&st.anyRecip, `SELECT 1 FROM rows WHERE mtid = ? AND recipient <> '' LIMIT 1`},
-		{&st.delPlaceholder, `DELETE FROM rows WHERE mtid = ? AND recipient = ''`},
+		{&st.insEvent, insEventSQL}, {&st.getMessage, getMessageSQL}, {&st.insMessage, insMessageSQL},
+		{&st.updMessage, updMessageSQL}, {&st.getRow, getRowSQL}, {&st.insRow, insRowSQL},
+		{&st.updRowStatus, updRowStatusSQL}, {&st.updRow, updRowSQL}, {&st.delRow, delRowSQL},
 	} {
-		s, err := tx.PrepareContext(ctx, p.sql)
+		stmt, err := s.wdb.PrepareContext(ctx, p.sql)
 		if err != nil {
+			st.close()
 			return nil, err
 		}
-		*p.dst = s
+		*p.dst = stmt
 	}
-	return &st, nil
+	s.st = st
+	return st, nil
+}
+
+func (st *appendStmts) close() {
+	for _, p := range []*sql.Stmt{st.insEvent, st.getMessage, st.insMessage, st.updMessage, st.getRow, st.insRow,
+		st.updRowStatus, st.updRow, st.delRow} {
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+// txStmts are the statements bound to one transaction.
+type txStmts struct {
+	s                                                                                          *Store
+	tx                                                                                         *sql.Tx
+	ctx                                                                                        context.Context
+	insEvent, getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
+	// UPDATE rows SET <the message columns of a change set> WHERE mtid = ?,
+	// prepared in the transaction (the writer has one connection) when needed
+	rowsUpdates map[uint]*sql.Stmt
+}
+
+func (t *txStmts) rowsUpdate(c uint) (*sql.Stmt, error) {
+	if p := t.rowsUpdates[c]; p != nil {
+		return p, nil
+	}
+	var sets []string
+	for i, col := range msgCols {
+		if c&(1<<i) != 0 {
+			sets = append(sets, col.set)
+		}
+	}
+	p, err := t.tx.PrepareContext(t.ctx, `UPDATE rows SET `+strings.Join(sets, ", ")+` WHERE mtid = ?`)
+	if err != nil {
+		return nil, err
+	}
+	if t.rowsUpdates == nil {
+		t.rowsUpdates = map[uint]*sql.Stmt{}
+	}
+	t.rowsUpdates[c] = p
+	return p, nil
 }
 
 // Append stores events atomically (one transaction) and idempotently (an
@@ -202,6 +271,10 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	st, err := s.stmts(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: append: %w", err)
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: append: %w", err)
@@ -211,14 +284,20 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 			_ = tx.Rollback()
 		}
 	}()
-	st, err := prepare(ctx, tx)
-	if err != nil {
-		return fmt.Errorf("sqlite: append: %w", err)
+	t := &txStmts{tx: tx, ctx: ctx}
+	for _, p := range []struct{ dst, src **sql.Stmt }{
+		{&t.insEvent, &st.insEvent}, {&t.getMessage, &st.getMessage}, {&t.insMessage, &st.insMessage},
+		{&t.updMessage, &st.updMessage}, {&t.getRow, &st.getRow}, {&t.insRow, &st.insRow},
+		{&t.updRowStatus, &st.updRowStatus}, {&t.updRow, &st.updRow}, {&t.delRow, &st.delRow},
+	} {
+		*p.dst = tx.StmtContext(ctx, *p.src)
 	}
 
 	// Store the events; keep the new ones, grouped by message.
 	var order []string
 	byMsg := map[string][]*mailflow.Event{}
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
 	for i := range events {
 		e := events[i]
 		e.ID = e.Key()
@@ -226,11 +305,12 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 		if !e.Received.IsZero() {
 			e.Received = e.Received.UTC()
 		}
-		body, err := json.Marshal(&e)
-		if err != nil {
+		body.Reset()
+		if err := enc.Encode(&e); err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
-		res, err := st.insEvent.ExecContext(ctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), string(body))
+		b := body.Bytes()
+		res, err := t.insEvent.ExecContext(ctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
 		if err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
@@ -243,7 +323,7 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 		byMsg[e.MessageTraceID] = append(byMsg[e.MessageTraceID], &e)
 	}
 	for _, mtid := range order {
-		if err := applyMessage(ctx, st, mtid, byMsg[mtid]); err != nil {
+		if err := t.applyMessage(mtid, byMsg[mtid]); err != nil {
 			return fmt.Errorf("sqlite: append: message %s: %w", mtid, err)
 		}
 	}
@@ -253,12 +333,19 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 	return nil
 }
 
+// storedRow is a row as applyMessage reads it.
+type storedRow struct {
+	id    int64
+	state rowState
+}
+
 // applyMessage folds a message's new events into its message and row records.
-func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*mailflow.Event) error {
+func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
+	ctx := t.ctx
 	var old message
 	var rexp sql.NullInt64
 	exists := true
-	err := st.getMessage.QueryRowContext(ctx, mtid).Scan(&rexp, &old.firstEvent, &old.sender, &old.subject,
+	err := t.getMessage.QueryRowContext(ctx, mtid).Scan(&rexp, &old.firstEvent, &old.sender, &old.subject,
 		&old.messageID, &old.size, &old.direction, &old.originalClientIP, &old.fromIP)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -278,71 +365,117 @@ func applyMessage(ctx context.Context, st *appendStmts, mtid string, evs []*mail
 		}
 		byRecip[r] = append(byRecip[r], e)
 	}
-	if !exists || m != old {
-		var re any
-		if m.receivedExplicit != 0 {
-			re = m.receivedExplicit
-		}
-		if _, err := st.putMessage.ExecContext(ctx, mtid, re, m.firstEvent, m.received(), m.sender,
+	var re any
+	if m.receivedExplicit != 0 {
+		re = m.receivedExplicit
+	}
+	if !exists {
+		if _, err := t.insMessage.ExecContext(ctx, mtid, re, m.firstEvent, m.received(), m.sender,
 			m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP); err != nil {
 			return err
 		}
-	}
-	if exists && m != old {
-		if _, err := st.updRows.ExecContext(ctx, m.received(), m.sender, domainOf(m.sender),
-			m.subject, strings.ToLower(m.subject), m.messageID, msgIDKey(m.messageID), m.size, m.direction,
-			m.originalClientIP, ipKey(m.originalClientIP), m.fromIP, ipKey(m.fromIP), mtid); err != nil {
+	} else if m != old {
+		if _, err := t.updMessage.ExecContext(ctx, re, m.firstEvent, m.received(), m.sender,
+			m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP, mtid); err != nil {
 			return err
+		}
+		// the message's columns on its rows, those that changed
+		if c := changed(&m, &old); c != 0 {
+			p, err := t.rowsUpdate(c)
+			if err != nil {
+				return err
+			}
+			var args []any
+			for i, col := range msgCols {
+				if c&(1<<i) != 0 {
+					args = append(args, col.values(&m)...)
+				}
+			}
+			if _, err := p.ExecContext(ctx, append(args, mtid)...); err != nil {
+				return err
+			}
 		}
 	}
 
+	// The placeholder row (recipient '') exists while the message has no
+	// recipient row, and only then.
 	hasRecipients := len(recips) > 1 || (len(recips) == 1 && recips[0] != "")
+	var placeholder *storedRow
 	if exists {
-		if hasRecipients {
-			if _, err := st.delPlaceholder.ExecContext(ctx, mtid); err != nil {
+		var err error
+		if placeholder, err = t.storedRow(mtid, ""); err != nil {
+			return err
+		}
+		if placeholder != nil && hasRecipients {
+			if _, err := t.delRow.ExecContext(ctx, placeholder.id); err != nil {
 				return err
 			}
-		} else {
-			var one int
-			switch err := st.anyRecip.QueryRowContext(ctx, mtid).Scan(&one); {
-			case err == nil:
-				hasRecipients = true
-			case !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
+			placeholder = nil
+		}
+		if placeholder == nil {
+			hasRecipients = true // stored ones, or this batch's
 		}
 	}
 	for _, r := range recips {
 		if r == "" && hasRecipients {
 			continue // message-level events: the placeholder is not needed
 		}
-		cur := rowState{outcome: mailflow.Outcome{Status: mailflow.StatusGettingStatus}}
-		if exists {
-			var status string
-			var stime int64
-			err := st.getRow.QueryRowContext(ctx, mtid, r).Scan(&status, &stime, &cur.toIP, &cur.expandedFrom)
-			switch {
-			case err == nil:
-				cur.outcome = mailflow.Outcome{Status: mailflow.Status(status), Time: fromNanos(stime)}
-			case !errors.Is(err, sql.ErrNoRows):
+		var cur *storedRow
+		if r == "" {
+			cur = placeholder
+		} else if exists {
+			var err error
+			if cur, err = t.storedRow(mtid, r); err != nil {
 				return err
 			}
 		}
+		next := rowState{outcome: mailflow.Outcome{Status: mailflow.StatusGettingStatus}}
+		if cur != nil {
+			next = cur.state
+		}
 		for _, e := range byRecip[r] {
-			cur.merge(e)
+			next.merge(e)
 		}
 		var stime int64
-		if cur.outcome.Status != mailflow.StatusGettingStatus {
-			stime = cur.outcome.Time.UnixNano()
+		if next.outcome.Status != mailflow.StatusGettingStatus {
+			stime = next.outcome.Time.UnixNano()
 		}
-		if _, err := st.putRow.ExecContext(ctx, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
-			m.subject, strings.ToLower(m.subject), m.messageID, msgIDKey(m.messageID), m.size, m.direction,
-			m.originalClientIP, ipKey(m.originalClientIP), m.fromIP, ipKey(m.fromIP), cur.toIP, ipKey(cur.toIP),
-			cur.expandedFrom, string(cur.outcome.Status), stime); err != nil {
-			return err
+		switch {
+		case cur == nil:
+			if _, err := t.insRow.ExecContext(ctx, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
+				m.subject, strings.ToLower(m.subject), m.messageID, msgIDKey(m.messageID), m.size, m.direction,
+				m.originalClientIP, ipKey(m.originalClientIP), m.fromIP, ipKey(m.fromIP), next.toIP, ipKey(next.toIP),
+				next.expandedFrom, string(next.outcome.Status), stime); err != nil {
+				return err
+			}
+		case next.outcome != cur.state.outcome:
+			if _, err := t.updRowStatus.ExecContext(ctx, string(next.outcome.Status), stime,
+				next.toIP, ipKey(next.toIP), next.expandedFrom, cur.id); err != nil {
+				return err
+			}
+		case next != cur.state:
+			if _, err := t.updRow.ExecContext(ctx, next.toIP, ipKey(next.toIP), next.expandedFrom, cur.id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// storedRow reads the (message, recipient) row, nil when there is none.
+func (t *txStmts) storedRow(mtid, r string) (*storedRow, error) {
+	var sr storedRow
+	var status string
+	var stime int64
+	err := t.getRow.QueryRowContext(t.ctx, mtid, r).Scan(&sr.id, &status, &stime, &sr.state.toIP, &sr.state.expandedFrom)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	sr.state.outcome = mailflow.Outcome{Status: mailflow.Status(status), Time: fromNanos(stime)}
+	return &sr, nil
 }
 
 // msgIDKey is the form message IDs are compared in.

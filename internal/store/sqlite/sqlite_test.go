@@ -140,3 +140,38 @@ func TestOpenErrors(t *testing.T) {
 		t.Error("Open of a file that is not SQLite succeeded")
 	}
 }
+
+// Sync syncs the WAL file and the database file, under appends and reads;
+// what was appended before it is there after a reopen.
+func TestSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.db")
+	s := open(t, path)
+	ctx := context.Background()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("Sync of a new store: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Append(ctx, sample(fmt.Sprintf("s%02d", i))); err != nil {
+				t.Error(err)
+			}
+			if err := s.Sync(ctx); err != nil {
+				t.Error(err)
+			}
+			if _, err := s.Count(ctx, day()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := open(t, path).Count(ctx, day())
+	if err != nil || c.Total == 0 {
+		t.Fatalf("after Sync and a reopen: %+v, %v", c, err)
+	}
+}
