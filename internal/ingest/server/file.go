@@ -11,6 +11,10 @@ import (
 	"github.com/mailtrace/mailtrace/internal/store"
 )
 
+// BackfillBatchSize is the least number of events a backfill appends at
+// once.
+const BackfillBatchSize = 10000
+
 // FileOptions configure a backfill.
 type FileOptions struct {
 	Pipeline PipelineOptions
@@ -32,9 +36,13 @@ func IngestFiles(ctx context.Context, st store.Store, paths []string, o FileOpti
 	if o.Pipeline.Correlator.MaxLineBytes <= 0 {
 		o.Pipeline.Correlator.MaxLineBytes = o.MaxLineBytes
 	}
-	if o.Pipeline.BatchSize <= 0 {
-		o.Pipeline.BatchSize = 5000 // a backfill favours throughput over latency
-	}
+	// A backfill favours throughput over latency: its batches are large,
+	// whatever the live ingester's --batch-size, so that most messages
+	// land in one append whole (a message split across appends costs the
+	// store its placeholder row, a second write of its rows and a read of
+	// what it holds). At most three batches are in memory (being filled,
+	// queued, being appended): ~1 KiB an event, ~10 MiB a batch.
+	o.Pipeline.BatchSize = max(o.Pipeline.BatchSize, BackfillBatchSize)
 	if o.Pipeline.QueueChunks <= 0 {
 		o.Pipeline.QueueChunks = 16
 	}

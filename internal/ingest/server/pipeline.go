@@ -104,6 +104,16 @@ const DefaultWALMaxBytes = 1 << 30
 // messages was accepted.
 var ErrWALFull = errors.New("the ingester's write-ahead log is full (--wal-max-bytes) because the trace store has not kept up")
 
+// batchQueue is how many batches may wait for the writer: two for a live
+// ingester (small batches, bursts), one for a backfill (large ones: the
+// correlator fills the next while the writer appends one and another waits).
+func batchQueue(o PipelineOptions) int {
+	if o.Live {
+		return 2
+	}
+	return 1
+}
+
 // chunkLines is the most lines a reader hands over at once, chunkBytes
 // about the most bytes (a chunk ends after the line that reaches it), so
 // the queue holds at most QueueChunks x (chunkBytes + MaxLineBytes) of lines.
@@ -193,7 +203,7 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 	p := &Pipeline{
 		o: o, st: st, m: m, log: log, badLog: newRateLog(log, 10*time.Second),
 		in:        make(chan chunk, o.QueueChunks),
-		batches:   make(chan batch, 2),
+		batches:   make(chan batch, batchQueue(o)),
 		closed:    make(chan struct{}),
 		corrDone:  make(chan error, 1),
 		writeDone: make(chan struct{}),
@@ -227,6 +237,9 @@ func (p *Pipeline) newCorrelator() *ingest.Correlator {
 	return ingest.NewCorrelator(p.o.Correlator, func(evs []mailflow.Event) error {
 		if len(p.pending) == 0 {
 			p.pendingSince = time.Now()
+			if p.pending == nil {
+				p.pending = make([]mailflow.Event, 0, p.o.BatchSize)
+			}
 		}
 		p.pending = append(p.pending, evs...)
 		return nil
@@ -586,11 +599,26 @@ func (p *Pipeline) finish() error {
 	return err
 }
 
+// durable is a store whose appends may be acknowledged before they are on
+// disk (SQLite in WAL mode with synchronous=NORMAL: a commit is in the OS's
+// cache, safe from a crash of the process but not of the machine): Sync
+// makes every append it returned from durable.
+type durable interface {
+	Sync(ctx context.Context) error
+}
+
 // checkpoint saves the state (call it once every event emitted so far is
 // stored) with the write-ahead log's position it covers, then deletes the
 // log's segments before that position.
 func (p *Pipeline) checkpoint() {
 	st, err := p.c.State()
+	if d, ok := p.st.(durable); ok && err == nil {
+		// what the state covers must survive a power loss before the
+		// write-ahead log behind it is deleted
+		ctx, cancel := context.WithTimeout(p.writeCtx, time.Minute)
+		err = d.Sync(ctx)
+		cancel()
+	}
 	if err == nil {
 		st.WALPosition = uint64(p.fed)
 		err = writeFileAtomic(p.o.StateFile, st)
