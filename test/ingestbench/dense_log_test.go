@@ -27,9 +27,9 @@ func TestDenseLogMeansWhatItSays(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "dense.log.gz")
 			lines := denseLog(t, log, 300, 100, tc.finish)
 			url := "sqlite://" + filepath.Join(t.TempDir(), "d.db")
-			events, msgs, _, _ := run(t, log, url)
-			if msgs != 300 || (tc.finish && (lines != 300*7 || events < 3*300)) {
-				t.Fatalf("lines %d, events %d, messages %d", lines, events, msgs)
+			r := run(t, binary(t), log, url)
+			if r.messages != 300 || (tc.finish && (lines != 300*7 || r.events < 3*300)) {
+				t.Fatalf("lines %d, events %d, messages %d", lines, r.events, r.messages)
 			}
 			st, err := storeopen.Open(context.Background(), url)
 			if err != nil {
