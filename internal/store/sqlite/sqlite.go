@@ -47,6 +47,12 @@ func dsn(path string, txlock string) string {
 	q.Add("_pragma", "cache_size(-65536)")
 	if txlock != "" {
 		q.Set("_txlock", txlock)
+		// The writer checkpoints (copies the WAL into the database file)
+		// once the WAL holds 64 MiB instead of SQLite's default 4 MiB: a
+		// large append rewrites thousands of index pages, and a page
+		// written by several appends between two checkpoints is copied
+		// once (-11% of the time of a 1.5M-event backfill).
+		q.Add("_pragma", "wal_autocheckpoint(16384)")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
