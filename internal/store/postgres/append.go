@@ -336,10 +336,17 @@ FROM messages WHERE trace_id = ANY($1::text[]) ORDER BY trace_id FOR UPDATE`
 // element of the arrays, O(store x batch). So, for this transaction: no
 // sequential scan, bitmap scan or materialized inner side where an index
 // probe serves, no hash or merge join (which would read a whole partition
-// too). A probe's received time prunes the partitions as it runs.
+// too). No condition on received but the probes' own: a range, even of
+// whole days, makes the planner walk it as the outer side when its
+// statistics are behind (as they are for the day being appended to).
+//
+// The partitions a probe does not need are pruned as it runs: a plan
+// covers all of them (90 days of retention, 90 index scans in an Append);
+// such a plan crosses the threshold of JIT compilation, which then costs
+// more than the statement: JIT is off.
 const planSettingsSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
 	set_config('enable_material', 'off', true), set_config('enable_hashjoin', 'off', true),
-	set_config('enable_mergejoin', 'off', true)`
+	set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)`
 
 // The reads and writes driven by arrays.
 const (
