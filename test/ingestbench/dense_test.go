@@ -34,7 +34,14 @@ import (
 	"github.com/mailtrace/mailtrace/internal/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath)) // the binary built for this run
+	}
+	pgtest.Shutdown()
+	os.Exit(code)
+}
 
 // denseLog writes a Postfix log of n messages, inflight of them interleaved
 // at any time, each of 7 lines and 4 events (received, a deferral and two
