@@ -33,10 +33,10 @@ func TestMetricsFromRollups(t *testing.T) {
 		}
 	}
 	var evs []mailflow.Event
-	evs = append(evs, msg("a", now.Add(-50*time.Minute), mailflow.DirectionInbound, mailflow.EventDeliver)...)  // last hour (09:xx)
-	evs = append(evs, msg("b", now.Add(-40*time.Minute), mailflow.DirectionInbound, mailflow.EventDeliver)...)  // last hour
-	evs = append(evs, msg("c", now.Add(-5*time.Minute), mailflow.DirectionOutbound, mailflow.EventFail)...)     // this hour
-	evs = append(evs, msg("d", now.Add(-30*time.Hour), mailflow.DirectionOutbound, mailflow.EventDefer)...)     // a day before
+	evs = append(evs, msg("a", now.Add(-50*time.Minute), mailflow.DirectionInbound, mailflow.EventDeliver)...) // last hour (09:xx)
+	evs = append(evs, msg("b", now.Add(-40*time.Minute), mailflow.DirectionInbound, mailflow.EventDeliver)...) // last hour
+	evs = append(evs, msg("c", now.Add(-5*time.Minute), mailflow.DirectionOutbound, mailflow.EventFail)...)    // this hour
+	evs = append(evs, msg("d", now.Add(-30*time.Hour), mailflow.DirectionOutbound, mailflow.EventDefer)...)    // a day before
 	if err := st.Append(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
