@@ -7,8 +7,9 @@
 //
 // MAILTRACE_BENCH_BEFORE names another build of the binary (say, of an
 // earlier commit in a `git worktree`): each benchmark then runs it and the
-// tree's own, as sub-benchmarks "before" and "after", alternating, so that
-// both see the same load (with -count N: before, after, before, ...).
+// tree's own, as sub-benchmarks "before" and "after", alternating
+// MAILTRACE_BENCH_ROUNDS times (default 1), so that both see the same load
+// (-count would run all of one before the other).
 package ingestbench
 
 import (
@@ -295,15 +296,18 @@ func binaries(b *testing.B) []struct{ name, path string } {
 	return []struct{ name, path string }{{"before", before}, {"after", after}}
 }
 
-// each runs f for each binary, as a sub-benchmark when there are two.
+// each runs f for each binary, as a sub-benchmark when there are two, in
+// rounds that alternate them.
 func each(b *testing.B, f func(b *testing.B, bin string)) {
 	bins := binaries(b)
 	if len(bins) == 1 {
 		f(b, bins[0].path)
 		return
 	}
-	for _, bin := range bins {
-		b.Run(bin.name, func(b *testing.B) { f(b, bin.path) })
+	for range envInt("MAILTRACE_BENCH_ROUNDS", 1) {
+		for _, bin := range bins {
+			b.Run(bin.name, func(b *testing.B) { f(b, bin.path) })
+		}
 	}
 }
 
