@@ -304,9 +304,11 @@ func each(b *testing.B, f func(b *testing.B, bin string)) {
 		f(b, bins[0].path)
 		return
 	}
-	for range envInt("MAILTRACE_BENCH_ROUNDS", 1) {
+	for round := range envInt("MAILTRACE_BENCH_ROUNDS", 1) {
 		for _, bin := range bins {
-			b.Run(bin.name, func(b *testing.B) { f(b, bin.path) })
+			// a name of its own each round: a repeated one gets a '#'
+			// suffix, which TempDir's path (a SQLite URL) cannot carry
+			b.Run(fmt.Sprintf("%s_%d", bin.name, round+1), func(b *testing.B) { f(b, bin.path) })
 		}
 	}
 }
