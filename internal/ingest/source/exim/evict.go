@@ -5,7 +5,7 @@ package exim
 // recently active first; past the cap the least recently active is
 // evicted (its aliases decided, what they held emitted) and a compact
 // record of it stays, at most source.Config.MaxEvicted of them, oldest
-// forgotten first: what a late line needs for its rows to come out as
+// forgotten first (source.LRU and source.Ring): what a late line needs for its rows to come out as
 // they would have. Its trace ID needs nothing (a digest of host and id);
 // the record keeps what decides the direction and how each alias was
 // decided. The message-level attributes (sender, subject...) are not
@@ -41,48 +41,16 @@ func keyHash(host, id string) uint64 {
 	return h
 }
 
-func (c *Source) lruFront(m *message) {
-	if c.lruHead == m {
-		return
-	}
-	c.lruUnlink(m)
-	m.next = c.lruHead
-	if c.lruHead != nil {
-		c.lruHead.prev = m
-	}
-	c.lruHead = m
-	if c.lruTail == nil {
-		c.lruTail = m
-	}
-}
-
-func (c *Source) lruUnlink(m *message) {
-	if m.prev != nil {
-		m.prev.next = m.next
-	} else if c.lruHead == m {
-		c.lruHead = m.next
-	}
-	if m.next != nil {
-		m.next.prev = m.prev
-	} else if c.lruTail == m {
-		c.lruTail = m.prev
-	}
-	m.prev, m.next = nil, nil
-}
-
 // drop forgets m for good.
 func (c *Source) drop(m *message) {
 	delete(c.msgs, m.Host+"\x00"+m.ID)
-	c.lruUnlink(m)
+	c.inFlight.Remove(&m.lru)
 }
 
 // capInFlight evicts the least recently active messages over the cap.
 func (c *Source) capInFlight() {
-	if c.cfg.MaxInFlight <= 0 {
-		return
-	}
-	for len(c.msgs) > c.cfg.MaxInFlight && c.lruTail != nil {
-		c.evict(c.lruTail)
+	for m := c.inFlight.Over(len(c.msgs), c.cfg.MaxInFlight); m != nil; m = c.inFlight.Over(len(c.msgs), c.cfg.MaxInFlight) {
+		c.evict(m)
 	}
 }
 
@@ -93,7 +61,7 @@ func (c *Source) evict(m *message) {
 	if c.cfg.MaxEvicted <= 0 {
 		return
 	}
-	r := &evicted{}
+	var r evicted
 	for f, ok := range map[uint8]bool{evOrg: m.Org, evAnyIn: m.AnyIn, evAnyOut: m.AnyOut, evSenderKnown: m.SenderKnown, evCompleted: m.Completed} {
 		if ok {
 			r.flags |= f
@@ -108,33 +76,15 @@ func (c *Source) evict(m *message) {
 			r.aliases[a] = g.Members[0]
 		}
 	}
-	c.remember(keyHash(m.Host, m.ID), r)
+	c.evicted.Put(keyHash(m.Host, m.ID), r)
 }
 
-// remember keeps a record, forgetting the oldest past MaxEvicted.
-func (c *Source) remember(k uint64, r *evicted) {
-	if _, ok := c.evicted[k]; !ok {
-		if len(c.evOrder) < c.cfg.MaxEvicted {
-			c.evOrder = append(c.evOrder, k)
-		} else {
-			delete(c.evicted, c.evOrder[c.evNext])
-			c.evOrder[c.evNext] = k
-			c.evNext = (c.evNext + 1) % len(c.evOrder)
-		}
+// recall returns the record of an evicted message and forgets it.
+func (c *Source) recall(host, id string) (evicted, bool) {
+	if c.evicted.Len() == 0 {
+		return evicted{}, false
 	}
-	c.evicted[k] = r
-}
-
-// recall returns the record of an evicted message and forgets it (its key
-// stays in evOrder until its turn comes; a key no longer in the map costs
-// nothing then).
-func (c *Source) recall(host, id string) *evicted {
-	k := keyHash(host, id)
-	r := c.evicted[k]
-	if r != nil {
-		delete(c.evicted, k)
-	}
-	return r
+	return c.evicted.Take(keyHash(host, id))
 }
 
 // rehydrate makes the new message m whole again from its record.

@@ -58,21 +58,19 @@ type Source struct {
 	msgs map[string]*message // host\x00id
 	// the cap on messages in flight (evict.go): msgs in a list, most
 	// recently active first; the compact records of evicted messages
-	lruHead, lruTail *message
-	evicted          map[uint64]*evicted
-	evOrder          []uint64 // keys of evicted, oldest first (a ring)
-	evNext           int
+	inFlight source.LRU[message]
+	evicted  *source.Ring[uint64, evicted]
 }
 
 // New returns the Exim source: it emits into env and counts there.
 func New(cfg source.Config, env *source.Env) source.Source {
-	return &Source{cfg: cfg, env: env, msgs: map[string]*message{}, evicted: map[uint64]*evicted{}}
+	return &Source{cfg: cfg, env: env, msgs: map[string]*message{}, evicted: source.NewRing[uint64, evicted](cfg.MaxEvicted)}
 }
 
 // TraceID returns the trace ID of the message id on host while the source
 // remembers it ("" otherwise).
 func (c *Source) TraceID(host, id string) string {
-	if c.msgs[host+"\x00"+id] != nil || c.evicted[keyHash(host, id)] != nil {
+	if c.msgs[host+"\x00"+id] != nil || c.evicted.Len() > 0 && c.evicted.Peek(keyHash(host, id)) != nil {
 		return traceIDFor(host, id)
 	}
 	return ""

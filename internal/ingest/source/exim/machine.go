@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -39,8 +40,8 @@ type message struct {
 	CompletedAt time.Time                  `json:"completedAt,omitzero"`
 	Status      map[string]mailflow.Status `json:"status,omitempty"`
 	Groups      map[string]*group          `json:"groups,omitempty"`
-	// the list of messages in flight, most recently active first (evict.go)
-	prev, next *message
+	// its place in the list of messages in flight (evict.go)
+	lru source.LRUNode[message]
 }
 
 // group is an alias (a redirect router's address) and its members.
@@ -85,12 +86,12 @@ func (c *Source) get(host, id string, t time.Time) *message {
 	m := c.msgs[k]
 	if m == nil {
 		m = &message{Host: host, ID: id, First: t, Last: t, Status: map[string]mailflow.Status{}}
-		if r := c.recall(host, id); r != nil {
-			c.rehydrate(m, r)
+		if r, ok := c.recall(host, id); ok {
+			c.rehydrate(m, &r)
 		}
 		c.msgs[k] = m
 	}
-	c.lruFront(m)
+	c.inFlight.Touch(&m.lru, m)
 	if t.After(m.Last) {
 		m.Last = t
 	}
@@ -122,12 +123,12 @@ func (c *Source) add(m *message, e mailflow.Event) {
 	e.MessageID = m.MessageID
 	e.Subject = m.Subject
 	e.Size = m.Size
-	if m.ClientIP != "" && !isLoopback(m.ClientIP) && validIP(m.ClientIP) {
+	if m.ClientIP != "" && !source.IsLoopback(m.ClientIP) && validIP(m.ClientIP) {
 		e.FromIP, e.OriginalClientIP = m.ClientIP, m.ClientIP
 	}
 	e.Received = m.First
 	if e.Recipient != "" && e.Type != mailflow.EventExpand {
-		if inside(c.cfg.AcceptedDomains, e.Recipient) {
+		if source.Inside(c.cfg.AcceptedDomains, e.Recipient) {
 			m.AnyIn = true
 		} else {
 			m.AnyOut = true
@@ -193,7 +194,7 @@ func (c *Source) arrival(m *message, t time.Time, raw string, r Record) {
 	m.Local = isLocal(r.Protocol, r.ClientIP, r.User)
 	m.Org = fromOrg(c.cfg.AcceptedDomains, m.Sender, m.SenderKnown, m.ClientIP, m.Auth, m.Local)
 	for _, rc := range r.Recipients {
-		if inside(c.cfg.AcceptedDomains, rc) {
+		if source.Inside(c.cfg.AcceptedDomains, rc) {
 			m.AnyIn = true
 		} else {
 			m.AnyOut = true

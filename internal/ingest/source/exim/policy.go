@@ -1,9 +1,9 @@
 package exim
 
 import (
-	"net/netip"
 	"strings"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -86,25 +86,10 @@ func rejectDSN(temporary bool, reason string) string {
 	return class + ".0.0"
 }
 
-// rejectType decides what an ACL's reject means, as for Postfix's
-// smtpd: a recipient address that does not work (unknown user, mailbox
-// full or disabled) or an oversize message failed; the server's own
-// temporary trouble (4.3.x: "Insufficient system storage") and
-// greylisting are deferrals, the client retries (Pending); a reject after
-// DATA (a spam or virus scan, a content rule) and everything else (relay
-// denied, RBL, sender checks) is a refusal by policy: FilterAsSpam.
+// rejectType decides what an ACL's reject means, as for Postfix's smtpd
+// (source.RejectType): a reject after DATA is a refusal by policy.
 func rejectType(stage, dsn, reason string) mailflow.EventType {
-	if strings.Contains(strings.ToLower(reason), "greylist") || strings.HasPrefix(dsn, "4.3.") {
-		return mailflow.EventDefer
-	}
-	if stage == "DATA" {
-		return mailflow.EventFilterAsSpam
-	}
-	switch dsn {
-	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":
-		return mailflow.EventFail
-	}
-	return mailflow.EventFilterAsSpam
+	return source.RejectType(dsn, reason, stage == "DATA")
 }
 
 // outcomeType is what a delivery, failure or deferral line means.
@@ -135,54 +120,19 @@ func fromOrg(domains []string, sender string, senderKnown bool, clientIP, auth s
 	switch {
 	case auth != "" || local:
 		return true
-	case senderKnown && sender != "" && (clientIP == "" || isLoopback(clientIP)):
-		return inside(domains, sender)
+	case senderKnown && sender != "" && (clientIP == "" || source.IsLoopback(clientIP)):
+		return source.Inside(domains, sender)
 	}
 	return false
 }
 
-// direction decides which way a message goes from whether it comes from
-// the organisation and where its recipients are: unknown ("") until the
-// sender is known and a recipient is.
+// direction decides which way a message goes (source.Direction): unknown
+// ("") until the sender is known and a recipient is.
 func direction(org, senderKnown, anyIn, anyOut bool) mailflow.Direction {
-	if !senderKnown || (!anyIn && !anyOut) {
+	if !senderKnown {
 		return ""
 	}
-	switch {
-	case org && anyOut:
-		return mailflow.DirectionOutbound
-	case org:
-		return mailflow.DirectionInternal
-	case anyIn:
-		return mailflow.DirectionInbound
-	default:
-		return mailflow.DirectionOutbound // relayed from outside to outside
-	}
-}
-
-// inside reports whether an address is in one of the accepted domains
-// ("*.example.com": every subdomain).
-func inside(domains []string, a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
-		return false
-	}
-	d := strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
-	for _, p := range domains {
-		if sub, ok := strings.CutPrefix(p, "*."); ok {
-			if strings.HasSuffix(d, "."+sub) {
-				return true
-			}
-		} else if d == p {
-			return true
-		}
-	}
-	return false
-}
-
-func isLoopback(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	return err == nil && a.Unmap().IsLoopback()
+	return source.Direction(org, anyIn, anyOut)
 }
 
 // recipientOf decides which recipient a delivery line is about: the

@@ -26,12 +26,8 @@ type EvictedState struct {
 // State returns a snapshot of the messages in flight as JSON.
 func (c *Source) State() (json.RawMessage, error) {
 	st := State{Messages: c.sorted(func(*message) bool { return true })}
-	n := len(c.evOrder)
-	for j := range n {
-		k := c.evOrder[(c.evNext+j)%n]
-		if r := c.evicted[k]; r != nil {
-			st.Evicted = append(st.Evicted, EvictedState{Key: k, Flags: r.flags, Aliases: r.aliases})
-		}
+	for k, r := range c.evicted.All() {
+		st.Evicted = append(st.Evicted, EvictedState{Key: k, Flags: r.flags, Aliases: r.aliases})
 	}
 	return json.Marshal(st)
 }
@@ -54,13 +50,13 @@ func (c *Source) Restore(b json.RawMessage) error {
 			m.Status = map[string]mailflow.Status{}
 		}
 		c.msgs[m.Host+"\x00"+m.ID] = m
-		c.lruFront(m)
+		c.inFlight.Touch(&m.lru, m)
 	}
 	for _, e := range st.Evicted {
 		if c.cfg.MaxEvicted <= 0 {
 			break
 		}
-		c.remember(e.Key, &evicted{flags: e.Flags, aliases: e.Aliases})
+		c.evicted.Put(e.Key, evicted{flags: e.Flags, aliases: e.Aliases})
 	}
 	return nil
 }

@@ -47,13 +47,11 @@ type Source struct {
 	env      *source.Env
 	msgs     map[string]*message // host\x00msgid
 	sessions map[string]*session // host\x00session id
-	lruHead  *message
-	lruTail  *message
-	// evicted: trace IDs of messages evicted over the cap, by key, in a
-	// ring of at most Config.MaxEvicted
-	evicted map[string]evicted
-	evOrder []string
-	evNext  int
+	// the messages in flight, most recently active first, and the trace
+	// IDs of messages evicted over the cap, by key, in a ring of at most
+	// Config.MaxEvicted
+	inFlight source.LRU[message]
+	evicted  *source.Ring[string, evicted]
 }
 
 type session struct {
@@ -83,7 +81,7 @@ type message struct {
 	Counted     bool                       `json:"counted,omitempty"`
 	Status      map[string]mailflow.Status `json:"status,omitempty"`
 	Expanded    map[string]bool            `json:"expanded,omitempty"` // aliases whose Expand was emitted
-	prev, next  *message
+	lru         source.LRUNode[message]
 }
 
 type evicted struct {
@@ -100,7 +98,7 @@ const (
 
 // New returns the OpenSMTPD source.
 func New(cfg source.Config, env *source.Env) source.Source {
-	return &Source{cfg: cfg, env: env, msgs: map[string]*message{}, sessions: map[string]*session{}, evicted: map[string]evicted{}}
+	return &Source{cfg: cfg, env: env, msgs: map[string]*message{}, sessions: map[string]*session{}, evicted: source.NewRing[string, evicted](cfg.MaxEvicted)}
 }
 
 // Prepare claims smtpd's lines (OpenSMTPD's program) and ignores, by a
@@ -135,7 +133,10 @@ func (c *Source) TraceID(host, msgid string) string {
 	if m := c.msgs[host+"\x00"+msgid]; m != nil {
 		return m.TraceID
 	}
-	return c.evicted[host+"\x00"+msgid].traceID
+	if r := c.evicted.Peek(host + "\x00" + msgid); r != nil {
+		return r.traceID
+	}
+	return ""
 }
 
 func digest(parts ...string) string {
@@ -210,7 +211,7 @@ func (c *Source) Consume(l *source.Line) {
 
 // place notes where a recipient is, for the direction.
 func (c *Source) place(m *message, rcpt string) {
-	if inside(c.cfg.AcceptedDomains, rcpt) {
+	if source.Inside(c.cfg.AcceptedDomains, rcpt) {
 		m.AnyIn = true
 	} else {
 		m.AnyOut = true
@@ -224,8 +225,7 @@ func (c *Source) get(host, msgid string, t time.Time, sessionID string) *message
 	m := c.msgs[k]
 	if m == nil {
 		m = &message{Host: host, MsgID: msgid, First: t, Last: t, Status: map[string]mailflow.Status{}}
-		if r, ok := c.evicted[k]; ok {
-			delete(c.evicted, k)
+		if r, ok := c.evicted.Take(k); ok {
 			m.TraceID, m.Counted = r.traceID, true
 			m.AnyIn, m.AnyOut, m.SenderKnown = r.flags&evAnyIn != 0, r.flags&evAnyOut != 0, r.flags&evSenderKnown != 0
 			m.Local = r.flags&evOrg != 0
@@ -237,7 +237,7 @@ func (c *Source) get(host, msgid string, t time.Time, sessionID string) *message
 		}
 		c.msgs[k] = m
 	}
-	c.lruFront(m)
+	c.inFlight.Touch(&m.lru, m)
 	if t.After(m.Last) {
 		m.Last = t
 	}
@@ -258,7 +258,7 @@ func (c *Source) add(m *message, e mailflow.Event) {
 	e.Sender = m.Sender
 	e.Size = m.Size
 	e.Received = m.First
-	if m.ClientIP != "" && !isLoopback(m.ClientIP) && validIP(m.ClientIP) {
+	if m.ClientIP != "" && !source.IsLoopback(m.ClientIP) && validIP(m.ClientIP) {
 		e.FromIP, e.OriginalClientIP = m.ClientIP, m.ClientIP
 	}
 	if e.ClientIP != "" && !validIP(e.ClientIP) {
@@ -269,7 +269,7 @@ func (c *Source) add(m *message, e mailflow.Event) {
 	}
 	// (OpenSMTPD does not log MAIL FROM: a refused RCPT's sender is
 	// unknown, its client decides)
-	e.Direction = direction(fromOrg(c.cfg.AcceptedDomains, m.Sender, m.ClientIP, m.User, m.Local), m.AnyIn, m.AnyOut)
+	e.Direction = source.Direction(fromOrg(c.cfg.AcceptedDomains, m.Sender, m.ClientIP, m.User, m.Local), m.AnyIn, m.AnyOut)
 	c.env.Emit(e)
 }
 
@@ -343,7 +343,7 @@ func (c *Source) delivery(l *source.Line, r Record) bool {
 // failed handles a refused command: at RCPT, a message of its own for the
 // recipient; at DATA, a refusal of the session's message.
 func (c *Source) failed(l *source.Line, r Record) bool {
-	stage, addr, dsn, typ, ok := commandReject(r.Field("command"), r.Field("result"), func(a string) bool { return !inside(c.cfg.AcceptedDomains, a) })
+	stage, addr, dsn, typ, ok := commandReject(r.Field("command"), r.Field("result"), func(a string) bool { return !source.Inside(c.cfg.AcceptedDomains, a) })
 	if !ok {
 		return false
 	}
@@ -423,49 +423,16 @@ func (c *Source) Sweep() {
 // Flush holds nothing: every event is emitted as its line is read.
 func (c *Source) Flush() {}
 
-func (c *Source) lruFront(m *message) {
-	if c.lruHead == m {
-		return
-	}
-	c.lruUnlink(m)
-	m.next = c.lruHead
-	if c.lruHead != nil {
-		c.lruHead.prev = m
-	}
-	c.lruHead = m
-	if c.lruTail == nil {
-		c.lruTail = m
-	}
-}
-
-func (c *Source) lruUnlink(m *message) {
-	if m.prev != nil {
-		m.prev.next = m.next
-	} else if c.lruHead == m {
-		c.lruHead = m.next
-	}
-	if m.next != nil {
-		m.next.prev = m.prev
-	} else if c.lruTail == m {
-		c.lruTail = m.prev
-	}
-	m.prev, m.next = nil, nil
-}
-
 func (c *Source) drop(m *message) {
 	delete(c.msgs, m.Host+"\x00"+m.MsgID)
-	c.lruUnlink(m)
+	c.inFlight.Remove(&m.lru)
 }
 
 // capInFlight evicts the least recently active messages over
 // Config.MaxInFlight, keeping their trace IDs (and what decides their
 // direction) for late lines, at most Config.MaxEvicted of them.
 func (c *Source) capInFlight() {
-	if c.cfg.MaxInFlight <= 0 {
-		return
-	}
-	for len(c.msgs) > c.cfg.MaxInFlight && c.lruTail != nil {
-		m := c.lruTail
+	for m := c.inFlight.Over(len(c.msgs), c.cfg.MaxInFlight); m != nil; m = c.inFlight.Over(len(c.msgs), c.cfg.MaxInFlight) {
 		c.drop(m)
 		c.env.Stats.Evicted++
 		if c.cfg.MaxEvicted <= 0 {
@@ -484,21 +451,8 @@ func (c *Source) capInFlight() {
 		if m.SenderKnown {
 			f |= evSenderKnown
 		}
-		c.remember(m.Host+"\x00"+m.MsgID, evicted{traceID: m.TraceID, flags: f})
+		c.evicted.Put(m.Host+"\x00"+m.MsgID, evicted{traceID: m.TraceID, flags: f})
 	}
-}
-
-func (c *Source) remember(k string, r evicted) {
-	if _, ok := c.evicted[k]; !ok {
-		if len(c.evOrder) < c.cfg.MaxEvicted {
-			c.evOrder = append(c.evOrder, k)
-		} else {
-			delete(c.evicted, c.evOrder[c.evNext])
-			c.evOrder[c.evNext] = k
-			c.evNext = (c.evNext + 1) % len(c.evOrder)
-		}
-	}
-	c.evicted[k] = r
 }
 
 // State is what the source knows in flight: messages, sessions, evicted
@@ -528,12 +482,8 @@ func (c *Source) State() (json.RawMessage, error) {
 	for k, s := range c.sessions {
 		st.Sessions[k] = *s
 	}
-	n := len(c.evOrder)
-	for j := range n {
-		k := c.evOrder[(c.evNext+j)%n]
-		if r, ok := c.evicted[k]; ok {
-			st.Evicted = append(st.Evicted, EvictedState{Key: k, TraceID: r.traceID, Flags: r.flags})
-		}
+	for k, r := range c.evicted.All() {
+		st.Evicted = append(st.Evicted, EvictedState{Key: k, TraceID: r.traceID, Flags: r.flags})
 	}
 	return json.Marshal(st)
 }
@@ -555,15 +505,13 @@ func (c *Source) Restore(b json.RawMessage) error {
 			m.Status = map[string]mailflow.Status{}
 		}
 		c.msgs[m.Host+"\x00"+m.MsgID] = m
-		c.lruFront(m)
+		c.inFlight.Touch(&m.lru, m)
 	}
 	for k, s := range st.Sessions {
 		c.sessions[k] = &s
 	}
 	for _, e := range st.Evicted {
-		if c.cfg.MaxEvicted > 0 {
-			c.remember(e.Key, evicted{traceID: e.TraceID, flags: e.Flags})
-		}
+		c.evicted.Put(e.Key, evicted{traceID: e.TraceID, flags: e.Flags})
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -54,9 +55,10 @@ func expireDSN(prefix string) string {
 // commandReject decides what a refused command (smtp failed-command) is:
 // the stage, whether it concerns a message at all (RCPT, MAIL, DATA and
 // the end of data: yes; HELO, AUTH, STARTTLS: no), its DSN and event
-// type. A recipient that does not exist fails (5.1.1); the server's own
-// temporary trouble (4.3.x) is a deferral; everything else, relaying
-// denied and a filter's rejection included, is a refusal by policy.
+// type (source.RejectType). A recipient that does not exist fails (5.1.1);
+// the server's own temporary trouble (4.3.x) and greylisting are
+// deferrals; everything else, relaying denied and a filter's rejection
+// included, is a refusal by policy.
 //
 // OpenSMTPD answers "550 Invalid recipient" both to a mailbox it does not
 // have and to relaying it does not allow: outside says which (the
@@ -94,17 +96,7 @@ func commandReject(command, result string, outside func(string) bool) (stage, ad
 			dsn = class + ".0.0"
 		}
 	}
-	switch {
-	case strings.Contains(lower, "greylist"), strings.HasPrefix(dsn, "4.3."):
-		typ = mailflow.EventDefer // the client retries: Pending, as for Postfix's
-	case stage == "DATA":
-		typ = mailflow.EventFilterAsSpam
-	case dsn == "5.1.1" || dsn == "5.1.0" || dsn == "5.1.2" || dsn == "5.2.2" || dsn == "5.2.1" || dsn == "5.3.4" || dsn == "4.2.2":
-		typ = mailflow.EventFail
-	default:
-		typ = mailflow.EventFilterAsSpam
-	}
-	return stage, addr, dsn, typ, true
+	return stage, addr, dsn, source.RejectType(dsn, result, stage == "DATA"), true
 }
 
 // fromOrg decides whether a message comes from the organisation: an
@@ -114,48 +106,10 @@ func fromOrg(domains []string, sender string, clientIP, user string, local bool)
 	switch {
 	case user != "" || local:
 		return true
-	case sender != "" && (clientIP == "" || isLoopback(clientIP)):
-		return inside(domains, sender)
+	case sender != "" && (clientIP == "" || source.IsLoopback(clientIP)):
+		return source.Inside(domains, sender)
 	}
 	return false
-}
-
-// direction: see the Exim source's; unknown until a recipient is known.
-func direction(org, anyIn, anyOut bool) mailflow.Direction {
-	switch {
-	case !anyIn && !anyOut:
-		return ""
-	case org && anyOut:
-		return mailflow.DirectionOutbound
-	case org:
-		return mailflow.DirectionInternal
-	case anyIn:
-		return mailflow.DirectionInbound
-	}
-	return mailflow.DirectionOutbound
-}
-
-func inside(domains []string, a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
-		return false
-	}
-	d := strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
-	for _, p := range domains {
-		if sub, ok := strings.CutPrefix(p, "*."); ok {
-			if strings.HasSuffix(d, "."+sub) {
-				return true
-			}
-		} else if d == p {
-			return true
-		}
-	}
-	return false
-}
-
-func isLoopback(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	return err == nil && a.Unmap().IsLoopback()
 }
 
 func validIP(s string) bool {

@@ -5,14 +5,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // The cap on messages in flight (source.Config.MaxInFlight). The messages
-// the source keeps whole are in a list, most recently active first; past
+// the source keeps whole are in a source.LRU, most recently active first; past
 // the cap the least recently active is evicted: what it held is emitted as
 // the ageing sweep would (a message of its own, with its current state),
-// and a compact record of it stays, in a ring of at most
+// and a compact record of it stays, in a source.Ring of at most
 // source.Config.MaxEvicted: its trace ID and what a late line needs for
 // the rows to come out as they would have (its recipients' statuses, its
 // expansions, its filter verdicts, whether it was queued or removed, and
@@ -24,9 +25,10 @@ import (
 // and a line for it then starts a new trace.
 
 // evicted is the compact record of an evicted message: no pointer but
-// more, which is nil for a message that had no recipient yet.
+// more, which is nil for a message that had no recipient yet. The records
+// are in a source.Ring by key.
 type evicted struct {
-	key       uint64   // keyHash of host and queue id; 0: a free slot
+	key       uint64   // keyHash of host and queue id
 	id        [10]byte // the trace ID, when it is 20 hex digits (digest's)
 	flags     uint8
 	first     int64 // unix nanoseconds
@@ -72,55 +74,25 @@ func keyHash(host, qid string) uint64 {
 	return h
 }
 
-// lruFront makes m the most recently active message (pushing it if new).
-func (c *Source) lruFront(m *message) {
-	if c.lruHead == m {
-		return
-	}
-	c.lruUnlink(m)
-	m.next = c.lruHead
-	if c.lruHead != nil {
-		c.lruHead.prev = m
-	}
-	c.lruHead = m
-	if c.lruTail == nil {
-		c.lruTail = m
-	}
-}
-
-func (c *Source) lruUnlink(m *message) {
-	if m.prev != nil {
-		m.prev.next = m.next
-	} else if c.lruHead == m {
-		c.lruHead = m.next
-	}
-	if m.next != nil {
-		m.next.prev = m.prev
-	} else if c.lruTail == m {
-		c.lruTail = m.prev
-	}
-	m.prev, m.next = nil, nil
-}
-
 // drop forgets the message m, key k, for good.
 func (c *Source) drop(k string, m *message) {
 	delete(c.msgs, k)
-	c.lruUnlink(m)
+	c.inFlight.Remove(&m.lru)
 }
 
 // capInFlight evicts the least recently active messages over the cap.
 func (c *Source) capInFlight() {
-	if c.cfg.MaxInFlight <= 0 {
-		return
-	}
-	for skips := 0; len(c.msgs) > c.cfg.MaxInFlight && c.lruTail != nil; {
-		m := c.lruTail
+	for skips := 0; ; {
+		m := c.inFlight.Over(len(c.msgs), c.cfg.MaxInFlight)
+		if m == nil {
+			return
+		}
 		if skips < maxEvictSkips && m.tr == nil && !m.pendingRoot && c.env.Now.Sub(m.first) <= c.cfg.LinkWait {
 			// a hop waiting for the hop that handed it over (a content
 			// filter's re-injection comes before the "queued as" that
 			// links it): another turn, lest it become a trace of its own
 			skips++
-			c.lruFront(m)
+			c.inFlight.Touch(&m.lru, m)
 			continue
 		}
 		c.evict(m)
@@ -168,7 +140,7 @@ func (c *Source) record(m *message) evicted {
 	}
 	in, out := tr.anyIn, tr.anyOut
 	for rc := range tr.rcpts {
-		if inside(c.cfg.AcceptedDomains, rc) {
+		if source.Inside(c.cfg.AcceptedDomains, rc) {
 			in = true
 		} else {
 			out = true
@@ -180,7 +152,7 @@ func (c *Source) record(m *message) evicted {
 	if out {
 		r.flags |= evAnyOut
 	}
-	if o := tr.origin(); o == originInside || o == originUnknown && tr.sender != "" && inside(c.cfg.AcceptedDomains, tr.sender) {
+	if o := tr.origin(); o == originInside || o == originUnknown && tr.sender != "" && source.Inside(c.cfg.AcceptedDomains, tr.sender) {
 		r.flags |= evOrg
 	}
 	var more evictedMore
@@ -231,52 +203,22 @@ func hexLower(s string) bool {
 }
 
 // remember keeps a record in the ring, forgetting the oldest when full.
-func (c *Source) remember(r evicted) {
-	if c.evIdx == nil {
-		c.evIdx = map[uint64]int32{}
-	}
-	if i, ok := c.evIdx[r.key]; ok {
-		c.evRing[i] = evicted{}
-	}
-	if len(c.evRing) < c.cfg.MaxEvicted {
-		c.evRing = append(c.evRing, r)
-		c.evIdx[r.key] = int32(len(c.evRing) - 1)
-		return
-	}
-	i := c.evNext
-	if old := c.evRing[i].key; old != 0 && c.evIdx[old] == int32(i) {
-		delete(c.evIdx, old)
-	}
-	c.evRing[i] = r
-	c.evIdx[r.key] = int32(i)
-	c.evNext = (i + 1) % len(c.evRing)
-}
+func (c *Source) remember(r evicted) { c.evRing.Put(r.key, r) }
 
 // recall returns the record of an evicted message and forgets it there.
 func (c *Source) recall(host, qid string) (evicted, bool) {
-	if len(c.evIdx) == 0 {
+	if c.evRing.Len() == 0 {
 		return evicted{}, false
 	}
-	k := keyHash(host, qid)
-	i, ok := c.evIdx[k]
-	if !ok {
-		return evicted{}, false
-	}
-	r := c.evRing[i]
-	c.evRing[i] = evicted{}
-	delete(c.evIdx, k)
-	return r, true
+	return c.evRing.Take(keyHash(host, qid))
 }
 
 // peekEvicted returns the record of an evicted message, leaving it there.
 func (c *Source) peekEvicted(host, qid string) *evicted {
-	if len(c.evIdx) == 0 {
+	if c.evRing.Len() == 0 {
 		return nil
 	}
-	if i, ok := c.evIdx[keyHash(host, qid)]; ok {
-		return &c.evRing[i]
-	}
-	return nil
+	return c.evRing.Peek(keyHash(host, qid))
 }
 
 func (r *evicted) traceID() string {

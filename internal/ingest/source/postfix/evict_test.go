@@ -48,8 +48,8 @@ func TestEvictedRing(t *testing.T) {
 					t.Errorf("%d still there: %+v", i, r)
 				}
 			}
-			if len(c.evIdx) != len(tc.have) {
-				t.Errorf("%d records indexed, want %d", len(c.evIdx), len(tc.have))
+			if c.evRing.Len() != len(tc.have) {
+				t.Errorf("%d records indexed, want %d", c.evRing.Len(), len(tc.have))
 			}
 			st := c.evictedState()
 			if len(st) != len(tc.have) {

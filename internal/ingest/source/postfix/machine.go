@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -85,8 +86,8 @@ type message struct {
 	messageID   string
 	size        int64
 	subject     string
-	// the list of messages in flight, most recently active first (evict.go)
-	prev, next *message
+	// its place in the list of messages in flight (evict.go)
+	lru source.LRUNode[message]
 }
 
 func (c *Source) get(host, qid string, t time.Time) *message {
@@ -104,7 +105,7 @@ func (c *Source) get(host, qid string, t time.Time) *message {
 			c.link(m, p)
 		}
 	}
-	c.lruFront(m)
+	c.inFlight.Touch(&m.lru, m)
 	if t.After(m.last) {
 		m.last = t
 	}
@@ -346,7 +347,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		m.start = t
 		m.clientName, m.clientIP, m.sasl = r.ClientName, r.ClientIP, r.SASLUsername
 		m.origIP = r.OrigClientIP
-		m.loopback = (r.ClientIP != "" && isLoopback(r.ClientIP)) || (r.ClientIP == "" && r.ClientName == "localhost")
+		m.loopback = (r.ClientIP != "" && source.IsLoopback(r.ClientIP)) || (r.ClientIP == "" && r.ClientName == "localhost")
 		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
 		e.Detail = fmt.Sprintf("received from %s[%s] as queue id %s", r.ClientName, r.ClientIP, r.QueueID)

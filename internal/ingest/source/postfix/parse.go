@@ -662,8 +662,3 @@ func validIP(s string) string {
 	}
 	return a.Unmap().String()
 }
-
-func isLoopback(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	return err == nil && a.Unmap().IsLoopback()
-}

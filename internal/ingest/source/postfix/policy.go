@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -12,24 +13,9 @@ import (
 // their arguments (what an event is, which way a message goes), each with
 // a table test.
 
-// rejectType decides what a reject means: a recipient address that does not
-// work (unknown user, mailbox full or disabled) or an oversize message
-// failed; greylisting and the server's own temporary trouble (4.3.x: "452
-// 4.3.1 Insufficient system storage", "451 4.3.0 Temporary lookup
-// failure") are deferrals, because the sending server keeps the message and
-// retries it (Pending, issue 16); everything else (relay denied, RBL, HELO
-// and sender checks, spam, milters), temporary or not, is a refusal by
-// policy: FilterAsSpam.
-func rejectType(dsn, reason string) mailflow.EventType {
-	if strings.Contains(strings.ToLower(reason), "greylist") || strings.HasPrefix(dsn, "4.3.") {
-		return mailflow.EventDefer
-	}
-	switch dsn {
-	case "5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "4.1.1", "4.1.2", "5.3.4", "4.2.2", "5.2.2", "5.2.1", "5.2.0":
-		return mailflow.EventFail // the recipient address does not work, or the message is too big
-	}
-	return mailflow.EventFilterAsSpam
-}
+// rejectType decides what an smtpd reject means (source.RejectType); the
+// stage of a header or body reject is actionType's.
+func rejectType(dsn, reason string) mailflow.EventType { return source.RejectType(dsn, reason, false) }
 
 // deliveryType decides what a delivery line (status=...) means. A
 // hand-over to a content filter is a Transfer, unless the filter's reply
@@ -87,25 +73,6 @@ func actionType(action, stage, dsn, reason string) mailflow.EventType {
 	}
 }
 
-// inside reports whether an address is in one of the accepted domains.
-func inside(domains []string, a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
-		return false
-	}
-	d := strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
-	for _, p := range domains {
-		if sub, ok := strings.CutPrefix(p, "*."); ok {
-			if strings.HasSuffix(d, "."+sub) {
-				return true
-			}
-		} else if d == p {
-			return true
-		}
-	}
-	return false
-}
-
 // origin says where a message came from, as far as its lines tell: what
 // decides its direction, with the accepted domains of its recipients.
 type origin uint8
@@ -133,10 +100,10 @@ func hopOrigin(nets []netip.Prefix, sasl, clientName, clientIP, origIP string) o
 	switch {
 	case sasl != "":
 		return originInside
-	case origIP != "" && !isLoopback(origIP):
+	case origIP != "" && !source.IsLoopback(origIP):
 		return inNetworks(nets, origIP)
 	case clientIP != "":
-		if isLoopback(clientIP) {
+		if source.IsLoopback(clientIP) {
 			return originInside
 		}
 		return inNetworks(nets, clientIP)
@@ -182,12 +149,12 @@ func direction(domains []string, from origin, sender string, senderKnown bool, r
 			return ""
 		}
 		from = originOutside
-		if sender != "" && inside(domains, sender) {
+		if sender != "" && source.Inside(domains, sender) {
 			from = originInside
 		}
 	}
 	for r := range rcpts {
-		if inside(domains, r) {
+		if source.Inside(domains, r) {
 			anyIn = true
 		} else {
 			anyOut = true
@@ -217,5 +184,5 @@ func isFilterRelay(filters []string, relayIP string, relayPort int, newID string
 			return true
 		}
 	}
-	return isLoopback(relayIP) && newID != ""
+	return source.IsLoopback(relayIP) && newID != ""
 }

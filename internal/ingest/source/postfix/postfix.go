@@ -71,11 +71,9 @@ type Source struct {
 	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
 	// the cap on messages in flight (evict.go): msgs in a list, most
 	// recently active first; the compact records of evicted messages in a
-	// ring, indexed by the hash of their key
-	lruHead, lruTail *message
-	evRing           []evicted
-	evIdx            map[uint64]int32
-	evNext           int
+	// ring, by the hash of their key
+	inFlight source.LRU[message]
+	evRing   *source.Ring[uint64, evicted]
 }
 
 // New returns the Postfix source: it emits into env and counts there.
@@ -88,6 +86,7 @@ func New(cfg source.Config, env *source.Env) source.Source {
 		pendingLinks: map[string]*message{},
 		sessions:     map[string]session{},
 		traceIDs:     map[string]string{},
+		evRing:       source.NewRing[uint64, evicted](cfg.MaxEvicted),
 	}
 }
 

@@ -217,25 +217,13 @@ func (c *Source) state() State {
 
 // evictedState returns the compact records, oldest first.
 func (c *Source) evictedState() []EvictedState {
-	n := len(c.evRing)
-	if n == 0 {
-		return nil
-	}
 	var out []EvictedState
-	// newest first: the slot before evNext, backwards around the ring
-	for j := range n {
-		r := &c.evRing[((c.evNext-1-j)%n+n)%n]
-		if r.key == 0 {
-			continue
-		}
+	for _, r := range c.evRing.All() {
 		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt}
 		if r.more != nil {
 			es.Recipients, es.ExpandedFrom, es.Verdicts, es.Resolved = r.more.rcpt, r.more.expandedFrom, r.more.verdicts, r.more.resolved
 		}
 		out = append(out, es)
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
 	}
 	return out
 }
@@ -305,7 +293,7 @@ func (c *Source) restore(st State) error {
 			c.traceIDs[m.host+"\x00"+m.qid] = m.tr.id
 		}
 		c.msgs[m.host+"\x00"+m.qid] = m
-		c.lruFront(m)
+		c.inFlight.Touch(&m.lru, m)
 	}
 	for _, ms := range st.Messages {
 		if ms.WaitingFor == "" {
