@@ -171,3 +171,45 @@ func DeriveStatus(events []Event) Status {
 	}
 	return cur.Status
 }
+
+// Placement is where a recipient's copy was stored: the folder of a Save
+// event and when it was stored.
+type Placement struct {
+	Folder string
+	Time   time.Time
+}
+
+// PlacementOf returns the placement an event gives its recipient, and false
+// for events that store nothing (only a Save that names its folder does).
+func PlacementOf(e *Event) (Placement, bool) {
+	if e.Type != EventSave || e.Folder == "" || e.Recipient == "" {
+		return Placement{}, false
+	}
+	return Placement{Folder: e.Folder, Time: e.Time}, true
+}
+
+// Supersedes reports whether placement p, learned from an event, replaces
+// the current one cur: the later Save wins (a re-delivery into another
+// folder); at the same instant the greater folder name, so that the folder
+// does not depend on the order the events arrive in.
+func (p Placement) Supersedes(cur Placement) bool {
+	if cur.Folder == "" {
+		return true
+	}
+	if !p.Time.Equal(cur.Time) {
+		return p.Time.After(cur.Time)
+	}
+	return p.Folder > cur.Folder
+}
+
+// FolderOf computes a recipient's mailbox folder from its events, in any
+// order: that of its latest Save ("" when none).
+func FolderOf(events []Event) string {
+	var cur Placement
+	for i := range events {
+		if p, ok := PlacementOf(&events[i]); ok && p.Supersedes(cur) {
+			cur = p
+		}
+	}
+	return cur.Folder
+}

@@ -27,6 +27,9 @@ type Row struct {
 	ExpandedFrom     string    `json:"expandedFrom,omitempty"`
 	// StatusTime is when the current status was decided (zero for GettingStatus).
 	StatusTime time.Time `json:"statusTime,omitzero"`
+	// Folder is the mailbox folder the recipient's copy was stored into:
+	// that of its latest Save event (FolderOf); empty when none is known.
+	Folder string `json:"folder,omitempty"`
 }
 
 // SubjectMatch selects how Query.Subject is compared.

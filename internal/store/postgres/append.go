@@ -31,7 +31,8 @@ import (
 //   - one UPDATE each (from arrays) for the messages that changed, the rows
 //     that follow their message (attributes, received time, the
 //     placeholder's outcome), the events that move with a received time,
-//     and the recipients' rows whose status, to_ip or expanded_from changed;
+//     and the recipients' rows whose status, to_ip, expanded_from or
+//     folder (of the latest Save, migration 00005) changed;
 //     one DELETE for the placeholders that recipients replace;
 //   - COPY of the new messages, the new events and the new rows straight
 //     into their tables (no staging, no ON CONFLICT: what is new was
@@ -238,11 +239,38 @@ func (m *msgState) rxValue() any {
 	return m.rxNS
 }
 
+// placement is a Save's (folder, time in unix ns); folder "" is none.
+type placement struct {
+	folder string
+	t      int64
+}
+
+// better is mailflow.Placement.Supersedes.
+func (p placement) better(cur placement) bool {
+	return p.folder != "" && (cur.folder == "" || p.t > cur.t || (p.t == cur.t && p.folder > cur.folder))
+}
+
+func (p placement) time() any {
+	if p.folder == "" {
+		return nil
+	}
+	return p.t
+}
+
+func ptrPlacement(p placement) *int64 {
+	if p.folder == "" {
+		return nil
+	}
+	t := p.t
+	return &t
+}
+
 // rowState is the recipient's own part of a (message, recipient) row.
 type rowState struct {
 	toIP         string
 	expandedFrom string // normalized
 	o            outcome
+	folder       placement // its latest Save
 }
 
 func (r *rowState) fold(e *stagedEvent) {
@@ -254,6 +282,11 @@ func (r *rowState) fold(e *stagedEvent) {
 	}
 	if o := outcomeOf(e); o.better(r.o) {
 		r.o = o
+	}
+	if e.e.Type == mailflow.EventSave && e.e.Folder != "" {
+		if p := (placement{folder: e.e.Folder, t: e.t}); p.better(r.folder) {
+			r.folder = p
+		}
 	}
 }
 
@@ -359,7 +392,7 @@ JOIN events e ON e.trace_id = u.trace_id AND e.key = u.key AND e.received = u.re
 	// '') must not walk rows_recipient's ('', received) entries, one per
 	// message received in that second, as the planner may choose to when it
 	// cannot tell '' from an ordinary address.
-	storedRowsSQL = `SELECT u.trace_id, u.recipient, r.to_ip, r.expanded_from, r.status_time, r.status_rank, r.ctid
+	storedRowsSQL = `SELECT u.trace_id, u.recipient, r.to_ip, r.expanded_from, r.status_time, r.status_rank, r.folder, r.folder_time, r.ctid
 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(trace_id, recipient, received)
 JOIN rows r ON r.trace_id = u.trace_id AND r.recipient = u.recipient COLLATE "POSIX" AND r.received = u.received`
 
@@ -398,9 +431,11 @@ WHERE e.trace_id = u.trace_id AND e.received = u.old_received`
 
 	// a recipient's own columns, after its message's (above)
 	updateRowsSQL = `UPDATE rows r SET to_ip = u.to_ip, to_inet = NULLIF(u.to_inet, '')::inet,
-	expanded_from = u.xfrom, status = u.status, status_time = u.stime, status_rank = u.srank
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::int[])
-	AS u(trace_id, recipient, received, to_ip, to_inet, xfrom, status, stime, srank)
+	expanded_from = u.xfrom, status = u.status, status_time = u.stime, status_rank = u.srank,
+	folder = u.folder, folder_time = u.ftime
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::int[],
+	$10::text[], $11::bigint[])
+	AS u(trace_id, recipient, received, to_ip, to_inet, xfrom, status, stime, srank, folder, ftime)
 WHERE r.trace_id = u.trace_id AND r.recipient = u.recipient AND r.received = u.received`
 )
 
@@ -412,7 +447,7 @@ var (
 	rowInsertCols = []string{"received", "trace_id", "recipient", "recipient_domain", "sender", "sender_domain",
 		"subject", "subject_lc", "message_id", "message_id_lc", "size", "direction", "original_client_ip",
 		"original_client_inet", "from_ip", "from_inet", "to_ip", "to_inet", "expanded_from", "status",
-		"status_time", "status_rank"}
+		"status_time", "status_rank", "folder", "folder_time"}
 )
 
 // newRow is a row to insert: its message and its own part.
@@ -454,10 +489,10 @@ type plan struct {
 	// a plan that cannot turn into a walk of the partition)
 	delPlaceholders map[int64][]pgtype.TID // by day
 	updRows         struct {
-		id, rcpt, toIP, toInet, xfrom, status []string
-		received                              []int64
-		stime                                 []*int64
-		srank                                 []*int32
+		id, rcpt, toIP, toInet, xfrom, status, folder []string
+		received                                      []int64
+		stime, ftime                                  []*int64
+		srank                                         []*int32
 	}
 }
 
@@ -574,13 +609,19 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch) error {
 				var st *int64
 				var sr *int32
 				r := &rowState{}
+				var ft *int64
 				var tid pgtype.TID
-				if err := rs.Scan(&k[0], &k[1], &r.toIP, &r.expandedFrom, &st, &sr, &tid); err != nil {
+				if err := rs.Scan(&k[0], &k[1], &r.toIP, &r.expandedFrom, &st, &sr, &r.folder.folder, &ft, &tid); err != nil {
 					rs.Close()
 					return err
 				}
 				if st != nil && sr != nil {
 					r.o = outcome{t: *st, rank: *sr, ok: true}
+				}
+				if ft != nil {
+					r.folder.t = *ft
+				} else {
+					r.folder = placement{}
 				}
 				storedRows[k] = r
 				if k[1] == "" {
@@ -624,7 +665,7 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch) error {
 		}
 		if u := &p.updRows; len(u.id) > 0 {
 			qs = append(qs, query{sql: updateRowsSQL, args: []any{u.id, u.rcpt, u.received, u.toIP, u.toInet, u.xfrom,
-				u.status, u.stime, u.srank}})
+				u.status, u.stime, u.srank, u.folder, u.ftime}})
 		}
 		if err := tx.SendBatch(ctx, batchOf(qs...)).Close(); err != nil {
 			return err
@@ -768,6 +809,7 @@ func buildPlan(b *appendBatch, stored map[string]*msgState, storedEvents map[[2]
 				u.id, u.rcpt, u.received = append(u.id, m.id), append(u.rcpt, rc), append(u.received, rcv)
 				u.toIP, u.toInet, u.xfrom = append(u.toIP, r.toIP), append(u.toInet, inetText(r.toIP)), append(u.xfrom, r.expandedFrom)
 				u.status, u.stime, u.srank = append(u.status, r.o.status()), append(u.stime, ptr64(r.o)), append(u.srank, ptrRank(r.o))
+				u.folder, u.ftime = append(u.folder, r.folder.folder), append(u.ftime, ptrPlacement(r.folder))
 			}
 		}
 	}
@@ -840,7 +882,7 @@ func (s *eventSource) Values() ([]any, error) {
 type rowSource struct {
 	p    *plan
 	i    int
-	vals [22]any
+	vals [24]any
 }
 
 func (s *rowSource) Next() bool { s.i++; return s.i <= len(s.p.rows) }
@@ -848,9 +890,10 @@ func (s *rowSource) Err() error { return nil }
 func (s *rowSource) Values() ([]any, error) {
 	r := &s.p.rows[s.i-1]
 	m := r.m
-	s.vals = [22]any{m.received(), r.id, r.rcpt, domainOf(r.rcpt), m.sender, domainOf(m.sender),
+	s.vals = [24]any{m.received(), r.id, r.rcpt, domainOf(r.rcpt), m.sender, domainOf(m.sender),
 		m.subject, strings.ToLower(m.subject), m.messageID, strings.ToLower(mailflow.NormalizeMessageID(m.messageID)),
 		m.size, m.direction, m.origIP, inet(m.origIP), m.fromIP, inet(m.fromIP),
-		r.r.toIP, inet(r.r.toIP), r.r.expandedFrom, r.r.o.status(), r.r.o.time(), r.r.o.rankValue()}
+		r.r.toIP, inet(r.r.toIP), r.r.expandedFrom, r.r.o.status(), r.r.o.time(), r.r.o.rankValue(),
+		r.r.folder.folder, r.r.folder.time()}
 	return s.vals[:], nil
 }

@@ -311,7 +311,7 @@ func (s *Store) retryRead(ctx context.Context, f func() error) error {
 }
 
 const rowCols = `received, sender, recipient, subject, status, message_id, trace_id, size,
-	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
+	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time, folder`
 
 type where struct {
 	conds []string
@@ -464,7 +464,7 @@ func scanRow(rs pgx.Rows, r *mailflow.Row) error {
 	var statusTime *int64
 	var status, direction string
 	if err := rs.Scan(&received, &r.Sender, &r.Recipient, &r.Subject, &status, &r.MessageID, &r.MessageTraceID, &r.Size,
-		&r.OriginalClientIP, &r.FromIP, &r.ToIP, &direction, &r.ExpandedFrom, &statusTime); err != nil {
+		&r.OriginalClientIP, &r.FromIP, &r.ToIP, &direction, &r.ExpandedFrom, &statusTime, &r.Folder); err != nil {
 		return err
 	}
 	r.Received = time.Unix(0, received).UTC()

@@ -70,6 +70,7 @@ type rowState struct {
 	outcome      mailflow.Outcome
 	toIP         string
 	expandedFrom string
+	folder       mailflow.Placement // its latest Save (Folder "": none)
 }
 
 func (r *rowState) merge(e *mailflow.Event) {
@@ -78,6 +79,9 @@ func (r *rowState) merge(e *mailflow.Event) {
 		if o.Supersedes(r.outcome) {
 			r.outcome = o
 		}
+	}
+	if p, ok := mailflow.PlacementOf(e); ok && p.Supersedes(r.folder) {
+		r.folder = p
 	}
 	setStr(&r.toIP, e.ToIP)
 	setStr(&r.expandedFrom, mailflow.NormalizeAddress(e.ExpandedFrom))
@@ -145,14 +149,15 @@ const (
 	subject, message_id, size, direction, original_client_ip, from_ip) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
 	updMessageSQL = `UPDATE messages SET received_explicit = ?, first_event = ?, received = ?, sender = ?,
 	subject = ?, message_id = ?, size = ?, direction = ?, original_client_ip = ?, from_ip = ? WHERE mtid = ?`
-	getRowSQL = `SELECT id, status, status_time, to_ip, expanded_from FROM rows WHERE mtid = ? AND recipient = ?`
+	getRowSQL = `SELECT id, status, status_time, to_ip, expanded_from, folder, folder_time FROM rows WHERE mtid = ? AND recipient = ?`
 	insRowSQL = `INSERT INTO rows (mtid, recipient, recipient_domain, received, sender, sender_domain,
 	subject, subject_lc, message_id, message_id_lc, size, direction,
 	original_client_ip, original_client_ipb, from_ip, from_ipb, to_ip, to_ipb,
-	expanded_from, status, status_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
-	// a recipient's own columns: with its status (four indexes hold it), or without
-	updRowStatusSQL = `UPDATE rows SET status = ?, status_time = ?, to_ip = ?, to_ipb = ?, expanded_from = ? WHERE id = ?`
-	updRowSQL       = `UPDATE rows SET to_ip = ?, to_ipb = ?, expanded_from = ? WHERE id = ?`
+	expanded_from, status, status_time, folder, folder_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	// a recipient's own columns: with its status (four indexes hold it), or
+	// without; the folder (no index holds it) goes with either
+	updRowStatusSQL = `UPDATE rows SET status = ?, status_time = ?, to_ip = ?, to_ipb = ?, expanded_from = ?, folder = ?, folder_time = ? WHERE id = ?`
+	updRowSQL       = `UPDATE rows SET to_ip = ?, to_ipb = ?, expanded_from = ?, folder = ?, folder_time = ? WHERE id = ?`
 	delRowSQL       = `DELETE FROM rows WHERE id = ?`
 )
 
@@ -436,25 +441,28 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 		for _, e := range byRecip[r] {
 			next.merge(e)
 		}
-		var stime int64
+		var stime, ftime int64
 		if next.outcome.Status != mailflow.StatusGettingStatus {
 			stime = next.outcome.Time.UnixNano()
+		}
+		if next.folder.Folder != "" {
+			ftime = next.folder.Time.UnixNano()
 		}
 		switch {
 		case cur == nil:
 			if _, err := t.insRow.ExecContext(ctx, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
 				m.subject, strings.ToLower(m.subject), m.messageID, msgIDKey(m.messageID), m.size, m.direction,
 				m.originalClientIP, ipKey(m.originalClientIP), m.fromIP, ipKey(m.fromIP), next.toIP, ipKey(next.toIP),
-				next.expandedFrom, string(next.outcome.Status), stime); err != nil {
+				next.expandedFrom, string(next.outcome.Status), stime, next.folder.Folder, ftime); err != nil {
 				return err
 			}
 		case next.outcome != cur.state.outcome:
 			if _, err := t.updRowStatus.ExecContext(ctx, string(next.outcome.Status), stime,
-				next.toIP, ipKey(next.toIP), next.expandedFrom, cur.id); err != nil {
+				next.toIP, ipKey(next.toIP), next.expandedFrom, next.folder.Folder, ftime, cur.id); err != nil {
 				return err
 			}
 		case next != cur.state:
-			if _, err := t.updRow.ExecContext(ctx, next.toIP, ipKey(next.toIP), next.expandedFrom, cur.id); err != nil {
+			if _, err := t.updRow.ExecContext(ctx, next.toIP, ipKey(next.toIP), next.expandedFrom, next.folder.Folder, ftime, cur.id); err != nil {
 				return err
 			}
 		}
@@ -466,8 +474,9 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 func (t *txStmts) storedRow(mtid, r string) (*storedRow, error) {
 	var sr storedRow
 	var status string
-	var stime int64
-	err := t.getRow.QueryRowContext(t.ctx, mtid, r).Scan(&sr.id, &status, &stime, &sr.state.toIP, &sr.state.expandedFrom)
+	var stime, ftime int64
+	err := t.getRow.QueryRowContext(t.ctx, mtid, r).Scan(&sr.id, &status, &stime, &sr.state.toIP, &sr.state.expandedFrom,
+		&sr.state.folder.Folder, &ftime)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
@@ -475,6 +484,9 @@ func (t *txStmts) storedRow(mtid, r string) (*storedRow, error) {
 		return nil, err
 	}
 	sr.state.outcome = mailflow.Outcome{Status: mailflow.Status(status), Time: fromNanos(stime)}
+	if sr.state.folder.Folder != "" {
+		sr.state.folder.Time = fromNanos(ftime)
+	}
 	return &sr, nil
 }
 

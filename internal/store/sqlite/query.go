@@ -135,7 +135,7 @@ func prefixed(patterns []string) bool {
 }
 
 const rowColumns = `mtid, recipient, received, sender, subject, status, message_id, size,
-	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time`
+	original_client_ip, from_ip, to_ip, direction, expanded_from, status_time, folder`
 
 // rowGroupSQL and rowMemberSQL are mailflow.RowGroup and RowMember.
 const (
@@ -184,7 +184,7 @@ func (s *Store) Trace(ctx context.Context, q mailflow.Query, cursor mailflow.Cur
 		var recv, stime int64
 		var status, dir string
 		if err := rows.Scan(&r.MessageTraceID, &r.Recipient, &recv, &r.Sender, &r.Subject, &status,
-			&r.MessageID, &r.Size, &r.OriginalClientIP, &r.FromIP, &r.ToIP, &dir, &r.ExpandedFrom, &stime); err != nil {
+			&r.MessageID, &r.Size, &r.OriginalClientIP, &r.FromIP, &r.ToIP, &dir, &r.ExpandedFrom, &stime, &r.Folder); err != nil {
 			return mailflow.Page{}, fmt.Errorf("sqlite: trace: %w", err)
 		}
 		r.Received, r.StatusTime = fromNanos(recv), fromNanos(stime)

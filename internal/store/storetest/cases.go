@@ -1174,3 +1174,71 @@ func testScopedEvents(t *testing.T, f *fixture) {
 		}
 	}
 }
+
+// save is a Save event: the recipient's copy stored into folder.
+func save(mtid, rcpt, folder string, tm time.Time) mailflow.Event {
+	e := ev(mtid, rcpt, mailflow.EventSave, tm)
+	e.ID += "-" + folder
+	e.Folder = folder
+	return e
+}
+
+// A row's folder is that of its latest Save (mailflow.FolderOf), whatever
+// the order and the batches its events arrive in; a row with no Save has none.
+func testFolder(t *testing.T, f *fixture) {
+	folderOf := func(mtid, rcpt string) string {
+		t.Helper()
+		return f.row(day(), mtid, rcpt).Folder
+	}
+	check := func(mtid, rcpt, want string) {
+		t.Helper()
+		if got := folderOf(mtid, rcpt); got != want {
+			t.Errorf("row %s %s: folder %q, want %q", mtid, rcpt, got, want)
+		}
+	}
+	// Filed into Junk by Sieve, in the batch that delivers it; a second
+	// recipient of the message delivered without a Save.
+	f.append(receive("f1", "promo@remote.test", at(0)), deliver("f1", "bob@x.test", at(1)), save("f1", "bob@x.test", "Junk", at(1)),
+		deliver("f1", "carol@x.test", at(1)))
+	check("f1", "bob@x.test", "Junk")
+	check("f1", "carol@x.test", "")
+	f.expectRow(f.row(day(), "f1", "bob@x.test"), mailflow.Row{Received: at(0), Sender: "promo@remote.test", Recipient: "bob@x.test",
+		Status: mailflow.StatusDelivered, MessageTraceID: "f1", StatusTime: at(1), Folder: "Junk"})
+
+	// The Save in a later append than the delivery; a later re-delivery
+	// into another folder replaces it, an earlier one arriving late does not.
+	f.append(receive("f2", "s@x.test", at(0)), deliver("f2", "dave@x.test", at(1)))
+	check("f2", "dave@x.test", "")
+	f.append(save("f2", "dave@x.test", "INBOX", at(2)))
+	check("f2", "dave@x.test", "INBOX")
+	f.append(save("f2", "dave@x.test", "Archive", at(5)))
+	check("f2", "dave@x.test", "Archive")
+	f.append(save("f2", "dave@x.test", "Old", at(3)))
+	check("f2", "dave@x.test", "Archive")
+	// a later event that stores nothing keeps the folder, and the status moves on
+	f.append(ev("f2", "dave@x.test", mailflow.EventFail, at(6)))
+	check("f2", "dave@x.test", "Archive")
+	if r := f.row(day(), "f2", "dave@x.test"); r.Status != mailflow.StatusFailed {
+		t.Errorf("f2 dave: status %s, want Failed", r.Status)
+	}
+
+	// Two Saves of the same instant, in either order, in one batch or two:
+	// the greater folder name.
+	f.append(receive("f3", "s@x.test", at(0)), save("f3", "erin@x.test", "Junk", at(1)), save("f3", "erin@x.test", "INBOX", at(1)))
+	f.append(receive("f4", "s@x.test", at(0)), save("f4", "erin@x.test", "INBOX", at(1)))
+	f.append(save("f4", "erin@x.test", "Junk", at(1)))
+	f.append(receive("f5", "s@x.test", at(0)), save("f5", "erin@x.test", "Junk", at(1)))
+	f.append(save("f5", "erin@x.test", "INBOX", at(1)))
+	for _, m := range []string{"f3", "f4", "f5"} {
+		check(m, "erin@x.test", "Junk")
+	}
+
+	// A message-level Save (no recipient) stores no row's folder; the
+	// placeholder has none.
+	f.append(receive("f6", "s@x.test", at(0)), save("f6", "", "Junk", at(1)))
+	check("f6", "", "")
+
+	// Appending the same Save again changes nothing.
+	f.append(save("f1", "bob@x.test", "Junk", at(1)))
+	check("f1", "bob@x.test", "Junk")
+}

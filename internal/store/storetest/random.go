@@ -136,7 +136,7 @@ func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row ma
 	}
 	row.Recipient = mailflow.NormalizeAddress(a)
 	row.ExpandedFrom = mailflow.NormalizeAddress(group)
-	row.ToIP, row.Status, row.StatusTime = "", "", time.Time{}
+	row.ToIP, row.Status, row.StatusTime, row.Folder = "", "", time.Time{}, ""
 	toIP := g.ip()
 	var evs []mailflow.Event
 	k := g.rng.IntN(100)
@@ -152,6 +152,21 @@ func (g *randGen) recipient(mtid string, recv time.Time, a, group string, row ma
 		d.ToIP = toIP
 		evs = append(evs, d)
 		row.Status, row.StatusTime, row.ToIP = mailflow.StatusDelivered, recv.Add(2*time.Minute), toIP
+		if g.rng.IntN(3) == 0 {
+			// stored into a folder by the mailbox server (and, at times,
+			// re-delivered into another one later)
+			folders := []string{"INBOX", "Junk", "Archive/2026"}
+			sv := e(mailflow.EventSave, 2*time.Minute)
+			sv.Folder = folders[g.rng.IntN(len(folders))]
+			evs = append(evs, sv)
+			row.Folder = sv.Folder
+			if g.rng.IntN(3) == 0 {
+				sv2 := e(mailflow.EventSave, 5*time.Minute)
+				sv2.Folder = folders[g.rng.IntN(len(folders))]
+				evs = append(evs, sv2)
+				row.Folder, row.StatusTime = sv2.Folder, recv.Add(5*time.Minute)
+			}
+		}
 	case k < 60:
 		evs = append(evs, e(mailflow.EventDefer, time.Minute))
 		row.Status, row.StatusTime = mailflow.StatusPending, recv.Add(time.Minute)

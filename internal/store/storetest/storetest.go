@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AppendWithoutIDsIsIdempotent", testIdempotentDerivedKeys},
 		{"StatusTransitions", testTransitions},
 		{"ExpandedGroupAndMembers", testExpanded},
+		{"FolderOfTheLatestSave", testFolder},
 		{"PlaceholderRowUntilARecipientIsKnown", testPlaceholder},
 		{"PlaceholderTakesMessageLevelOutcome", testPlaceholderOutcome},
 		{"LateMessageAttributesFillEarlierRows", testLateAttributes},
@@ -266,6 +267,7 @@ func rowDiff(got, want mailflow.Row) string {
 	cmpS("Direction", got.Direction, want.Direction)
 	cmpS("ExpandedFrom", got.ExpandedFrom, want.ExpandedFrom)
 	cmpT("StatusTime", got.StatusTime, want.StatusTime)
+	cmpS("Folder", got.Folder, want.Folder)
 	return strings.Join(d, "; ")
 }
 
