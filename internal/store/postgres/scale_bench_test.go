@@ -133,7 +133,7 @@ func planLoop(b *testing.B, dsn, sqlText string, args []any) {
 func scaleSeeded(b *testing.B, rows int) (*postgres.Store, string) {
 	ctx := context.Background()
 	migs, _ := filepath.Glob("migrations/*.sql")
-	dsn, _ := pgtest.NamedDSN(b, fmt.Sprintf("mailtrace_scale_%d_v%d_m%d", rows, storetest.BenchSeedVersion, len(migs)))
+	dsn, _ := pgtest.NamedDSN(b, storetest.ScaleSeedName(rows, len(migs)))
 	st, err := postgres.Open(ctx, dsn, postgres.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -30,7 +29,7 @@ func benchStore(b *testing.B, rows int) *Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	path := filepath.Join(root, "bin", "bench", fmt.Sprintf("sqlite-schema%d-seed%d-%d.db", schema, storetest.BenchSeedVersion, rows))
+	path := filepath.Join(root, "bin", "bench", storetest.SQLiteBenchFile(schema, rows))
 	if s, ok := benchStores.Load(path); ok {
 		return s.(*Store)
 	}

@@ -89,6 +89,22 @@ type BenchCase struct {
 	Count bool
 }
 
+// ScaleSeedName is the PostgreSQL database in which BenchmarkScale keeps
+// its seed of rows rows (BenchRows, loaded with COPY) for a schema of
+// migrations migrations: a later run, or another benchmark that needs a
+// large store (test/ingestbench), finds it by this name.
+func ScaleSeedName(rows, migrations int) string {
+	return fmt.Sprintf("mailtrace_scale_%d_v%d_m%d", rows, BenchSeedVersion, migrations)
+}
+
+// SQLiteBenchFile is the name of the SQLite adapter's benchmark database
+// of rows rows (SeedBench) for a schema of migrations migrations, kept in
+// the repository's git-ignored bin/bench/ with a ".complete" marker beside
+// it once seeded.
+func SQLiteBenchFile(migrations, rows int) string {
+	return fmt.Sprintf("sqlite-schema%d-seed%d-%d.db", migrations, BenchSeedVersion, rows)
+}
+
 // ScaleCases are the query shapes measured at every scale: the 10-day
 // `*@domain` trace, the mid-string wildcard, and 90-day counts per status.
 func ScaleCases() []BenchCase {
