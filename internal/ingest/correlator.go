@@ -44,7 +44,7 @@ func NewCorrelator(cfg Config, emit func([]mailflow.Event) error) *Correlator {
 		parser: syslog.Parser{Reference: cfg.Reference, Location: cfg.Location},
 	}
 	scfg := cfg.source()
-	c.env.Links = source.NewLinks(c.TraceID)
+	c.env.Links = source.NewLinks(c.TraceID, c.takeRecipients)
 	for _, r := range sources {
 		s := r.New(scfg, &c.env)
 		c.sources = append(c.sources, s)
@@ -90,6 +90,16 @@ func (c *Correlator) TraceID(host, id string) string {
 		}
 	}
 	return ""
+}
+
+// takeRecipients hands the Message-ID and recipients a joining line names
+// to the sources that take them (source.RecipientTaker).
+func (c *Correlator) takeRecipients(host, id, messageID string, rcpts []string) {
+	for _, s := range c.sources {
+		if r, ok := s.(source.RecipientTaker); ok {
+			r.TakeRecipients(host, id, messageID, rcpts)
+		}
+	}
 }
 
 // Feed reads one line (without its newline).

@@ -32,9 +32,11 @@ type Links struct {
 	// last: the Message-ID and trace of the latest event noted, so that a
 	// message's events (each carries its Message-ID) are indexed once
 	lastMsgID, lastTrace string
-	// traceID asks the sources for the trace of a queue id on a host.
-	traceID func(host, id string) string
-	notes   int // events noted since the last Waiter call
+	// traceID asks the sources for the trace of a queue id on a host;
+	// recipients tells them what a joining line names (Recipients)
+	traceID    func(host, id string) string
+	recipients func(host, id, messageID string, rcpts []string)
+	notes      int // events noted since the last Waiter call
 }
 
 // Link is a trace found for a key.
@@ -51,9 +53,10 @@ type Link struct {
 const maxLinks = 1 << 17
 
 // NewLinks returns an empty index; traceID answers a queue id on a host
-// (the engine's Correlator.TraceID), or is nil.
-func NewLinks(traceID func(host, id string) string) *Links {
-	return &Links{cur: map[linkKey]Link{}, old: map[linkKey]Link{}, traceID: traceID}
+// (the engine's Correlator.TraceID), recipients hands on what Recipients
+// is told (to the sources that are a RecipientTaker); either may be nil.
+func NewLinks(traceID func(host, id string) string, recipients func(host, id, messageID string, rcpts []string)) *Links {
+	return &Links{cur: map[linkKey]Link{}, old: map[linkKey]Link{}, traceID: traceID, recipients: recipients}
 }
 
 // linkKey is a key of the index: a struct, so that noting an event
@@ -157,12 +160,30 @@ func (l *Links) MessageID(messageID, recipient string) (Link, bool) {
 }
 
 // QueueID returns the trace of the message a source knows as queue id on
-// host, or "".
+// host, or "". A message read from a log that names no host (a log file
+// shipped without a syslog header: Exim's own, known by its shape) is
+// found by the id alone: rspamd's verdict, from the mail server's syslog,
+// names the host, Exim's line of the same message does not.
 func (l *Links) QueueID(host, id string) string {
 	if l.traceID == nil || id == "" {
 		return ""
 	}
-	return l.traceID(host, id)
+	t := l.traceID(host, id)
+	if t == "" && host != "" {
+		t = l.traceID("", id)
+	}
+	return t
+}
+
+// Recipients tells the source that knows the message id on host (or on no
+// host, as QueueID) the Message-ID and the envelope recipients a joining
+// line names: rspamd's verdict names those the MTA passed it (id:,
+// rcpts:), which Exim's reject after DATA does not (RecipientTaker).
+func (l *Links) Recipients(host, id, messageID string, rcpts []string) {
+	if l == nil || l.recipients == nil || id == "" || (len(rcpts) == 0 && messageID == "") {
+		return
+	}
+	l.recipients(host, id, messageID, rcpts)
 }
 
 // LMTPSession returns the session id in Dovecot's LMTP reply to a
@@ -226,6 +247,16 @@ func (l *Links) UnmarshalJSON(b []byte) error {
 	}
 	l.rotated, l.cur, l.old = s.Rotated, fromEntries(s.Cur), fromEntries(s.Old)
 	return nil
+}
+
+// RecipientTaker is a source that takes the Message-ID and the envelope
+// recipients another source's line names (Links.Recipients) for a message
+// it knows as id on host (or on no host: its own log file's) whose own
+// lines name neither: the Exim source gives a message refused after DATA
+// its Message-ID and a row per recipient. It ignores a message it does not
+// know or whose recipients it knows.
+type RecipientTaker interface {
+	TakeRecipients(host, id, messageID string, rcpts []string)
 }
 
 // Waiter is a source whose lines may wait for another source's message

@@ -37,6 +37,11 @@ type Waited struct {
 	// join may name better: Dovecot's user "bob" is the MTA's
 	// bob@example.com).
 	Events []mailflow.Event `json:"events"`
+	// Rcpts are the envelope recipients the line names (rspamd's rcpts:),
+	// told with MessageID to the source of the message it joins by
+	// QueueID (Links.Recipients), for a message whose own lines name
+	// neither.
+	Rcpts []string `json:"rcpts,omitempty"`
 }
 
 // skew is how much earlier than a line the event that links a Message-ID
@@ -175,6 +180,7 @@ func (q *Waiting) emit(w *Waited, v Link) {
 		}
 		q.env.Emit(e)
 	}
+	q.env.Links.Recipients(w.Host, w.QueueID, w.MessageID, w.Rcpts)
 }
 
 // State returns the waiting lines as JSON.

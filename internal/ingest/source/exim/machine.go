@@ -29,6 +29,8 @@ type message struct {
 	ClientIP    string    `json:"clientIp,omitempty"`
 	Auth        string    `json:"auth,omitempty"`
 	Local       bool      `json:"local,omitempty"`
+	// DataReject: refused after DATA, its recipients not logged (join.go)
+	DataReject *dataReject `json:"dataReject,omitempty"`
 	// what decides the direction: from the organisation, recipients
 	// inside, outside
 	Org    bool `json:"org,omitempty"`
@@ -417,12 +419,18 @@ func (c *Source) reject(host string, t time.Time, raw string, r Record) {
 	if r.Temporary {
 		verb = "temporarily rejected"
 	}
-	if r.ID == "" {
+	if r.ID == "" || !m.Counted {
+		// refused before queueing: no arrival ("<=") is logged (after DATA
+		// the message has an id, and is not queued either)
 		e := c.newEvent(m, t, raw, mailflow.EventReceive, "")
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
 		e.Detail = fmt.Sprintf("%s at %s from %s[%s] before queueing", verb, r.Stage, r.ClientName, r.ClientIP)
+		if r.ID != "" {
+			e.Detail = fmt.Sprintf("%s after %s from %s[%s] (message id %s), not queued", verb, r.Stage, r.ClientName, r.ClientIP, r.ID)
+		}
 		c.add(m, e)
 	}
+	rej := &dataReject{Time: t, Raw: raw, Type: typ, DSN: dsn, Verb: verb, Stage: r.Stage, Reason: r.Reason, ClientName: r.ClientName, ClientIP: r.ClientIP}
 	var rcpts []string
 	if r.Addr != "" {
 		rcpts = append(rcpts, mailflow.NormalizeAddress(r.Addr))
@@ -434,16 +442,14 @@ func (c *Source) reject(host string, t time.Time, raw string, r Record) {
 	}
 	if len(rcpts) == 0 {
 		rcpts = []string{""}
+		if r.Stage == "DATA" && r.ID != "" {
+			// Exim names no recipient: another source's line may
+			// (TakeRecipients); the message is finished
+			m.DataReject = rej
+			m.Completed, m.CompletedAt = true, t
+		}
 	}
 	for _, rc := range rcpts {
-		e := c.newEvent(m, t, raw, typ, rc)
-		e.Detail = fmt.Sprintf("%s %s: %s", verb, r.Stage, r.Reason)
-		e.DSN = dsn
-		e.SMTPResponse = r.Reason
-		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
-		if rc != "" {
-			m.Status[rc], _ = mailflow.StatusOf(typ)
-		}
-		c.add(m, e)
+		c.rejectEvent(m, rej, rc)
 	}
 }

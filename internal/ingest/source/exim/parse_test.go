@@ -57,6 +57,17 @@ func TestParse(t *testing.T) {
 			Record{Kind: KindReject, Stage: "DATA", Sender: "spammer@remote.test", HasSender: true, ClientIP: "203.0.113.25", Reason: "This message was classified as SPAM"}},
 		{"reject after DATA, with an id", "1vA0ad-0000Be-Aa H=[203.0.113.25] F=<spammer@remote.test> rejected after DATA: spam",
 			Record{Kind: KindReject, ID: "1vA0ad-0000Be-Aa", Stage: "DATA", Sender: "spammer@remote.test", HasSender: true, ClientIP: "203.0.113.25", Reason: "spam"}},
+		// the mail lab's Exim 4.96, its spam ACL refusing on rspamd's verdicts
+		// (log_selector +subject +pid +incoming_port: no recipient, whatever
+		// the selector; the Message-ID neither)
+		{"the lab: GTUBE refused after DATA", "2026-12-06 09:02:58 [6588] 1xa894-0001iG-1k H=(mail.remote.test) [203.0.113.25]:41234 F=<spammer@remote.test> rejected after DATA: 554 5.7.1 Spam message rejected",
+			Record{Kind: KindReject, ID: "1xa894-0001iG-1k", Stage: "DATA", Sender: "spammer@remote.test", HasSender: true, HELO: "mail.remote.test", ClientIP: "203.0.113.25",
+				Reason: "554 5.7.1 Spam message rejected"}},
+		{"the lab: rspamd's soft reject deferred after DATA", "2026-12-06 09:02:58 [6586] 1xa894-0001iE-1k H=(mail.remote.test) [203.0.113.25]:41234 F=<softreject@remote.test> temporarily rejected after DATA: 451 4.7.1 Try again later",
+			Record{Kind: KindReject, ID: "1xa894-0001iE-1k", Stage: "DATA", Temporary: true, Sender: "softreject@remote.test", HasSender: true, HELO: "mail.remote.test", ClientIP: "203.0.113.25",
+				Reason: "451 4.7.1 Try again later"}},
+		{"the lab: the spam ACL's warn line (rspamd's own line says more): nothing", "2026-12-06 09:02:58 [6588] 1xa894-0001iG-1k H=(mail.remote.test) [203.0.113.25]:41234 Warning: rspamd: reject, score 15.0",
+			Record{ID: "1xa894-0001iG-1k"}},
 		{"a connection: nothing", "SMTP connection from mail.remote.test [203.0.113.25]:41234 I=[127.0.0.1]:2525 (TCP/IP connection count = 1)", Record{}},
 		{"a queue run: nothing", "Start queue run: pid=1234", Record{}},
 		{"DKIM: nothing", "1vA0aa-0000Bc-Xy DKIM: d=remote.test s=sel c=relaxed/relaxed a=rsa-sha256 b=2048 [verification succeeded]", Record{ID: "1vA0aa-0000Bc-Xy"}},

@@ -87,8 +87,14 @@ func rejectDSN(temporary bool, reason string) string {
 }
 
 // rejectType decides what an ACL's reject means, as for Postfix's smtpd
-// (source.RejectType): a reject after DATA is a refusal by policy.
+// (source.RejectType): a reject after DATA is a refusal by policy, but for
+// a temporary one (4xx: the spam ACL's defer on rspamd's soft reject or
+// greylisting), a deferral, since the client keeps the message and
+// retries it (Pending), as a milter's 4xx is for Postfix.
 func rejectType(stage, dsn, reason string) mailflow.EventType {
+	if stage == "DATA" && strings.HasPrefix(dsn, "4.") {
+		return mailflow.EventDefer
+	}
 	return source.RejectType(dsn, reason, stage == "DATA")
 }
 

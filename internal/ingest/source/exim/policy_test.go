@@ -54,6 +54,10 @@ func TestRejectDSNAndType(t *testing.T) {
 		{"MAIL", false, "sender rejected", "5.0.0", mailflow.EventFilterAsSpam},
 		{"DATA", false, "This message was classified as SPAM", "5.0.0", mailflow.EventFilterAsSpam},
 		{"DATA", false, "5.7.1 Gtube pattern", "5.7.1", mailflow.EventFilterAsSpam},
+		// the mail lab's spam ACL on rspamd's verdicts (Exim 4.96's lines)
+		{"DATA", false, "554 5.7.1 Spam message rejected", "5.7.1", mailflow.EventFilterAsSpam},
+		{"DATA", true, "451 4.7.1 Try again later", "4.7.1", mailflow.EventDefer}, // soft reject: the client retries
+		{"DATA", true, "Please try again later", "4.0.0", mailflow.EventDefer},
 	}
 	for _, tc := range cases {
 		dsn := rejectDSN(tc.temporary, tc.reason)

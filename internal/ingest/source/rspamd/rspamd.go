@@ -5,9 +5,12 @@
 // What the MTA did about the scan (a milter reject, an added header) is
 // the MTA's source's to tell; this source joins the verdict to the MTA's
 // message (source.Links): by the queue id rspamd was told (`qid:`, which
-// Postfix's milter protocol passes) on the same host, else by the
-// Message-ID. A verdict whose message is not known yet waits for it
-// (source.Waiting), at most Config.LinkWait, then is a message of its own.
+// Postfix's milter protocol passes, and Exim's spam ACL as its message
+// id) on the same host, else by the Message-ID. A verdict whose message
+// is not known yet waits for it (source.Waiting), at most Config.LinkWait,
+// then is a message of its own. The envelope recipients it names
+// (`rcpts:`) are told to the MTA's source (source.RecipientTaker): Exim
+// names none when its spam ACL refuses a message after DATA.
 //
 // Lines are read as syslog sends them (program "rspamd"), or as rspamd's
 // own log file writes them when a shipper tails it with that tag: the
@@ -59,7 +62,7 @@ func (s *Source) Consume(l *source.Line) {
 	e.Time = l.UTC
 	e.ServerHostname = l.Host
 	s.waiting.Add(&source.Waited{Source: "rspamd", Host: l.Host, Time: l.UTC,
-		QueueID: r.QueueID, MessageID: r.MessageID, Events: []mailflow.Event{e}})
+		QueueID: r.QueueID, MessageID: r.MessageID, Events: []mailflow.Event{e}, Rcpts: r.Rcpts})
 }
 
 // maxDetailSymbols is how many symbols an event's detail names.
