@@ -430,6 +430,11 @@ type TraceRow struct {
 	ToIP string `json:"toIP,omitempty"`
 	// Direction of the message.
 	Direction Direction `json:"direction,omitempty"`
+	// Folder is the mailbox folder the recipient's copy was stored into
+	// (Dovecot's LMTP or LDA, a Sieve fileinto: "INBOX", "Junk"), that of
+	// its latest Save event; empty when no mailbox server's line told it.
+	// +optional
+	Folder string `json:"folder,omitempty"`
 }
 
 // MessageTraceStatus is the answer. The controller writes it; nothing else should.

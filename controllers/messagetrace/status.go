@@ -20,6 +20,10 @@ import (
 // MaxSubjectRunes is how much of a subject a status row keeps.
 const MaxSubjectRunes = 256
 
+// MaxFolderRunes is how much of a mailbox folder's name a status row keeps
+// (Dovecot's own limit on a mailbox name is 255 bytes per level).
+const MaxFolderRunes = 256
+
 // PhaseOf derives the printer-column phase from the conditions.
 func PhaseOf(conds []metav1.Condition) v1alpha1.Phase {
 	switch {
@@ -115,6 +119,7 @@ func ToRow(r mailflow.Row) v1alpha1.TraceRow {
 		FromIP:         r.FromIP,
 		ToIP:           r.ToIP,
 		Direction:      v1alpha1.Direction(r.Direction),
+		Folder:         TruncateRunes(r.Folder, MaxFolderRunes),
 	}
 }
 

@@ -178,14 +178,15 @@ func TestToRowAndCounts(t *testing.T) {
 		Received: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)),
 		Sender:   "a@x", Recipient: "b@y", Subject: strings.Repeat("s", 300), Status: mailflow.StatusFailed,
 		MessageID: "id@x", MessageTraceID: "T1", Size: 42, FromIP: "192.0.2.1", ToIP: "192.0.2.2",
-		Direction: mailflow.DirectionOutbound,
+		Direction: mailflow.DirectionOutbound, Folder: "Junk",
 	}
 	got := ToRow(r)
 	if got.Received.Location() != time.UTC || !got.Received.Time.Equal(r.Received) {
 		t.Errorf("received %v, want %v in UTC", got.Received, r.Received)
 	}
 	if len(got.Subject) != 256 || got.Status != "Failed" || got.Direction != "Outbound" || got.Size != 42 ||
-		got.MessageTraceID != "T1" || got.FromIP != "192.0.2.1" || got.ToIP != "192.0.2.2" || got.MessageID != "id@x" {
+		got.MessageTraceID != "T1" || got.FromIP != "192.0.2.1" || got.ToIP != "192.0.2.2" || got.MessageID != "id@x" ||
+		got.Folder != "Junk" {
 		t.Errorf("ToRow = %+v", got)
 	}
 	c := CountsOf(mailflow.Counts{Total: 6, ByStatus: map[mailflow.Status]int64{mailflow.StatusDelivered: 3, mailflow.StatusFailed: 2, mailflow.StatusGettingStatus: 1}})
