@@ -110,6 +110,7 @@ func (c *Source) evict(m *message) {
 	if m.tr == nil {
 		c.releaseRoot(m)
 	}
+	c.releaseReplies(m, true)
 	c.drop(m.host+"\x00"+m.qid, m)
 	c.env.Stats.Evicted++
 	if c.cfg.MaxEvicted <= 0 {

@@ -228,10 +228,56 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 				m.tr.verdict[rc] = true
 			}
 			c.add(m, e)
+			// Postfix's line of the reply came first: it is the hand-over
+			c.releaseReply(m, rc, true)
 		} else {
 			f := c.filter(host, r.FilterID, t)
 			f.verdicts = append(f.verdicts, e)
 		}
 	}
 	return true
+}
+
+// heldReply is a content filter's refusing reply to the hand-over of one
+// recipient, held while the filter's own verdict may still come
+// (filterReply): the line's event as the refusal it is without the
+// verdict, and as the hand-over it is with it.
+type heldReply struct {
+	orig, daemon      string // the original recipient (an alias' copy), the delivery agent
+	at                time.Time
+	refusal, handOver mailflow.Event
+}
+
+// releaseReply emits the reply held for rcpt: the hand-over when the
+// filter's verdict came, else the refusal.
+func (c *Source) releaseReply(m *message, rcpt string, verdictCame bool) {
+	h := m.awaiting[rcpt]
+	if h == nil {
+		return
+	}
+	delete(m.awaiting, rcpt)
+	e := h.refusal
+	if heldReplyType(verdictCame) == h.handOver.Type {
+		e = h.handOver
+	}
+	if h.orig != "" {
+		c.copyOf(m, h.orig, rcpt, h.daemon, h.at, e)
+		return
+	}
+	c.add(m, e)
+}
+
+// releaseReplies emits the refusals of m's held replies that waited the
+// link wait, or all of them (the hop is forgotten, evicted or flushed: no
+// verdict will find it), in recipient order. (A hop still held itself
+// holds them with its other events: add.)
+func (c *Source) releaseReplies(m *message, all bool) {
+	if len(m.awaiting) == 0 {
+		return
+	}
+	for _, rc := range sortedKeys(m.awaiting) {
+		if all || c.env.Now.Sub(m.awaiting[rc].at) > c.cfg.LinkWait {
+			c.releaseReply(m, rc, false)
+		}
+	}
 }

@@ -77,6 +77,10 @@ type message struct {
 	nrcpt       int  // its qmgr line's count of recipients
 	aged        bool // past Config.PendingAfter (age)
 
+	// a content filter's refusing reply, by recipient, held until the
+	// filter's own verdict or the link wait (filterReply)
+	awaiting map[string]*heldReply
+
 	clientName, clientIP string
 	origIP, sasl         string
 	loopback             bool
@@ -127,6 +131,7 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 		if m.tr == nil {
 			c.releaseRoot(m)
 		}
+		c.releaseReplies(m, true)
 		c.drop(k, m)
 	} else if m == nil {
 		// an evicted lifecycle that ended (or went idle) before t
@@ -503,6 +508,11 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		}
 	}
 	typ := deliveryType(r.Status, r.Daemon, r.Response, filter, verdictKnown)
+	hold := false
+	if filter && r.Status == "sent" {
+		// an amavis reply names its run (id=...): its verdict may come
+		typ, hold = filterReply(r.Response, verdictKnown, r.FilterID != "" && !isPMGID(r.FilterID))
+	}
 	e := c.newEvent(m, t, raw, typ, rcpt, r.Daemon)
 	e.Detail = detail
 	e.Relay = r.Relay
@@ -514,9 +524,22 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	} else if _, seen := m.rcpt[rcpt]; !seen {
 		m.rcpt[rcpt] = ""
 	}
-	if orig != "" {
+	switch {
+	case hold:
+		// what the line is once the verdict came: the other order's event
+		handOver := e
+		handOver.Type = heldReplyType(true)
+		handOver.ID = eventID(m.host, m.qid, t, raw, handOver.Type, rcpt)
+		if m.awaiting == nil {
+			m.awaiting = map[string]*heldReply{}
+		}
+		if old := m.awaiting[rcpt]; old != nil {
+			c.releaseReply(m, rcpt, false) // a second hand-over of the recipient: the first one's wait is over
+		}
+		m.awaiting[rcpt] = &heldReply{orig: orig, daemon: r.Daemon, at: t, refusal: e, handOver: handOver}
+	case orig != "":
 		c.copyOf(m, orig, rcpt, r.Daemon, t, e)
-	} else {
+	default:
 		c.add(m, e)
 	}
 	c.settle(m, false)

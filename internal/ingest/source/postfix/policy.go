@@ -18,22 +18,16 @@ import (
 func rejectType(dsn, reason string) mailflow.EventType { return source.RejectType(dsn, reason, false) }
 
 // deliveryType decides what a delivery line (status=...) means. A
-// hand-over to a content filter is a Transfer, unless the filter's reply
-// says it refused the message (" BLOCKED", "discarded", "reject") and no
-// verdict of the filter's own decided the recipient already.
+// hand-over to a content filter is what filterReply says once nothing is
+// waited for: a Transfer, unless the filter's reply says it refused the
+// message and no verdict of the filter's own decided the recipient.
 func deliveryType(status, daemon, response string, filter, verdictKnown bool) mailflow.EventType {
 	switch status {
 	case "sent":
 		switch {
 		case filter:
-			if verdictKnown {
-				return mailflow.EventTransfer
-			}
-			lower := strings.ToLower(response)
-			if strings.Contains(response, " BLOCKED") || strings.Contains(lower, "discarded") || strings.Contains(lower, "reject") {
-				return mailflow.EventFilterAsSpam
-			}
-			return mailflow.EventTransfer
+			typ, _ := filterReply(response, verdictKnown, false)
+			return typ
 		case daemon == "discard":
 			return mailflow.EventFilterAsSpam
 		default:
@@ -46,6 +40,50 @@ func deliveryType(status, daemon, response string, filter, verdictKnown bool) ma
 	default: // "deliverable" and other address verification probes
 		return mailflow.EventSend
 	}
+}
+
+// filterReply decides what a content filter's reply to the hand-over of a
+// recipient (Postfix's delivery line to the filter, status=sent) means,
+// whatever order it and the filter's own verdict line reach the ingester
+// in. The verdict says more than the reply: amavis' "Blocked BANNED
+// {DiscardedInbound,Quarantined}" is a quarantine, its reply "250 2.7.0
+// Ok, discarded" only a refusal; and the two are logged by two programs,
+// often into two files shipped apart (issue 16, the mail lab's
+// amavis-banned):
+//   - the verdict is known: it decided the recipient (its own event), and
+//     the reply is the hand-over, a Transfer;
+//   - the reply accepts the message: a Transfer;
+//   - it refuses it and the verdict is not known: when the verdict can
+//     still come (canWait: the reply names the filter's run), the reply is
+//     held (hold true) until it comes (heldReplyType(true): a Transfer) or the
+//     wait ends (heldReplyType(false)); else FilterAsSpam.
+//
+// So the recipient's status is the verdict's in either order.
+func filterReply(response string, verdictKnown, canWait bool) (typ mailflow.EventType, hold bool) {
+	if verdictKnown || !refuses(response) {
+		return mailflow.EventTransfer, false
+	}
+	if canWait {
+		return heldReplyType(false), true
+	}
+	return mailflow.EventFilterAsSpam, false
+}
+
+// heldReplyType is what a refusing reply held by filterReply becomes: a
+// Transfer when the filter's verdict came, else FilterAsSpam (the reply's
+// own word, when the verdict did not come within the wait).
+func heldReplyType(verdictCame bool) mailflow.EventType {
+	if verdictCame {
+		return mailflow.EventTransfer
+	}
+	return mailflow.EventFilterAsSpam
+}
+
+// refuses reports whether a content filter's reply says it refused the
+// message (" BLOCKED", "discarded", "reject").
+func refuses(response string) bool {
+	lower := strings.ToLower(response)
+	return strings.Contains(response, " BLOCKED") || strings.Contains(lower, "discarded") || strings.Contains(lower, "reject")
 }
 
 // actionType decides what an smtpd reject or a cleanup/milter action

@@ -3,6 +3,7 @@ package postfix
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
@@ -163,6 +164,69 @@ func TestIsFilterRelay(t *testing.T) {
 	} {
 		if got := isFilterRelay(filters, c.ip, c.port, c.newID); got != c.want {
 			t.Errorf("isFilterRelay(%q, %d, %q) = %v", c.ip, c.port, c.newID, got)
+		}
+	}
+}
+
+// A recipient handed to a content filter gets the status of the filter's
+// own verdict whatever order the filter's reply (Postfix's line) and its
+// verdict line (amavis') reach the ingester in; the reply decides only
+// when no verdict comes.
+func TestFilterReplyEitherOrder(t *testing.T) {
+	const (
+		discarded = "250 2.7.0 Ok, discarded, id=1-2 - BANNED: P=p003,L=1,M=multipart/mixed"
+		passed    = "250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as ABC"
+	)
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name     string
+		reply    string
+		verdict  mailflow.EventType // the verdict line's event; "" when none comes
+		canWait  bool               // the reply names the filter's run
+		want     mailflow.Status
+		lineType mailflow.EventType // what the reply's line is in the end
+	}{
+		{"banned and quarantined", discarded, mailflow.EventQuarantine, true, mailflow.StatusQuarantined, mailflow.EventTransfer},
+		{"blocked, not quarantined", discarded, mailflow.EventFilterAsSpam, true, mailflow.StatusFilteredAsSpam, mailflow.EventTransfer},
+		{"refused, no verdict logged", discarded, "", true, mailflow.StatusFilteredAsSpam, mailflow.EventFilterAsSpam},
+		{"refused, no run to wait for", "250 2.7.1 Rejected by filter", "", false, mailflow.StatusFilteredAsSpam, mailflow.EventFilterAsSpam},
+		{"passed", passed, "", true, mailflow.StatusGettingStatus, mailflow.EventTransfer},
+	} {
+		for _, replyFirst := range []bool{true, false} {
+			order := "verdict first"
+			if replyFirst {
+				order = "reply first"
+			}
+			t.Run(c.name+", "+order, func(t *testing.T) {
+				// both lines of the same second, as amavis and Postfix log them
+				var evs []mailflow.Event
+				emit := func(typ mailflow.EventType) { evs = append(evs, mailflow.Event{Time: t0, Type: typ}) }
+				verdictKnown := false
+				verdictLine := func() {
+					if c.verdict != "" {
+						emit(c.verdict)
+						verdictKnown = true
+					}
+				}
+				if !replyFirst {
+					verdictLine()
+				}
+				lineType, hold := filterReply(c.reply, verdictKnown, c.canWait)
+				if !hold {
+					emit(lineType)
+				}
+				if replyFirst {
+					verdictLine()
+				}
+				if hold {
+					// released by the verdict, or by the end of the wait
+					lineType = heldReplyType(verdictKnown)
+					emit(lineType)
+				}
+				if got := mailflow.DeriveStatus(evs); got != c.want || lineType != c.lineType {
+					t.Errorf("status %s, the reply's line %s; want %s, %s", got, lineType, c.want, c.lineType)
+				}
+			})
 		}
 	}
 }

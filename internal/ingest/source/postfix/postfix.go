@@ -150,6 +150,10 @@ func (c *Source) Flush() {
 	for _, m := range c.sortedMsgs(func(m *message) bool { return m.tr == nil }) {
 		c.releaseRoot(m)
 	}
+	// a content filter's replies still waiting for its verdict
+	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.awaiting) > 0 }) {
+		c.releaseReplies(m, true)
+	}
 }
 
 // session is an smtpd process's current client (by host and pid).
@@ -291,16 +295,29 @@ func (c *Source) Sweep() {
 	for _, m := range settling {
 		c.settleDue(m)
 	}
-	var ageing []*message
-	for k, m := range c.msgs {
+	var ageing, forget, awaiting []*message
+	for _, m := range c.msgs {
 		if (m.removed && c.env.Now.Sub(m.removedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.last) > c.cfg.MaxIdle {
-			c.settle(m, true)
-			c.drop(k, m)
+			forget = append(forget, m)
 			continue
+		}
+		if len(m.awaiting) > 0 && m.tr != nil {
+			awaiting = append(awaiting, m)
 		}
 		if !m.aged && !m.removed && m.tr != nil && c.cfg.PendingAfter > 0 && c.env.Now.Sub(m.first) > c.cfg.PendingAfter {
 			ageing = append(ageing, m)
 		}
+	}
+	// a content filter's replies whose verdict did not come within the link wait
+	sortMsgs(awaiting)
+	for _, m := range awaiting {
+		c.releaseReplies(m, false)
+	}
+	sortMsgs(forget)
+	for _, m := range forget {
+		c.settle(m, true)
+		c.releaseReplies(m, true)
+		c.drop(m.host+"\x00"+m.qid, m)
 	}
 	sortMsgs(ageing)
 	for _, m := range ageing {

@@ -108,6 +108,10 @@ type MessageState struct {
 	MessageID   string                     `json:"messageId,omitempty"`
 	Size        int64                      `json:"size,omitempty"`
 	Subject     string                     `json:"subject,omitempty"`
+
+	// Awaiting are a content filter's refusing replies held for its
+	// verdict (filterReply), by recipient.
+	Awaiting map[string]HeldReplyState `json:"awaiting,omitempty"`
 }
 
 // ExpansionState is what an original recipient of a hop became (expand.go).
@@ -120,6 +124,15 @@ type ExpansionState struct {
 	Settled bool             `json:"settled,omitempty"`
 	Group   bool             `json:"group,omitempty"`
 	OwnCopy bool             `json:"ownCopy,omitempty"`
+}
+
+// HeldReplyState is a content filter's refusing reply held for its verdict.
+type HeldReplyState struct {
+	Orig     string         `json:"orig,omitempty"`
+	Daemon   string         `json:"daemon,omitempty"`
+	At       time.Time      `json:"at"`
+	Refusal  mailflow.Event `json:"refusal"`
+	HandOver mailflow.Event `json:"handOver"`
 }
 
 // FilterState is a content filter run not yet claimed by its first hop.
@@ -168,6 +181,12 @@ func (c *Source) state() State {
 			}
 			ms.Expansions[orig] = ExpansionState{First: x.first, Targets: x.targets, Held: x.held, Emitted: x.emitted,
 				Local: x.local, Settled: x.settled, Group: x.group, OwnCopy: x.ownCopy}
+		}
+		for rc, h := range m.awaiting {
+			if ms.Awaiting == nil {
+				ms.Awaiting = map[string]HeldReplyState{}
+			}
+			ms.Awaiting[rc] = HeldReplyState{Orig: h.orig, Daemon: h.daemon, At: h.at, Refusal: h.refusal, HandOver: h.handOver}
 		}
 		if m.tr != nil {
 			ms.TraceID = m.tr.id
@@ -284,6 +303,12 @@ func (c *Source) restore(st State) error {
 			}
 			m.exps[orig] = &expansion{first: xs.First, targets: xs.Targets, held: xs.Held, emitted: xs.Emitted,
 				local: xs.Local, settled: xs.Settled, group: xs.Group, ownCopy: xs.OwnCopy}
+		}
+		for rc, hs := range ms.Awaiting {
+			if m.awaiting == nil {
+				m.awaiting = map[string]*heldReply{}
+			}
+			m.awaiting[rc] = &heldReply{orig: hs.Orig, daemon: hs.Daemon, at: hs.At, refusal: hs.Refusal, handOver: hs.HandOver}
 		}
 		if ms.TraceID != "" {
 			m.tr = traces[ms.TraceID]
