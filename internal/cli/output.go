@@ -22,11 +22,13 @@ const (
 )
 
 // SummaryCSVHeader is the header of a summary CSV: the column names Exchange
-// admins know from historical-search reports (PRODUCT.md). network_message_id
-// holds mailtrace's message trace ID.
+// admins know from historical-search reports (PRODUCT.md), then ours,
+// mailbox_folder, as a Summary report has them (report.SummaryColumns).
+// network_message_id holds mailtrace's message trace ID.
 var SummaryCSVHeader = []string{
 	"origin_timestamp_utc", "sender_address", "recipient_address", "message_subject", "delivery_status",
 	"total_bytes", "message_id", "network_message_id", "original_client_ip", "from_ip", "to_ip", "directionality",
+	"mailbox_folder",
 }
 
 // RowWriter writes trace rows in one output format.
@@ -87,7 +89,7 @@ func (c *SummaryCSVWriter) Write(r mailflow.Row) error {
 	rec := []string{
 		formatCSVTime(r.Received), r.Sender, r.Recipient, r.Subject, string(r.Status),
 		strconv.FormatInt(r.Size, 10), r.MessageID, r.MessageTraceID, r.OriginalClientIP, r.FromIP, r.ToIP,
-		string(r.Direction),
+		string(r.Direction), r.Folder,
 	}
 	for i := range rec {
 		rec[i] = NeutralizeCSVCell(rec[i])
@@ -122,7 +124,8 @@ func NeutralizeCSVCell(s string) string {
 	return s
 }
 
-// rowTable prints trace rows as a table; wide adds the IPs, message ID and direction.
+// rowTable prints trace rows as a table; wide adds the direction, the IPs,
+// the mailbox folder and the message ID.
 type rowTable struct {
 	w    io.Writer
 	wide bool
@@ -147,7 +150,7 @@ func (t *rowTable) Write(r mailflow.Row) error {
 	recv := textable.FormatTime(r.Received, t.loc)
 	if t.wide {
 		t.t.Add(recv, r.Sender, rcpt, textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
-			string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageID, r.MessageTraceID)
+			string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), textable.OrDash(r.Folder), r.MessageID, r.MessageTraceID)
 	} else {
 		t.t.Add(recv, textable.Truncate(r.Sender, 32), textable.Truncate(rcpt, 32), textable.Truncate(r.Subject, 40), string(r.Status),
 			textable.HumanSize(r.Size), r.MessageTraceID)

@@ -519,7 +519,7 @@ func PrintRowsIn(w io.Writer, rows []v1alpha1.TraceRow, wide bool, loc *time.Loc
 		recv := textable.FormatTime(r.Received.Time, loc)
 		if wide {
 			t.Add(recv, r.Sender, textable.OrDash(r.Recipient), textable.Truncate(r.Subject, 60), string(r.Status), textable.HumanSize(r.Size),
-				string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), r.MessageTraceID, r.MessageID)
+				string(r.Direction), textable.OrDash(r.FromIP), textable.OrDash(r.ToIP), textable.OrDash(r.Folder), r.MessageTraceID, r.MessageID)
 		} else {
 			t.Add(recv, textable.Truncate(r.Sender, 40), textable.Truncate(textable.OrDash(r.Recipient), 40), textable.Truncate(r.Subject, 50), string(r.Status))
 		}

@@ -47,7 +47,7 @@ const (
 	// Summary has one row per (message, recipient).
 	Summary Kind = "Summary"
 	// Detailed has one row per event of each (message, recipient): the
-	// summary columns, then the event's.
+	// summary's columns and the event's (DetailedColumns).
 	Detailed Kind = "Detailed"
 )
 
@@ -60,22 +60,45 @@ const DefaultPageSize = 1000
 // MaxSubject is how many characters of a subject a report keeps.
 const MaxSubject = 256
 
-// SummaryColumns are the columns of a summary report, in order.
-var SummaryColumns = []string{
-	"origin_timestamp_utc", "sender_address", "recipient_address", "message_subject",
-	"delivery_status", "total_bytes", "message_id", "network_message_id",
-	"original_client_ip", "from_ip", "to_ip", "directionality",
-}
-
-// DetailedColumns are the columns of a detailed report: the summary's, then
-// the event's.
-var DetailedColumns = append(append([]string{}, SummaryColumns...),
-	"date_time_utc", "event_id", "source", "recipient_status", "server_ip",
-	"server_hostname", "client_ip", "client_hostname", "relay", "dsn", "detail",
-	// what a spam filter (rspamd, amavis) and the mailbox server (Dovecot,
-	// Sieve) said: ours, after Exchange's columns
-	"spam_action", "spam_score", "spam_symbols", "mailbox_folder",
+// The columns come in four groups. Exchange's come first and in
+// Exchange's order in both reports (PRODUCT.md: admins' scripts carry
+// over); ours are appended after them.
+var (
+	// exchangeRowColumns: a (message, recipient) row, as Exchange's summary.
+	exchangeRowColumns = []string{
+		"origin_timestamp_utc", "sender_address", "recipient_address", "message_subject",
+		"delivery_status", "total_bytes", "message_id", "network_message_id",
+		"original_client_ip", "from_ip", "to_ip", "directionality",
+	}
+	// exchangeEventColumns: an event, as Exchange's detailed report adds them.
+	exchangeEventColumns = []string{
+		"date_time_utc", "event_id", "source", "recipient_status", "server_ip",
+		"server_hostname", "client_ip", "client_hostname", "relay", "dsn", "detail",
+	}
+	// ownEventColumns: what a spam filter (rspamd, amavis) said of the
+	// message, on the event that says it.
+	ownEventColumns = []string{"spam_action", "spam_score", "spam_symbols"}
+	// ownRowColumns: the row's mailbox folder (Dovecot, Sieve: that of
+	// its latest Save), the last column of both reports.
+	ownRowColumns = []string{"mailbox_folder"}
 )
+
+// SummaryColumns are the columns of a summary report, in order: Exchange's,
+// then mailbox_folder.
+var SummaryColumns = concat(exchangeRowColumns, ownRowColumns)
+
+// DetailedColumns are the columns of a detailed report: Exchange's (the
+// row's, then the event's), then ours (the spam filter's of the event,
+// then the row's mailbox_folder). Every summary column is in it once.
+var DetailedColumns = concat(exchangeRowColumns, exchangeEventColumns, ownEventColumns, ownRowColumns)
+
+func concat(groups ...[]string) []string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
 
 // Options of a report.
 type Options struct {
@@ -176,8 +199,10 @@ func ts(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// summaryRecord fills rec (len(SummaryColumns)) with row r.
+// summaryRecord fills the row's cells of rec (a record of SummaryColumns
+// or of DetailedColumns) with row r.
 func summaryRecord(rec []string, r *mailflow.Row) {
+	rec[len(rec)-1] = cell(r.Folder) // ownRowColumns, last in both
 	rec[0] = ts(r.Received)
 	rec[1] = cell(r.Sender)
 	rec[2] = cell(r.Recipient)
@@ -192,9 +217,10 @@ func summaryRecord(rec []string, r *mailflow.Row) {
 	rec[11] = cell(string(r.Direction))
 }
 
-// eventRecord fills rec[len(SummaryColumns):] with event e (nil: empty cells).
+// eventRecord fills the event's cells of rec (a record of DetailedColumns)
+// with event e (nil: empty cells).
 func eventRecord(rec []string, e *mailflow.Event) {
-	ev := rec[len(SummaryColumns):]
+	ev := rec[len(exchangeRowColumns) : len(rec)-len(ownRowColumns)]
 	if e == nil {
 		for i := range ev {
 			ev[i] = ""
@@ -215,7 +241,6 @@ func eventRecord(rec []string, e *mailflow.Event) {
 	ev[11] = cell(e.Action)
 	ev[12] = cell(e.Score)
 	ev[13] = cell(strings.Join(e.Symbols, " "))
-	ev[14] = cell(e.Folder)
 }
 
 // countHash counts and hashes what goes through it to w.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,7 +214,7 @@ func TestDetailedRowWithoutEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := parse(t, buf.Bytes(), false)
-	if len(recs) != 2 || res.Rows != 1 || res.TraceRows != 1 || len(recs[1]) != len(report.DetailedColumns) || recs[1][len(report.SummaryColumns)] != "" {
+	if len(recs) != 2 || res.Rows != 1 || res.TraceRows != 1 || len(recs[1]) != len(report.DetailedColumns) || recs[1][slices.Index(report.DetailedColumns, "date_time_utc")] != "" {
 		t.Errorf("records %q, result %+v", recs, res)
 	}
 }
@@ -234,5 +235,46 @@ func TestWriteStopsWhenCancelled(t *testing.T) {
 	}
 	if f.calls > 20 {
 		t.Errorf("the store was asked %d pages after cancellation at the 10th", f.calls)
+	}
+}
+
+// The columns: Exchange's first, in Exchange's order, in both reports
+// (PRODUCT.md), ours after them; every summary column is in the detailed
+// report once, and mailbox_folder is the last column of both.
+func TestColumns(t *testing.T) {
+	exchangeSummary := []string{"origin_timestamp_utc", "sender_address", "recipient_address", "message_subject", "delivery_status",
+		"total_bytes", "message_id", "network_message_id", "original_client_ip", "from_ip", "to_ip", "directionality"}
+	exchangeDetailed := append(slices.Clone(exchangeSummary), "date_time_utc", "event_id", "source", "recipient_status", "server_ip",
+		"server_hostname", "client_ip", "client_hostname", "relay", "dsn", "detail")
+	if want := append(slices.Clone(exchangeSummary), "mailbox_folder"); !slices.Equal(report.SummaryColumns, want) {
+		t.Errorf("SummaryColumns %q, want %q", report.SummaryColumns, want)
+	}
+	if want := append(slices.Clone(exchangeDetailed), "spam_action", "spam_score", "spam_symbols", "mailbox_folder"); !slices.Equal(report.DetailedColumns, want) {
+		t.Errorf("DetailedColumns %q, want %q", report.DetailedColumns, want)
+	}
+	seen := map[string]int{}
+	for _, c := range report.DetailedColumns {
+		seen[c]++
+	}
+	for _, c := range report.SummaryColumns {
+		if seen[c] != 1 {
+			t.Errorf("summary column %q is %d times in the detailed report", c, seen[c])
+		}
+	}
+}
+
+// A row's folder is the last cell of its summary record and of each of its
+// detailed records, the event's own cells before it.
+func TestFolderColumn(t *testing.T) {
+	row := mailflow.Row{MessageTraceID: "m1", Recipient: "a@x", Received: anyQuery.Start, Status: mailflow.StatusDelivered, Folder: "Junk"}
+	for _, kind := range []report.Kind{report.Summary, report.Detailed} {
+		var buf bytes.Buffer
+		if _, err := report.Write(context.Background(), &buf, &fakeStore{rows: []mailflow.Row{row}}, anyQuery, report.Options{Kind: kind}, nil); err != nil {
+			t.Fatal(err)
+		}
+		recs := parse(t, buf.Bytes(), false)
+		if len(recs) != 2 || recs[1][len(recs[1])-1] != "Junk" || recs[0][len(recs[0])-1] != "mailbox_folder" {
+			t.Errorf("%s: records %q", kind, recs)
+		}
 	}
 }

@@ -77,6 +77,11 @@ func seed(t testing.TB, n int) *sqlite.Store {
 				e.Type, e.Detail = mailflow.EventExpand, "expanded by alias, \"team\""
 			}
 			evs = append(evs, mailflow.Event{Time: e.Time.Add(-time.Second / 2), MessageTraceID: mt, Recipient: rcpt, Type: mailflow.EventSubmit, Source: "qmgr", Detail: "queued"}, e)
+			if e.Type == mailflow.EventDeliver && i%2 == 0 {
+				// the mailbox server stored it: the row's mailbox_folder
+				evs = append(evs, mailflow.Event{Time: e.Time, MessageTraceID: mt, Recipient: rcpt, Type: mailflow.EventSave,
+					Source: "dovecot", Folder: []string{"INBOX", "Junk", "=Archive"}[i%3], Detail: "stored into the mailbox folder"})
+			}
 		}
 	}
 	if err := st.Append(ctx, evs); err != nil {
@@ -87,7 +92,13 @@ func seed(t testing.TB, n int) *sqlite.Store {
 
 var seedQuery = mailflow.Query{Start: base.Add(-time.Hour), End: base.Add(48 * time.Hour)}
 
+// wantSummary is a summary record: Exchange's columns, then mailbox_folder.
 func wantSummary(r mailflow.Row) []string {
+	return append(wantRow(r), report.SafeCell(r.Folder))
+}
+
+// wantRow is the row's cells of Exchange's columns.
+func wantRow(r mailflow.Row) []string {
 	subj := []rune(r.Subject)
 	if len(subj) > 256 {
 		subj = subj[:256]
@@ -105,7 +116,7 @@ func wantEvent(e mailflow.Event) []string {
 	return []string{
 		e.Time.UTC().Format(time.RFC3339Nano), s(string(e.Type)), s(e.Source), s(e.SMTPResponse), s(e.ServerIP),
 		s(e.ServerHostname), s(e.ClientIP), s(e.ClientHostname), s(e.Relay), s(e.DSN), s(e.Detail),
-		s(e.Action), s(e.Score), s(strings.Join(e.Symbols, " ")), s(e.Folder),
+		s(e.Action), s(e.Score), s(strings.Join(e.Symbols, " ")),
 	}
 }
 
@@ -133,7 +144,7 @@ func want(t testing.TB, st store.Store, q mailflow.Query, kind report.Kind) [][]
 				t.Fatalf("Events: %v", err)
 			}
 			for _, e := range evs {
-				recs = append(recs, append(wantSummary(r), wantEvent(e)...))
+				recs = append(recs, append(append(wantRow(r), wantEvent(e)...), report.SafeCell(r.Folder)))
 			}
 		}
 		if p.Next == "" {

@@ -21,10 +21,10 @@ import (
 // (docs/readme_test.go), so a changed column cannot leave README behind.
 var (
 	HeadQuery        = []string{"RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "TRACE ID"}
-	HeadQueryWide    = []string{"RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE ID", "TRACE ID"}
+	HeadQueryWide    = []string{"RECEIVED (UTC)", "SENDER", "RECIPIENT", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "FOLDER", "MESSAGE ID", "TRACE ID"}
 	HeadTimeline     = []string{"TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL"}
 	HeadPluginRows   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS"}
-	HeadPluginWide   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "MESSAGE TRACE ID", "MESSAGE ID"}
+	HeadPluginWide   = []string{"RECEIVED (UTC)", "SENDER ADDRESS", "RECIPIENT ADDRESS", "SUBJECT", "STATUS", "SIZE", "DIRECTION", "FROM IP", "TO IP", "FOLDER", "MESSAGE TRACE ID", "MESSAGE ID"}
 	HeadPluginDetail = []string{"TIME (UTC)", "EVENT", "SOURCE", "DSN", "DETAIL"}
 	// HeadPluginDetailAll is the details timeline of every recipient.
 	HeadPluginDetailAll = []string{"TIME (UTC)", "EVENT", "RECIPIENT", "SOURCE", "DSN", "DETAIL"}
