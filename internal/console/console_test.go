@@ -417,7 +417,7 @@ func TestPagesRender(t *testing.T) {
 			TimeRange:  &v1alpha1.TimeRange{Start: metav1.NewTime(now.Add(-48 * time.Hour)), End: now, Duration: "48h"},
 			Counts:     &v1alpha1.StatusCounts{Delivered: 1, Failed: 1},
 			Rows: []v1alpha1.TraceRow{{Received: now, Sender: "a@b.example", Recipient: "info@a.example", Subject: "<script>x</script>", Status: "Failed", MessageTraceID: "m1"},
-				{Received: now, Sender: "c@b.example", Recipient: "info@a.example", Subject: "件名", Status: "Delivered", MessageTraceID: "m2"}},
+				{Received: now, Sender: "c@b.example", Recipient: "info@a.example", Subject: "件名", Status: "Delivered", MessageTraceID: "m2", Folder: "Junk"}},
 			Report: &v1alpha1.ReportStatus{Phase: v1alpha1.ReportPhaseCompleted, Rows: 2, SHA256: "abc"}}}
 	det := &v1alpha1.MessageDetailsStatus{MessageTraceID: "m1", Recipient: "info@a.example", TotalEvents: 2, Events: []v1alpha1.MessageEvent{
 		{Time: now, Event: "Receive", Source: "smtpd", ClientIP: "198.51.100.7"},
@@ -437,7 +437,7 @@ func TestPagesRender(t *testing.T) {
 			[]string{`<label for="senders">`, `aria-invalid="true"`, `id="senders-err"`, `<legend>`, `value="90"`, `id="status-FilteredAsSpam"`, `for="tz"`}},
 		{"trace", &traceData{MT: mt, Counts: Counts(mt.Status.Counts), Per: 100, PerChoices: PerPageChoices, Page: Paginate(mt.Status.Rows, "", 1, 100),
 			DetailID: "m1", DetailRcpt: "info@a.example", Details: det},
-			[]string{`scope="col"`, "&lt;script&gt;", `id="details"`, "5.1.1", "550 5.1.1 User unknown", `id="download"`, `aria-selected="true"`, `<caption>`}},
+			[]string{`scope="col"`, "&lt;script&gt;", `id="details"`, "5.1.1", "550 5.1.1 User unknown", `id="download"`, `aria-selected="true"`, `<caption>`, `<td class="folder">Junk</td>`}},
 		{"schedules", schedulesData{Items: []v1alpha1.MessageTraceSchedule{sched}}, []string{"weekly", "run-now", "suspend"}},
 		{"schedule", scheduleData{S: &sched, Runs: []TraceView{{MT: mt}}}, []string{`id="run-now"`, `id="runs"`, "trace-x"}},
 		{"error", errorData{Key: "error.forbidden", Detail: "forbidden: User \"alice\" cannot list"}, []string{"alice"}},
