@@ -20,7 +20,7 @@ FROM (
         WHERE recipient <> '' AND body LIKE '%"event":"Save"%' AND body::jsonb ->> 'event' = 'Save'
     ) e
     WHERE folder <> ''
-    ORDER BY trace_id, recipient, received, time DESC, folder DESC
+    ORDER BY trace_id, recipient, received, time DESC, folder COLLATE "C" DESC -- byte order, as Go compares
 ) s
 WHERE r.trace_id = s.trace_id AND r.recipient = s.recipient AND r.received = s.received;
 

@@ -9,16 +9,18 @@ ALTER TABLE rows ADD COLUMN folder      TEXT    NOT NULL DEFAULT '';
 ALTER TABLE rows ADD COLUMN folder_time INTEGER NOT NULL DEFAULT 0;
 
 -- The rows stored before: their latest Save, read from their events (the
--- LIKE spares parsing every other event's JSON; of the events of the
+-- instr spares parsing every other event's JSON; of the events of the
 -- latest time, the greatest folder, as mailflow.Placement orders them).
+-- An event's body is its JSON as a BLOB: read as text.
 UPDATE rows SET folder = s.folder, folder_time = s.time
 FROM (
     SELECT mtid, recipient, time, folder,
         row_number() OVER (PARTITION BY mtid, recipient ORDER BY time DESC, folder DESC) AS n
     FROM (
-        SELECT mtid, recipient, time, json_extract(body, '$.folder') AS folder
+        SELECT mtid, recipient, time, json_extract(CAST(body AS TEXT), '$.folder') AS folder
         FROM events
-        WHERE recipient <> '' AND body LIKE '%"event":"Save"%' AND json_extract(body, '$.event') = 'Save'
+        WHERE recipient <> '' AND instr(CAST(body AS TEXT), '"event":"Save"') > 0
+            AND json_extract(CAST(body AS TEXT), '$.event') = 'Save'
     )
     WHERE coalesce(folder, '') <> ''
 ) AS s
