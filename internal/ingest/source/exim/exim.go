@@ -95,6 +95,9 @@ func (c *Source) Consume(l *source.Line) {
 // Sweep decides the aliases whose members went quiet and forgets the
 // messages that are finished or idle.
 func (c *Source) Sweep() {
+	if len(c.msgs) == 0 {
+		return // no Exim line read: most logs (every 10 s of log time)
+	}
 	wait := groupWait
 	if c.cfg.LinkWait > 0 && c.cfg.LinkWait < wait {
 		wait = c.cfg.LinkWait

@@ -408,6 +408,9 @@ func (m *message) finished() bool {
 // Sweep forgets finished messages after ForgetAfter, idle ones after
 // MaxIdle, and sessions after an hour.
 func (c *Source) Sweep() {
+	if len(c.msgs) == 0 && len(c.sessions) == 0 {
+		return // no OpenSMTPD line read: most logs (every 10 s of log time)
+	}
 	for _, m := range c.msgs {
 		if (m.finished() && c.env.Now.Sub(m.Last) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.Last) > c.cfg.MaxIdle {
 			c.drop(m)

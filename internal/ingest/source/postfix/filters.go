@@ -1,7 +1,6 @@
 package postfix
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +72,10 @@ func (c *Source) pmgFilter(host string, t time.Time, raw string, r Record) bool 
 			Recipient: rc,
 			Type:      typ,
 			Source:    r.Daemon,
-			Detail:    fmt.Sprintf("%s mail to <%s> (%s)", r.Verdict, r.To, r.Reason),
+			Detail:    r.Verdict + " mail to <" + r.To + "> (" + r.Reason + ")",
 		}
 		if r.Verdict == "quarantine" {
-			e.Detail = fmt.Sprintf("moved mail for <%s> %s", r.To, r.Reason)
+			e.Detail = "moved mail for <" + r.To + "> " + r.Reason
 		}
 		f.verdicts = append(f.verdicts, e)
 		f.rcptSeen[rc] = true
@@ -146,7 +145,7 @@ func (c *Source) proxy(host string, t time.Time, raw string, r Record, pid int) 
 	}
 	e := c.newEvent(m, t, raw, mailflow.EventReceive, "", "smtpd")
 	e.ClientHostname, e.ClientIP = s.clientName, s.clientIP
-	e.Detail = fmt.Sprintf("received from %s[%s], checked by the before-queue filter (%s)", s.clientName, s.clientIP, r.FilterID)
+	e.Detail = "received from " + s.clientName + "[" + s.clientIP + "], checked by the before-queue filter (" + r.FilterID + ")"
 	c.add(m, e)
 	if f != nil {
 		c.claimFilter(f, m, t)

@@ -1,7 +1,6 @@
 package postfix
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -355,9 +354,9 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		m.loopback = (r.ClientIP != "" && source.IsLoopback(r.ClientIP)) || (r.ClientIP == "" && r.ClientName == "localhost")
 		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
-		e.Detail = fmt.Sprintf("received from %s[%s] as queue id %s", r.ClientName, r.ClientIP, r.QueueID)
+		e.Detail = "received from " + r.ClientName + "[" + r.ClientIP + "] as queue id " + r.QueueID
 		if r.OrigClientIP != "" {
-			e.Detail += fmt.Sprintf(", originally from %s[%s]", r.OrigClientName, r.OrigClientIP)
+			e.Detail += ", originally from " + r.OrigClientName + "[" + r.OrigClientIP + "]"
 		}
 		if r.SASLUsername != "" {
 			e.Detail += ", authenticated as " + r.SASLUsername
@@ -383,7 +382,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 			m.sender, m.senderKnown = r.From, true
 		}
 		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
-		e.Detail = fmt.Sprintf("submitted locally by uid %s as queue id %s", r.UID, r.QueueID)
+		e.Detail = "submitted locally by uid " + r.UID + " as queue id " + r.QueueID
 		c.add(m, e)
 		if m.tr == nil && !m.linked {
 			c.releaseLocal(m)
@@ -419,7 +418,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		if !m.submitted {
 			m.submitted = true
 			e := c.newEvent(m, t, raw, mailflow.EventSubmit, "", r.Daemon)
-			e.Detail = fmt.Sprintf("queued: from=<%s>, size=%d, nrcpt=%d", r.From, r.Size, r.NRcpt)
+			e.Detail = "queued: from=<" + r.From + ">, size=" + strconv.FormatInt(r.Size, 10) + ", nrcpt=" + strconv.Itoa(r.NRcpt)
 			c.add(m, e)
 		}
 		return true
@@ -450,14 +449,14 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		n.noticeOf = r.QueueID
 		n.linked = false
 		ne := c.newEvent(n, t, raw, mailflow.EventReceive, "", r.Daemon)
-		ne.Detail = fmt.Sprintf("%s for queue id %s", r.NotifyKind, r.QueueID)
+		ne.Detail = r.NotifyKind + " for queue id " + r.QueueID
 		if m.tr != nil {
 			ne.Detail += " (message trace " + m.tr.id + ")"
 		}
 		c.add(n, ne)
 		c.releaseLocal(n)
 		e := c.newEvent(m, t, raw, mailflow.EventNotify, "", r.Daemon)
-		e.Detail = fmt.Sprintf("%s queued as %s (message trace %s)", r.NotifyKind, r.NewID, n.tr.id)
+		e.Detail = r.NotifyKind + " queued as " + r.NewID + " (message trace " + n.tr.id + ")"
 		c.add(m, e)
 		return true
 	case KindSubject:
@@ -493,7 +492,7 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		orig = m.resolvedTo(orig)
 		m.copyTarget(orig, rcpt, t)
 	}
-	detail := fmt.Sprintf("status=%s via %s: %s", r.Status, r.Relay, r.Response)
+	detail := "status=" + r.Status + " via " + r.Relay + ": " + r.Response
 	filter := isFilterRelay(c.cfg.ContentFilters, r.RelayIP, r.RelayPort, r.NewID)
 	verdictKnown := false
 	if filter && r.Status == "sent" {
@@ -502,9 +501,9 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		}
 		verdictKnown = m.verdict[rcpt] || (m.tr != nil && m.tr.verdict[rcpt])
 		if r.NewID != "" {
-			detail = fmt.Sprintf("handed to content filter %s, queued as %s: %s", r.Relay, r.NewID, r.Response)
+			detail = "handed to content filter " + r.Relay + ", queued as " + r.NewID + ": " + r.Response
 		} else {
-			detail = fmt.Sprintf("handed to content filter %s: %s", r.Relay, r.Response)
+			detail = "handed to content filter " + r.Relay + ": " + r.Response
 		}
 	}
 	typ := deliveryType(r.Status, r.Daemon, r.Response, filter, verdictKnown)
@@ -568,7 +567,7 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 		m.removed, m.removedAt = true, t
 		e := c.newEvent(m, t, raw, mailflow.EventReceive, "", r.Daemon)
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
-		e.Detail = fmt.Sprintf("%s %s from %s[%s] before queueing", r.Action, r.Stage, r.ClientName, r.ClientIP)
+		e.Detail = r.Action + " " + r.Stage + " from " + r.ClientName + "[" + r.ClientIP + "] before queueing"
 		c.add(m, e)
 	} else {
 		m = c.get(host, r.QueueID, t)
@@ -604,12 +603,12 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 	}
 	for _, rc := range rcpts {
 		e := c.newEvent(m, t, raw, typ, rc, r.Daemon)
-		e.Detail = fmt.Sprintf("%s: %s", r.Action, r.Reason)
+		e.Detail = r.Action + ": " + r.Reason
 		e.DSN = r.DSN
 		e.SMTPResponse = r.Reason
 		e.ClientHostname, e.ClientIP = r.ClientName, r.ClientIP
 		if typ == mailflow.EventRedirect {
-			e.Detail = fmt.Sprintf("%s to %s", r.Action, r.Reason)
+			e.Detail = r.Action + " to " + r.Reason
 		}
 		if s, ok := mailflow.StatusOf(typ); ok && rc != "" {
 			m.rcpt[rc] = s

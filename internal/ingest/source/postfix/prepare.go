@@ -50,14 +50,18 @@ func daemonOf(program string) (daemon string, filter, ok bool) {
 	case "pmg-smtp-filter":
 		return "pmg-smtp-filter", true, true
 	}
-	if !strings.HasPrefix(program, "postfix") {
+	// strings.HasPrefix(program, "postfix") and the last '/' (after it: a
+	// prefix has none), without the calls: every line of a Postfix log
+	// comes here
+	if len(program) < 8 || program[:7] != "postfix" {
 		return "", false, false
 	}
-	i := strings.LastIndexByte(program, '/')
-	if i < 0 {
-		return "", false, false
+	for i := len(program) - 1; i >= 7; i-- {
+		if program[i] == '/' {
+			return program[i+1:], false, true
+		}
 	}
-	return program[i+1:], false, true
+	return "", false, false
 }
 
 // isQueueID reports whether s looks like a Postfix queue id: short (hex,
@@ -89,8 +93,12 @@ func splitQueueID(msg string) (qid, rest string, ok bool) {
 	// end one if everything before it is letters and digits: look no
 	// further than the longest queue id (strings.Index(msg, ": ") would
 	// scan the whole message of every line that has none).
+	head := msg
+	if len(head) > 21 {
+		head = head[:21]
+	}
 	i := 0
-	for i < len(msg) && i <= 20 && alnum[msg[i]] {
+	for i < len(head) && alnum[head[i]] {
 		i++
 	}
 	if i+1 >= len(msg) || msg[i] != ':' || msg[i+1] != ' ' {

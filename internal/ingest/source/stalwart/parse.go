@@ -86,6 +86,14 @@ func (e *Event) Count(key string) int {
 
 var levels = [...]string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR"}
 
+// levelStart marks the first letters of levels.
+var levelStart = func() (t [256]bool) {
+	for _, l := range levels {
+		t[l[0]] = true
+	}
+	return t
+}()
+
 // EventID returns the event id of a line ("delivery.attempt-start") and
 // the rest of the line after it, without parsing the keys; false when the
 // line is not a Stalwart event.
@@ -290,6 +298,36 @@ func parseString(s string, inList bool) (string, int) {
 	return b.String(), len(s)
 }
 
+// timeEnd returns where the RFC 3339 time at the start of line ends if it
+// is one (its seconds end at 19): after its fraction and its zone ('Z' or
+// "+01:00").
+func timeEnd(line string) int {
+	i := 19
+	if i < len(line) && (line[i] == '.' || line[i] == ',') {
+		i++
+		if i+6 < len(line) && digit6(line[i:i+6]) {
+			i += 6 // microseconds, most often: the loop below stops at once
+		}
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(line) {
+		switch line[i] {
+		case 'Z', 'z':
+			i++
+		case '+', '-':
+			i += 6
+		}
+	}
+	return i
+}
+
+// digit6 reports whether the six bytes of s are digits.
+func digit6(s string) bool {
+	return len(s) == 6 && s[0]-'0' <= 9 && s[1]-'0' <= 9 && s[2]-'0' <= 9 && s[3]-'0' <= 9 && s[4]-'0' <= 9 && s[5]-'0' <= 9
+}
+
 // ParseLogFile reads a line of Stalwart's own log file (its "log" tracer,
 // or its console in a container's log), which has no syslog header:
 // "2025-01-17T16:59:03Z INFO Description (family.event) keys": the
@@ -300,10 +338,22 @@ func ParseLogFile(l *syslog.Line, line string, _ *time.Location) bool {
 	if len(line) < 26 || line[4] != '-' || line[10] != 'T' || line[0] < '0' || line[0] > '9' {
 		return false
 	}
-	sp := strings.IndexByte(line, ' ')
-	if sp < 20 || sp > 35 {
+	// the space after the time, by the time's own shape (seconds, a
+	// fraction, 'Z' or an offset) rather than a search (an RFC 3339
+	// syslog line has the same time; time.Parse checks it), then a
+	// level's first letter where a syslog line has its host: most lines
+	// of a syslog file end here, in a frame of a few integers (the parse
+	// below has a large one, zeroed at every call)
+	sp := timeEnd(line)
+	if sp < 20 || sp > 35 || sp+1 >= len(line) || line[sp] != ' ' || !levelStart[line[sp+1]] {
 		return false
 	}
+	return parseLogFile(l, line, sp)
+}
+
+// parseLogFile is ParseLogFile past its first checks: sp is where the time
+// ends.
+func parseLogFile(l *syslog.Line, line string, sp int) bool {
 	rest := line[sp+1:]
 	level := false
 	for _, lv := range levels {

@@ -495,6 +495,9 @@ func addresses(list []string) []string {
 // Sweep forgets finished messages after ForgetAfter, idle ones after
 // MaxIdle, and sessions silent for an hour.
 func (c *Source) Sweep() {
+	if len(c.msgs) == 0 && len(c.sessions) == 0 && len(c.attempts) == 0 {
+		return // no Stalwart line read: most logs (every 10 s of log time)
+	}
 	now := c.env.Now
 	for k, m := range c.msgs {
 		if (m.done && now.Sub(m.last) > c.cfg.ForgetAfter) || now.Sub(m.last) > c.cfg.MaxIdle {
