@@ -26,7 +26,9 @@ var junkUser = maillab.User(65)
 // asks it: a MessageTrace with spec.details for the message, reconciled by
 // the real manager (envtest) reading the lab's store. Its status.details
 // must name rspamd's action and score and the Junk folder Sieve filed it
-// into; with -update, README's recorded status is rewritten from it.
+// into; with -update, README's recorded status is rewritten from it. A
+// second MessageTrace, of the message's rows, must give its row the folder
+// (status.rows[].folder: the summary row).
 func messageTraceJunk(t *testing.T, l *maillab.Lab) {
 	env, err := kubetest.Start()
 	if err != nil {
@@ -101,6 +103,22 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 	}
 	if scan == nil || !strings.Contains(scan.Detail, "rspamd: add header, score ") || save == nil || !strings.Contains(save.Detail, `"Junk"`) {
 		t.Fatalf("status.details lacks rspamd's action and score or the Junk folder:\n%s", statusYAML(t, mt))
+	}
+	rows := &v1alpha1.MessageTrace{
+		ObjectMeta: metav1.ObjectMeta{Name: "junk-rows", Namespace: ns},
+		Spec:       v1alpha1.MessageTraceSpec{MessageTraceID: traceID, Window: &metav1.Duration{Duration: time.Hour}},
+	}
+	if err := env.Client.Create(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	kubetest.Eventually(t, 2*time.Minute, 200*time.Millisecond, func() (bool, string) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(rows), rows); err != nil {
+			return false, err.Error()
+		}
+		return rows.Status.Phase == v1alpha1.PhaseSucceeded, "the rows trace has not succeeded yet"
+	})
+	if len(rows.Status.Rows) != 1 || rows.Status.Rows[0].Recipient != junkUser || rows.Status.Rows[0].Folder != "Junk" {
+		t.Fatalf("status.rows lacks %s's row with the folder Junk:\n%s", junkUser, statusYAML(t, rows))
 	}
 	out := statusYAML(t, mt)
 	t.Logf("the MessageTrace's status:\n%s", out)

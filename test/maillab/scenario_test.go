@@ -50,7 +50,9 @@ type want struct {
 	// FromIP is checked when set: the client the message came from.
 	FromIP string
 	// Folder is checked when set: the mailbox folder Dovecot stored the
-	// recipient's copy into (its latest Save event).
+	// recipient's copy into, as the row says it (mailflow.Row.Folder, what
+	// status.rows, the Summary CSV and the tables show), and as its latest
+	// Save event does.
 	Folder string
 	// Spam is checked when set: the action a content scanner took
 	// (rspamd's "add header", amavis' "Blocked BANNED"), from the
@@ -381,6 +383,38 @@ if header :contains "X-Spam" "Yes" { fileinto :create "Junk"; stop; }
 				{Rcpt: "grace" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
 				{Rcpt: "heidi" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
 				{Rcpt: "ivan" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "team" + domain},
+			},
+		},
+		{
+			name: "alias-keeps-own-copy-member-deferred",
+			about: "a virtual alias that keeps its own copy (list@ -> list@, bob@, defer-list@remote.test): list@'s row is its own copy's, " +
+				"delivered into its mailbox; each member's row names list@, the outside member Pending with the remote MX's deferral",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Send(maillab.Mail{From: "sender@remote.test", To: []string{"list" + domain}, Subject: "To the list"}))
+			},
+			want: []want{
+				{Rcpt: "list" + domain, Status: mailflow.StatusDelivered, Events: []mailflow.EventType{mailflow.EventDeliver}, Folder: "INBOX"},
+				{Rcpt: "bob" + domain, Status: mailflow.StatusDelivered, ExpandedFrom: "list" + domain, Events: []mailflow.EventType{mailflow.EventDeliver}, Folder: "INBOX"},
+				{Rcpt: "defer-list@remote.test", Status: mailflow.StatusPending, ExpandedFrom: "list" + domain, Events: []mailflow.EventType{mailflow.EventDefer}, DSN: "4.3.0"},
+			},
+			truth: func(l *maillab.Lab) string {
+				if len(l.Mailbox("list"+domain, "INBOX")) == 0 {
+					return "list@'s own copy is not in its INBOX"
+				}
+				return ""
+			},
+		},
+		{
+			name: "alias-keeps-own-copy-deferred",
+			about: "an alias that keeps its own copy, deferred (a user writes to defer-own@remote.test, a virtual alias to itself and " +
+				"carol@): its row shows its own copy's deferral by the remote MX (Pending, 4.3.0), not Expanded; carol@'s row names it",
+			send: func(t *testing.T, l *maillab.Lab) sent {
+				return mustSend(t, l.Submit("erin"+domain, maillab.Mail{From: "erin" + domain, To: []string{"defer-own@remote.test"}, Subject: "Keep a copy"}))
+			},
+			want: []want{
+				{Rcpt: "defer-own@remote.test", Status: mailflow.StatusPending, Direction: mailflow.DirectionOutbound, Events: []mailflow.EventType{mailflow.EventDefer}, DSN: "4.3.0"},
+				{Rcpt: "carol" + domain, Status: mailflow.StatusDelivered, Direction: mailflow.DirectionOutbound, ExpandedFrom: "defer-own@remote.test",
+					Events: []mailflow.EventType{mailflow.EventDeliver}, Folder: "INBOX"},
 			},
 		},
 		{
@@ -743,8 +777,11 @@ func compare(wants []want, obs []observation) []string {
 			}
 		}
 		if w.Folder != "" {
+			if o.row.Folder != w.Folder {
+				p = append(p, fmt.Sprintf("the row's folder %q, want %s", o.row.Folder, w.Folder))
+			}
 			if f := folderOf(o.events); f != w.Folder {
-				p = append(p, fmt.Sprintf("folder %q, want %s", f, w.Folder))
+				p = append(p, fmt.Sprintf("the folder of the latest Save %q, want %s", f, w.Folder))
 			}
 		}
 		if w.Spam != "" {
@@ -803,15 +840,7 @@ func decidingDSN(evs []mailflow.Event) string {
 }
 
 // folderOf is the folder of the latest Save event.
-func folderOf(evs []mailflow.Event) string {
-	f := ""
-	for _, e := range evs {
-		if e.Type == mailflow.EventSave {
-			f = e.Folder
-		}
-	}
-	return f
-}
+func folderOf(evs []mailflow.Event) string { return mailflow.FolderOf(evs) }
 
 // spamOf is the action of the latest scanner's event (a Scan, or the
 // block amavis' verdict made) that did something (rspamd's "no action"
@@ -880,8 +909,11 @@ func describe(o observation) string {
 	if a := spamOf(o.events); a != "" {
 		s += fmt.Sprintf(" spam %q", a)
 	}
-	if f := folderOf(o.events); f != "" {
-		s += " folder " + f
+	if o.row.Folder != "" {
+		s += " folder " + o.row.Folder
+	}
+	if f := folderOf(o.events); f != o.row.Folder {
+		s += fmt.Sprintf(" (latest Save: folder %q)", f)
 	}
 	return s + " [" + joinTypes(eventTypes(o.events)) + "]"
 }

@@ -71,7 +71,7 @@ const (
 )
 
 // Named users, each with a mailbox; User(n) names the numbered ones.
-var namedUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy", "trent", "victor", "walter"}
+var namedUsers = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "list", "mallory", "oscar", "peggy", "trent", "victor", "walter"}
 
 // NumberedUsers is how many numbered mailboxes (u01@, u02@, ...) exist.
 const NumberedUsers = 65
@@ -86,6 +86,11 @@ var Aliases = map[string][]string{
 	"team@" + Domain:       {"grace@" + Domain, "heidi@" + Domain, "ivan@" + Domain},
 	"forward@" + Domain:    {"partner@" + RemoteDomain},
 	"postmaster@" + Domain: {"walter@" + Domain},
+	// aliases that keep their own copy: list@ (a mailbox) for a colleague
+	// and an outside address the remote MX defers; an outside address
+	// (the remote MX defers its own copy) for a colleague
+	"list@" + Domain:            {"list@" + Domain, "bob@" + Domain, "defer-list@" + RemoteDomain},
+	"defer-own@" + RemoteDomain: {"defer-own@" + RemoteDomain, "carol@" + Domain},
 }
 
 // HeaderChecks are the lab's header_checks (regexp table, first match wins):
