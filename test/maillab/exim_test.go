@@ -1,11 +1,14 @@
 package maillab_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/testutil/maillab"
@@ -13,9 +16,16 @@ import (
 
 // eximScenarios are the lab's scenarios (scenarios()) that run through
 // Exim too, unchanged: the same mail, the same expected rows. Those left
-// out need what only the lab's Postfix has (header_checks, the rspamd
-// milter, SMTPUTF8 to LMTP, its own restart) or test Postfix's known gaps
-// in its listing order.
+// out need what only the lab's Postfix has (header_checks, SMTPUTF8 to
+// LMTP, its own restart) or test Postfix's known gaps in its listing
+// order. rspamd scans through Exim's spam ACL (maillab's exim.go) what it
+// scans as Postfix's milter: the GTUBE scenarios are Postfix's, with the
+// same rows. Exim's line of a refusal after DATA ("<id> H=... F=<...>
+// rejected after DATA: 554 5.7.1 ...", "temporarily rejected" for the soft
+// reject) names neither the recipients nor the Message-ID: rspamd's
+// verdict on the message (qid: its Exim id) names both, and gives the
+// refusal a row per recipient, as Postfix's milter-reject does, found by
+// the Message-ID (internal/ingest/source/exim's join.go).
 var eximScenarios = []string{
 	"inbound-inbox",
 	"distribution-group",
@@ -38,6 +48,9 @@ var eximScenarios = []string{
 	"insufficient-storage",
 	"outbound-partly-deferred",
 	"loopback-client",
+	"gtube-rejected",
+	"rspamd-add-header-sieve-junk",
+	"rspamd-soft-reject",
 	"ingester-restart",
 }
 
@@ -80,7 +93,7 @@ func TestExim(t *testing.T) {
 					continue
 				}
 				sc.gap = nil // Postfix's known gaps are not Exim's: the truth or a failure
-				sc.want = withoutScan(sc.want)
+				sc.send, sc.truth = scanned(sc.send, sc.truth)
 				t.Run(name, func(t *testing.T) {
 					if !serial {
 						t.Parallel()
@@ -92,15 +105,55 @@ func TestExim(t *testing.T) {
 	}
 }
 
-// withoutScan drops rspamd's Scan event from the expected timelines: the
-// lab's rspamd is Postfix's milter, not (yet) behind Exim's spam ACL.
-func withoutScan(ws []want) []want {
-	out := make([]want, len(ws))
-	for i, w := range ws {
-		w.Events = slices.DeleteFunc(slices.Clone(w.Events), func(e mailflow.EventType) bool { return e == "Scan" })
-		out[i] = w
-	}
-	return out
+// scanned makes a scenario check rspamd's verdict too: each row of the
+// message it sent (its Message-ID) has rspamd's Scan event in its
+// timeline, since Exim's spam ACL asks rspamd about every message it
+// receives over SMTP. (The rows' expected events leave the Scan out, as
+// Postfix's do: rspamd's line and the MTA's of the same second reach the
+// ingester in either order.) A bounce Exim makes itself and a recipient
+// refused at RCPT are no message the scenario sent with its Message-ID,
+// and are not scanned.
+func scanned(send func(*testing.T, *maillab.Lab) sent, truth func(*maillab.Lab) string) (func(*testing.T, *maillab.Lab) sent, func(*maillab.Lab) string) {
+	var mu sync.Mutex
+	var messageID string
+	return func(t *testing.T, l *maillab.Lab) sent {
+			s := send(t, l)
+			mu.Lock()
+			messageID = s.messageID
+			mu.Unlock()
+			return s
+		}, func(l *maillab.Lab) string {
+			if truth != nil {
+				if p := truth(l); p != "" {
+					return p
+				}
+			}
+			mu.Lock()
+			id := messageID
+			mu.Unlock()
+			if id == "" {
+				return ""
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			rows, err := l.Rows(ctx, mailflow.Query{MessageID: id})
+			if err != nil {
+				return "rspamd's verdict: " + err.Error()
+			}
+			if len(rows) == 0 {
+				return "rspamd's verdict: no row of " + id + " yet"
+			}
+			for _, r := range rows {
+				evs, err := l.Store.Events(ctx, r.MessageTraceID, r.Recipient)
+				if err != nil {
+					return "rspamd's verdict: " + err.Error()
+				}
+				if !slices.ContainsFunc(evs, func(e mailflow.Event) bool { return e.Type == mailflow.EventScan && e.Source == "rspamd" }) {
+					return fmt.Sprintf("rspamd's verdict: no Scan event in the timeline of %s's row (%s)", r.Recipient, joinTypes(eventTypes(evs)))
+				}
+			}
+			return ""
+		}
 }
 
 const (

@@ -21,8 +21,10 @@ import (
 // table as a redirect router, its mailboxes delivered to the lab's Dovecot
 // over LMTP, every other domain to the remote MX; ACLs that refuse an
 // unknown mailbox (Unknown user), relaying without authentication (relay
-// not permitted) and SenderAccess's sender (4.3.1, deferred); retries
-// every 5 s for 15 s. Exim writes its own log file (log_file_path, not
+// not permitted) and SenderAccess's sender (4.3.1, deferred); rspamd
+// through the spam ACL (its normal worker, rspamd.go): GTUBE refused
+// after DATA, its add-header variant marked X-Spam, SoftRejectSender
+// deferred; retries every 5 s for 15 s. Exim writes its own log file (log_file_path, not
 // syslog), which a second rsyslog ships as the first does Postfix's
 // maillog: the ingester knows its lines by their shape.
 
@@ -193,6 +195,10 @@ smtputf8_advertise_hosts =
 hosts_proxy = %[8]s
 smtp_accept_max = 200
 acl_smtp_rcpt = acl_check_rcpt
+# rspamd scans what the DATA ACL gets, over its HTTP protocol (its normal
+# worker; the lab's Postfix asks its proxy worker as a milter).
+spamd_address = 127.0.0.1 %[12]d variant=rspamd
+acl_smtp_data = acl_check_data
 never_users = root
 # Exim re-executes itself (queue runs, deliveries): from where it is
 # unpacked, with its libraries.
@@ -210,6 +216,23 @@ acl_check_rcpt:
           !domains = +local_domains
   deny    message = Unknown user
           !verify = recipient
+  accept
+
+# rspamd's verdict on every message received over SMTP (the lab's Postfix
+# milter scans every one too), acted on as rspamd's integration guide for
+# Exim does: a soft reject deferred, a reject refused, an "add header"
+# marked (X-Spam: Yes, which the lab's Sieve scripts file into Junk); the
+# action and score logged.
+acl_check_data:
+  warn    spam        = nobody:true
+          log_message = rspamd: $spam_action, score $spam_score
+  defer   message     = 451 4.7.1 Try again later
+          condition   = ${if eq{$spam_action}{soft reject}}
+  deny    message     = 554 5.7.1 Spam message rejected
+          condition   = ${if eq{$spam_action}{reject}}
+  warn    condition   = ${if eq{$spam_action}{add header}}
+          add_header  = X-Spam: Yes
+          add_header  = X-Spam-Score: $spam_score
   accept
 
 begin routers
@@ -264,7 +287,7 @@ PLAIN:
   server_prompts = :
   server_condition = ${if eq{$auth3}{%[6]s}}
   server_set_id = $auth2
-`, dir, smtp, sub, l.ports.lmtp, remotePort(l.Remote.Addr), Password, Domain, ProxyFrom, storage[0], strings.Join(storage[2:], " "), exim)
+`, dir, smtp, sub, l.ports.lmtp, remotePort(l.Remote.Addr), Password, Domain, ProxyFrom, storage[0], strings.Join(storage[2:], " "), exim, l.ports.scan)
 }
 
 // shipLog runs a private rsyslogd (named name) that tails file and

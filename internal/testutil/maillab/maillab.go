@@ -195,7 +195,9 @@ type Lab struct {
 }
 
 type ports struct {
-	smtp, submission, lmtp, auth, milter, syslog int
+	// milter: rspamd's proxy worker (Postfix's milter); scan: its normal
+	// worker (Exim's spam ACL)
+	smtp, submission, lmtp, auth, milter, scan, syslog int
 }
 
 // errMissing marks "not installed": skip, or fail under CI.
@@ -288,7 +290,7 @@ func Start(t testing.TB) *Lab {
 }
 
 func (l *Lab) start(t testing.TB) error {
-	for _, p := range []*int{&l.ports.smtp, &l.ports.submission, &l.ports.lmtp, &l.ports.auth, &l.ports.milter, &l.ports.syslog} {
+	for _, p := range []*int{&l.ports.smtp, &l.ports.submission, &l.ports.lmtp, &l.ports.auth, &l.ports.milter, &l.ports.scan, &l.ports.syslog} {
 		port, err := harness.FreePort()
 		if err != nil {
 			return err
