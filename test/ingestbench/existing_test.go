@@ -174,8 +174,16 @@ func BenchmarkIngestExistingPostgres(b *testing.B) {
 			pgx.Identifier{seed}.Sanitize()+` STRATEGY = FILE_COPY`); err != nil {
 			b.Fatalf("copy of %s: %v", seed, err)
 		}
-		b.Cleanup(func() {
-			_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`)
+		b.Cleanup(func() { // on a connection of its own: conn is closed by then
+			c, err := pgx.Connect(ctx, admin)
+			if err != nil {
+				b.Errorf("drop the copy %s: %v", name, err)
+				return
+			}
+			defer c.Close(ctx)
+			if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`); err != nil {
+				b.Errorf("drop the copy %s: %v", name, err)
+			}
 		})
 		pu, err := url.Parse(admin)
 		if err != nil {
