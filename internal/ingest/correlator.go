@@ -183,7 +183,7 @@ func (c *Correlator) prepareLine(p *prepared, parser *syslog.Parser, line string
 	}
 	// a line without a syslog header that a source knows by its shape
 	// (Exim's own log file), else syslog
-	if !shaped(&p.line.Line, line, c.cfg.Location) {
+	if !(mayBeShaped(line) && shaped(&p.line.Line, line, c.cfg.Location)) {
 		if err := parser.ParseInto(&p.line.Line, line); err != nil {
 			p.op = prepNotSyslog
 			return
@@ -309,10 +309,12 @@ func (c *Correlator) consumeHead(op prepOp, invalid bool, t time.Time, keep bool
 	}
 	if t.After(c.env.Now) {
 		c.env.Now = t
-	}
-	if !c.env.Now.Before(c.sweepAt) {
-		c.sweep()
-		c.setLastSweep(c.env.Now)
+		// only a clock that moved can reach sweepAt: it is past the
+		// clock whenever it is set (setLastSweep of the clock)
+		if !c.env.Now.Before(c.sweepAt) {
+			c.sweep()
+			c.setLastSweep(c.env.Now)
+		}
 	}
 	if op == prepIgnored && !keep {
 		st.Ignored++

@@ -39,11 +39,17 @@ var sources = []source.Registration{
 // (Stalwart's, as an RFC 3339 syslog line does): those two bytes pick the
 // one shape a line may be, ahead of any call.
 func shaped(l *syslog.Line, line string, loc *time.Location) bool {
-	if len(line) < 20 || line[4] != '-' || line[10] != ' ' && line[10] != 'T' {
-		return false // (small enough to be inlined in prepareLine)
+	if !mayBeShaped(line) {
+		return false
 	}
 	if line[10] == ' ' {
 		return exim.ParseMainlog(l, line, loc)
 	}
 	return stalwart.ParseLogFile(l, line, loc)
+}
+
+// mayBeShaped is shaped's first test, inlined where a line is prepared:
+// most lines need no call.
+func mayBeShaped(line string) bool {
+	return len(line) >= 20 && line[4] == '-' && (line[10] == ' ' || line[10] == 'T')
 }

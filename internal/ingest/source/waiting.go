@@ -127,6 +127,9 @@ func (q *Waiting) Retry() {
 // Sweep makes the lines that waited longer than Config.LinkWait messages
 // of their own (joined by a Message-ID alone when that is all there is).
 func (q *Waiting) Sweep() {
+	if len(q.items) == 0 {
+		return // (every 10 s of log time)
+	}
 	q.filter(func(w *Waited) bool {
 		if q.env.Now.Sub(w.Since) <= q.cfg.LinkWait {
 			return false

@@ -10,7 +10,6 @@
 package amavis
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
@@ -40,7 +39,13 @@ type Verdict struct {
 func Parse(msg string) (Verdict, bool) {
 	var v Verdict
 	k := strings.Index(msg, ") Passed ")
-	if b := strings.Index(msg, ") Blocked "); b >= 0 && (k < 0 || b < k) {
+	// the earlier of the two: a Blocked after a Passed does not count, so
+	// look no further (the line lists every recipient and the subject)
+	within := msg
+	if k >= 0 && k+len(") Blocked ") < len(msg) {
+		within = msg[:k+len(") Blocked ")]
+	}
+	if b := strings.Index(within, ") Blocked "); b >= 0 && (k < 0 || b < k) {
 		k = b
 	}
 	if k < 0 {
@@ -113,24 +118,25 @@ func (v Verdict) Fill(e *mailflow.Event) {
 
 // Detail is the verdict as an event's detail.
 func (v Verdict) Detail() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "amavis: %s %s", v.Verdict, v.Category)
+	// (appended, not fmt'd: every verdict of a log comes here)
+	b := make([]byte, 0, 64+len(v.Virus)+len(v.Flags)+len(v.Quarantine))
+	b = append(append(append(append(b, "amavis: "...), v.Verdict...), ' '), v.Category...)
 	if v.Virus != "" {
-		fmt.Fprintf(&b, " (%s)", v.Virus)
+		b = append(append(append(b, " ("...), v.Virus...), ')')
 	}
 	if v.Flags != "" {
-		fmt.Fprintf(&b, " {%s}", v.Flags)
+		b = append(append(append(b, " {"...), v.Flags...), '}')
 	}
 	if v.Hits != "" && v.Hits != "-" {
-		fmt.Fprintf(&b, ", hits %s", v.Hits)
+		b = append(append(b, ", hits "...), v.Hits...)
 	}
 	if v.Quarantine != "" {
-		fmt.Fprintf(&b, ", quarantined as %s", v.Quarantine)
+		b = append(append(b, ", quarantined as "...), v.Quarantine...)
 	}
 	if v.MailID != "" {
-		fmt.Fprintf(&b, ", mail_id %s", v.MailID)
+		b = append(append(b, ", mail_id "...), v.MailID...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // ScanEvent is the Scan event of a verdict that passed the message (a

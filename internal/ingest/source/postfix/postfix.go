@@ -262,6 +262,12 @@ func (c *Source) waitsForHeld(m *message) bool {
 // Sweep releases messages that waited too long for a link and forgets
 // finished ones.
 func (c *Source) Sweep() {
+	if len(c.msgs) == 0 && len(c.filters) == 0 {
+		// nothing held, nothing to age or forget (most sweeps: every 10 s
+		// of log time, and a message lives for a few seconds)
+		c.forgetSessions()
+		return
+	}
 	for _, f := range c.sortedFilters(func(f *filterRec) bool { return c.env.Now.Sub(f.first) > c.cfg.LinkWait }) {
 		c.expireFilter(f)
 	}
@@ -323,14 +329,22 @@ func (c *Source) Sweep() {
 	for _, m := range ageing {
 		c.age(m)
 	}
+	c.forgetSessions()
+}
+
+// forgetSessions is the end of Sweep: the smtpd sessions idle for an hour,
+// the links announced and not followed within the link wait.
+func (c *Source) forgetSessions() {
 	for k, s := range c.sessions {
 		if c.env.Now.Sub(s.seen) > time.Hour {
 			delete(c.sessions, k)
 		}
 	}
-	for k, m := range c.pendingLinks {
-		if c.env.Now.Sub(m.last) > c.cfg.LinkWait {
-			delete(c.pendingLinks, k)
+	if len(c.pendingLinks) > 0 {
+		for k, m := range c.pendingLinks {
+			if c.env.Now.Sub(m.last) > c.cfg.LinkWait {
+				delete(c.pendingLinks, k)
+			}
 		}
 	}
 	if len(c.traceIDs) > 1<<16 {

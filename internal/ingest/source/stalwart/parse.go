@@ -1,9 +1,11 @@
 package stalwart
 
 import (
+	"math/bits"
 	"strings"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/fastscan"
 	"github.com/mailtrace/mailtrace/internal/ingest/syslog"
 )
 
@@ -298,34 +300,31 @@ func parseString(s string, inList bool) (string, int) {
 	return b.String(), len(s)
 }
 
-// timeEnd returns where the RFC 3339 time at the start of line ends if it
-// is one (its seconds end at 19): after its fraction and its zone ('Z' or
-// "+01:00").
-func timeEnd(line string) int {
-	i := 19
-	if i < len(line) && (line[i] == '.' || line[i] == ',') {
-		i++
-		if i+6 < len(line) && digit6(line[i:i+6]) {
-			i += 6 // microseconds, most often: the loop below stops at once
+// timeSpace returns the index of the first space in line[19:36], where
+// the space after an RFC 3339 time is ("...:ss" ends at 19, "...:ss.
+// nnnnnnnnn+hh:mm" at 35), or -1: sixteen bytes as two words (a byte
+// equal to ' ' found by the carry of a subtraction), not a search of the
+// line; a space before 19 fails time.Parse of what precedes the one found.
+func timeSpace(line string) int {
+	if len(line) < 36 {
+		for i := 19; i < len(line); i++ {
+			if line[i] == ' ' {
+				return i
+			}
 		}
-		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
-			i++
+		return -1
+	}
+	const ones, highs, spaces = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
+	for off := 19; off < 35; off += 8 {
+		x := fastscan.Load64(line[off:]) ^ spaces
+		if z := (x - ones) &^ x & highs; z != 0 {
+			return off + bits.TrailingZeros64(z)/8
 		}
 	}
-	if i < len(line) {
-		switch line[i] {
-		case 'Z', 'z':
-			i++
-		case '+', '-':
-			i += 6
-		}
+	if line[35] == ' ' {
+		return 35
 	}
-	return i
-}
-
-// digit6 reports whether the six bytes of s are digits.
-func digit6(s string) bool {
-	return len(s) == 6 && s[0]-'0' <= 9 && s[1]-'0' <= 9 && s[2]-'0' <= 9 && s[3]-'0' <= 9 && s[4]-'0' <= 9 && s[5]-'0' <= 9
+	return -1
 }
 
 // ParseLogFile reads a line of Stalwart's own log file (its "log" tracer,
@@ -338,14 +337,12 @@ func ParseLogFile(l *syslog.Line, line string, _ *time.Location) bool {
 	if len(line) < 26 || line[4] != '-' || line[10] != 'T' || line[0] < '0' || line[0] > '9' {
 		return false
 	}
-	// the space after the time, by the time's own shape (seconds, a
-	// fraction, 'Z' or an offset) rather than a search (an RFC 3339
-	// syslog line has the same time; time.Parse checks it), then a
-	// level's first letter where a syslog line has its host: most lines
-	// of a syslog file end here, in a frame of a few integers (the parse
-	// below has a large one, zeroed at every call)
-	sp := timeEnd(line)
-	if sp < 20 || sp > 35 || sp+1 >= len(line) || line[sp] != ' ' || !levelStart[line[sp+1]] {
+	// the space after the time (an RFC 3339 syslog line has the same
+	// time; time.Parse checks it), then a level's first letter where a
+	// syslog line has its host: most lines of a syslog file end here, in
+	// a frame of a few integers (the parse below has a large one)
+	sp := timeSpace(line)
+	if sp < 20 || sp+1 >= len(line) || !levelStart[line[sp+1]] {
 		return false
 	}
 	return parseLogFile(l, line, sp)

@@ -139,3 +139,44 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+// timeSpace is the first space in line[19:36] as a plain loop finds it,
+// for times of every length, syslog and Stalwart lines, spaces before,
+// at and past the window, and bytes that are not ASCII.
+func TestTimeSpace(t *testing.T) {
+	plain := func(line string) int {
+		for i := 19; i < len(line) && i <= 35; i++ {
+			if line[i] == ' ' {
+				return i
+			}
+		}
+		return -1
+	}
+	lines := []string{
+		"2025-01-17T16:59:03Z INFO Description (family.event) keys",
+		"2025-01-17T16:59:03.123Z INFO x",
+		"2025-01-17T16:59:03.123456789+01:00 WARN x",
+		"2023-03-14T00:00:31.185246+01:00 helga postfix/smtpd[297535]: connect",
+		"2023-03-14T00:00:31.185246+01:00",
+		"2023-03-14T00:00:31 x",
+		"2023-03-14 00:00:31 [12] 1ajLoq-0001wC-Pk <= a@b",
+		"2023-03-14T00:00:31.1234567890123456789012345 x",
+		"2023-03-14T00:00:31.12345678901234\xe9\xff\x80 x",
+		"2023-03-14T00:00:31.\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80 x",
+		"short",
+		"2023-03-14T00:00:31.18",
+	}
+	for n := 19; n <= 40; n++ {
+		b := []byte("2023-03-14T00:00:31.000000000000000000000000 rest")
+		b[n] = ' '
+		lines = append(lines, string(b), string(b[:n+1]))
+	}
+	for _, l := range lines {
+		if len(l) < 19 {
+			continue
+		}
+		if got, want := timeSpace(l), plain(l); got != want {
+			t.Errorf("timeSpace(%q) = %d, want %d", l, got, want)
+		}
+	}
+}
