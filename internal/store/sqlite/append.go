@@ -289,7 +289,13 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 			_ = tx.Rollback()
 		}
 	}()
-	t := &txStmts{tx: tx, ctx: ctx}
+	// The statements run under ctx without its cancellation: the driver
+	// starts a goroutine per statement to watch a cancellable context (a
+	// goroutine start and a scheduler wake-up for each of a backfill's
+	// millions of statements); the transaction still watches ctx, and rolls
+	// back when it ends, so a cancelled Append fails at its next statement.
+	sctx := context.WithoutCancel(ctx)
+	t := &txStmts{tx: tx, ctx: sctx}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
 		{&t.insEvent, &st.insEvent}, {&t.getMessage, &st.getMessage}, {&t.insMessage, &st.insMessage},
 		{&t.updMessage, &st.updMessage}, {&t.getRow, &st.getRow}, {&t.insRow, &st.insRow},
@@ -315,7 +321,7 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
 		b := body.Bytes()
-		res, err := t.insEvent.ExecContext(ctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
+		res, err := t.insEvent.ExecContext(sctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
 		if err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
