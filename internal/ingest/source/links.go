@@ -130,7 +130,9 @@ func (l *Links) Forget(now time.Time, age time.Duration) {
 	if l.rotated.IsZero() {
 		l.rotated = now
 	}
-	if now.Sub(l.rotated) >= age {
+	// now.Sub(rotated) >= age, without Sub's hundred instructions (every
+	// sweep)
+	if !now.Before(l.rotated.Add(age)) {
 		l.rotate(now)
 	}
 }

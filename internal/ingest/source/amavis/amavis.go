@@ -80,23 +80,47 @@ func Parse(msg string) (Verdict, bool) {
 			v.Virus = after[a+2 : a+b]
 		}
 	}
-	v.Hits = field(after, "Hits")
-	v.Quarantine = field(after, "quarantine")
-	v.MailID = field(after, "mail_id")
+	v.Hits, v.Quarantine, v.MailID = fields(after)
 	return v, true
 }
 
-// field returns the value of ", name: value, " in s.
-func field(s, name string) string {
-	i := strings.Index(s, ", "+name+": ")
-	if i < 0 {
-		return ""
+// fields returns the values of ", Hits: value, ", ", quarantine: ...",
+// ", mail_id: ..." in s (the first of each), in one pass over the ", " of
+// s (a verdict's line lists every recipient and the subject), not three
+// searches.
+func fields(s string) (hits, quarantine, mailID string) {
+	var seenHits, seenQuarantine, seenMailID bool
+	for i := 0; ; {
+		j := strings.Index(s[i:], ", ")
+		if j < 0 {
+			return
+		}
+		i += j
+		name, rest := "", s[i+2:]
+		switch {
+		case !seenHits && strings.HasPrefix(rest, "Hits: "):
+			name, seenHits = "Hits", true
+		case !seenQuarantine && strings.HasPrefix(rest, "quarantine: "):
+			name, seenQuarantine = "quarantine", true
+		case !seenMailID && strings.HasPrefix(rest, "mail_id: "):
+			name, seenMailID = "mail_id", true
+		}
+		if name != "" {
+			v := rest[len(name)+2:]
+			if k := strings.Index(v, ", "); k >= 0 {
+				v = v[:k]
+			}
+			switch name {
+			case "Hits":
+				hits = v
+			case "quarantine":
+				quarantine = v
+			default:
+				mailID = v
+			}
+		}
+		i++
 	}
-	v := s[i+len(name)+4:]
-	if k := strings.Index(v, ", "); k >= 0 {
-		v = v[:k]
-	}
-	return v
 }
 
 // Action is the verdict in one word pair: "Passed CLEAN", "Blocked SPAM".

@@ -302,8 +302,11 @@ func (c *Source) Sweep() {
 		c.settleDue(m)
 	}
 	var ageing, forget, awaiting []*message
+	// now.Sub(t) > d is t.Before(now.Add(-d)): the bounds once, not a
+	// Sub (a hundred instructions) per message
+	forgetBefore, idleBefore := c.env.Now.Add(-c.cfg.ForgetAfter), c.env.Now.Add(-c.cfg.MaxIdle)
 	for _, m := range c.msgs {
-		if (m.removed && c.env.Now.Sub(m.removedAt) > c.cfg.ForgetAfter) || c.env.Now.Sub(m.last) > c.cfg.MaxIdle {
+		if (m.removed && m.removedAt.Before(forgetBefore)) || m.last.Before(idleBefore) {
 			forget = append(forget, m)
 			continue
 		}
@@ -335,9 +338,12 @@ func (c *Source) Sweep() {
 // forgetSessions is the end of Sweep: the smtpd sessions idle for an hour,
 // the links announced and not followed within the link wait.
 func (c *Source) forgetSessions() {
-	for k, s := range c.sessions {
-		if c.env.Now.Sub(s.seen) > time.Hour {
-			delete(c.sessions, k)
+	if len(c.sessions) > 0 {
+		hourBefore := c.env.Now.Add(-time.Hour)
+		for k, s := range c.sessions {
+			if s.seen.Before(hourBefore) {
+				delete(c.sessions, k)
+			}
 		}
 	}
 	if len(c.pendingLinks) > 0 {
