@@ -29,6 +29,12 @@ type Correlator struct {
 	line      source.Line // the line being consumed
 	lastSweep time.Time
 	sweepAt   time.Time // lastSweep + 10s: now.Sub(lastSweep) >= 10s is !now.Before(sweepAt), now never being before lastSweep
+	// env.Now and sweepAt as Unix seconds and nanoseconds (setNow,
+	// setLastSweep), which every line is compared with: inlined integer
+	// comparisons where After and Before are calls (log times have no
+	// monotonic reading)
+	nowSec, sweepSec   int64
+	nowNsec, sweepNsec int
 	// emitCopies: emit copies the events and keeps nothing of the slice
 	// (IngestReader's), so the slice is reused for the next line's
 	emitCopies bool
@@ -53,6 +59,7 @@ func NewCorrelator(cfg Config, emit func([]mailflow.Event) error) *Correlator {
 			c.waiters = append(c.waiters, w)
 		}
 	}
+	c.setNow(time.Time{})
 	c.setLastSweep(time.Time{})
 	return c
 }
@@ -307,11 +314,12 @@ func (c *Correlator) consumeHead(op prepOp, invalid bool, t time.Time, keep bool
 		st.Skip(ReasonNotPostfix)
 		return true, nil
 	}
-	if t.After(c.env.Now) {
-		c.env.Now = t
-		// only a clock that moved can reach sweepAt: it is past the
-		// clock whenever it is set (setLastSweep of the clock)
-		if !c.env.Now.Before(c.sweepAt) {
+	// t.After(c.env.Now), then !c.env.Now.Before(c.sweepAt): only a
+	// clock that moved can reach sweepAt, which is past the clock
+	// whenever it is set (setLastSweep of the clock)
+	if ts, tns := t.Unix(), t.Nanosecond(); ts > c.nowSec || ts == c.nowSec && tns > c.nowNsec {
+		c.env.Now, c.nowSec, c.nowNsec = t, ts, tns
+		if ts > c.sweepSec || ts == c.sweepSec && tns >= c.sweepNsec {
 			c.sweep()
 			c.setLastSweep(c.env.Now)
 		}
@@ -369,7 +377,7 @@ func (c *Correlator) drain() error {
 func (c *Correlator) Advance(now time.Time) error {
 	now = now.UTC()
 	if now.After(c.env.Now) {
-		c.env.Now = now
+		c.setNow(now)
 		c.sweep()
 		c.setLastSweep(c.env.Now)
 	}
@@ -388,6 +396,13 @@ func (c *Correlator) Flush() error {
 
 func (c *Correlator) setLastSweep(t time.Time) {
 	c.lastSweep, c.sweepAt = t, t.Add(10*time.Second)
+	c.sweepSec, c.sweepNsec = c.sweepAt.Unix(), c.sweepAt.Nanosecond()
+}
+
+// setNow sets the clock (env.Now, which the sources read) and its
+// shadow (nowSec, nowNsec).
+func (c *Correlator) setNow(t time.Time) {
+	c.env.Now, c.nowSec, c.nowNsec = t, t.Unix(), t.Nanosecond()
 }
 
 func (c *Correlator) sweep() {

@@ -84,7 +84,7 @@ func (c *Correlator) Restore(st State) error {
 			return errors.New("ingest: state of an unknown source " + name)
 		}
 	}
-	c.env.Now = st.Now
+	c.setNow(st.Now)
 	c.setLastSweep(st.Now)
 	if !st.ParserLast.IsZero() {
 		c.parser.Resume(st.ParserLast)
