@@ -60,6 +60,7 @@ type Parser struct {
 type hdrCache struct {
 	e    [4]hdrEntry
 	next int // the entry the next new header replaces
+	hit  int // the entry the latest line matched: tried first (no two match)
 }
 
 // hdrEntry is one header: its bytes, from right after the timestamp to the
@@ -76,13 +77,21 @@ const hdrMax = 72
 
 // lookup returns the entry whose header starts rest.
 func (c *hdrCache) lookup(rest string) *hdrEntry {
+	if e := &c.e[c.hit&3]; e.matches(rest) {
+		return e
+	}
 	for i := range c.e {
-		e := &c.e[i]
-		if e.n > 0 && len(rest) >= e.n && fastscan.Load64(rest[e.n-8:]) == e.tail && rest[:e.n] == string(e.b[:e.n]) {
+		if e := &c.e[i]; i != c.hit && e.matches(rest) {
+			c.hit = i
 			return e
 		}
 	}
 	return nil
+}
+
+// matches reports whether rest starts with the header.
+func (e *hdrEntry) matches(rest string) bool {
+	return e.n > 0 && len(rest) >= e.n && fastscan.Load64(rest[e.n-8:]) == e.tail && rest[:e.n] == string(e.b[:e.n])
 }
 
 // add remembers the header rest[:n] with its fields at the given offsets.
