@@ -270,24 +270,71 @@ func TestCorrelatorFilterVerdictWins(t *testing.T) {
 				"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, size=10, nrcpt=1 (queue active)",
 			}, tc.lines...)...)
 			r := rowOf(t, s, c.TraceID("mx", "ABCDE12345"), "b@example.com")
-			if r.Status != tc.want {
-				t.Errorf("%s, want %s\n%s", r.Status, tc.want, dumpEvents(r.Events))
-			}
-			var got []mailflow.EventType
-			for _, e := range r.Events {
-				if e.Subject != "Invoice" {
-					t.Errorf("%s: subject %q", e.Type, e.Subject)
-				}
-				if e.Type != mailflow.EventReceive && e.Type != mailflow.EventSubmit {
-					got = append(got, e.Type)
-				}
-			}
-			slices.Sort(got)
-			want := slices.Sorted(slices.Values(tc.types))
-			if !slices.Equal(got, want) {
-				t.Errorf("events %v, want %v\n%s", got, want, dumpEvents(r.Events))
-			}
+			checkFilterVerdict(t, r, tc.want, tc.types)
 		})
+	}
+	// the held reply is part of the saved state: a restart between the
+	// two lines gives the same row
+	t.Run("reply first, a restart between", func(t *testing.T) {
+		s := newMemStore()
+		c1 := NewCorrelator(testCfg, s.Append)
+		for _, l := range []string{
+			"Mar  1 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=mx.example.net[192.0.2.1]",
+			"Mar  1 10:00:00 mx postfix/cleanup[4]: ABCDE12345: warning: header Subject: Invoice from mx.example.net[192.0.2.1]; from=<a@example.net> to=<b@example.com> proto=ESMTP helo=<mx>",
+			"Mar  1 10:00:01 mx postfix/qmgr[2]: ABCDE12345: from=<a@example.net>, size=10, nrcpt=1 (queue active)",
+			reply, removed,
+		} {
+			if err := c1.Feed(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := c1.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st2 State
+		if err := json.Unmarshal(b, &st2); err != nil {
+			t.Fatal(err)
+		}
+		c2 := NewCorrelator(testCfg, s.Append)
+		if err := c2.Restore(st2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Feed(verdict); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		r := rowOf(t, s, c2.TraceID("mx", "ABCDE12345"), "b@example.com")
+		checkFilterVerdict(t, r, mailflow.StatusQuarantined, []mailflow.EventType{mailflow.EventQuarantine, mailflow.EventTransfer})
+	})
+}
+
+// checkFilterVerdict checks a row's status, its events but the message's
+// receipt and queueing (in any order: they share a second), and that each
+// carries the subject.
+func checkFilterVerdict(t *testing.T, r memRow, want mailflow.Status, types []mailflow.EventType) {
+	t.Helper()
+	if r.Status != want {
+		t.Errorf("%s, want %s\n%s", r.Status, want, dumpEvents(r.Events))
+	}
+	var got []mailflow.EventType
+	for _, e := range r.Events {
+		if e.Subject != "Invoice" {
+			t.Errorf("%s: subject %q", e.Type, e.Subject)
+		}
+		if e.Type != mailflow.EventReceive && e.Type != mailflow.EventSubmit {
+			got = append(got, e.Type)
+		}
+	}
+	slices.Sort(got)
+	if w := slices.Sorted(slices.Values(types)); !slices.Equal(got, w) {
+		t.Errorf("events %v, want %v\n%s", got, w, dumpEvents(r.Events))
 	}
 }
 

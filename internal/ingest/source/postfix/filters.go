@@ -255,6 +255,9 @@ func (c *Source) releaseReply(m *message, rcpt string, verdictCame bool) {
 		return
 	}
 	delete(m.awaiting, rcpt)
+	if len(m.awaiting) == 0 {
+		c.nAwaiting--
+	}
 	e := h.refusal
 	if heldReplyType(verdictCame) == h.handOver.Type {
 		e = h.handOver

@@ -506,11 +506,13 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 			detail = "handed to content filter " + r.Relay + ": " + r.Response
 		}
 	}
-	typ := deliveryType(r.Status, r.Daemon, r.Response, filter, verdictKnown)
+	var typ mailflow.EventType
 	hold := false
 	if filter && r.Status == "sent" {
 		// an amavis reply names its run (id=...): its verdict may come
 		typ, hold = filterReply(r.Response, verdictKnown, r.FilterID != "" && !isPMGID(r.FilterID))
+	} else {
+		typ = deliveryType(r.Status, r.Daemon, r.Response, filter, verdictKnown)
 	}
 	e := c.newEvent(m, t, raw, typ, rcpt, r.Daemon)
 	e.Detail = detail
@@ -529,11 +531,14 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 		handOver := e
 		handOver.Type = heldReplyType(true)
 		handOver.ID = eventID(m.host, m.qid, t, raw, handOver.Type, rcpt)
+		if old := m.awaiting[rcpt]; old != nil {
+			c.releaseReply(m, rcpt, false) // a second hand-over of the recipient: the first one's wait is over
+		}
 		if m.awaiting == nil {
 			m.awaiting = map[string]*heldReply{}
 		}
-		if old := m.awaiting[rcpt]; old != nil {
-			c.releaseReply(m, rcpt, false) // a second hand-over of the recipient: the first one's wait is over
+		if len(m.awaiting) == 0 {
+			c.nAwaiting++
 		}
 		m.awaiting[rcpt] = &heldReply{orig: orig, daemon: r.Daemon, at: t, refusal: e, handOver: handOver}
 	case orig != "":

@@ -74,6 +74,10 @@ type Source struct {
 	// ring, by the hash of their key
 	inFlight source.LRU[message]
 	evRing   *source.Ring[uint64, evicted]
+
+	// nAwaiting counts the messages holding a content filter's reply for
+	// its verdict (filterReply): Sweep looks for them only when there are
+	nAwaiting int
 }
 
 // New returns the Postfix source: it emits into env and counts there.
@@ -151,8 +155,10 @@ func (c *Source) Flush() {
 		c.releaseRoot(m)
 	}
 	// a content filter's replies still waiting for its verdict
-	for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.awaiting) > 0 }) {
-		c.releaseReplies(m, true)
+	if c.nAwaiting > 0 {
+		for _, m := range c.sortedMsgs(func(m *message) bool { return len(m.awaiting) > 0 }) {
+			c.releaseReplies(m, true)
+		}
 	}
 }
 
@@ -305,12 +311,17 @@ func (c *Source) Sweep() {
 	// now.Sub(t) > d is t.Before(now.Add(-d)): the bounds once, not a
 	// Sub (a hundred instructions) per message
 	forgetBefore, idleBefore := c.env.Now.Add(-c.cfg.ForgetAfter), c.env.Now.Add(-c.cfg.MaxIdle)
-	for _, m := range c.msgs {
+	for k, m := range c.msgs {
 		if (m.removed && m.removedAt.Before(forgetBefore)) || m.last.Before(idleBefore) {
-			forget = append(forget, m)
+			if len(m.awaiting) > 0 {
+				forget = append(forget, m) // its held replies, in a stable order (below)
+				continue
+			}
+			c.settle(m, true)
+			c.drop(k, m)
 			continue
 		}
-		if len(m.awaiting) > 0 && m.tr != nil {
+		if c.nAwaiting > 0 && len(m.awaiting) > 0 && m.tr != nil {
 			awaiting = append(awaiting, m)
 		}
 		if !m.aged && !m.removed && m.tr != nil && c.cfg.PendingAfter > 0 && c.env.Now.Sub(m.first) > c.cfg.PendingAfter {
@@ -322,7 +333,7 @@ func (c *Source) Sweep() {
 	for _, m := range awaiting {
 		c.releaseReplies(m, false)
 	}
-	sortMsgs(forget)
+	sortMsgs(forget) // rare: a hop forgotten while a filter's reply waited for its verdict
 	for _, m := range forget {
 		c.settle(m, true)
 		c.releaseReplies(m, true)

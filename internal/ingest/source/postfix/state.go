@@ -310,6 +310,9 @@ func (c *Source) restore(st State) error {
 			}
 			m.awaiting[rc] = &heldReply{orig: hs.Orig, daemon: hs.Daemon, at: hs.At, refusal: hs.Refusal, handOver: hs.HandOver}
 		}
+		if len(m.awaiting) > 0 {
+			c.nAwaiting++
+		}
 		if ms.TraceID != "" {
 			m.tr = traces[ms.TraceID]
 			if m.tr == nil {
