@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,6 +175,10 @@ func BenchmarkIngestExistingPostgres(b *testing.B) {
 			pgx.Identifier{seed}.Sanitize()+` STRATEGY = FILE_COPY`); err != nil {
 			b.Fatalf("copy of %s: %v", seed, err)
 		}
+		// the copy's files on disk before the timed run (with fsync off the
+		// server leaves them to the kernel, whose write-back of a 9 GB copy
+		// would otherwise run during the ingest)
+		syscall.Sync()
 		b.Cleanup(func() { // on a connection of its own: conn is closed by then
 			c, err := pgx.Connect(ctx, admin)
 			if err != nil {
