@@ -5,12 +5,14 @@ package harness
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -33,14 +35,50 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// chosen at random below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range): a port the kernel hands out itself, to
+// a listener on port 0 or to an outgoing connection of any process, can
+// be taken between this check and the server's bind, which happened when
+// the mail lab ran beside the other suites (rspamd's milter port answered
+// by another program). Below the range, only another FreePort can take it.
 func FreePort() (int, error) {
+	lo := ephemeralLow()
+	if base := lo - 12000; base >= 1024 {
+		for range 64 {
+			port := base + rand.IntN(lo-base)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default 32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }
 
 // FreeAddr returns a "127.0.0.1:port" that was free a moment ago, for a
