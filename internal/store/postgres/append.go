@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -245,9 +246,12 @@ type placement struct {
 	t      int64
 }
 
-// better is mailflow.Placement.Supersedes.
+// better reports whether p replaces cur: mailflow.Placement.Supersedes,
+// the one rule (both stores and the details use it), on the unix
+// nanoseconds this package keeps.
 func (p placement) better(cur placement) bool {
-	return p.folder != "" && (cur.folder == "" || p.t > cur.t || (p.t == cur.t && p.folder > cur.folder))
+	return p.folder != "" && mailflow.Placement{Folder: p.folder, Time: time.Unix(0, p.t)}.
+		Supersedes(mailflow.Placement{Folder: cur.folder, Time: time.Unix(0, cur.t)})
 }
 
 func (p placement) time() any {
