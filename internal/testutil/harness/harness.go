@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -35,32 +36,85 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
-// chosen at random below the kernel's ephemeral range
-// (net.ipv4.ip_local_port_range): a port the kernel hands out itself, to
-// a listener on port 0 or to an outgoing connection of any process, can
-// be taken between this check and the server's bind, which happened when
-// the mail lab ran beside the other suites (rspamd's milter port answered
-// by another program). Below the range, only another FreePort can take it.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no other FreePort, in this process or another, hands out while this
+// process lives. A server binds its port seconds after the pick (Postfix
+// runs `postfix check` first), and a random pick left that window open:
+// two picks of one lab could coincide, and another test binary could take
+// the port first; the lab's Postfix then answered its probe with a reset
+// and its milter port with another program's bytes.
+//
+// So, as HashiCorp's freeport does for Consul's tests, each process claims
+// a block of ports below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range: the kernel hands those out by itself, to
+// a listener on port 0 or to any outgoing connection) by keeping a
+// listener on the block's first port, and hands out the rest of the block
+// one by one, each checked with a bind. A process that sees a block's
+// first port taken leaves that block alone. (The consul/sdk module is not
+// imported for these lines: it brings Consul's dependency tree.)
 func FreePort() (int, error) {
-	lo := ephemeralLow()
-	if base := lo - 12000; base >= 1024 {
-		for range 64 {
-			port := base + rand.IntN(lo-base)
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue
+	ports.mu.Lock()
+	defer ports.mu.Unlock()
+	for range 4 * portBlock {
+		if ports.next >= ports.end {
+			if !ports.claim() {
+				break
 			}
-			l.Close()
-			return port, nil
 		}
+		port := ports.next
+		ports.next++
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // bound by a program that does not use FreePort
+		}
+		l.Close()
+		return port, nil
 	}
+	// No block left below the ephemeral range: one the kernel picks.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portBlock is how many ports a process claims at a time (its first is the
+// claim itself).
+const portBlock = 200
+
+// portBlocks is what a process has claimed: the listeners that hold its
+// blocks (for the life of the process) and the next port to hand out.
+type portBlocks struct {
+	mu        sync.Mutex
+	next, end int
+	locks     []net.Listener
+}
+
+var ports portBlocks
+
+// claim takes a block no other process holds, at random among the blocks
+// in the 12,000 ports below the ephemeral range, and reports whether it
+// found one.
+func (p *portBlocks) claim() bool {
+	lo := ephemeralLow()
+	base := lo - 12000
+	if base < 1024 {
+		return false
+	}
+	n := (lo - base) / portBlock
+	first := rand.IntN(n)
+	for i := range n {
+		start := base + ((first+i)%n)*portBlock
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(start)))
+		if err != nil {
+			continue // another process's claim, or a port in use
+		}
+		p.locks = append(p.locks, l)
+		p.next, p.end = start+1, start+portBlock
+		return true
+	}
+	return false
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux's

@@ -375,6 +375,7 @@ func (l *Lab) Logs() string {
 // proc is a child process of the lab.
 type proc struct {
 	name   string
+	out    string // its stdout and stderr, log/<name>.out
 	cmd    *exec.Cmd
 	exited chan struct{}
 	stop   func() // how to ask it to stop; SIGTERM when nil
@@ -396,7 +397,7 @@ func (l *Lab) spawn(name string, env []string, argv ...string) (*proc, error) {
 		out.Close()
 		return nil, fmt.Errorf("maillab: start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: name, out: out.Name(), cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
@@ -447,11 +448,11 @@ func waitTCP(p *proc, address string, timeout time.Duration, logFile string) err
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("maillab: %s exited at start:\n%s", p.name, tailOf(logFile))
+			return fmt.Errorf("maillab: %s exited at start:\n%s", p.name, p.tail(logFile))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("maillab: %s did not listen on %s within %s:\n%s", p.name, address, timeout, tailOf(logFile))
+			return fmt.Errorf("maillab: %s did not listen on %s within %s:\n%s", p.name, address, timeout, p.tail(logFile))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -470,10 +471,27 @@ func waitBanner(p *proc, address string, timeout time.Duration, logFile string) 
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	tp := textproto.NewConn(c)
 	if _, _, err := tp.ReadResponse(220); err != nil {
-		return fmt.Errorf("maillab: %s greeted with %v:\n%s", p.name, err, tailOf(logFile))
+		// A server that exits at start (a port it cannot bind) leaves
+		// the answer to whoever holds the port: say which it was.
+		state := "still running"
+		select {
+		case <-p.exited:
+			state = "exited"
+		case <-time.After(500 * time.Millisecond):
+		}
+		return fmt.Errorf("maillab: %s (%s) greeted with %v:\n%s", p.name, state, err, p.tail(logFile))
 	}
 	_ = tp.PrintfLine("QUIT")
 	return nil
+}
+
+// tail is the end of logFile and of the process's own output (a daemon's
+// messages before its logging is set up, Postfix's master's included).
+func (p *proc) tail(logFile string) string {
+	if p.out == "" || p.out == logFile {
+		return tailOf(logFile)
+	}
+	return tailOf(logFile, p.out)
 }
 
 func tailOf(files ...string) string {
