@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -11,12 +12,15 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/config/admission"
 	"github.com/mailtrace/mailtrace/config/samples"
 )
 
@@ -119,7 +123,33 @@ func StartControlPlane(assets, workDir string, scheme *runtime.Scheme) (*Control
 		_ = env.Stop()
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
+	if err := installAdmission(cfg, scheme); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
 	return &ControlPlane{Config: cfg, Kubeconfig: env.KubeConfig, CRDSource: source, env: env}, nil
+}
+
+// installAdmission creates the operator's admission policies
+// (config/admission), as its install does: without them an autosaved
+// query's creator could be forged on the demo's cluster.
+func installAdmission(cfg *rest.Config, scheme *runtime.Scheme) error {
+	pol, bind, err := admission.CreatedBy()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, o := range []client.Object{pol, bind} {
+		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("install the admission policy %s: %w", o.GetName(), err)
+		}
+	}
+	return nil
 }
 
 func crdDirectory(workDir string) (dir, source string, err error) {

@@ -3,20 +3,18 @@ package tenancy
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mailtrace/mailtrace/api/v1alpha1"
+	"github.com/mailtrace/mailtrace/config/admission"
 	"github.com/mailtrace/mailtrace/internal/cli"
 	"github.com/mailtrace/mailtrace/internal/plugin"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
@@ -26,33 +24,18 @@ import (
 // installCreatedByPolicy creates the ValidatingAdmissionPolicy and its
 // binding of config/admission/created-by.yaml, as the operator's install does.
 func installCreatedByPolicy(t *testing.T, env *kubetest.Env) {
-	root, err := kubetest.RepoRoot()
+	pol, bind, err := admission.CreatedBy()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, "config", "admission", "created-by.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := strings.Split(string(b), "\n---\n")
-	if len(docs) != 2 {
-		t.Fatalf("config/admission/created-by.yaml: %d documents, want the policy and its binding", len(docs))
-	}
-	var pol admissionregistrationv1.ValidatingAdmissionPolicy
-	var bind admissionregistrationv1.ValidatingAdmissionPolicyBinding
-	for i, o := range []any{&pol, &bind} {
-		if err := yaml.UnmarshalStrict([]byte(docs[i]), o); err != nil {
-			t.Fatalf("config/admission/created-by.yaml: %v", err)
-		}
-	}
-	for _, o := range []client.Object{&pol, &bind} {
+	for _, o := range []client.Object{pol, bind} {
 		if err := env.Client.Create(ctxT(t), o); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
-		_ = env.Client.Delete(context.Background(), &bind)
-		_ = env.Client.Delete(context.Background(), &pol)
+		_ = env.Client.Delete(context.Background(), bind)
+		_ = env.Client.Delete(context.Background(), pol)
 	})
 }
 
