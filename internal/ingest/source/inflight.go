@@ -79,12 +79,18 @@ func (l *LRU[T]) Over(n, max int) *T {
 // cap of them: past it the oldest record is forgotten. A record taken back
 // (a late line made its message whole again) leaves its place empty, and a
 // record put again under a key it holds replaces its older self, as the
-// newest. Its zero value keeps nothing; see NewRing.
+// newest. Expire forgets the oldest records that are done with (a
+// finished message's, after Config.ForgetAfter of log time), so that the
+// ring holds what late lines may still need, not its cap of records. Its
+// zero value keeps nothing; see NewRing.
 type Ring[K comparable, V any] struct {
-	max   int
-	slots []ringSlot[K, V] // in the order put, from next around (a ring once full)
-	idx   map[K]int32      // key -> its slot
-	next  int              // once full: the oldest slot, the next to reuse
+	max int
+	// slots is a circular buffer: n places from head, oldest first, some
+	// empty (taken); it grows to max, and shrinks when Expire leaves it
+	// mostly empty
+	slots   []ringSlot[K, V]
+	head, n int
+	idx     map[K]int32 // key -> its slot
 }
 
 type ringSlot[K comparable, V any] struct {
@@ -99,6 +105,9 @@ func NewRing[K comparable, V any](max int) *Ring[K, V] { return &Ring[K, V]{max:
 // Len returns how many records the ring holds.
 func (r *Ring[K, V]) Len() int { return len(r.idx) }
 
+// minRing is the size the slots start at (and never shrink below).
+const minRing = 64
+
 // Put keeps v under k, forgetting the oldest record when the ring is full.
 func (r *Ring[K, V]) Put(k K, v V) {
 	if r.max <= 0 {
@@ -110,18 +119,46 @@ func (r *Ring[K, V]) Put(k K, v V) {
 	if i, ok := r.idx[k]; ok {
 		r.slots[i] = ringSlot[K, V]{}
 	}
-	if len(r.slots) < r.max {
-		r.slots = append(r.slots, ringSlot[K, V]{key: k, val: v, used: true})
-		r.idx[k] = int32(len(r.slots) - 1)
-		return
+	if r.n == len(r.slots) {
+		if len(r.slots) < r.max {
+			r.resize(min(r.max, max(minRing, 2*len(r.slots))))
+		} else {
+			r.popOldest()
+		}
 	}
-	i := r.next
-	if old := &r.slots[i]; old.used && r.idx[old.key] == int32(i) {
-		delete(r.idx, old.key)
-	}
+	i := (r.head + r.n) % len(r.slots)
 	r.slots[i] = ringSlot[K, V]{key: k, val: v, used: true}
 	r.idx[k] = int32(i)
-	r.next = (i + 1) % len(r.slots)
+	r.n++
+}
+
+// popOldest forgets the oldest place (its record, if not taken).
+func (r *Ring[K, V]) popOldest() {
+	if old := &r.slots[r.head]; old.used && r.idx[old.key] == int32(r.head) {
+		delete(r.idx, old.key)
+	}
+	r.slots[r.head] = ringSlot[K, V]{}
+	r.head = (r.head + 1) % len(r.slots)
+	r.n--
+}
+
+// resize moves the places to slots of size (at least n), oldest first,
+// and indexes them anew (a map never gives its memory back; a new one
+// does).
+func (r *Ring[K, V]) resize(size int) {
+	slots := make([]ringSlot[K, V], size)
+	idx := make(map[K]int32, len(r.idx))
+	j := 0
+	for k := range r.n {
+		s := r.slots[(r.head+k)%len(r.slots)]
+		if !s.used {
+			continue
+		}
+		slots[j] = s
+		idx[s.key] = int32(j)
+		j++
+	}
+	r.slots, r.idx, r.head, r.n = slots, idx, 0, j
 }
 
 // Take returns the record of k and forgets it.
@@ -138,7 +175,7 @@ func (r *Ring[K, V]) Take(k K) (V, bool) {
 }
 
 // Peek returns the record of k, leaving it there (nil when there is none):
-// valid until the next Put.
+// valid until the next Put or Expire.
 func (r *Ring[K, V]) Peek(k K) *V {
 	if i, ok := r.idx[k]; ok {
 		return &r.slots[i].val
@@ -146,12 +183,33 @@ func (r *Ring[K, V]) Peek(k K) *V {
 	return nil
 }
 
+// Expire forgets the oldest records for which done is true, up to the
+// first that is not (so a record put later than one still needed waits
+// for it: never forgotten early, at worst late). It returns how many
+// records it forgot.
+func (r *Ring[K, V]) Expire(done func(V) bool) int {
+	forgot := 0
+	for r.n > 0 {
+		s := &r.slots[r.head]
+		if s.used {
+			if !done(s.val) {
+				break
+			}
+			forgot++
+		}
+		r.popOldest()
+	}
+	if len(r.slots) > minRing && r.n < len(r.slots)/4 {
+		r.resize(max(minRing, 2*r.n))
+	}
+	return forgot
+}
+
 // All yields the records, oldest first.
 func (r *Ring[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		n := len(r.slots)
-		for j := range n {
-			if s := &r.slots[(r.next+j)%n]; s.used && !yield(s.key, s.val) {
+		for j := range r.n {
+			if s := &r.slots[(r.head+j)%len(r.slots)]; s.used && !yield(s.key, s.val) {
 				return
 			}
 		}

@@ -67,6 +67,117 @@ func TestRing(t *testing.T) {
 	}
 }
 
+// Expire forgets the oldest records that are done with, up to the first
+// that is not: a record done with behind one still needed stays (late, never
+// early), a taken record's place is passed over, and the ring goes on
+// taking records afterwards.
+func TestRingExpire(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		max    int
+		ops    []int // > 0: put i; < 0: take -i
+		upTo   int   // a record i is done with when i <= upTo
+		forgot int
+		want   []int // then All, oldest first
+		more   []int // put after, and All is want followed by them
+	}{
+		{"empty", 3, nil, 5, 0, nil, []int{1}},
+		{"none done", 3, []int{4, 5}, 3, 0, []int{4, 5}, []int{6}},
+		{"all done", 3, []int{1, 2, 3}, 3, 3, nil, []int{4, 5}},
+		{"the oldest done", 5, []int{1, 2, 3, 4}, 2, 2, []int{3, 4}, []int{5, 6, 7}},
+		{"done behind one still needed stays", 5, []int{1, 4, 2}, 3, 1, []int{4, 2}, nil},
+		{"a taken place passed over", 5, []int{1, 2, -2, 3, 6}, 3, 2, []int{6}, []int{7}},
+		{"after wrapping", 3, []int{1, 2, 3, 4, 5}, 4, 2, []int{5}, []int{6, 7}},
+		{"put again after its old self", 5, []int{1, 2, 1}, 2, 2, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRing[int, int](tc.max)
+			for _, op := range tc.ops {
+				if op > 0 {
+					r.Put(op, op)
+				} else if _, ok := r.Take(-op); !ok {
+					t.Fatalf("take %d: not there", -op)
+				}
+			}
+			if n := r.Expire(func(v int) bool { return v <= tc.upTo }); n != tc.forgot {
+				t.Errorf("Expire forgot %d, want %d", n, tc.forgot)
+			}
+			all := func() []int {
+				var got []int
+				for k, v := range r.All() {
+					if k != v {
+						t.Errorf("%d holds %d", k, v)
+					}
+					got = append(got, k)
+				}
+				return got
+			}
+			if got := all(); !slices.Equal(got, tc.want) {
+				t.Errorf("All = %v, want %v", got, tc.want)
+			}
+			for _, i := range tc.more {
+				r.Put(i, i)
+			}
+			want := append(slices.Clone(tc.want), tc.more...)
+			if len(want) > tc.max {
+				want = want[len(want)-tc.max:]
+			}
+			if got := all(); !slices.Equal(got, want) {
+				t.Errorf("then All = %v, want %v", got, want)
+			}
+			if r.Len() != len(want) {
+				t.Errorf("Len = %d, want %d", r.Len(), len(want))
+			}
+			for _, k := range want {
+				if p := r.Peek(k); p == nil || *p != k {
+					t.Errorf("Peek(%d) = %v", k, p)
+				}
+			}
+		})
+	}
+}
+
+// The ring grows as records come and shrinks when Expire leaves it mostly
+// empty, keeping its records, their order and its cap.
+func TestRingGrowsAndShrinks(t *testing.T) {
+	const max = 10_000
+	r := NewRing[int, int](max)
+	for i := 1; i <= 3*max; i++ {
+		r.Put(i, i)
+	}
+	if len(r.slots) != max || r.Len() != max {
+		t.Fatalf("%d slots, %d records, want %d", len(r.slots), r.Len(), max)
+	}
+	// all but the latest 100 done with
+	if n := r.Expire(func(v int) bool { return v <= 3*max-100 }); n != max-100 {
+		t.Fatalf("Expire forgot %d", n)
+	}
+	if len(r.slots) >= max/4 {
+		t.Errorf("%d slots left for %d records", len(r.slots), r.Len())
+	}
+	for i := 3*max + 1; i <= 3*max+50; i++ {
+		r.Put(i, i)
+	}
+	var got []int
+	for k := range r.All() {
+		got = append(got, k)
+	}
+	if len(got) != 150 || got[0] != 3*max-99 || got[149] != 3*max+50 || !slices.IsSorted(got) {
+		t.Errorf("All: %d records, %v ... %v", len(got), got[:3], got[len(got)-3:])
+	}
+	for _, k := range []int{3*max - 99, 3 * max, 3*max + 50} {
+		if p := r.Peek(k); p == nil || *p != k {
+			t.Errorf("Peek(%d) = %v", k, p)
+		}
+	}
+	for i := 1; i <= 2*max; i++ {
+		r.Put(-i, -i)
+	}
+	if r.Len() != max || len(r.slots) != max {
+		t.Errorf("refilled: %d records in %d slots, want %d", r.Len(), len(r.slots), max)
+	}
+}
+
 // A record read by Peek can be changed in place.
 func TestRingPeekInPlace(t *testing.T) {
 	r := NewRing[string, int](2)

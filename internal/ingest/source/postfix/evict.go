@@ -2,6 +2,7 @@ package postfix
 
 import (
 	"encoding/hex"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // the ageing sweep would (a message of its own, with its current state),
 // and a compact record of it stays, in a source.Ring of at most
 // source.Config.MaxEvicted: its trace ID and what a late line needs for
-// the rows to come out as they would have (its recipients' statuses, its
+// the rows to come out as they would have (its recipients, its
 // expansions, its filter verdicts, whether it was queued or removed, and
 // what decides the direction). A late line finds the record, makes the
 // message whole again under the same trace ID and goes on as if it had
@@ -23,17 +24,29 @@ import (
 // kept: they were emitted already, and the store never erases a known
 // value with an empty one. Past MaxEvicted the oldest record is forgotten,
 // and a line for it then starts a new trace.
+//
+// A removed message (qmgr's "removed": its lifecycle is over) becomes such
+// a record as soon as nothing of it waits (retire), instead of staying
+// whole for Config.ForgetAfter: its rows are final, and a late line finds
+// it as it finds an evicted one. The record of a removed message keeps
+// its recipients that have a final status as a hash each (a late line
+// needs to know them, not to name them: doneRcpt); and it is forgotten
+// ForgetAfter (log time) after the removal, as the whole message would
+// have been (expireRecords), not only once MaxEvicted newer records came.
 
 // evicted is the compact record of an evicted message: no pointer but
-// more, which is nil for a message that had no recipient yet. The records
-// are in a source.Ring by key.
+// done and more, which are nil for a message that had no recipient yet.
+// The records are in a source.Ring by key.
 type evicted struct {
 	key       uint64   // keyHash of host and queue id
 	id        [10]byte // the trace ID, when it is 20 hex digits (digest's)
 	flags     uint8
 	first     int64 // unix nanoseconds
 	removedAt int64 // unix nanoseconds, when removed
-	more      *evictedMore
+	// done: of a removed message, the rcptHash of each recipient with a
+	// final status, sorted (the others are in more.rcpt)
+	done []uint64
+	more *evictedMore
 }
 
 const (
@@ -49,7 +62,8 @@ const (
 
 // evictedMore is the part of a record most messages do not need.
 type evictedMore struct {
-	id           string // a trace ID that is not 20 hex digits
+	id string // a trace ID that is not 20 hex digits
+	// rcpt: the recipients and their statuses, but those in done
 	rcpt         map[string]mailflow.Status
 	expandedFrom map[string]string
 	resolved     map[string]string
@@ -72,6 +86,45 @@ func keyHash(host, qid string) uint64 {
 		h = 1
 	}
 	return h
+}
+
+// rcptHash is FNV-1a (64 bits) of a recipient's address: how the record
+// of a removed message knows the recipients whose status is final.
+func rcptHash(rc string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(rc); i++ {
+		h = (h ^ uint64(rc[i])) * 1099511628211
+	}
+	return h
+}
+
+// finalStatus reports whether a recipient's status is final for the record
+// of a removed message: a late line cannot need its address (Expired and
+// age look for the recipients with no status or Pending; a reject at
+// cleanup or smtpd, which names every recipient, comes before the removal).
+func finalStatus(st mailflow.Status) bool {
+	return st != "" && st != mailflow.StatusPending
+}
+
+// doneRcpt reports whether rc is one of the recipients done holds
+// (sorted rcptHash values).
+func doneRcpt(done []uint64, rc string) bool {
+	if len(done) == 0 {
+		return false
+	}
+	_, ok := slices.BinarySearch(done, rcptHash(rc))
+	return ok
+}
+
+// status returns st as the constant it is (a record then holds no copy of
+// a log line's bytes), or a copy of it.
+func status(st mailflow.Status) mailflow.Status {
+	for _, s := range mailflow.AllStatuses {
+		if st == s {
+			return s
+		}
+	}
+	return mailflow.Status(strings.Clone(string(st)))
 }
 
 // drop forgets the message m, key k, for good.
@@ -119,6 +172,53 @@ func (c *Source) evict(m *message) {
 	c.remember(c.record(m))
 }
 
+// retire makes a removed message a compact record at once when nothing of
+// it waits (see quiet): a late line finds the record as it would have
+// found the message, for ForgetAfter (expireRecords). Without records
+// (MaxEvicted 0) the message stays whole until the sweep forgets it.
+func (c *Source) retire(m *message) {
+	if c.cfg.MaxEvicted <= 0 || !c.quiet(m) {
+		return
+	}
+	c.drop(m.host+"\x00"+m.qid, m)
+	c.remember(c.record(m))
+}
+
+// quiet reports whether the removed message m holds nothing a sweep or a
+// later line of another message would still act on: it is released (a
+// trace of its own or a hop's), holds no event, no content filter's reply,
+// no unsettled expansion, and no content filter's record names it.
+func (c *Source) quiet(m *message) bool {
+	if !m.removed || m.tr == nil || len(m.held) > 0 || len(m.awaiting) > 0 || len(m.waiting) > 0 || m.waitFor != nil {
+		return false
+	}
+	for _, x := range m.exps {
+		if !x.settled || len(x.held) > 0 {
+			return false
+		}
+	}
+	for _, f := range c.filters {
+		if slices.Contains(f.children, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// expireRecords forgets the records of messages removed more than
+// ForgetAfter ago (log time), as the sweep forgets such a message kept
+// whole; remember calls it, so the ring grows only for records that may
+// still be needed. The ring is in the order the records came: one not done with (a
+// message not removed, or removed later) keeps those behind it until their
+// turn, or until MaxEvicted newer records push them out.
+func (c *Source) expireRecords() {
+	if c.evRing.Len() == 0 || c.cfg.ForgetAfter <= 0 || c.env.Now.IsZero() {
+		return
+	}
+	before := c.env.Now.Add(-c.cfg.ForgetAfter).UnixNano()
+	c.evRing.Expire(func(r evicted) bool { return r.flags&evRemoved != 0 && r.removedAt < before })
+}
+
 // record makes the compact record of a released message.
 func (c *Source) record(m *message) evicted {
 	tr := m.tr
@@ -163,11 +263,24 @@ func (c *Source) record(m *message) evicted {
 		more.id = tr.id
 	}
 	for rc, st := range m.rcpt {
+		if m.removed && finalStatus(st) {
+			r.done = append(r.done, rcptHash(rc))
+			continue
+		}
 		if more.rcpt == nil {
 			more.rcpt = make(map[string]mailflow.Status, len(m.rcpt))
 		}
-		more.rcpt[strings.Clone(rc)] = mailflow.Status(strings.Clone(string(st)))
+		more.rcpt[strings.Clone(rc)] = status(st)
 	}
+	for _, h := range m.done {
+		// known by their hash since an earlier record: unless a line
+		// named them again (in m.rcpt now)
+		if !slices.Contains(r.done, h) && !hashIn(more.rcpt, h) {
+			r.done = append(r.done, h)
+		}
+	}
+	slices.Sort(r.done)
+	r.done = slices.Clip(r.done)
 	for to, from := range tr.expandedFrom {
 		if more.expandedFrom == nil {
 			more.expandedFrom = make(map[string]string, len(tr.expandedFrom))
@@ -194,6 +307,16 @@ func (c *Source) record(m *message) evicted {
 	return r
 }
 
+// hashIn reports whether one of the recipients of rcpt has the rcptHash h.
+func hashIn(rcpt map[string]mailflow.Status, h uint64) bool {
+	for rc := range rcpt {
+		if rcptHash(rc) == h {
+			return true
+		}
+	}
+	return false
+}
+
 func hexLower(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
@@ -203,8 +326,12 @@ func hexLower(s string) bool {
 	return true
 }
 
-// remember keeps a record in the ring, forgetting the oldest when full.
-func (c *Source) remember(r evicted) { c.evRing.Put(r.key, r) }
+// remember keeps a record in the ring, forgetting the oldest when full,
+// and those done with (expireRecords: before the ring grows for it).
+func (c *Source) remember(r evicted) {
+	c.expireRecords()
+	c.evRing.Put(r.key, r)
+}
 
 // recall returns the record of an evicted message and forgets it there.
 func (c *Source) recall(host, qid string) (evicted, bool) {
@@ -249,6 +376,7 @@ func (c *Source) rehydrate(m *message, r evicted) {
 		tr.from = originOutside
 	}
 	tr.anyIn, tr.anyOut = r.flags&evAnyIn != 0, r.flags&evAnyOut != 0
+	m.done = r.done
 	if r.more != nil {
 		for rc, st := range r.more.rcpt {
 			m.rcpt[rc] = st

@@ -162,14 +162,14 @@ func (c *Source) settle(m *message, force bool) {
 	if len(m.exps) == 0 {
 		return
 	}
-	all := force || m.removed || (m.nrcpt > 0 && len(m.rcpt) >= m.nrcpt)
+	all := force || m.removed || (m.nrcpt > 0 && len(m.rcpt)+len(m.done) >= m.nrcpt)
 	for _, orig := range sortedKeys(m.exps) {
 		x := m.exps[orig]
 		if x.settled || !(all && (force || m.removed || !x.local)) {
 			continue
 		}
 		x.settled = true
-		if _, own := m.rcpt[orig]; own {
+		if m.hasRcpt(orig) {
 			x.ownCopy = true
 		}
 		held := x.held

@@ -69,12 +69,15 @@ type message struct {
 	removedAt   time.Time
 	submitted   bool
 	rcpt        map[string]mailflow.Status
-	verdict     map[string]bool   // a filter verdict decided this recipient
-	expanded    map[string]string // recipient -> the address it was expanded from
-	resolved    map[string]string // address -> the original recipient it stands for (a single-address alias, expand.go)
-	exps        map[string]*expansion
-	nrcpt       int  // its qmgr line's count of recipients
-	aged        bool // past Config.PendingAfter (age)
+	// done: recipients with a final status known by their rcptHash only,
+	// sorted (a removed message made whole again from its record, evict.go)
+	done     []uint64
+	verdict  map[string]bool   // a filter verdict decided this recipient
+	expanded map[string]string // recipient -> the address it was expanded from
+	resolved map[string]string // address -> the original recipient it stands for (a single-address alias, expand.go)
+	exps     map[string]*expansion
+	nrcpt    int  // its qmgr line's count of recipients
+	aged     bool // past Config.PendingAfter (age)
 
 	// a content filter's refusing reply, by recipient, held until the
 	// filter's own verdict or the link wait (filterReply)
@@ -139,6 +142,14 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 		}
 	}
 	return c.get(host, qid, t)
+}
+
+// hasRcpt reports whether m knows the recipient rc (with a status or not).
+func (m *message) hasRcpt(rc string) bool {
+	if _, ok := m.rcpt[rc]; ok {
+		return true
+	}
+	return doneRcpt(m.done, rc)
 }
 
 func newTrace(id, host string) *trace {
@@ -442,6 +453,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 		m.removed = true
 		m.removedAt = t
 		c.settle(m, true)
+		c.retire(m)
 		return true
 	case KindNotify:
 		m := c.get(host, r.QueueID, t)
@@ -522,7 +534,7 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	e.SMTPResponse = r.Response
 	if s, ok := mailflow.StatusOf(typ); ok {
 		m.rcpt[rcpt] = s
-	} else if _, seen := m.rcpt[rcpt]; !seen {
+	} else if !m.hasRcpt(rcpt) {
 		m.rcpt[rcpt] = ""
 	}
 	switch {
@@ -619,5 +631,9 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 			m.rcpt[rc] = s
 		}
 		c.add(m, e)
+	}
+	if r.QueueID == "" {
+		// refused before queueing: over (retire)
+		c.retire(m)
 	}
 }

@@ -32,15 +32,18 @@ type State struct {
 
 // EvictedState is the compact record of an evicted message.
 type EvictedState struct {
-	Key          uint64                     `json:"key"` // keyHash of host and queue id
-	TraceID      string                     `json:"traceId"`
-	Flags        uint8                      `json:"flags,omitempty"`
-	First        int64                      `json:"first"` // unix nanoseconds
-	RemovedAt    int64                      `json:"removedAt,omitempty"`
-	Recipients   map[string]mailflow.Status `json:"recipients,omitempty"`
-	ExpandedFrom map[string]string          `json:"expandedFrom,omitempty"`
-	Resolved     map[string]string          `json:"resolved,omitempty"`
-	Verdicts     []string                   `json:"verdicts,omitempty"`
+	Key        uint64                     `json:"key"` // keyHash of host and queue id
+	TraceID    string                     `json:"traceId"`
+	Flags      uint8                      `json:"flags,omitempty"`
+	First      int64                      `json:"first"` // unix nanoseconds
+	RemovedAt  int64                      `json:"removedAt,omitempty"`
+	Recipients map[string]mailflow.Status `json:"recipients,omitempty"`
+	// Done: the rcptHash of each recipient with a final status, of a
+	// removed message (not in Recipients)
+	Done         []uint64          `json:"done,omitempty"`
+	ExpandedFrom map[string]string `json:"expandedFrom,omitempty"`
+	Resolved     map[string]string `json:"resolved,omitempty"`
+	Verdicts     []string          `json:"verdicts,omitempty"`
 }
 
 // TraceState is one message (trace) in flight.
@@ -98,16 +101,19 @@ type MessageState struct {
 	Expansions  map[string]ExpansionState  `json:"expansions,omitempty"`
 	NRcpt       int                        `json:"nrcpt,omitempty"`
 	Aged        bool                       `json:"aged,omitempty"`
-	ClientName  string                     `json:"clientName,omitempty"`
-	ClientIP    string                     `json:"clientIp,omitempty"`
-	OrigIP      string                     `json:"origIp,omitempty"`
-	SASL        string                     `json:"sasl,omitempty"`
-	Loopback    bool                       `json:"loopback,omitempty"`
-	Sender      string                     `json:"sender,omitempty"`
-	SenderKnown bool                       `json:"senderKnown,omitempty"`
-	MessageID   string                     `json:"messageId,omitempty"`
-	Size        int64                      `json:"size,omitempty"`
-	Subject     string                     `json:"subject,omitempty"`
+	// Done: recipients with a final status known by their hash only (a
+	// removed message made whole again from its record)
+	Done        []uint64 `json:"done,omitempty"`
+	ClientName  string   `json:"clientName,omitempty"`
+	ClientIP    string   `json:"clientIp,omitempty"`
+	OrigIP      string   `json:"origIp,omitempty"`
+	SASL        string   `json:"sasl,omitempty"`
+	Loopback    bool     `json:"loopback,omitempty"`
+	Sender      string   `json:"sender,omitempty"`
+	SenderKnown bool     `json:"senderKnown,omitempty"`
+	MessageID   string   `json:"messageId,omitempty"`
+	Size        int64    `json:"size,omitempty"`
+	Subject     string   `json:"subject,omitempty"`
 
 	// Awaiting are a content filter's refusing replies held for its
 	// verdict (filterReply), by recipient.
@@ -174,7 +180,7 @@ func (c *Source) state() State {
 			ClientName: m.clientName, ClientIP: m.clientIP, OrigIP: m.origIP, SASL: m.sasl, Loopback: m.loopback,
 			Sender: m.sender, SenderKnown: m.senderKnown, MessageID: m.messageID, Size: m.size, Subject: m.subject,
 		}
-		ms.Resolved, ms.NRcpt, ms.Aged = m.resolved, m.nrcpt, m.aged
+		ms.Resolved, ms.NRcpt, ms.Aged, ms.Done = m.resolved, m.nrcpt, m.aged, m.done
 		for orig, x := range m.exps {
 			if ms.Expansions == nil {
 				ms.Expansions = map[string]ExpansionState{}
@@ -238,7 +244,7 @@ func (c *Source) state() State {
 func (c *Source) evictedState() []EvictedState {
 	var out []EvictedState
 	for _, r := range c.evRing.All() {
-		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt}
+		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt, Done: r.done}
 		if r.more != nil {
 			es.Recipients, es.ExpandedFrom, es.Verdicts, es.Resolved = r.more.rcpt, r.more.expandedFrom, r.more.verdicts, r.more.resolved
 		}
@@ -296,7 +302,7 @@ func (c *Source) restore(st State) error {
 		if m.rcpt == nil {
 			m.rcpt = map[string]mailflow.Status{}
 		}
-		m.resolved, m.nrcpt, m.aged = ms.Resolved, ms.NRcpt, ms.Aged
+		m.resolved, m.nrcpt, m.aged, m.done = ms.Resolved, ms.NRcpt, ms.Aged, ms.Done
 		for orig, xs := range ms.Expansions {
 			if m.exps == nil {
 				m.exps = map[string]*expansion{}
@@ -363,7 +369,7 @@ func (c *Source) restore(st State) error {
 		if c.cfg.MaxEvicted <= 0 || es.Key == 0 {
 			break
 		}
-		r := evicted{key: es.Key, flags: es.Flags, first: es.First, removedAt: es.RemovedAt}
+		r := evicted{key: es.Key, flags: es.Flags, first: es.First, removedAt: es.RemovedAt, done: es.Done}
 		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, resolved: es.Resolved, verdicts: es.Verdicts}
 		if len(es.TraceID) == 20 && hexLower(es.TraceID) {
 			_, _ = hex.Decode(r.id[:], []byte(es.TraceID))
