@@ -1,6 +1,7 @@
 package source
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
@@ -27,7 +28,7 @@ import (
 //
 // and asks the sources for a queue id (TraceID).
 type Links struct {
-	cur, old map[linkKey]Link
+	cur, old map[uint64]linkVal // by linkHash of the key
 	rotated  time.Time
 	// last: the Message-ID and trace of the latest event noted, so that a
 	// message's events (each carries its Message-ID) are indexed once
@@ -52,19 +53,115 @@ type Link struct {
 // maxLinks bounds each generation of Links.
 const maxLinks = 1 << 17
 
+// linkVal is a Link as the index keeps it: about 40 bytes with its key and
+// no pointer into the event (whose strings point into a log line: a
+// kept Message-ID would keep its whole line), nor any pointer at all for
+// a trace ID of 20 hex digits and a recipient that is the key's.
+type linkVal struct {
+	at    int64    // the event's time, unix nanoseconds
+	id    [10]byte // the trace ID, when it is 20 lower-case hex digits
+	flags uint8
+	other *linkOther // what does not fit the fields above
+}
+
+// Flags of a linkVal.
+const (
+	linkHexID   uint8 = 1 << iota // the trace ID is id
+	linkRcptKey                   // the recipient is the key's (as looked up: normalized)
+)
+
+type linkOther struct{ traceID, recipient string }
+
+// makeVal makes the linkVal of v, a link under a key whose recipient is
+// keyRcpt.
+func makeVal(v Link, keyRcpt string) linkVal {
+	var lv linkVal
+	if !v.Time.IsZero() {
+		lv.at = v.Time.UnixNano()
+	}
+	var o linkOther
+	if len(v.TraceID) == 20 && hexLower(v.TraceID) {
+		_, _ = hex.Decode(lv.id[:], []byte(v.TraceID))
+		lv.flags |= linkHexID
+	} else {
+		o.traceID = strings.Clone(v.TraceID)
+	}
+	if v.Recipient != "" {
+		if v.Recipient == keyRcpt {
+			lv.flags |= linkRcptKey
+		} else {
+			o.recipient = strings.Clone(v.Recipient)
+		}
+	}
+	if o != (linkOther{}) {
+		lv.other = &o
+	}
+	return lv
+}
+
+// link returns the Link of lv, found under a key whose recipient is
+// keyRcpt.
+func (lv linkVal) link(keyRcpt string) Link {
+	var v Link
+	if lv.at != 0 {
+		v.Time = time.Unix(0, lv.at).UTC()
+	}
+	if lv.flags&linkHexID != 0 {
+		v.TraceID = hex.EncodeToString(lv.id[:])
+	}
+	if lv.flags&linkRcptKey != 0 {
+		v.Recipient = keyRcpt
+	}
+	if lv.other != nil {
+		if lv.other.traceID != "" {
+			v.TraceID = lv.other.traceID
+		}
+		if lv.other.recipient != "" {
+			v.Recipient = lv.other.recipient
+		}
+	}
+	return v
+}
+
+func hexLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // NewLinks returns an empty index; traceID answers a queue id on a host
 // (the engine's Correlator.TraceID), recipients hands on what Recipients
 // is told (to the sources that are a RecipientTaker); either may be nil.
 func NewLinks(traceID func(host, id string) string, recipients func(host, id, messageID string, rcpts []string)) *Links {
-	return &Links{cur: map[linkKey]Link{}, old: map[linkKey]Link{}, traceID: traceID, recipients: recipients}
+	return &Links{cur: map[uint64]linkVal{}, old: map[uint64]linkVal{}, traceID: traceID, recipients: recipients}
 }
 
 // linkKey is a key of the index: a struct, so that noting an event
-// builds no string.
+// builds no string. The index keeps its linkHash.
 type linkKey struct {
 	kind uint8  // keyMsgID, keySession
 	id   string // the Message-ID (normalized) or the session id
 	rcpt string // the recipient, or ""
+}
+
+// linkHash is FNV-1a (64 bits) of a key's kind, id, a zero byte and
+// recipient: the index keeps no string of the key. Two keys of one hash (an
+// accident of 1 in 2^64 per pair, as for the sources' records of evicted
+// messages) would find the other's link.
+func linkHash(k linkKey) uint64 {
+	h := uint64(14695981039346656037)
+	h = (h ^ uint64(k.kind)) * 1099511628211
+	for i := 0; i < len(k.id); i++ {
+		h = (h ^ uint64(k.id[i])) * 1099511628211
+	}
+	h *= 1099511628211 // the zero byte
+	for i := 0; i < len(k.rcpt); i++ {
+		h = (h ^ uint64(k.rcpt[i])) * 1099511628211
+	}
+	return h
 }
 
 // Kinds of keys.
@@ -113,15 +210,18 @@ func (l *Links) put(k linkKey, v Link) {
 	if len(l.cur) >= maxLinks {
 		l.rotate(v.Time)
 	}
-	l.cur[k] = v
+	l.cur[linkHash(k)] = makeVal(v, k.rcpt)
 }
 
 func (l *Links) get(k linkKey) (Link, bool) {
-	if v, ok := l.cur[k]; ok {
-		return v, true
+	h := linkHash(k)
+	if v, ok := l.cur[h]; ok {
+		return v.link(k.rcpt), true
 	}
-	v, ok := l.old[k]
-	return v, ok
+	if v, ok := l.old[h]; ok {
+		return v.link(k.rcpt), true
+	}
+	return Link{}, false
 }
 
 // Forget drops the links older than a generation of age (the engine calls
@@ -138,7 +238,7 @@ func (l *Links) Forget(now time.Time, age time.Duration) {
 }
 
 func (l *Links) rotate(now time.Time) {
-	l.old, l.cur = l.cur, make(map[linkKey]Link, len(l.cur)/2)
+	l.old, l.cur = l.cur, make(map[uint64]linkVal, len(l.cur)/2)
 	l.rotated = now
 }
 
@@ -213,25 +313,41 @@ type linksState struct {
 	Old     []linkEntry `json:"old,omitempty"`
 }
 
+// linkEntry is a link by the hash of its key (Key), or, as a state saved
+// before the index kept hashes has it, by the key itself (Kind, ID, Rcpt).
+// RcptKey: the link's recipient is the key's, whatever it is.
 type linkEntry struct {
-	Kind uint8  `json:"k"`
-	ID   string `json:"id"`
-	Rcpt string `json:"rcpt,omitempty"`
+	Key     uint64 `json:"h,omitempty"`
+	Kind    uint8  `json:"k,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Rcpt    string `json:"rcpt,omitempty"`
+	RcptKey bool   `json:"rk,omitempty"`
 	Link
 }
 
-func entries(m map[linkKey]Link) []linkEntry {
+func entries(m map[uint64]linkVal) []linkEntry {
 	out := make([]linkEntry, 0, len(m))
 	for k, v := range m {
-		out = append(out, linkEntry{k.kind, k.id, k.rcpt, v})
+		e := linkEntry{Key: k, RcptKey: v.flags&linkRcptKey != 0}
+		e.Link = v.link("")
+		out = append(out, e)
 	}
 	return out
 }
 
-func fromEntries(es []linkEntry) map[linkKey]Link {
-	m := make(map[linkKey]Link, len(es))
+func fromEntries(es []linkEntry) map[uint64]linkVal {
+	m := make(map[uint64]linkVal, len(es))
 	for _, e := range es {
-		m[linkKey{e.Kind, e.ID, e.Rcpt}] = e.Link
+		if e.Key == 0 {
+			k := linkKey{e.Kind, e.ID, e.Rcpt}
+			m[linkHash(k)] = makeVal(e.Link, k.rcpt)
+			continue
+		}
+		v := makeVal(e.Link, "")
+		if e.RcptKey {
+			v.flags |= linkRcptKey
+		}
+		m[e.Key] = v
 	}
 	return m
 }
