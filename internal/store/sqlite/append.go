@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -309,6 +311,7 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 	byMsg := map[string][]*mailflow.Event{}
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
+	var key []byte
 	for i := range events {
 		e := events[i]
 		e.ID = e.Key()
@@ -321,7 +324,8 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
 		b := body.Bytes()
-		res, err := t.insEvent.ExecContext(sctx, e.ID, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
+		key = storedKey(key[:0], e.ID, e.Time.UnixNano())
+		res, err := t.insEvent.ExecContext(sctx, key, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
 		if err != nil {
 			return fmt.Errorf("sqlite: append: %w", err)
 		}
@@ -494,6 +498,35 @@ func (t *txStmts) storedRow(mtid, r string) (*storedRow, error) {
 		sr.state.folder.Time = fromNanos(ftime)
 	}
 	return &sr, nil
+}
+
+// storedKey appends the form an event's key is stored in (the events
+// table's UNIQUE key column, migration 00004) to dst: 8 bytes of the
+// event's time (unix ns, big-endian) so that new keys go to the end of
+// the index, a tag byte, and the key: 0 and its 16 bytes for a 32-digit
+// lower-case hex key (mailflow.Event.Key's), 1 and the key as it is else.
+func storedKey(dst []byte, key string, t int64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(t))
+	if isHexKey(key) {
+		dst = append(dst, 0)
+		dst, _ = hex.AppendDecode(dst, []byte(key)) // isHexKey: no error
+		return dst
+	}
+	dst = append(dst, 1)
+	return append(dst, key...)
+}
+
+// isHexKey reports whether key is 32 lower-case hex digits.
+func isHexKey(key string) bool {
+	if len(key) != 32 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // msgIDKey is the form message IDs are compared in.
