@@ -172,7 +172,8 @@ says the network is trusted. Prometheus metrics, /healthz and /readyz are served
 --metrics-bind-address. With --state-file, lines are kept in a write-ahead
 log (--wal-dir) until their events are stored: an HTTP POST is answered, and
 a syslog TCP connection read on, once its lines are on disk there, so a crash
-loses none of them. Run it as its own StatefulSet for PostgreSQL (the state
+loses none of them. In a container with a memory limit, the Go runtime's soft
+limit is 80% of it (unless $GOMEMLIMIT is set). Run it as its own StatefulSet for PostgreSQL (the state
 file and the log on a volume of its own); with the embedded SQLite store, use
 the manager's --ingest-* flags instead. Each mail server's lines must reach
 one ingester (see README, "Ingest").
@@ -184,6 +185,9 @@ stores their events and exits:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
+			if soft := setMemoryLimit(); soft > 0 {
+				ctrl.Log.WithName("ingest").Info("Go memory limit from the container's", "GOMEMLIMIT", soft)
+			}
 			if len(f.files) > 0 {
 				return runIngestFiles(cmd, f)
 			}
