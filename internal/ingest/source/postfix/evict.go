@@ -180,7 +180,9 @@ func (c *Source) retire(m *message) {
 	if c.cfg.MaxEvicted <= 0 || !c.quiet(m) {
 		return
 	}
-	c.drop(m.host+"\x00"+m.qid, m)
+	k := m.host + "\x00" + m.qid
+	c.drop(k, m)
+	delete(c.traceIDs, k) // TraceID finds the record
 	c.remember(c.record(m))
 }
 
