@@ -111,7 +111,7 @@ func ParseMessage(daemon, msg string) Record {
 		r.Kind = KindPickup
 		kv := parseKV(rest)
 		r.UID = kv.get("uid")
-		r.From, r.HasFrom = addr(kv, "from")
+		r.From, r.HasFrom = addr(&kv, "from")
 	case strings.HasPrefix(rest, "message-id="):
 		r.Kind = KindMessageID
 		r.MessageID = strings.TrimSpace(strings.TrimPrefix(rest, "message-id="))
@@ -122,13 +122,13 @@ func ParseMessage(daemon, msg string) Record {
 	case strings.HasPrefix(rest, "from=") && strings.Contains(rest, "status=expired"):
 		r.Kind = KindExpired
 		kv := parseKV(rest)
-		r.From, r.HasFrom = addr(kv, "from")
+		r.From, r.HasFrom = addr(&kv, "from")
 		r.Status = "expired"
 		r.Response = rest
 	case strings.HasPrefix(rest, "from=") && strings.Contains(rest, "nrcpt="):
 		r.Kind = KindQueued
 		kv := parseKV(rest)
-		r.From, r.HasFrom = addr(kv, "from")
+		r.From, r.HasFrom = addr(&kv, "from")
 		r.Size, _ = strconv.ParseInt(kv.get("size"), 10, 64)
 		r.NRcpt, _ = strconv.Atoi(kv.get("nrcpt"))
 	case strings.Contains(rest, " notification: "):
@@ -202,8 +202,8 @@ func parseAction(r *Record, rest string) {
 		text = body
 	}
 	kv := parseKV(tail)
-	r.From, r.HasFrom = addr(kv, "from")
-	r.To, _ = addr(kv, "to")
+	r.From, r.HasFrom = addr(&kv, "from")
+	r.To, _ = addr(&kv, "to")
 	// text: "STAGE from name[ip]: CODE DSN reason" or "header X: v from name[ip]"
 	if sp := strings.IndexByte(text, ' '); sp > 0 {
 		r.Stage = text[:sp]
@@ -326,8 +326,8 @@ func parseProxy(r *Record, msg string) {
 		}
 	}
 	kv := parseKV(tail)
-	r.From, r.HasFrom = addr(kv, "from")
-	r.To, _ = addr(kv, "to")
+	r.From, r.HasFrom = addr(&kv, "from")
+	r.To, _ = addr(&kv, "to")
 }
 
 func parseDelivery(r *Record, rest string) {
@@ -335,8 +335,8 @@ func parseDelivery(r *Record, rest string) {
 	si := strings.Index(rest, "status=")
 	head, st := rest[:si], rest[si+len("status="):]
 	kv := parseKV(head)
-	r.To, _ = addr(kv, "to")
-	r.OrigTo, _ = addr(kv, "orig_to")
+	r.To, _ = addr(&kv, "to")
+	r.OrigTo, _ = addr(&kv, "orig_to")
 	r.Relay = kv.get("relay")
 	r.DSN = kv.get("dsn")
 	name, ip, port := splitRelay(r.Relay)
@@ -537,25 +537,44 @@ func isPMGID(s string) bool {
 }
 
 // parseKV reads key=value pairs separated by ", " or " ". Values in angle
-// brackets may hold anything but '>'.
+// brackets may hold anything but '>'. A word that is not key=value is
+// skipped; an '=' that starts a word ends the pairs.
 func parseKV(s string) kvList {
 	var kv kvList
+	// byte loops, not strings.TrimLeft, ContainsAny and IndexAny: each of
+	// those builds its set of bytes again at every call, for every pair of
+	// every line
 	for len(s) > 0 {
-		s = strings.TrimLeft(s, " ,")
-		eq := strings.IndexByte(s, '=')
+		for len(s) > 0 && (s[0] == ' ' || s[0] == ',') {
+			s = s[1:]
+		}
+		// the key ends at the first '='; a space or comma before it ends
+		// a word that is not a pair
+		eq := -1
+		word := -1
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c == '=' {
+				eq = i
+				break
+			} else if c == ' ' || c == ',' {
+				word = i
+				break
+			}
+		}
+		if word >= 0 {
+			if strings.IndexByte(s[word:], '=') < 0 {
+				break // no pair after it
+			}
+			s = s[word:]
+			continue
+		}
 		if eq <= 0 {
 			break
 		}
 		key := s[:eq]
-		if strings.ContainsAny(key, " ,") {
-			// skip a word that is not key=value
-			sp := strings.IndexAny(s, " ,")
-			s = s[sp:]
-			continue
-		}
 		s = s[eq+1:]
 		var val string
-		if strings.HasPrefix(s, "<") {
+		if len(s) > 0 && s[0] == '<' {
 			end := strings.IndexByte(s, '>')
 			if end < 0 {
 				val, s = s, ""
@@ -563,12 +582,14 @@ func parseKV(s string) kvList {
 				val, s = s[:end+1], s[end+1:]
 			}
 		} else {
-			end := strings.IndexAny(s, " ,")
-			if end < 0 {
-				val, s = s, ""
-			} else {
-				val, s = s[:end], s[end:]
+			end := len(s)
+			for i := 0; i < len(s); i++ {
+				if s[i] == ' ' || s[i] == ',' {
+					end = i
+					break
+				}
 			}
+			val, s = s[:end], s[end:]
 		}
 		kv.add(key, val)
 	}
@@ -617,7 +638,7 @@ func (kv *kvList) add(key, val string) {
 
 // addr returns the address of kv[key] without angle brackets, and whether
 // the key was present.
-func addr(kv kvList, key string) (string, bool) {
+func addr(kv *kvList, key string) (string, bool) {
 	v, ok := kv.lookup(key)
 	if !ok {
 		return "", false
@@ -659,6 +680,12 @@ func validIP(s string) string {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return ""
+	}
+	if a.Is4() {
+		// ParseAddr takes an IPv4 address in its one form (four decimal
+		// fields, no leading zeros), which is what String writes: s
+		// itself, without a new string for every client and relay
+		return s
 	}
 	return a.Unmap().String()
 }

@@ -1,11 +1,13 @@
 package postfix
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -73,9 +75,9 @@ func TestParseMessageGrokFixtures(t *testing.T) {
 				check("relay port", strconv.Itoa(r.RelayPort), p)
 			}
 			kv := parseKV(want["postfix_keyvalue_data"])
-			to, _ := addr(kv, "to")
+			to, _ := addr(&kv, "to")
 			check("to", r.To, to)
-			if o, ok := addr(kv, "orig_to"); ok {
+			if o, ok := addr(&kv, "orig_to"); ok {
 				check("orig_to", r.OrigTo, o)
 			}
 		case KindClient:
@@ -88,10 +90,10 @@ func TestParseMessageGrokFixtures(t *testing.T) {
 				check("client ip", r.ClientIP, validIP(ip))
 			}
 			kv := parseKV(want["postfix_keyvalue_data"])
-			if to, ok := addr(kv, "to"); ok {
+			if to, ok := addr(&kv, "to"); ok {
 				check("to", r.To, to)
 			}
-			if from, ok := addr(kv, "from"); ok {
+			if from, ok := addr(&kv, "from"); ok {
 				check("from", r.From, from)
 			}
 		case KindMessageID:
@@ -100,7 +102,7 @@ func TestParseMessageGrokFixtures(t *testing.T) {
 			check("notice queue id", r.NewID, want["postfix_bounce_queueid"])
 		case KindQueued, KindPickup:
 			kv := parseKV(want["postfix_keyvalue_data"])
-			from, _ := addr(kv, "from")
+			from, _ := addr(&kv, "from")
 			check("from", r.From, from)
 		case KindUnknown:
 			// only lines with a queue id that we do not know are unknown
@@ -191,4 +193,88 @@ func TestParseAmavis(t *testing.T) {
 		len(r.Rcpts) != 2 || r.Rcpts[1] != "b@uhu-banane.net" {
 		t.Errorf("%+v", r)
 	}
+}
+
+// validIP gives the address's one written form, whatever the fast path
+// (an IPv4 address is returned as it was written): the same as
+// netip.Addr.String of the unmapped address, "" for what is not one.
+func TestValidIPIsTheCanonicalForm(t *testing.T) {
+	for _, s := range []string{
+		"192.0.2.1", "0.0.0.0", "255.255.255.255", "10.1.2.3",
+		"192.168.1.001", "256.1.1.1", "1.2.3", "1.2.3.4.5", " 1.2.3.4", "1.2.3.4 ", "01.2.3.4",
+		"::1", "IPv6:2001:db8::1", "2001:DB8:0:0:0:0:0:1", "::ffff:192.0.2.1", "IPv6:::ffff:10.0.0.1",
+		"fe80::1%eth0", "unknown", "", "IPv6:",
+	} {
+		want := ""
+		if a, err := netip.ParseAddr(strings.TrimPrefix(s, "IPv6:")); err == nil {
+			want = a.Unmap().String()
+		}
+		if got := validIP(s); got != want {
+			t.Errorf("validIP(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// parseKVStrings is parseKV as it was written with strings.TrimLeft,
+// ContainsAny and IndexAny: the byte loops must read the same pairs.
+func parseKVStrings(s string) kvList {
+	var kv kvList
+	for len(s) > 0 {
+		s = strings.TrimLeft(s, " ,")
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			break
+		}
+		key := s[:eq]
+		if strings.ContainsAny(key, " ,") {
+			sp := strings.IndexAny(s, " ,")
+			s = s[sp:]
+			continue
+		}
+		s = s[eq+1:]
+		var val string
+		if strings.HasPrefix(s, "<") {
+			end := strings.IndexByte(s, '>')
+			if end < 0 {
+				val, s = s, ""
+			} else {
+				val, s = s[:end+1], s[end+1:]
+			}
+		} else {
+			end := strings.IndexAny(s, " ,")
+			if end < 0 {
+				val, s = s, ""
+			} else {
+				val, s = s[:end], s[end:]
+			}
+		}
+		kv.add(key, val)
+	}
+	return kv
+}
+
+var kvSamples = []string{
+	"", " ", ",", "=", "=x", "a=", "a=b", "a=b, c=<d e>, f=g", "to=<a@b>, relay=mx[1.2.3.4]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, ",
+	"client=mail.example.net[192.0.2.1], sasl_method=PLAIN, sasl_username=u", "word a=b", "two words a=b c", "a=b word c=d",
+	"a=<unterminated", "a=<x>y b=c", ",,a=b,,c=d,", "a=b a=c", "x y z", "a =b", "a= b", " =b c=d", "a=b,c", "from=<>, size=1, nrcpt=2 (queue active)",
+	"k1=1 k2=2 k3=3 k4=4 k5=5 k6=6 k7=7 k8=8 k9=9 k10=10 k11=11 k12=12 k13=13 k14=14 k1=x",
+}
+
+func TestParseKVSameAsStrings(t *testing.T) {
+	for _, s := range kvSamples {
+		if got, want := parseKV(s), parseKVStrings(s); !reflect.DeepEqual(got, want) {
+			t.Errorf("parseKV(%q) = %+v, want %+v", s, got, want)
+		}
+	}
+}
+
+func FuzzParseKV(f *testing.F) {
+	for _, s := range kvSamples {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := parseKV(s), parseKVStrings(s); !reflect.DeepEqual(got, want) {
+			t.Errorf("parseKV(%q) = %+v, want %+v", s, got, want)
+		}
+	})
 }
