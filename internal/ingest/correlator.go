@@ -64,6 +64,13 @@ func NewCorrelator(cfg Config, emit func([]mailflow.Event) error) *Correlator {
 	return c
 }
 
+// EmitCopies tells the correlator that its emit function copies the
+// events it is handed and keeps nothing of the slice (the pipeline's
+// appends them to its batch): the slice is then reused for the next
+// line's events instead of being made anew for every line that emits.
+// Call it before the first line.
+func (c *Correlator) EmitCopies() { c.emitCopies = true }
+
 // Stats returns what the correlator has read so far.
 func (c *Correlator) Stats() Stats {
 	s := c.env.Stats

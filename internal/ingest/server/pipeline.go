@@ -161,7 +161,12 @@ type Pipeline struct {
 	badLog  *rateLog
 	in      chan chunk
 	batches chan batch
-	c       *ingest.Correlator
+	// spent are batches' event slices the writer is done with, cleared,
+	// for the correlator to fill again: a backfill's batches are ~10 MB
+	// each, which made anew for every batch were a third of the bytes
+	// the ingester allocated (and so of its garbage collections)
+	spent chan []mailflow.Event
+	c     *ingest.Correlator
 
 	pending      []mailflow.Event
 	pendingSince time.Time
@@ -204,6 +209,7 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		o: o, st: st, m: m, log: log, badLog: newRateLog(log, 10*time.Second),
 		in:        make(chan chunk, o.QueueChunks),
 		batches:   make(chan batch, batchQueue(o)),
+		spent:     make(chan []mailflow.Event, batchQueue(o)+1),
 		closed:    make(chan struct{}),
 		corrDone:  make(chan error, 1),
 		writeDone: make(chan struct{}),
@@ -232,18 +238,45 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 }
 
 // newCorrelator returns the pipeline's correlator: its events wait in
-// pending for the writer.
+// pending for the writer (copied there: the correlator reuses its slice).
 func (p *Pipeline) newCorrelator() *ingest.Correlator {
-	return ingest.NewCorrelator(p.o.Correlator, func(evs []mailflow.Event) error {
+	c := ingest.NewCorrelator(p.o.Correlator, func(evs []mailflow.Event) error {
 		if len(p.pending) == 0 {
 			p.pendingSince = time.Now()
 			if p.pending == nil {
-				p.pending = make([]mailflow.Event, 0, p.o.BatchSize)
+				p.pending = p.newBatch()
 			}
 		}
 		p.pending = append(p.pending, evs...)
 		return nil
 	})
+	c.EmitCopies()
+	return c
+}
+
+// newBatch returns an empty slice for the next batch's events: one the
+// writer is done with, else a new one of BatchSize.
+func (p *Pipeline) newBatch() []mailflow.Event {
+	select {
+	case evs := <-p.spent:
+		return evs
+	default:
+		return make([]mailflow.Event, 0, p.o.BatchSize)
+	}
+}
+
+// recycle hands a stored batch's slice back to the correlator (the store
+// keeps nothing of it once Append has returned), cleared so that it holds
+// on to none of the events' strings.
+func (p *Pipeline) recycle(evs []mailflow.Event) {
+	if cap(evs) > 4*p.o.BatchSize {
+		return // an outsized one (a Flush's, say) is not kept
+	}
+	clear(evs)
+	select {
+	case p.spent <- evs[:0]:
+	default:
+	}
 }
 
 // restore reads the state file into the correlator and returns the
@@ -676,6 +709,7 @@ func (p *Pipeline) write() {
 		var err error
 		if len(b.events) > 0 {
 			err = p.appendRetry(b.events)
+			p.recycle(b.events)
 		}
 		for _, d := range b.done {
 			d <- err
