@@ -36,15 +36,22 @@ import (
 //     folder (of the latest Save, migration 00005) changed;
 //     one DELETE for the placeholders that recipients replace;
 //   - COPY of the new messages, the new events and the new rows straight
-//     into their tables (no staging, no ON CONFLICT: what is new was
-//     decided under the messages' locks; a concurrent first insert of the
-//     same message fails with a unique violation and the append runs again).
+//     into their tables, events and rows into their day's partition (no
+//     staging, no ON CONFLICT: what is new was decided under the messages'
+//     locks; a concurrent first insert of the same message fails with a
+//     unique violation and the append runs again);
+//   - one call of mt_rollup_apply with the new rows' rollup delta, folded
+//     in Go.
 //
 // Every row that changes is written once per append (twice only when a
 // stored message's attributes change and one of its recipients' status
 // too), and nothing of a message that the batch does not touch is read or
-// written. The rollups' statement triggers (migration 00003) see each of
-// these statements' rows, COPY included.
+// written. The rollups' statement triggers (migration 00003) see the rows
+// of the UPDATEs and DELETEs, which go through the parent table; the COPYs
+// into partitions fire none (a statement trigger of a partitioned table
+// fires for statements on it only), so Append adds their delta itself:
+// the trigger's transition table would have held a copy of every new row,
+// and its plpgsql grouped them again.
 
 // stagedEvent is a validated event of a batch. Its JSON body is made as
 // COPY sends it, so that a batch holds no second copy of its events.
@@ -696,17 +703,113 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch) error {
 			return err
 		}
 	}
-	if len(p.events) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventCols, &eventSource{b: b, p: p}); err != nil {
+	// Events and rows are copied straight into their day's partition: no
+	// routing of each row through the parent, and no statement trigger of
+	// the parent's (its transition table would hold a copy of every new
+	// row): the new rows' rollup delta is folded here instead, and added
+	// in one statement.
+	days, groups := dayGroups(len(p.events), func(i int) int64 { return dayOf(p.received[i]) })
+	for k, d := range days {
+		src := &eventSource{b: b, events: p.events, received: p.received}
+		if groups != nil {
+			src.events, src.received = make([]int32, len(groups[k])), make([]int64, len(groups[k]))
+			for j, i := range groups[k] {
+				src.events[j], src.received[j] = p.events[i], p.received[i]
+			}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{partName("events", d)}, eventCols, src); err != nil {
 			return err
 		}
 	}
 	if len(p.rows) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rows"}, rowInsertCols, &rowSource{p: p}); err != nil {
+		days, groups := dayGroups(len(p.rows), func(i int) int64 { return dayOf(p.rows[i].m.received()) })
+		for k, d := range days {
+			src := &rowSource{rows: p.rows}
+			if groups != nil {
+				src.rows = make([]newRow, len(groups[k]))
+				for j, i := range groups[k] {
+					src.rows[j] = p.rows[i]
+				}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{partName("rows", d)}, rowInsertCols, src); err != nil {
+				return err
+			}
+		}
+		d := rollupDelta(p.rows)
+		if _, err := tx.Exec(ctx, rollupApplySQL, d.hour, d.sd, d.rd, d.st, d.dir, d.n); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rollupApplySQL adds a delta to the rollups (migration 00003's function,
+// which the rows' statement triggers call for every other statement).
+const rollupApplySQL = `SELECT mt_rollup_apply($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])`
+
+// hourNS is the rollups' hour, as mt_rollup_rows computes it (received -
+// received % hour: Go's % truncates as PostgreSQL's does).
+const hourNS = int64(time.Hour)
+
+// rollupKey is a rollup_domains key (rollup_status's is part of it).
+type rollupKey struct {
+	hour       int64
+	sd, rd, st string
+	dir        string
+}
+
+// rollupDeltaArrays is a rollup delta as mt_rollup_apply takes it.
+type rollupDeltaArrays struct {
+	hour       []int64
+	sd, rd, st []string
+	dir        []string
+	n          []int64
+}
+
+// rollupDelta is what inserting rows adds to the rollups: one count per
+// key, with the values rowSource copies.
+func rollupDelta(rows []newRow) rollupDeltaArrays {
+	counts := map[rollupKey]int64{}
+	for i := range rows {
+		r := &rows[i]
+		rcv := r.m.received()
+		counts[rollupKey{hour: rcv - rcv%hourNS, sd: domainOf(r.m.sender), rd: domainOf(r.rcpt),
+			st: r.r.o.status(), dir: r.m.direction}]++
+	}
+	var d rollupDeltaArrays
+	for k, n := range counts {
+		d.hour, d.sd, d.rd, d.st, d.dir = append(d.hour, k.hour), append(d.sd, k.sd), append(d.rd, k.rd), append(d.st, k.st), append(d.dir, k.dir)
+		d.n = append(d.n, n)
+	}
+	return d
+}
+
+// dayGroups splits the n elements of a sequence (day(i) the day of the
+// i-th) by day, in day order, each group in the sequence's order: the
+// elements' indexes, nil when all are of one day (nearly always; a batch
+// across midnight has two).
+func dayGroups(n int, day func(i int) int64) (days []int64, groups [][]int) {
+	if n == 0 {
+		return nil, nil
+	}
+	d0 := day(0)
+	i := 1
+	for i < n && day(i) == d0 {
+		i++
+	}
+	if i == n {
+		return []int64{d0}, nil
+	}
+	by := map[int64][]int{}
+	for i := range n {
+		d := day(i)
+		by[d] = append(by[d], i)
+	}
+	days = slices.Sorted(maps.Keys(by))
+	for _, d := range days {
+		groups = append(groups, by[d])
+	}
+	return days, groups
 }
 
 // buildPlan folds the batch's new events into what the store holds.
@@ -886,37 +989,38 @@ func (s *messageSource) Values() ([]any, error) {
 }
 
 type eventSource struct {
-	b    *appendBatch
-	p    *plan
-	i    int
-	vals [6]any
-	buf  []byte
+	b        *appendBatch
+	events   []int32 // indexes into b.evs
+	received []int64 // the received time of each of events
+	i        int
+	vals     [6]any
+	buf      []byte
 }
 
-func (s *eventSource) Next() bool { s.i++; return s.i <= len(s.p.events) }
+func (s *eventSource) Next() bool { s.i++; return s.i <= len(s.events) }
 func (s *eventSource) Err() error { return nil }
 func (s *eventSource) Values() ([]any, error) {
-	e := &s.b.evs[s.p.events[s.i-1]]
+	e := &s.b.evs[s.events[s.i-1]]
 	// the encoder copies the value into its buffer before the next call
 	body, err := e.body(s.buf)
 	if err != nil {
 		return nil, err
 	}
 	s.buf = body
-	s.vals = [6]any{s.p.received[s.i-1], e.e.MessageTraceID, e.key, e.rcpt, e.t, body}
+	s.vals = [6]any{s.received[s.i-1], e.e.MessageTraceID, e.key, e.rcpt, e.t, body}
 	return s.vals[:], nil
 }
 
 type rowSource struct {
-	p    *plan
+	rows []newRow
 	i    int
 	vals [24]any
 }
 
-func (s *rowSource) Next() bool { s.i++; return s.i <= len(s.p.rows) }
+func (s *rowSource) Next() bool { s.i++; return s.i <= len(s.rows) }
 func (s *rowSource) Err() error { return nil }
 func (s *rowSource) Values() ([]any, error) {
-	r := &s.p.rows[s.i-1]
+	r := &s.rows[s.i-1]
 	m := r.m
 	s.vals = [24]any{m.received(), r.id, r.rcpt, domainOf(r.rcpt), m.sender, domainOf(m.sender),
 		m.subject, strings.ToLower(m.subject), m.messageID, strings.ToLower(mailflow.NormalizeMessageID(m.messageID)),
