@@ -86,8 +86,8 @@ func (l *LRU[T]) Over(n, max int) *T {
 type Ring[K comparable, V any] struct {
 	max int
 	// slots is a circular buffer: n places from head, oldest first, some
-	// empty (taken); it grows to max, and shrinks when Expire leaves it
-	// mostly empty
+	// empty (taken); it grows to max by a quarter at a time, and shrinks
+	// when Expire leaves it mostly empty
 	slots   []ringSlot[K, V]
 	head, n int
 	idx     map[K]int32 // key -> its slot
@@ -121,7 +121,9 @@ func (r *Ring[K, V]) Put(k K, v V) {
 	}
 	if r.n == len(r.slots) {
 		if len(r.slots) < r.max {
-			r.resize(min(r.max, max(minRing, 2*len(r.slots))))
+			// by a quarter: a ring that holds ForgetAfter's worth of
+			// records is near that, not up to twice it
+			r.resize(min(r.max, max(minRing, len(r.slots)+len(r.slots)/4)))
 		} else {
 			r.popOldest()
 		}
