@@ -28,7 +28,7 @@ import (
 //
 // and asks the sources for a queue id (TraceID).
 type Links struct {
-	cur, old map[uint64]linkVal // by linkHash of the key
+	cur, old linkGen
 	rotated  time.Time
 	// last: the Message-ID and trace of the latest event noted, so that a
 	// message's events (each carries its Message-ID) are indexed once
@@ -53,28 +53,64 @@ type Link struct {
 // maxLinks bounds each generation of Links.
 const maxLinks = 1 << 17
 
-// linkVal is a Link as the index keeps it: about 40 bytes with its key and
-// no pointer into the event (whose strings point into a log line: a
-// kept Message-ID would keep its whole line), nor any pointer at all for
-// a trace ID of 20 hex digits and a recipient that is the key's.
+// linkGen is a generation of the index: links by the linkHash of their
+// key, and beside them what does not fit a linkVal.
+type linkGen struct {
+	vals  map[uint64]linkVal
+	other map[uint64]linkOther // of the vals flagged linkHasOther
+}
+
+func newLinkGen(n int) linkGen {
+	return linkGen{vals: make(map[uint64]linkVal, n), other: map[uint64]linkOther{}}
+}
+
+func (g linkGen) put(h uint64, lv linkVal, o *linkOther) {
+	g.vals[h] = lv
+	if o != nil {
+		g.other[h] = *o
+	} else if len(g.other) > 0 {
+		delete(g.other, h)
+	}
+}
+
+func (g linkGen) get(h uint64, keyRcpt string) (Link, bool) {
+	lv, ok := g.vals[h]
+	if !ok {
+		return Link{}, false
+	}
+	var o *linkOther
+	if lv.flags&linkHasOther != 0 {
+		x := g.other[h]
+		o = &x
+	}
+	return lv.link(keyRcpt, o), true
+}
+
+// linkVal is a Link as the index keeps it: 32 bytes with its key in the
+// map, and no pointer: none into the event (whose strings point into a
+// log line: a kept Message-ID would keep its whole line), none at all for
+// a trace ID of 20 hex digits and a recipient that is the key's, the
+// usual link; the others' strings are copies, in the generation's other.
 type linkVal struct {
 	at    int64    // the event's time, unix nanoseconds
 	id    [10]byte // the trace ID, when it is 20 lower-case hex digits
 	flags uint8
-	other *linkOther // what does not fit the fields above
 }
 
 // Flags of a linkVal.
 const (
-	linkHexID   uint8 = 1 << iota // the trace ID is id
-	linkRcptKey                   // the recipient is the key's (as looked up: normalized)
+	linkHexID    uint8 = 1 << iota // the trace ID is id
+	linkRcptKey                    // the recipient is the key's (as looked up: normalized)
+	linkHasOther                   // the generation's other holds the rest
 )
 
+// linkOther is what does not fit a linkVal: a trace ID of another shape,
+// a recipient that is not the key's.
 type linkOther struct{ traceID, recipient string }
 
 // makeVal makes the linkVal of v, a link under a key whose recipient is
-// keyRcpt.
-func makeVal(v Link, keyRcpt string) linkVal {
+// keyRcpt, and what does not fit it (nil: nothing).
+func makeVal(v Link, keyRcpt string) (linkVal, *linkOther) {
 	var lv linkVal
 	if !v.Time.IsZero() {
 		lv.at = v.Time.UnixNano()
@@ -93,15 +129,16 @@ func makeVal(v Link, keyRcpt string) linkVal {
 			o.recipient = strings.Clone(v.Recipient)
 		}
 	}
-	if o != (linkOther{}) {
-		lv.other = &o
+	if o == (linkOther{}) {
+		return lv, nil
 	}
-	return lv
+	lv.flags |= linkHasOther
+	return lv, &o
 }
 
-// link returns the Link of lv, found under a key whose recipient is
-// keyRcpt.
-func (lv linkVal) link(keyRcpt string) Link {
+// link returns the Link of lv (and o, what did not fit it), found under a
+// key whose recipient is keyRcpt.
+func (lv linkVal) link(keyRcpt string, o *linkOther) Link {
 	var v Link
 	if lv.at != 0 {
 		v.Time = time.Unix(0, lv.at).UTC()
@@ -112,12 +149,12 @@ func (lv linkVal) link(keyRcpt string) Link {
 	if lv.flags&linkRcptKey != 0 {
 		v.Recipient = keyRcpt
 	}
-	if lv.other != nil {
-		if lv.other.traceID != "" {
-			v.TraceID = lv.other.traceID
+	if o != nil {
+		if o.traceID != "" {
+			v.TraceID = o.traceID
 		}
-		if lv.other.recipient != "" {
-			v.Recipient = lv.other.recipient
+		if o.recipient != "" {
+			v.Recipient = o.recipient
 		}
 	}
 	return v
@@ -136,7 +173,7 @@ func hexLower(s string) bool {
 // (the engine's Correlator.TraceID), recipients hands on what Recipients
 // is told (to the sources that are a RecipientTaker); either may be nil.
 func NewLinks(traceID func(host, id string) string, recipients func(host, id, messageID string, rcpts []string)) *Links {
-	return &Links{cur: map[uint64]linkVal{}, old: map[uint64]linkVal{}, traceID: traceID, recipients: recipients}
+	return &Links{cur: newLinkGen(0), old: newLinkGen(0), traceID: traceID, recipients: recipients}
 }
 
 // linkKey is a key of the index: a struct, so that noting an event
@@ -207,21 +244,19 @@ func (l *Links) Noted() bool {
 }
 
 func (l *Links) put(k linkKey, v Link) {
-	if len(l.cur) >= maxLinks {
+	if len(l.cur.vals) >= maxLinks {
 		l.rotate(v.Time)
 	}
-	l.cur[linkHash(k)] = makeVal(v, k.rcpt)
+	lv, o := makeVal(v, k.rcpt)
+	l.cur.put(linkHash(k), lv, o)
 }
 
 func (l *Links) get(k linkKey) (Link, bool) {
 	h := linkHash(k)
-	if v, ok := l.cur[h]; ok {
-		return v.link(k.rcpt), true
+	if v, ok := l.cur.get(h, k.rcpt); ok {
+		return v, true
 	}
-	if v, ok := l.old[h]; ok {
-		return v.link(k.rcpt), true
-	}
-	return Link{}, false
+	return l.old.get(h, k.rcpt)
 }
 
 // Forget drops the links older than a generation of age (the engine calls
@@ -238,7 +273,7 @@ func (l *Links) Forget(now time.Time, age time.Duration) {
 }
 
 func (l *Links) rotate(now time.Time) {
-	l.old, l.cur = l.cur, make(map[uint64]linkVal, len(l.cur)/2)
+	l.old, l.cur = l.cur, newLinkGen(len(l.cur.vals)/2)
 	l.rotated = now
 }
 
@@ -325,31 +360,32 @@ type linkEntry struct {
 	Link
 }
 
-func entries(m map[uint64]linkVal) []linkEntry {
-	out := make([]linkEntry, 0, len(m))
-	for k, v := range m {
+func entries(g linkGen) []linkEntry {
+	out := make([]linkEntry, 0, len(g.vals))
+	for k, v := range g.vals {
 		e := linkEntry{Key: k, RcptKey: v.flags&linkRcptKey != 0}
-		e.Link = v.link("")
+		e.Link, _ = g.get(k, "")
 		out = append(out, e)
 	}
 	return out
 }
 
-func fromEntries(es []linkEntry) map[uint64]linkVal {
-	m := make(map[uint64]linkVal, len(es))
+func fromEntries(es []linkEntry) linkGen {
+	g := newLinkGen(len(es))
 	for _, e := range es {
 		if e.Key == 0 {
 			k := linkKey{e.Kind, e.ID, e.Rcpt}
-			m[linkHash(k)] = makeVal(e.Link, k.rcpt)
+			lv, o := makeVal(e.Link, k.rcpt)
+			g.put(linkHash(k), lv, o)
 			continue
 		}
-		v := makeVal(e.Link, "")
+		lv, o := makeVal(e.Link, "")
 		if e.RcptKey {
-			v.flags |= linkRcptKey
+			lv.flags |= linkRcptKey
 		}
-		m[e.Key] = v
+		g.put(e.Key, lv, o)
 	}
-	return m
+	return g
 }
 
 // MarshalJSON saves the index (part of the engine's state).

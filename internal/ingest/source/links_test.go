@@ -86,11 +86,11 @@ func TestLinkVal(t *testing.T) {
 		{"no time", Link{TraceID: "0123456789abcdef0123"}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := makeVal(tc.link, tc.keyRcpt)
-			if (v.other == nil) != tc.noPointer {
-				t.Errorf("other = %+v", v.other)
+			v, o := makeVal(tc.link, tc.keyRcpt)
+			if (o == nil) != tc.noPointer || (v.flags&linkHasOther != 0) != (o != nil) {
+				t.Errorf("other = %+v, flags %b", o, v.flags)
 			}
-			if got := v.link(tc.keyRcpt); got != tc.link {
+			if got := v.link(tc.keyRcpt, o); got != tc.link {
 				t.Errorf("link = %+v, want %+v", got, tc.link)
 			}
 		})
@@ -111,5 +111,27 @@ func TestLinksRestoreKeyedState(t *testing.T) {
 	}
 	if v, ok := l.Session("Y6a3EvpUt2l+eyIAYRBqSw", ""); !ok || v != (Link{TraceID: "t2", Recipient: "eve@example.com", Time: at.Add(-time.Hour)}) {
 		t.Errorf("session: %+v, %v", v, ok)
+	}
+}
+
+// A key noted again takes the latest link, whether or not either fits a
+// linkVal alone.
+func TestLinksNotedAgain(t *testing.T) {
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	for _, ids := range [][2]string{
+		{"0123456789abcdef0123", "exim-1"},
+		{"exim-1", "0123456789abcdef0123"},
+		{"exim-1", "exim-2"},
+	} {
+		l := NewLinks(nil, nil)
+		for i, id := range ids {
+			l.Note(&mailflow.Event{Type: mailflow.EventReceive, MessageTraceID: id, MessageID: "<a@x>", Time: at.Add(time.Duration(i) * time.Second)})
+		}
+		if v, ok := l.MessageID("a@x", ""); !ok || v.TraceID != ids[1] || !v.Time.Equal(at.Add(time.Second)) {
+			t.Errorf("%v: %+v, %v", ids, v, ok)
+		}
+		if len(l.cur.other) > 1 || (len(l.cur.other) == 1) != (ids[1] == "exim-1" || ids[1] == "exim-2") {
+			t.Errorf("%v: other %v", ids, l.cur.other)
+		}
 	}
 }
