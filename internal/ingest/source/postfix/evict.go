@@ -36,9 +36,8 @@ import (
 
 // evicted is the compact record of an evicted message: no pointer but
 // done and more, which are nil for a message that had no recipient yet.
-// The records are in a source.Ring by key.
+// The records are in a source.Ring by the keyHash of host and queue id.
 type evicted struct {
-	key       uint64   // keyHash of host and queue id
 	id        [10]byte // the trace ID, when it is 20 hex digits (digest's)
 	flags     uint8
 	first     int64 // unix nanoseconds
@@ -169,7 +168,7 @@ func (c *Source) evict(m *message) {
 	if c.cfg.MaxEvicted <= 0 {
 		return
 	}
-	c.remember(c.record(m))
+	c.remember(keyHash(m.host, m.qid), c.record(m))
 }
 
 // retire makes a removed message a compact record at once when nothing of
@@ -183,7 +182,7 @@ func (c *Source) retire(m *message) {
 	k := m.host + "\x00" + m.qid
 	c.drop(k, m)
 	delete(c.traceIDs, k) // TraceID finds the record
-	c.remember(c.record(m))
+	c.remember(keyHash(m.host, m.qid), c.record(m))
 }
 
 // quiet reports whether the removed message m holds nothing a sweep or a
@@ -224,7 +223,7 @@ func (c *Source) expireRecords() {
 // record makes the compact record of a released message.
 func (c *Source) record(m *message) evicted {
 	tr := m.tr
-	r := evicted{key: keyHash(m.host, m.qid), first: m.first.UnixNano()}
+	r := evicted{first: m.first.UnixNano()}
 	if m.removed {
 		r.flags |= evRemoved
 		r.removedAt = m.removedAt.UnixNano()
@@ -330,9 +329,9 @@ func hexLower(s string) bool {
 
 // remember keeps a record in the ring, forgetting the oldest when full,
 // and those done with (expireRecords: before the ring grows for it).
-func (c *Source) remember(r evicted) {
+func (c *Source) remember(key uint64, r evicted) {
 	c.expireRecords()
-	c.evRing.Put(r.key, r)
+	c.evRing.Put(key, r)
 }
 
 // recall returns the record of an evicted message and forgets it there.

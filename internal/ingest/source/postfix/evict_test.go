@@ -12,7 +12,7 @@ import (
 // the oldest is forgotten when the ring is full.
 func TestEvictedRing(t *testing.T) {
 	rec := func(i int) evicted {
-		r := evicted{key: keyHash("h", fmt.Sprint(i)), first: int64(i)}
+		r := evicted{first: int64(i)}
 		r.id[0] = byte(i)
 		return r
 	}
@@ -32,7 +32,7 @@ func TestEvictedRing(t *testing.T) {
 			c := New(source.Config{MaxInFlight: 1, MaxEvicted: 3}, &source.Env{}).(*Source)
 			for _, op := range tc.ops {
 				if op > 0 {
-					c.remember(rec(op))
+					c.remember(keyHash("h", fmt.Sprint(op)), rec(op))
 				} else if _, ok := c.recall("h", fmt.Sprint(-op)); !ok {
 					t.Fatalf("recall %d: not found", -op)
 				}
@@ -64,7 +64,7 @@ func TestEvictedTraceID(t *testing.T) {
 	for _, id := range []string{"0123456789abcdef0123", "not-a-digest", "0123456789ABCDEF0123"} {
 		c := New(source.Config{MaxInFlight: 1, MaxEvicted: 3}, &source.Env{}).(*Source)
 		m := &message{host: "h", qid: "ABCDE", tr: newTrace(id, "h")}
-		c.remember(c.record(m))
+		c.remember(keyHash("h", "ABCDE"), c.record(m))
 		if r := c.peekEvicted("h", "ABCDE"); r == nil || r.traceID() != id {
 			t.Errorf("%q: %+v", id, r)
 		}

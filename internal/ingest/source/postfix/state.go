@@ -243,8 +243,8 @@ func (c *Source) state() State {
 // evictedState returns the compact records, oldest first.
 func (c *Source) evictedState() []EvictedState {
 	var out []EvictedState
-	for _, r := range c.evRing.All() {
-		es := EvictedState{Key: r.key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt, Done: r.done}
+	for key, r := range c.evRing.All() {
+		es := EvictedState{Key: key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt, Done: r.done}
 		if r.more != nil {
 			es.Recipients, es.ExpandedFrom, es.Verdicts, es.Resolved = r.more.rcpt, r.more.expandedFrom, r.more.verdicts, r.more.resolved
 		}
@@ -369,7 +369,7 @@ func (c *Source) restore(st State) error {
 		if c.cfg.MaxEvicted <= 0 || es.Key == 0 {
 			break
 		}
-		r := evicted{key: es.Key, flags: es.Flags, first: es.First, removedAt: es.RemovedAt, done: es.Done}
+		r := evicted{flags: es.Flags, first: es.First, removedAt: es.RemovedAt, done: es.Done}
 		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, resolved: es.Resolved, verdicts: es.Verdicts}
 		if len(es.TraceID) == 20 && hexLower(es.TraceID) {
 			_, _ = hex.Decode(r.id[:], []byte(es.TraceID))
@@ -379,7 +379,7 @@ func (c *Source) restore(st State) error {
 		if more.id != "" || more.rcpt != nil || more.expandedFrom != nil || more.resolved != nil || more.verdicts != nil {
 			r.more = &more
 		}
-		c.remember(r)
+		c.remember(es.Key, r)
 	}
 	return nil
 }
