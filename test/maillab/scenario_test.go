@@ -616,6 +616,7 @@ func waitStatus(t *testing.T, l *maillab.Lab, messageID, rcpt string, status mai
 		}
 		select {
 		case <-ctx.Done():
+			l.DumpGoroutines(fmt.Sprintf("waitStatus: the row of %s for %s did not become %s within a minute", messageID, rcpt, status))
 			t.Fatalf("the row of %s for %s did not become %s within a minute (rows %+v, error %v)", messageID, rcpt, status, rows, err)
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -124,6 +124,7 @@ func (l *Lab) startIngester(dsn string, certs certFiles) error {
 		outMu.Lock()
 		if f, err := os.OpenFile(l.LogFile("ingest.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
 			_, _ = f.Write(out.Bytes())
+			fmt.Fprintf(f, "--- mailtrace ingest returned at %s: %v\n", time.Now().UTC().Format(time.RFC3339Nano), exitErr)
 			f.Close()
 		}
 		outMu.Unlock()
@@ -135,6 +136,7 @@ func (l *Lab) startIngester(dsn string, certs certFiles) error {
 		select {
 		case <-p.exited:
 		case <-time.After(30 * time.Second):
+			l.DumpGoroutines("mailtrace ingest did not stop within 30s of its context's end")
 		}
 	}
 	l.mu.Unlock()

@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -357,6 +358,20 @@ func (l *Lab) path(p ...string) string { return filepath.Join(append([]string{l.
 // LogFile returns the path of one of the lab's logs: "maillog" (Postfix),
 // "dovecot.log", "rspamd.log", "rsyslog.log", "ingest.log".
 func (l *Lab) LogFile(name string) string { return l.path("log", name) }
+
+// DumpGoroutines writes the stacks of every goroutine of the test process
+// (the lab's ingester runs in it) to log/goroutines-<time>.txt, headed by
+// why: what a hung ingester was doing.
+func (l *Lab) DumpGoroutines(why string) {
+	name := l.LogFile("goroutines-" + time.Now().UTC().Format("150405.000") + ".txt")
+	f, err := os.Create(name)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s\n\n", why)
+	_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+}
 
 // Logs returns the tail of every log of the lab, for a failure message.
 func (l *Lab) Logs() string {
