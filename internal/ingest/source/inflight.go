@@ -145,11 +145,15 @@ func (r *Ring[K, V]) popOldest() {
 }
 
 // resize moves the places to slots of size (at least n), oldest first,
-// and indexes them anew (a map never gives its memory back; a new one
-// does).
+// and indexes them anew: in the same map when the ring grows (a new one
+// beside it would double the index for a moment), in a new one when it
+// shrinks (a map never gives its memory back).
 func (r *Ring[K, V]) resize(size int) {
 	slots := make([]ringSlot[K, V], size)
-	idx := make(map[K]int32, len(r.idx))
+	idx := r.idx
+	if size < len(r.slots) {
+		idx = make(map[K]int32, len(r.idx))
+	}
 	j := 0
 	for k := range r.n {
 		s := r.slots[(r.head+k)%len(r.slots)]
