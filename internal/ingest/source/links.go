@@ -1,10 +1,14 @@
 package source
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/dchest/siphash"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
@@ -38,6 +42,11 @@ type Links struct {
 	traceID    func(host, id string) string
 	recipients func(host, id, messageID string, rcpts []string)
 	notes      int // events noted since the last Waiter call
+	// seed keys linkHash: drawn at random for a new index and saved with
+	// its state, so that a sender cannot craft a Message-ID whose key
+	// collides with another message's
+	seed [2]uint64
+	buf  []byte // linkHash's input, reused
 }
 
 // Link is a trace found for a key.
@@ -173,7 +182,14 @@ func hexLower(s string) bool {
 // (the engine's Correlator.TraceID), recipients hands on what Recipients
 // is told (to the sources that are a RecipientTaker); either may be nil.
 func NewLinks(traceID func(host, id string) string, recipients func(host, id, messageID string, rcpts []string)) *Links {
-	return &Links{cur: newLinkGen(0), old: newLinkGen(0), traceID: traceID, recipients: recipients}
+	return &Links{cur: newLinkGen(0), old: newLinkGen(0), traceID: traceID, recipients: recipients, seed: newSeed()}
+}
+
+// newSeed draws a key for linkHash.
+func newSeed() [2]uint64 {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail (Go 1.24+)
+	return [2]uint64{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}
 }
 
 // linkKey is a key of the index: a struct, so that noting an event
@@ -184,21 +200,20 @@ type linkKey struct {
 	rcpt string // the recipient, or ""
 }
 
-// linkHash is FNV-1a (64 bits) of a key's kind, id, a zero byte and
-// recipient: the index keeps no string of the key. Two keys of one hash (an
-// accident of 1 in 2^64 per pair, as for the sources' records of evicted
-// messages) would find the other's link.
-func linkHash(k linkKey) uint64 {
-	h := uint64(14695981039346656037)
-	h = (h ^ uint64(k.kind)) * 1099511628211
-	for i := 0; i < len(k.id); i++ {
-		h = (h ^ uint64(k.id[i])) * 1099511628211
-	}
-	h *= 1099511628211 // the zero byte
-	for i := 0; i < len(k.rcpt); i++ {
-		h = (h ^ uint64(k.rcpt[i])) * 1099511628211
-	}
-	return h
+// linkHash is SipHash-2-4, keyed by the index's seed, of a key's kind,
+// id, a zero byte and recipient: the index keeps no string of the key. A
+// Message-ID and a recipient are the sender's to choose, and a plain hash
+// (FNV) lets one craft a key that collides with another message's, whose
+// trace the crafted message's lines would then join; SipHash is the keyed
+// hash made against that (hash flooding), and with a secret seed two keys
+// of one hash stay an accident of 1 in 2^64 per pair.
+func (l *Links) linkHash(k linkKey) uint64 {
+	b := append(l.buf[:0], k.kind)
+	b = append(b, k.id...)
+	b = append(b, 0)
+	b = append(b, k.rcpt...)
+	l.buf = b
+	return siphash.Hash(l.seed[0], l.seed[1], b)
 }
 
 // Kinds of keys.
@@ -248,11 +263,11 @@ func (l *Links) put(k linkKey, v Link) {
 		l.rotate(v.Time)
 	}
 	lv, o := makeVal(v, k.rcpt)
-	l.cur.put(linkHash(k), lv, o)
+	l.cur.put(l.linkHash(k), lv, o)
 }
 
 func (l *Links) get(k linkKey) (Link, bool) {
-	h := linkHash(k)
+	h := l.linkHash(k)
 	if v, ok := l.cur.get(h, k.rcpt); ok {
 		return v, true
 	}
@@ -343,6 +358,8 @@ func LMTPSession(reply string) string {
 
 // linksState is Links as JSON: its two generations as lists.
 type linksState struct {
+	// Seed: the key of the hashes of Cur's and Old's entries
+	Seed    *[2]uint64  `json:"seed,omitempty"`
 	Rotated time.Time   `json:"rotated,omitzero"`
 	Cur     []linkEntry `json:"cur,omitempty"`
 	Old     []linkEntry `json:"old,omitempty"`
@@ -370,13 +387,19 @@ func entries(g linkGen) []linkEntry {
 	return out
 }
 
-func fromEntries(es []linkEntry) linkGen {
+// fromEntries makes a generation of es, whose hashes are keyed by
+// l.seed (hashed is false when the state had no seed: its hashes were
+// not keyed, and only entries saved by their key are kept).
+func (l *Links) fromEntries(es []linkEntry, hashed bool) linkGen {
 	g := newLinkGen(len(es))
 	for _, e := range es {
 		if e.Key == 0 {
 			k := linkKey{e.Kind, e.ID, e.Rcpt}
 			lv, o := makeVal(e.Link, k.rcpt)
-			g.put(linkHash(k), lv, o)
+			g.put(l.linkHash(k), lv, o)
+			continue
+		}
+		if !hashed {
 			continue
 		}
 		lv, o := makeVal(e.Link, "")
@@ -390,7 +413,7 @@ func fromEntries(es []linkEntry) linkGen {
 
 // MarshalJSON saves the index (part of the engine's state).
 func (l *Links) MarshalJSON() ([]byte, error) {
-	return json.Marshal(linksState{Rotated: l.rotated, Cur: entries(l.cur), Old: entries(l.old)})
+	return json.Marshal(linksState{Seed: &l.seed, Rotated: l.rotated, Cur: entries(l.cur), Old: entries(l.old)})
 }
 
 // UnmarshalJSON restores an index saved by MarshalJSON.
@@ -399,7 +422,13 @@ func (l *Links) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	l.rotated, l.cur, l.old = s.Rotated, fromEntries(s.Cur), fromEntries(s.Old)
+	if s.Seed != nil {
+		l.seed = *s.Seed
+	} else if l.seed == ([2]uint64{}) {
+		l.seed = newSeed()
+	}
+	l.rotated = s.Rotated
+	l.cur, l.old = l.fromEntries(s.Cur, s.Seed != nil), l.fromEntries(s.Old, s.Seed != nil)
 	return nil
 }
 

@@ -135,3 +135,42 @@ func TestLinksNotedAgain(t *testing.T) {
 		}
 	}
 }
+
+// The index's hash is keyed by a seed of its own (a sender cannot aim a
+// Message-ID at another message's key without it), and the seed is saved
+// with the state, so that a restored index finds its links.
+func TestLinksHashIsKeyed(t *testing.T) {
+	k := linkKey{keyMsgID, "a@x", "bob@example.com"}
+	a, b := NewLinks(nil, nil), NewLinks(nil, nil)
+	if a.seed == b.seed {
+		t.Fatal("two indexes drew one seed")
+	}
+	if a.linkHash(k) == b.linkHash(k) {
+		t.Error("one key hashes alike under two seeds: the hash is not keyed")
+	}
+	if a.linkHash(k) != a.linkHash(linkKey{keyMsgID, "a@x", "bob@example.com"}) {
+		t.Error("one key hashes differently under one seed")
+	}
+	if a.linkHash(k) == a.linkHash(linkKey{keyMsgID, "a@xb", "ob@example.com"}) {
+		t.Error("the id and the recipient are not told apart")
+	}
+	saved, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewLinks(nil, nil)
+	if err := json.Unmarshal(saved, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.seed != a.seed {
+		t.Errorf("restored seed %v, want %v", r.seed, a.seed)
+	}
+	// hashed entries without a seed (not keyed) are not trusted
+	r2 := NewLinks(nil, nil)
+	if err := json.Unmarshal([]byte(`{"cur":[{"h":12345,"t":"0123456789abcdef0123","at":"2026-03-02T10:00:00Z"}]}`), r2); err != nil {
+		t.Fatal(err)
+	}
+	if len(r2.cur.vals) != 0 {
+		t.Errorf("%d entries of unkeyed hashes restored, want none", len(r2.cur.vals))
+	}
+}
