@@ -189,6 +189,14 @@ type tab struct {
 	download string // where downloads land
 }
 
+// in returns tb reporting to t: a subtest's failure must be the
+// subtest's (a parent's FailNow from a subtest panics, hiding the reason).
+func (tb *tab) in(t *testing.T) *tab {
+	c := *tb
+	c.t = t
+	return &c
+}
+
 // newTab opens a browser context of its own (cookies, downloads) in the
 // browser of root, speaking lang in time zone tz.
 func newTab(t *testing.T, root context.Context, lang, tz string) *tab {
@@ -440,6 +448,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	var twoDay, thirtyDay string
 
 	t.Run("home lists the five default queries", func(t *testing.T) {
+		ja := ja.in(t)
 		txt := ja.text()
 		for _, want := range []string{"既定のクエリ", "最終日にプライマリ ドメインから送信されたメッセージ", "最終日にプライマリ ドメインで受信したメッセージ",
 			"組織内のユーザーへの配信が保留になっているメッセージ", "過去 7 日間の検疫されたすべてのメッセージ", "過去 7 日間の配信できなかったすべてのメッセージ",
@@ -452,6 +461,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a default query: undeliverable in the past 7 days", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.visit("/ns/" + opNS + "/")
 		ja.run(chromedp.Click(chromedp.CSS("#default-failed")))
 		ja.waitJS(`!!document.querySelector("#rows") || !!document.querySelector("#no-rows")`, "the failed query's rows")
@@ -465,6 +475,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a 2-day trace for one recipient with the summary report", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.visit("/ns/" + opNS + "/")
 		ja.run(chromedp.Click(chromedp.CSS(`a[href$="/new"].button`)))
 		ja.waitJS(`!!document.querySelector("#recipients")`, "the new-trace form")
@@ -491,6 +502,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("click the row and read why it failed", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.run(chromedp.Click(chromedp.CSS(`#rows tbody tr td:nth-child(3)`))) // anywhere in the row, as the seed says
 		ja.waitJS(`!!document.querySelector("#details .timeline")`, "the details panel")
 		panel := eval[string](ja, `document.querySelector("#details").innerText`)
@@ -507,6 +519,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a 30-day trace ends in a downloaded CSV whose SHA-256 matches status", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.visit("/ns/" + opNS + "/new")
 		ja.run(chromedp.SendKeys(chromedp.ID("senders"), "*@a.example"), chromedp.Click(chromedp.ID("range-30")), chromedp.Click(chromedp.ID("search")))
 		ja.waitJS(`!!document.querySelector("#download")`, "the report's download button")
@@ -547,6 +560,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("1,000 rows on one page, every row reachable", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.visit("/ns/" + opNS + "/new")
 		ja.run(chromedp.SendKeys(chromedp.ID("senders"), bulkSender), chromedp.SetValue(chromedp.ID("limit"), "1000"), chromedp.Click(chromedp.ID("search")))
 		ja.waitJS(`!!document.querySelector("#rows")`, "the bulk sender's rows")
@@ -586,7 +600,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		ja.visit("/ns/" + opNS + "/traces/" + name)
 		ja.waitJS(`!!document.querySelector("#next")`, "the pager")
 		ja.run(chromedp.Click(chromedp.ID("next")))
-		ja.waitJS(`location.search.includes("page=2")`, "page 2")
+		// the new document's rows, not only its address (set before the
+		// page is parsed)
+		ja.waitJS(`location.search.includes("page=2") && !!document.querySelector("#rows caption")`, "page 2")
 		first := eval[string](ja, `document.querySelector("#rows caption").innerText`)
 		if !strings.Contains(first, "101") {
 			t.Errorf("page 2's caption: %q", first)
@@ -594,6 +610,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("schedules: run now, suspend, resume, history", func(t *testing.T) {
+		ja := ja.in(t)
 		ms := &v1alpha1.MessageTraceSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: opNS, Name: "failed-weekly"},
 			Spec: v1alpha1.MessageTraceScheduleSpec{Schedule: "0 7 * * 1", TimeZone: "Asia/Tokyo", Window: metav1.Duration{Duration: 7 * 24 * time.Hour},
 				Template: v1alpha1.MessageTraceTemplate{Spec: v1alpha1.MessageTraceSpec{DeliveryStatuses: []v1alpha1.DeliveryStatus{"Failed"}}}}}
@@ -621,6 +638,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("a trace saved as a custom query, run on demand, with its history", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.visit("/ns/" + opNS + "/traces/" + twoDay)
 		ja.run(chromedp.SendKeys(chromedp.ID("queryName"), "nobody-box"), chromedp.Click(chromedp.ID("save")))
 		ja.waitJS(`!!document.querySelector("#run-now")`, "the saved query's page")
@@ -639,6 +657,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 
 	t.Run("English pages", func(t *testing.T) {
+		ja := ja.in(t)
 		ja.language("en")
 		ja.visit("/ns/" + opNS + "/")
 		txt := ja.text()
