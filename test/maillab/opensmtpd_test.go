@@ -24,15 +24,17 @@ func openSMTPDScenarios() []scenario {
 		}
 	}
 	// retried: OpenSMTPD's own backoff is minutes; the lab asks it to
-	// retry every few seconds while the scenario waits, once the first
-	// attempt is over (its Defer stored): a schedule while an envelope is
-	// in flight was seen to leave it unscheduled for good (no retry, no
-	// expiry) on a loaded machine
+	// retry the scenario's envelope (smtpctl schedule <evpid>), and only
+	// once its last attempt is logged and a moment has passed: a schedule
+	// while an envelope is in flight was seen to leave it unscheduled for
+	// good (no retry, no expiry) on a loaded machine, and `schedule all`
+	// from two scenarios at once hit the other's envelope in flight.
 	retried := func(send func(t *testing.T, l *maillab.Lab) sent, extra ...string) func(t *testing.T, l *maillab.Lab) sent {
 		return func(t *testing.T, l *maillab.Lab) sent {
 			s := send(t, l)
 			s.recipients = append(s.recipients, extra...)
-			waitPending(t, l, s.recipients[0])
+			rcpt := s.recipients[0]
+			waitPending(t, l, rcpt)
 			stop, done := make(chan struct{}), make(chan error, 1)
 			t.Cleanup(func() {
 				close(stop)
@@ -43,15 +45,27 @@ func openSMTPDScenarios() []scenario {
 			go func() {
 				var first error
 				defer func() { done <- first }()
+				scheduled, seen, since := 0, 0, time.Now()
 				for {
 					select {
 					case <-stop:
 						return
-					case <-time.After(5 * time.Second):
-						if err := l.ScheduleAll(); err != nil && first == nil {
-							first = err
-						}
+					case <-time.After(time.Second):
 					}
+					evpid, n := l.Attempts(rcpt)
+					if n != seen {
+						seen, since = n, time.Now() // an attempt ended: let the queue take its result
+						continue
+					}
+					// the attempt after the last schedule is over (or, a
+					// minute on, never came: ask again)
+					if evpid == "" || time.Since(since) < 2*time.Second || (n <= scheduled && time.Since(since) < time.Minute) {
+						continue
+					}
+					if err := l.Schedule(evpid); err != nil && first == nil {
+						first = err
+					}
+					scheduled, since = n, time.Now()
 				}
 			}()
 			return s

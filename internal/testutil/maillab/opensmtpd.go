@@ -94,7 +94,7 @@ match from socket for any action "relay"
 			return err
 		}
 	}
-	// smtpctl (ScheduleAll) must be setgid opensmtpq: a copy made so
+	// smtpctl (Schedule) must be setgid opensmtpq: a copy made so
 	if err := copyFile(prefix+"/usr/sbin/smtpctl", dir+"/smtpctl", 0o755); err != nil {
 		return err
 	}
@@ -118,13 +118,37 @@ match from socket for any action "relay"
 	return waitBanner(p, addr(port), time.Minute, l.LogFile("opensmtpd.out"))
 }
 
-// ScheduleAll asks OpenSMTPD to retry every envelope now (smtpctl
-// schedule all): its own backoff is minutes.
-func (l *Lab) ScheduleAll() error {
-	if out, err := runOut(l.path("opensmtpd", "smtpctl"), "schedule", "all"); err != nil {
-		return fmt.Errorf("maillab: smtpctl schedule all: %v: %s", err, out)
+// Schedule asks OpenSMTPD to retry one envelope (or message) now
+// (smtpctl schedule <id>): its own backoff is minutes.
+func (l *Lab) Schedule(id string) error {
+	if out, err := runOut(l.path("opensmtpd", "smtpctl"), "schedule", id); err != nil {
+		return fmt.Errorf("maillab: smtpctl schedule %s: %v: %s", id, err, out)
 	}
 	return nil
+}
+
+// Attempts returns the envelope OpenSMTPD queued for rcpt (its log's
+// "smtp envelope evpid=... to=<rcpt>") and how many delivery attempts of
+// it the log shows so far ("mta delivery evpid=..."); "" while there is
+// none.
+func (l *Lab) Attempts(rcpt string) (evpid string, attempts int) {
+	b, err := os.ReadFile(l.LogFile("opensmtpd.out"))
+	if err != nil {
+		return "", 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if evpid == "" {
+			if strings.Contains(line, " smtp envelope evpid=") && strings.Contains(line, " to=<"+rcpt+">") {
+				_, rest, _ := strings.Cut(line, " evpid=")
+				evpid, _, _ = strings.Cut(rest, " ")
+			}
+			continue
+		}
+		if strings.Contains(line, " mta delivery evpid="+evpid+" ") {
+			attempts++
+		}
+	}
+	return evpid, attempts
 }
 
 // spool is OpenSMTPD's queue, compiled in.
