@@ -28,6 +28,8 @@ import (
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store"
 	"github.com/mailtrace/mailtrace/internal/store/storeopen"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // EnvIngestToken names the environment variable holding the HTTP ingest
@@ -185,7 +187,7 @@ stores their events and exits:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
-			if soft := setMemoryLimit(); soft > 0 {
+			if soft := setMemoryLimit(memlimit.FromCgroup); soft > 0 {
 				ctrl.Log.WithName("ingest").Info("Go memory limit from the container's", "GOMEMLIMIT", soft)
 			}
 			if len(f.files) > 0 {

@@ -1,50 +1,39 @@
 package cli
 
 import (
+	"os"
+	"runtime/debug"
 	"testing"
-	"testing/fstest"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
-func TestParseCgroupLimit(t *testing.T) {
+// The soft limit is memLimitRatio of the container's, unless GOMEMLIMIT
+// says otherwise or there is no limit.
+func TestSetMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
+		name       string
+		gomemlimit string
+		provider   memlimit.Provider
+		want       int64
 	}{
-		{"536870912\n", 536870912, true},
-		{"max\n", 0, false},
-		{"9223372036854771712\n", 0, false}, // cgroup v1's "no limit"
-		{"", 0, false},
-		{"0", 0, false},
-		{"garbage", 0, false},
-	} {
-		if got, ok := parseCgroupLimit(tc.in); got != tc.want || ok != tc.ok {
-			t.Errorf("parseCgroupLimit(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestCgroupMemoryLimit(t *testing.T) {
-	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
-	for _, tc := range []struct {
-		name string
-		fs   fstest.MapFS
-		want int64
-		ok   bool
-	}{
-		{"v2, in a container", fstest.MapFS{"sys/fs/cgroup/memory.max": file("536870912\n"), "proc/self/cgroup": file("0::/\n")}, 536870912, true},
-		{"v2, no limit", fstest.MapFS{"sys/fs/cgroup/memory.max": file("max\n")}, 0, false},
-		{"v2, under the process's path", fstest.MapFS{
-			"proc/self/cgroup":                          file("0::/kubepods/pod1/c1\n"),
-			"sys/fs/cgroup/kubepods/pod1/c1/memory.max": file("268435456\n"),
-		}, 268435456, true},
-		{"v1", fstest.MapFS{"sys/fs/cgroup/memory/memory.limit_in_bytes": file("1073741824\n"), "proc/self/cgroup": file("4:memory:/\n")}, 1073741824, true},
-		{"v1, no limit", fstest.MapFS{"sys/fs/cgroup/memory/memory.limit_in_bytes": file("9223372036854771712\n")}, 0, false},
-		{"no cgroup file system", fstest.MapFS{}, 0, false},
+		{"a 512 Mi container", "", memlimit.Limit(512 << 20), 429496729},
+		{"GOMEMLIMIT set", "300MiB", memlimit.Limit(512 << 20), 0},
+		{"no limit", "", func() (uint64, error) { return 0, memlimit.ErrNoLimit }, 0},
+		{"no cgroup", "", func() (uint64, error) { return 0, memlimit.ErrNoCgroup }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, ok := cgroupMemoryLimit(tc.fs); got != tc.want || ok != tc.ok {
-				t.Errorf("= %d, %v; want %d, %v", got, ok, tc.want, tc.ok)
+			debug.SetMemoryLimit(prev)
+			t.Setenv("GOMEMLIMIT", tc.gomemlimit)
+			t.Setenv("AUTOMEMLIMIT", "") // restored after the test...
+			os.Unsetenv("AUTOMEMLIMIT")  // ...and unset during it
+			if got := setMemoryLimit(tc.provider); got != tc.want {
+				t.Errorf("setMemoryLimit = %d, want %d", got, tc.want)
+			}
+			if tc.want > 0 && debug.SetMemoryLimit(-1) != tc.want {
+				t.Errorf("the runtime's limit is %d, want %d", debug.SetMemoryLimit(-1), tc.want)
 			}
 		})
 	}
