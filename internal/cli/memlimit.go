@@ -19,8 +19,8 @@ const memLimitRatio = 0.8
 // runs more often as the heap nears it instead of letting it grow to twice
 // the live set (GOGC) and be OOM-killed. Nothing when GOMEMLIMIT is set (or
 // AUTOMEMLIMIT=off), or when there is no limit. It returns the limit set
-// (0: none). automemlimit reads the cgroup files, as the Go runtime does
-// not yet (golang/go#75164).
+// (0: none). automemlimit reads the cgroup files: the Go runtime derives
+// GOMAXPROCS from the container's CPU limit but no memory limit.
 func setMemoryLimit(provider memlimit.Provider) int64 {
 	prev := debug.SetMemoryLimit(-1)
 	limit, err := memlimit.Set(memlimit.WithRatio(memLimitRatio), memlimit.WithProvider(provider))
