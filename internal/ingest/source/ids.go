@@ -16,3 +16,25 @@ func Digest(parts ...string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// PackTraceID is a trace ID of 20 lower-case hex digits (the shape the
+// sources' digests give, and most trace IDs have) as the 10 bytes it
+// spells, for what keeps many of them (the links index, the records of
+// evicted messages) without a string each; false for any other shape,
+// which the caller keeps as a string. hex.EncodeToString gives it back.
+func PackTraceID(id string) (b [10]byte, ok bool) {
+	if len(id) != 20 || !hexLower(id) {
+		return b, false
+	}
+	_, _ = hex.Decode(b[:], []byte(id))
+	return b, true
+}
+
+func hexLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}

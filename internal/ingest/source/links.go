@@ -125,8 +125,8 @@ func makeVal(v Link, keyRcpt string) (linkVal, *linkOther) {
 		lv.at = v.Time.UnixNano()
 	}
 	var o linkOther
-	if len(v.TraceID) == 20 && hexLower(v.TraceID) {
-		_, _ = hex.Decode(lv.id[:], []byte(v.TraceID))
+	if id, ok := PackTraceID(v.TraceID); ok {
+		lv.id = id
 		lv.flags |= linkHexID
 	} else {
 		o.traceID = strings.Clone(v.TraceID)
@@ -167,15 +167,6 @@ func (lv linkVal) link(keyRcpt string, o *linkOther) Link {
 		}
 	}
 	return v
-}
-
-func hexLower(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // NewLinks returns an empty index; traceID answers a queue id on a host

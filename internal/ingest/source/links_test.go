@@ -1,6 +1,7 @@
 package source
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"testing"
 	"time"
@@ -172,5 +173,25 @@ func TestLinksHashIsKeyed(t *testing.T) {
 	}
 	if len(r2.cur.vals) != 0 {
 		t.Errorf("%d entries of unkeyed hashes restored, want none", len(r2.cur.vals))
+	}
+}
+
+// PackTraceID packs only 20 lower-case hex digits, and hex gives them back.
+func TestPackTraceID(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{
+		{"0123456789abcdef0123", true},
+		{"0123456789ABCDEF0123", false}, // upper case would not come back as written
+		{"0123456789abcdef012", false},
+		{"0123456789abcdef01234", false},
+		{"exim-1RAbCd-000Xyz-AB", false},
+		{"", false},
+	} {
+		b, ok := PackTraceID(tc.id)
+		if ok != tc.ok || ok && hex.EncodeToString(b[:]) != tc.id {
+			t.Errorf("PackTraceID(%q) = %x, %v; want ok %v and the same digits back", tc.id, b, ok, tc.ok)
+		}
 	}
 }

@@ -258,8 +258,8 @@ func (c *Source) record(m *message) evicted {
 		r.flags |= evOrg
 	}
 	var more evictedMore
-	if len(tr.id) == 20 && hexLower(tr.id) {
-		_, _ = hex.Decode(r.id[:], []byte(tr.id))
+	if id, ok := source.PackTraceID(tr.id); ok {
+		r.id = id
 	} else {
 		more.id = tr.id
 	}
@@ -316,15 +316,6 @@ func hashIn(rcpt map[string]mailflow.Status, h uint64) bool {
 		}
 	}
 	return false
-}
-
-func hexLower(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // remember keeps a record in the ring, forgetting the oldest when full,

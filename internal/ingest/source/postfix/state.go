@@ -1,12 +1,12 @@
 package postfix
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"sort"
 	"time"
 
+	"github.com/mailtrace/mailtrace/internal/ingest/source"
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
@@ -371,8 +371,8 @@ func (c *Source) restore(st State) error {
 		}
 		r := evicted{flags: es.Flags, first: es.First, removedAt: es.RemovedAt, done: es.Done}
 		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, resolved: es.Resolved, verdicts: es.Verdicts}
-		if len(es.TraceID) == 20 && hexLower(es.TraceID) {
-			_, _ = hex.Decode(r.id[:], []byte(es.TraceID))
+		if id, ok := source.PackTraceID(es.TraceID); ok {
+			r.id = id
 		} else {
 			more.id = es.TraceID
 		}
