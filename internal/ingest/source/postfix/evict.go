@@ -276,12 +276,13 @@ func (c *Source) record(m *message) evicted {
 	for _, h := range m.done {
 		// known by their hash since an earlier record: unless a line
 		// named them again (in m.rcpt now)
-		if !slices.Contains(r.done, h) && !hashIn(more.rcpt, h) {
+		if !hashIn(more.rcpt, h) {
 			r.done = append(r.done, h)
 		}
 	}
+	// sorted, each once (a recipient both in m.done and final in m.rcpt)
 	slices.Sort(r.done)
-	r.done = slices.Clip(r.done)
+	r.done = slices.Clip(slices.Compact(r.done))
 	for to, from := range tr.expandedFrom {
 		if more.expandedFrom == nil {
 			more.expandedFrom = make(map[string]string, len(tr.expandedFrom))
