@@ -65,6 +65,7 @@ func addIngestFlags(fl *pflag.FlagSet, prefix string, o *server.Options) {
 	fl.Int64Var(&o.Pipeline.WALMaxBytes, prefix+"wal-max-bytes", server.DefaultWALMaxBytes, "cap of the write-ahead log: when the store falls this far behind, HTTP senders get 503 with Retry-After and syslog connections are not read until it catches up")
 	fl.IntVar(&o.Pipeline.BatchSize, prefix+"batch-size", 500, "append to the store when this many events wait...")
 	fl.DurationVar(&o.Pipeline.BatchWait, prefix+"batch-wait", 200*time.Millisecond, "...or when the oldest has waited this long")
+	fl.IntVar(&o.Pipeline.Writers, prefix+"store-writers", 0, "appends to the store at once, each with its share of the messages (0: the store's choice, 2 for PostgreSQL, 1 for SQLite)")
 	fl.IntVar(&o.MaxLineBytes, prefix+"max-line-bytes", 64<<10, "longer lines are dropped and counted")
 	fl.Int64Var(&o.MaxRequestBytes, prefix+"max-request-bytes", 16<<20, "largest HTTP request body")
 	fl.Float64Var(&o.LinesPerSecond, prefix+"lines-per-second", 0, "per TCP or HTTP connection: a faster sender is slowed down (0: no limit)")

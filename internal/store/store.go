@@ -56,6 +56,15 @@ type Streamer interface {
 	Stream(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, fn func(*mailflow.Row) error) error
 }
 
+// ConcurrentAppender is implemented by stores whose Append may run in
+// several calls at once, for events of different messages, and gains from
+// it (PostgreSQL: each call is a backend of its own, on a core of its own).
+// AppendConcurrency is how many concurrent calls the ingester makes by
+// default. A store without it (SQLite: one writer at a time) gets one.
+type ConcurrentAppender interface {
+	AppendConcurrency() int
+}
+
 // ReplicaLagger is implemented by stores that read from a replica of the
 // database they write (a PostgreSQL hot standby): ReplicaLag is how far the
 // replica is behind (0 when it has everything, or reads do not go to a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,6 +58,12 @@ type PipelineOptions struct {
 	WALMaxBytes int64
 	// WALSegmentBytes is the size of the log's files (default 64 MiB).
 	WALSegmentBytes int64
+	// Writers is how many appends run at once (default: the store's
+	// store.ConcurrentAppender choice, else 1). Each message's events all
+	// go to one writer, in the order the correlator emitted them, so a
+	// message is never appended by two at once; a batch is split between
+	// them by message.
+	Writers int
 }
 
 func (o *PipelineOptions) defaults() {
@@ -146,13 +153,36 @@ type chunk struct {
 
 type batch struct {
 	events []mailflow.Event
-	done   []chan error
+	done   *doneGroup
 }
 
-// Pipeline is the single correlator of an ingester and its writer: readers
-// Submit chunks of lines; one goroutine correlates them; another appends
-// the events in batches, retrying while the store fails. Every queue is
-// bounded, so a slow store slows the readers down instead of filling memory.
+// doneGroup tells a waiter once every writer has stored what was sent
+// to it before the waiter's mark: the first error of any, or nil.
+type doneGroup struct {
+	mu   sync.Mutex
+	left int
+	err  error
+	ch   chan error
+}
+
+func (g *doneGroup) finish(err error) {
+	g.mu.Lock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.left--
+	last, err := g.left == 0, g.err
+	g.mu.Unlock()
+	if last {
+		g.ch <- err
+	}
+}
+
+// Pipeline is the single correlator of an ingester and its writers: readers
+// Submit chunks of lines; one goroutine correlates them; others (Writers,
+// each with the messages whose trace ID hashes to it) append the events in
+// batches, retrying while the store fails. Every queue is bounded, so a
+// slow store slows the readers down instead of filling memory.
 type Pipeline struct {
 	o       PipelineOptions
 	st      store.Store
@@ -160,18 +190,20 @@ type Pipeline struct {
 	log     logr.Logger
 	badLog  *rateLog
 	in      chan chunk
-	batches chan batch
+	writers []chan batch // a writer's batches, in order
+	shard   maphash.Seed // a message's writer: the hash of its trace ID
 	// spent is a batch's event slice the writer is done with, cleared,
 	// for the correlator to fill again: a backfill's batches are ~5 MB
 	// each (10,000 events of 464 bytes), which made anew for every batch
 	// were a third of the bytes the ingester allocated (and so of its
 	// garbage collections). One is enough (the correlator takes it as it
 	// starts its next batch) and keeps the live heap at most one batch
-	// above what it was.
+	// above what it was. There is one a writer.
 	spent chan []mailflow.Event
 	c     *ingest.Correlator
 
-	pending      []mailflow.Event
+	pending      [][]mailflow.Event // a writer's events waiting for it
+	npending     int                // all of them
 	pendingSince time.Time
 	lastLine     time.Time // wall time of the latest line
 	lastState    time.Time
@@ -205,17 +237,28 @@ type Pipeline struct {
 // NewPipeline restores the state file, if any, and starts the pipeline.
 func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger) (*Pipeline, error) {
 	o.defaults()
+	if o.Writers <= 0 {
+		o.Writers = 1
+		if c, ok := st.(store.ConcurrentAppender); ok {
+			o.Writers = max(1, c.AppendConcurrency())
+		}
+	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
 	p := &Pipeline{
 		o: o, st: st, m: m, log: log, badLog: newRateLog(log, 10*time.Second),
 		in:        make(chan chunk, o.QueueChunks),
-		batches:   make(chan batch, batchQueue(o)),
-		spent:     make(chan []mailflow.Event, 1),
+		writers:   make([]chan batch, o.Writers),
+		shard:     maphash.MakeSeed(),
+		pending:   make([][]mailflow.Event, o.Writers),
+		spent:     make(chan []mailflow.Event, o.Writers),
 		closed:    make(chan struct{}),
 		corrDone:  make(chan error, 1),
 		writeDone: make(chan struct{}),
+	}
+	for w := range p.writers {
+		p.writers[w] = make(chan batch, batchQueue(o))
 	}
 	p.c = p.newCorrelator()
 	var pos wal.Pos
@@ -235,36 +278,62 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		}
 	}
 	p.writeCtx, p.stopWrite = context.WithCancel(context.Background())
-	go p.write()
+	var writing sync.WaitGroup
+	for _, ch := range p.writers {
+		writing.Add(1)
+		go func() { defer writing.Done(); p.write(ch) }()
+	}
+	go func() { writing.Wait(); close(p.writeDone) }()
 	go func() { p.corrDone <- p.correlate() }()
 	return p, nil
 }
 
 // newCorrelator returns the pipeline's correlator: its events wait in
-// pending for the writer (copied there: the correlator reuses its slice).
+// pending for their writer (copied there: the correlator reuses its slice).
 func (p *Pipeline) newCorrelator() *ingest.Correlator {
 	c := ingest.NewCorrelator(p.o.Correlator, func(evs []mailflow.Event) error {
-		if len(p.pending) == 0 {
+		if p.npending == 0 {
 			p.pendingSince = time.Now()
-			if p.pending == nil {
-				p.pending = p.newBatch()
-			}
 		}
-		p.pending = append(p.pending, evs...)
+		p.npending += len(evs)
+		if len(p.pending) == 1 {
+			if p.pending[0] == nil {
+				p.pending[0] = p.newBatch()
+			}
+			p.pending[0] = append(p.pending[0], evs...)
+			return nil
+		}
+		for i := range evs {
+			w := p.writerOf(evs[i].MessageTraceID)
+			if p.pending[w] == nil {
+				p.pending[w] = p.newBatch()
+			}
+			p.pending[w] = append(p.pending[w], evs[i])
+		}
 		return nil
 	})
 	c.EmitCopies()
 	return c
 }
 
-// newBatch returns an empty slice for the next batch's events: one the
-// writer is done with, else a new one of BatchSize.
+// writerOf is the writer of a message's events.
+func (p *Pipeline) writerOf(traceID string) int {
+	return int(maphash.String(p.shard, traceID) % uint64(len(p.writers)))
+}
+
+// newBatch returns an empty slice for a writer's next batch: one a writer
+// is done with, else a new one of its share of BatchSize (and a little
+// more: the hash does not split a batch exactly).
 func (p *Pipeline) newBatch() []mailflow.Event {
 	select {
 	case evs := <-p.spent:
 		return evs
 	default:
-		return make([]mailflow.Event, 0, p.o.BatchSize)
+		n := p.o.BatchSize
+		if w := len(p.writers); w > 1 {
+			n = n/w + n/(4*w)
+		}
+		return make([]mailflow.Event, 0, n)
 	}
 }
 
@@ -514,7 +583,7 @@ func (p *Pipeline) feed(ch chunk) {
 			p.m.NotUnderstood.WithLabelValues(reason).Inc()
 			p.badLog.Info(reason, "line not understood", "reason", reason, "transport", ch.transport, "sample", sample(m.Text()))
 		}
-		if len(p.pending) >= p.o.BatchSize {
+		if p.npending >= p.o.BatchSize {
 			p.send(nil)
 		}
 	}
@@ -541,7 +610,7 @@ func (p *Pipeline) feedReader(ch chunk) {
 		}
 		prev = s
 		p.countEvicted()
-		if len(p.pending) >= p.o.BatchSize {
+		if p.npending >= p.o.BatchSize {
 			p.send(nil)
 		}
 	}
@@ -574,7 +643,7 @@ func (p *Pipeline) idle(now time.Time) {
 			}
 		}
 	}
-	if len(p.pending) > 0 && now.Sub(p.pendingSince) >= p.o.BatchWait {
+	if p.npending > 0 && now.Sub(p.pendingSince) >= p.o.BatchWait {
 		p.send(nil)
 	}
 	p.countEvicted()
@@ -598,17 +667,29 @@ func (p *Pipeline) countEvicted() {
 	}
 }
 
-// send hands the pending events to the writer (blocking while it is busy).
+// send hands the pending events to their writers (blocking while one is
+// busy); done, when set, gets the outcome once all of them are stored.
 func (p *Pipeline) send(done chan error) {
-	b := batch{events: p.pending}
-	if done != nil {
-		b.done = []chan error{done}
-	}
-	p.pending = nil
-	if len(b.events) == 0 && done == nil {
+	if p.npending == 0 && done == nil {
 		return
 	}
-	p.batches <- b
+	var g *doneGroup
+	if done != nil {
+		g = &doneGroup{left: len(p.writers), ch: done}
+	}
+	for w, ch := range p.writers {
+		b := batch{events: p.pending[w], done: g}
+		if len(b.events) == 0 {
+			if g == nil {
+				continue
+			}
+			b.events = nil // the empty slice stays pending
+		} else {
+			p.pending[w] = nil
+		}
+		ch <- b
+	}
+	p.npending = 0
 }
 
 // sync waits until every event emitted so far is stored.
@@ -629,7 +710,9 @@ func (p *Pipeline) finish() error {
 	if err == nil && p.o.StateFile != "" {
 		p.checkpoint()
 	}
-	close(p.batches)
+	for _, ch := range p.writers {
+		close(ch)
+	}
 	<-p.writeDone
 	p.stopWrite()
 	return err
@@ -705,17 +788,17 @@ func writeFileAtomic(path string, v any) error {
 	return d.Sync()
 }
 
-// write appends batches in order, retrying each until it is stored.
-func (p *Pipeline) write() {
-	defer close(p.writeDone)
-	for b := range p.batches {
+// write appends a writer's batches in order, retrying each until it is
+// stored.
+func (p *Pipeline) write(batches <-chan batch) {
+	for b := range batches {
 		var err error
 		if len(b.events) > 0 {
 			err = p.appendRetry(b.events)
 			p.recycle(b.events)
 		}
-		for _, d := range b.done {
-			d <- err
+		if b.done != nil {
+			b.done.finish(err)
 		}
 	}
 }
