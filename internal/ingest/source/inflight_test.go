@@ -145,15 +145,15 @@ func TestRingGrowsAndShrinks(t *testing.T) {
 	for i := 1; i <= 3*max; i++ {
 		r.Put(i, i)
 	}
-	if len(r.slots) != max || r.Len() != max {
-		t.Fatalf("%d slots, %d records, want %d", len(r.slots), r.Len(), max)
+	if len(r.keys) != max || r.Len() != max {
+		t.Fatalf("%d slots, %d records, want %d", len(r.keys), r.Len(), max)
 	}
 	// all but the latest 100 done with
 	if n := r.Expire(func(v int) bool { return v <= 3*max-100 }); n != max-100 {
 		t.Fatalf("Expire forgot %d", n)
 	}
-	if len(r.slots) >= max/4 {
-		t.Errorf("%d slots left for %d records", len(r.slots), r.Len())
+	if len(r.keys) >= max/4 {
+		t.Errorf("%d slots left for %d records", len(r.keys), r.Len())
 	}
 	for i := 3*max + 1; i <= 3*max+50; i++ {
 		r.Put(i, i)
@@ -173,8 +173,8 @@ func TestRingGrowsAndShrinks(t *testing.T) {
 	for i := 1; i <= 2*max; i++ {
 		r.Put(-i, -i)
 	}
-	if r.Len() != max || len(r.slots) != max {
-		t.Errorf("refilled: %d records in %d slots, want %d", r.Len(), len(r.slots), max)
+	if r.Len() != max || len(r.keys) != max {
+		t.Errorf("refilled: %d records in %d slots, want %d", r.Len(), len(r.keys), max)
 	}
 }
 
