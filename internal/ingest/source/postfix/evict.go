@@ -38,14 +38,49 @@ import (
 // done and more, which are nil for a message that had no recipient yet.
 // The records are in a source.Ring by the keyHash of host and queue id.
 type evicted struct {
-	id        [10]byte // the trace ID, when it is 20 hex digits (digest's)
-	flags     uint8
-	first     int64 // unix nanoseconds
-	removedAt int64 // unix nanoseconds, when removed
-	// done: of a removed message, the rcptHash of each recipient with a
-	// final status, sorted (the others are in more.rcpt)
-	done []uint64
+	id    [10]byte // the trace ID, when it is 20 hex digits (digest's)
+	flags uint8
+	first int64 // unix nanoseconds
+	// rm: of a removed message, when and which recipients are done; nil
+	// for the others (the 320,000 records of 1M messages that never
+	// finish: 40 bytes a record, not 64)
+	rm   *removal
 	more *evictedMore
+}
+
+// removal is what the record of a removed message adds.
+type removal struct {
+	at int64 // unix nanoseconds, when removed
+	// done: the rcptHash of each recipient with a final status, sorted
+	// (the others are in more.rcpt)
+	done []uint64
+}
+
+// removedAt returns when the message was removed (unix nanoseconds; 0:
+// not removed).
+func (r *evicted) removedAt() int64 {
+	if r.rm == nil {
+		return 0
+	}
+	return r.rm.at
+}
+
+// done returns the rcptHash of each recipient with a final status, sorted.
+func (r *evicted) done() []uint64 {
+	if r.rm == nil {
+		return nil
+	}
+	return r.rm.done
+}
+
+// setRemoval sets when the message was removed and its done recipients
+// (no removal kept when both are zero).
+func (r *evicted) setRemoval(at int64, done []uint64) {
+	if at == 0 && len(done) == 0 {
+		r.rm = nil
+		return
+	}
+	r.rm = &removal{at: at, done: done}
 }
 
 const (
@@ -163,11 +198,16 @@ func (c *Source) evict(m *message) {
 		c.releaseRoot(m)
 	}
 	c.releaseReplies(m, true)
-	c.drop(m.host+"\x00"+m.qid, m)
+	k := m.host + "\x00" + m.qid
+	c.drop(k, m)
 	c.env.Stats.Evicted++
 	if c.cfg.MaxEvicted <= 0 {
 		return
 	}
+	// TraceID finds the record: the trace-ID map would keep a second
+	// copy of it (a key and an ID: ~100 bytes) for up to 65,536 evicted
+	// messages
+	delete(c.traceIDs, k)
 	c.remember(keyHash(m.host, m.qid), c.record(m))
 }
 
@@ -217,16 +257,18 @@ func (c *Source) expireRecords() {
 		return
 	}
 	before := c.env.Now.Add(-c.cfg.ForgetAfter).UnixNano()
-	c.evRing.Expire(func(r evicted) bool { return r.flags&evRemoved != 0 && r.removedAt < before })
+	c.evRing.Expire(func(r evicted) bool { return r.flags&evRemoved != 0 && r.removedAt() < before })
 }
 
 // record makes the compact record of a released message.
 func (c *Source) record(m *message) evicted {
 	tr := m.tr
 	r := evicted{first: m.first.UnixNano()}
+	var removedAt int64
+	var done []uint64
 	if m.removed {
 		r.flags |= evRemoved
-		r.removedAt = m.removedAt.UnixNano()
+		removedAt = m.removedAt.UnixNano()
 	}
 	if m.submitted {
 		r.flags |= evSubmitted
@@ -265,7 +307,7 @@ func (c *Source) record(m *message) evicted {
 	}
 	for rc, st := range m.rcpt {
 		if m.removed && finalStatus(st) {
-			r.done = append(r.done, rcptHash(rc))
+			done = append(done, rcptHash(rc))
 			continue
 		}
 		if more.rcpt == nil {
@@ -277,12 +319,12 @@ func (c *Source) record(m *message) evicted {
 		// known by their hash since an earlier record: unless a line
 		// named them again (in m.rcpt now)
 		if !hashIn(more.rcpt, h) {
-			r.done = append(r.done, h)
+			done = append(done, h)
 		}
 	}
 	// sorted, each once (a recipient both in m.done and final in m.rcpt)
-	slices.Sort(r.done)
-	r.done = slices.Clip(slices.Compact(r.done))
+	slices.Sort(done)
+	r.setRemoval(removedAt, slices.Clip(slices.Compact(done)))
 	for to, from := range tr.expandedFrom {
 		if more.expandedFrom == nil {
 			more.expandedFrom = make(map[string]string, len(tr.expandedFrom))
@@ -357,7 +399,7 @@ func (c *Source) rehydrate(m *message, r evicted) {
 	m.started = r.flags&evStarted != 0
 	m.submitted = r.flags&evSubmitted != 0
 	if r.flags&evRemoved != 0 {
-		m.removed, m.removedAt = true, time.Unix(0, r.removedAt).UTC()
+		m.removed, m.removedAt = true, time.Unix(0, r.removedAt()).UTC()
 	}
 	tr := newTrace(r.traceID(), m.host)
 	tr.received = first
@@ -369,7 +411,7 @@ func (c *Source) rehydrate(m *message, r evicted) {
 		tr.from = originOutside
 	}
 	tr.anyIn, tr.anyOut = r.flags&evAnyIn != 0, r.flags&evAnyOut != 0
-	m.done = r.done
+	m.done = r.done()
 	if r.more != nil {
 		for rc, st := range r.more.rcpt {
 			m.rcpt[rc] = st

@@ -3,6 +3,8 @@ package postfix
 import (
 	"fmt"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
 )
@@ -68,5 +70,48 @@ func TestEvictedTraceID(t *testing.T) {
 		if r := c.peekEvicted("h", "ABCDE"); r == nil || r.traceID() != id {
 			t.Errorf("%q: %+v", id, r)
 		}
+	}
+}
+
+// A message evicted over the cap leaves the trace-ID map (its record
+// answers TraceID, and a late line joins the same trace), and the record
+// of a message not removed holds no removal: 1M messages that never
+// finish leave 16 times the cap of such records, 40 bytes each.
+func TestEvictedLeavesTraceIDs(t *testing.T) {
+	cfg := source.Config{AcceptedDomains: []string{"example.com"}, LinkWait: 5 * time.Second, PendingAfter: 30 * time.Minute,
+		ForgetAfter: 10 * time.Minute, MaxIdle: 7 * 24 * time.Hour, MaxInFlight: 2, MaxEvicted: 1000}
+	c := New(cfg, &source.Env{}).(*Source)
+	ids := map[string]string{}
+	for i, qid := range []string{"AB1C01", "AB1C02", "AB1C03", "AB1C04", "AB1C05"} {
+		feedAt(c, i, "smtpd", qid+": client=mail.example.net[192.0.2.1]")
+		feedAt(c, i, "cleanup", qid+": message-id=<"+qid+"@example.net>")
+		evs := feedAt(c, i, "qmgr", qid+": from=<s@example.net>, size=2000, nrcpt=1 (queue active)")
+		if len(evs) > 0 {
+			ids[qid] = evs[0].MessageTraceID
+		}
+		c.capInFlight()
+	}
+	if len(c.msgs) != 2 || c.evRing.Len() != 3 {
+		t.Fatalf("%d messages in flight, %d records: want 2 and 3", len(c.msgs), c.evRing.Len())
+	}
+	for _, qid := range []string{"AB1C01", "AB1C02", "AB1C03"} {
+		if _, ok := c.traceIDs["relay1\x00"+qid]; ok {
+			t.Errorf("%s: evicted, still in the trace-ID map", qid)
+		}
+		r := c.peekEvicted("relay1", qid)
+		if r == nil || r.rm != nil || r.flags&evRemoved != 0 {
+			t.Fatalf("%s: record %+v", qid, r)
+		}
+		if id := c.TraceID("relay1", qid); id == "" || ids[qid] != "" && id != ids[qid] {
+			t.Errorf("%s: TraceID %q, want %q", qid, id, ids[qid])
+		}
+	}
+	want := c.TraceID("relay1", "AB1C01")
+	evs := feedAt(c, 10, "smtp", "AB1C01: to=<u@example.org>, relay=mx.example.org[198.51.100.7]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)")
+	if len(evs) == 0 || evs[0].MessageTraceID != want {
+		t.Errorf("late line: %+v, want trace %s", evs, want)
+	}
+	if s := unsafe.Sizeof(evicted{}); s > 40 {
+		t.Errorf("a record is %d bytes", s)
 	}
 }

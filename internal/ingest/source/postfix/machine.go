@@ -137,7 +137,7 @@ func (c *Source) begin(host, qid string, t time.Time) *message {
 		c.drop(k, m)
 	} else if m == nil {
 		// an evicted lifecycle that ended (or went idle) before t
-		if r := c.peekEvicted(host, qid); r != nil && (r.flags&evRemoved != 0 && t.UnixNano() > r.removedAt || t.UnixNano()-r.first > int64(c.cfg.MaxIdle)) {
+		if r := c.peekEvicted(host, qid); r != nil && (r.flags&evRemoved != 0 && t.UnixNano() > r.removedAt() || t.UnixNano()-r.first > int64(c.cfg.MaxIdle)) {
 			c.recall(host, qid)
 		}
 	}

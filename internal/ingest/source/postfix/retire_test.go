@@ -85,8 +85,8 @@ func TestRetireRemoved(t *testing.T) {
 			if !slices.Equal(open, tc.open) {
 				t.Errorf("record names %v, want %v", open, tc.open)
 			}
-			if want := 2 - len(tc.open); len(r.done) != want || !slices.IsSorted(r.done) {
-				t.Errorf("done %v, want %d sorted hashes", r.done, want)
+			if want := 2 - len(tc.open); len(r.done()) != want || !slices.IsSorted(r.done()) {
+				t.Errorf("done %v, want %d sorted hashes", r.done(), want)
 			}
 			if c.TraceID("relay1", "ABC123") != id {
 				t.Error("TraceID does not find the record")
@@ -105,7 +105,7 @@ func TestRetireRemoved(t *testing.T) {
 			// keeps what it knew
 			c.evict(m)
 			r = c.peekEvicted("relay1", "ABC123")
-			if r == nil || r.more != nil || len(r.done) != 2 {
+			if r == nil || r.more != nil || len(r.done()) != 2 {
 				t.Errorf("evicted again: %+v", r)
 			}
 		})

@@ -244,7 +244,7 @@ func (c *Source) state() State {
 func (c *Source) evictedState() []EvictedState {
 	var out []EvictedState
 	for key, r := range c.evRing.All() {
-		es := EvictedState{Key: key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt, Done: r.done}
+		es := EvictedState{Key: key, TraceID: r.traceID(), Flags: r.flags, First: r.first, RemovedAt: r.removedAt(), Done: r.done()}
 		if r.more != nil {
 			es.Recipients, es.ExpandedFrom, es.Verdicts, es.Resolved = r.more.rcpt, r.more.expandedFrom, r.more.verdicts, r.more.resolved
 		}
@@ -369,7 +369,8 @@ func (c *Source) restore(st State) error {
 		if c.cfg.MaxEvicted <= 0 || es.Key == 0 {
 			break
 		}
-		r := evicted{flags: es.Flags, first: es.First, removedAt: es.RemovedAt, done: es.Done}
+		r := evicted{flags: es.Flags, first: es.First}
+		r.setRemoval(es.RemovedAt, es.Done)
 		more := evictedMore{rcpt: es.Recipients, expandedFrom: es.ExpandedFrom, resolved: es.Resolved, verdicts: es.Verdicts}
 		if id, ok := source.PackTraceID(es.TraceID); ok {
 			r.id = id
