@@ -28,7 +28,7 @@ func (c *Source) age(m *message) {
 	for _, rc := range sortedKeys(m.rcpt) {
 		known = true
 		if m.rcpt[rc] == "" {
-			m.rcpt[rc] = mailflow.StatusPending
+			put(&m.rcpt, rc, mailflow.StatusPending)
 			defer1(rc)
 		}
 	}

@@ -414,7 +414,7 @@ func (c *Source) rehydrate(m *message, r evicted) {
 	m.done = r.done()
 	if r.more != nil {
 		for rc, st := range r.more.rcpt {
-			m.rcpt[rc] = st
+			put(&m.rcpt, rc, st)
 		}
 		if r.more.expandedFrom != nil {
 			tr.expandedFrom = r.more.expandedFrom
@@ -423,8 +423,8 @@ func (c *Source) rehydrate(m *message, r evicted) {
 			tr.resolved = r.more.resolved
 		}
 		for _, rc := range r.more.verdicts {
-			tr.verdict[rc] = true
-			m.verdict[rc] = true
+			put(&tr.verdict, rc, true)
+			put(&m.verdict, rc, true)
 		}
 	}
 	m.tr = tr

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/mailtrace/mailtrace/internal/ingest/source"
+	"github.com/mailtrace/mailtrace/internal/mailflow"
 )
 
 // The ring of compact records keeps the latest MaxEvicted: a record
@@ -113,5 +114,26 @@ func TestEvictedLeavesTraceIDs(t *testing.T) {
 	}
 	if s := unsafe.Sizeof(evicted{}); s > 40 {
 		t.Errorf("a record is %d bytes", s)
+	}
+}
+
+// A message in flight makes its maps by their first entry: one received
+// and queued, with no recipient yet (as the 20,000 in flight of 1M that
+// never finish), holds none; its recipients' statuses still count.
+func TestMessageMapsMadeOnFirstEntry(t *testing.T) {
+	c := retireSource()
+	feedAt(c, 0, "smtpd", "AB2C01: client=mail.example.net[192.0.2.1]")
+	feedAt(c, 0, "cleanup", "AB2C01: message-id=<AB2C01@example.net>")
+	feedAt(c, 0, "qmgr", "AB2C01: from=<s@example.net>, size=2000, nrcpt=1 (queue active)")
+	m := c.msgs["relay1\x00AB2C01"]
+	if m == nil || m.tr == nil {
+		t.Fatalf("message %+v", m)
+	}
+	if m.rcpt != nil || m.verdict != nil || m.tr.rcpts != nil || m.tr.expandedFrom != nil || m.tr.verdict != nil {
+		t.Errorf("maps made before any entry: %v %v %v %v %v", m.rcpt, m.verdict, m.tr.rcpts, m.tr.expandedFrom, m.tr.verdict)
+	}
+	evs := feedAt(c, 1, "smtp", "AB2C01: to=<u@example.org>, relay=mx.example.org[198.51.100.7]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)")
+	if len(evs) != 1 || !m.hasRcpt("u@example.org") || m.rcpt["u@example.org"] != mailflow.StatusDelivered {
+		t.Errorf("after a delivery: %+v, recipients %v", evs, m.rcpt)
 	}
 }

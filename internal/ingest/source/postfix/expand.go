@@ -221,7 +221,7 @@ func (c *Source) expand(m *message, orig string, x *expansion, t time.Time) {
 		members = append(members, to)
 		m.expanded[to] = orig
 		if m.tr != nil && m.tr.expandedFrom[to] == "" {
-			m.tr.expandedFrom[to] = orig
+			put(&m.tr.expandedFrom, to, orig)
 		}
 	}
 	typ := mailflow.EventExpand
@@ -243,7 +243,7 @@ func (c *Source) addMember(m *message, orig, rcpt string, e mailflow.Event) {
 		}
 		m.expanded[rcpt] = orig
 		if m.tr != nil && m.tr.expandedFrom[rcpt] == "" {
-			m.tr.expandedFrom[rcpt] = orig
+			put(&m.tr.expandedFrom, rcpt, orig)
 		}
 	}
 	e.ExpandedFrom = orig

@@ -80,7 +80,7 @@ func (c *Source) pmgFilter(host string, t time.Time, raw string, r Record) bool 
 		f.verdicts = append(f.verdicts, e)
 		f.rcptSeen[rc] = true
 		if f.emittedFor != nil {
-			f.emittedFor.verdict[rc] = true
+			put(&f.emittedFor.verdict, rc, true)
 			c.env.Emit(c.fill(f.emittedFor, e))
 		}
 		return true
@@ -93,9 +93,9 @@ func (c *Source) pmgFilter(host string, t time.Time, raw string, r Record) bool 
 func (c *Source) claimFilter(f *filterRec, m *message, t time.Time) {
 	delete(c.filters, f.host+"\x00"+f.id)
 	for _, e := range f.verdicts {
-		m.verdict[e.Recipient] = true
+		put(&m.verdict, e.Recipient, true)
 		if m.tr != nil {
-			m.tr.verdict[e.Recipient] = true
+			put(&m.tr.verdict, e.Recipient, true)
 		}
 		c.add(m, e)
 	}
@@ -222,9 +222,9 @@ func (c *Source) amavis(host string, t time.Time, raw string, r Record) bool {
 		}
 		v.Fill(&e)
 		if m != nil {
-			m.verdict[rc] = true
+			put(&m.verdict, rc, true)
 			if m.tr != nil {
-				m.tr.verdict[rc] = true
+				put(&m.tr.verdict, rc, true)
 			}
 			c.add(m, e)
 			// Postfix's line of the reply came first: it is the hand-over

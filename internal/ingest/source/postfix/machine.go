@@ -57,17 +57,12 @@ type message struct {
 	host, qid   string
 	first, last time.Time
 	start       time.Time // time of client=/pickup, else first
-	started     bool      // client=/pickup seen
 	tr          *trace
 	held        []mailflow.Event
-	linked      bool       // a parent is known; wait for it
-	pendingRoot bool       // received from outside; emitted once DATA shows it is a message
 	waiting     []*message // children linked while this one was held
 	waitFor     *message   // the held parent whose waiting list holds this one
 	noticeOf    string     // for a bounce notice: the original's queue id
-	removed     bool
 	removedAt   time.Time
-	submitted   bool
 	rcpt        map[string]mailflow.Status
 	// done: recipients with a final status known by their rcptHash only,
 	// sorted (a removed message made whole again from its record, evict.go)
@@ -76,8 +71,7 @@ type message struct {
 	expanded map[string]string // recipient -> the address it was expanded from
 	resolved map[string]string // address -> the original recipient it stands for (a single-address alias, expand.go)
 	exps     map[string]*expansion
-	nrcpt    int  // its qmgr line's count of recipients
-	aged     bool // past Config.PendingAfter (age)
+	nrcpt    int // its qmgr line's count of recipients
 
 	// a content filter's refusing reply, by recipient, held until the
 	// filter's own verdict or the link wait (filterReply)
@@ -85,22 +79,31 @@ type message struct {
 
 	clientName, clientIP string
 	origIP, sasl         string
-	loopback             bool
 	// own attributes, merged into the trace on release
-	sender      string
-	senderKnown bool
-	messageID   string
-	size        int64
-	subject     string
+	sender    string
+	messageID string
+	size      int64
+	subject   string
 	// its place in the list of messages in flight (evict.go)
 	lru source.LRUNode[message]
+
+	// the flags, together (one word, not one each: 20,000 messages in
+	// flight)
+	started     bool // client=/pickup seen
+	linked      bool // a parent is known; wait for it
+	pendingRoot bool // received from outside; emitted once DATA shows it is a message
+	removed     bool
+	submitted   bool
+	aged        bool // past Config.PendingAfter (age)
+	loopback    bool
+	senderKnown bool // of the own attributes
 }
 
 func (c *Source) get(host, qid string, t time.Time) *message {
 	k := host + "\x00" + qid
 	m := c.msgs[k]
 	if m == nil {
-		m = &message{host: host, qid: qid, first: t, start: t, last: t, rcpt: map[string]mailflow.Status{}, verdict: map[string]bool{}}
+		m = &message{host: host, qid: qid, first: t, start: t, last: t}
 		if r, ok := c.recall(host, qid); ok {
 			// evicted earlier: the same trace, as if it had never left
 			c.rehydrate(m, r)
@@ -153,7 +156,9 @@ func (m *message) hasRcpt(rc string) bool {
 }
 
 func newTrace(id, host string) *trace {
-	return &trace{id: id, host: host, rcpts: map[string]bool{}, expandedFrom: map[string]string{}, verdict: map[string]bool{}}
+	// its maps are made by their first put: 20,000 messages in flight
+	// would hold five empty maps each (~5 MB)
+	return &trace{id: id, host: host}
 }
 
 // releaseRoot makes a held message a message of its own.
@@ -225,7 +230,7 @@ func (c *Source) merge(m *message) {
 	}
 	for to, from := range m.expanded {
 		if tr.expandedFrom[to] == "" {
-			tr.expandedFrom[to] = from
+			put(&tr.expandedFrom, to, from)
 		}
 	}
 	for to, from := range m.resolved {
@@ -314,7 +319,7 @@ func (c *Source) fill(tr *trace, e mailflow.Event) mailflow.Event {
 		}
 		e.Recipient = r
 		if e.Type != mailflow.EventExpand {
-			tr.rcpts[r] = true
+			put(&tr.rcpts, r, true)
 		}
 		if from := tr.expandedFrom[r]; from != "" && e.ExpandedFrom == "" {
 			e.ExpandedFrom = from
@@ -443,7 +448,7 @@ func (c *Source) apply(host string, t time.Time, raw string, r Record, pid int) 
 			if st == mailflow.StatusPending || st == "" {
 				e := c.newEvent(m, t, raw, mailflow.EventFail, rc, r.Daemon)
 				e.Detail = "expired in the queue, returned to sender"
-				m.rcpt[rc] = mailflow.StatusFailed
+				put(&m.rcpt, rc, mailflow.StatusFailed)
 				c.add(m, e)
 			}
 		}
@@ -533,9 +538,9 @@ func (c *Source) delivery(host string, t time.Time, raw string, r Record) {
 	e.DSN = r.DSN
 	e.SMTPResponse = r.Response
 	if s, ok := mailflow.StatusOf(typ); ok {
-		m.rcpt[rcpt] = s
+		put(&m.rcpt, rcpt, s)
 	} else if !m.hasRcpt(rcpt) {
-		m.rcpt[rcpt] = ""
+		put(&m.rcpt, rcpt, "")
 	}
 	switch {
 	case hold:
@@ -628,7 +633,7 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 			e.Detail = r.Action + " to " + r.Reason
 		}
 		if s, ok := mailflow.StatusOf(typ); ok && rc != "" {
-			m.rcpt[rc] = s
+			put(&m.rcpt, rc, s)
 		}
 		c.add(m, e)
 	}
@@ -636,4 +641,14 @@ func (c *Source) action(host string, t time.Time, raw string, r Record) {
 		// refused before queueing: over (retire)
 		c.retire(m)
 	}
+}
+
+// put sets (*m)[k] = v, making the map if it is nil: a message's and a
+// trace's maps are made by their first entry (most messages in flight of
+// a busy log have none in some of them).
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
 }

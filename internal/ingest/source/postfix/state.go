@@ -299,9 +299,6 @@ func (c *Source) restore(st State) error {
 			clientName: ms.ClientName, clientIP: ms.ClientIP, origIP: ms.OrigIP, sasl: ms.SASL, loopback: ms.Loopback,
 			sender: ms.Sender, senderKnown: ms.SenderKnown, messageID: ms.MessageID, size: ms.Size, subject: ms.Subject,
 		}
-		if m.rcpt == nil {
-			m.rcpt = map[string]mailflow.Status{}
-		}
 		m.resolved, m.nrcpt, m.aged, m.done = ms.Resolved, ms.NRcpt, ms.Aged, ms.Done
 		for orig, xs := range ms.Expansions {
 			if m.exps == nil {
