@@ -25,6 +25,9 @@ import (
 // the new events into it in Go, and writes the result set-wise, in one
 // transaction:
 //
+//   - INSERT of the batch's addresses into the addresses table (migration
+//     00006; ON CONFLICT DO NOTHING, so only the new ones are written), in
+//     one order, first, in the same round trip as the next step;
 //   - SELECT ... FOR UPDATE of the batch's stored messages (in trace ID
 //     order, so concurrent appends lock in the same order);
 //   - for those, in one round trip: which of the batch's events are stored
@@ -91,12 +94,17 @@ type appendBatch struct {
 	msgs []*batchMsg // in trace ID order
 	ids  []string    // the msgs' trace IDs, in the same order
 	days map[int64]bool
+	// the addresses the batch's rows may hold, for the addresses table
+	// (migration 00006), sorted: every normalized sender and recipient of
+	// its events, and "" (a message without a sender, a placeholder row)
+	senders, rcpts []string
 }
 
 func prepareBatch(events []mailflow.Event) (*appendBatch, error) {
 	b := &appendBatch{evs: make([]stagedEvent, 0, len(events)), days: map[int64]bool{}}
 	byID := map[string]*batchMsg{}
 	seen := make(map[string]struct{}, len(events))
+	senders, rcpts := map[string]struct{}{"": {}}, map[string]struct{}{"": {}}
 	var kb []byte
 	for i := range events {
 		e := &events[i]
@@ -121,8 +129,14 @@ func prepareBatch(events []mailflow.Event) (*appendBatch, error) {
 			b.msgs = append(b.msgs, m)
 		}
 		m.evs = append(m.evs, int32(len(b.evs)))
-		b.evs = append(b.evs, stagedEvent{e: e, key: key, rcpt: mailflow.NormalizeAddress(e.Recipient), t: t})
+		rcpt := mailflow.NormalizeAddress(e.Recipient)
+		b.evs = append(b.evs, stagedEvent{e: e, key: key, rcpt: rcpt, t: t})
+		rcpts[rcpt] = struct{}{}
+		if e.Sender != "" {
+			senders[mailflow.NormalizeAddress(e.Sender)] = struct{}{}
+		}
 	}
+	b.senders, b.rcpts = slices.Sorted(maps.Keys(senders)), slices.Sorted(maps.Keys(rcpts))
 	sort.Slice(b.msgs, func(i, j int) bool { return b.msgs[i].id < b.msgs[j].id })
 	b.ids = make([]string, len(b.msgs))
 	for i, m := range b.msgs {
@@ -539,15 +553,31 @@ func ptrRank(o outcome) *int32 {
 	return &r
 }
 
+// insertAddressesSQL adds the batch's new addresses to the addresses table
+// (migration 00006): a probe of its primary key for each address stored
+// already, which writes nothing. The arrays are sorted and the senders
+// come first, so that concurrent appends that insert the same new
+// addresses take their locks in one order (one waits for the other to
+// commit instead of a deadlock); it runs first in the transaction, before
+// any rollup key is locked, for the same reason.
+const insertAddressesSQL = `INSERT INTO addresses (address, role)
+SELECT a, 's'::"char" FROM unnest($1::text[]) AS a
+UNION ALL
+SELECT a, 'r'::"char" FROM unnest($2::text[]) AS a
+ON CONFLICT DO NOTHING`
+
 func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch) error {
-	// 1. the stored messages of the batch, locked
+	// 1. the batch's addresses; the stored messages of the batch, locked
 	br := tx.SendBatch(ctx, batchOf(
 		query{sql: planSettingsSQL},
+		query{sql: insertAddressesSQL, args: []any{b.senders, b.rcpts}},
 		query{sql: lockMessagesSQL, args: []any{b.ids}},
 	))
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return err
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
 	}
 	stored := map[string]*msgState{}
 	rs, err := br.Query()

@@ -316,6 +316,9 @@ const rowCols = `received, sender, recipient, subject, status, message_id, trace
 type where struct {
 	conds []string
 	args  []any
+	// the addresses that mid-string wildcards match, when read already
+	// (midCandidates, by midKey); nil: each query reads them itself
+	cands map[string][]string
 }
 
 func (w *where) arg(v any) string {
@@ -325,11 +328,11 @@ func (w *where) arg(v any) string {
 
 func (w *where) add(c string) { w.conds = append(w.conds, c) }
 
-func addressConds(w *where, col, domainCol string, patterns []string) {
+func addressConds(w *where, col, domainCol string, role byte, patterns []string) {
 	if len(patterns) == 0 {
 		return
 	}
-	w.add("(" + addressOr(w, col, domainCol, patterns) + ")")
+	w.add("(" + addressOr(w, col, domainCol, role, patterns) + ")")
 }
 
 // scopeCond is the visibility condition of a non-nil scope (mailflow.InScope):
@@ -339,24 +342,38 @@ func scopeCond(w *where, alias string, scope []string) string {
 	if len(scope) == 0 {
 		return "false"
 	}
-	return "((" + addressOr(w, alias+"sender", alias+"sender_domain", scope) + ") OR (" +
-		addressOr(w, alias+"recipient", alias+"recipient_domain", scope) + "))"
+	return "((" + addressOr(w, alias+"sender", alias+"sender_domain", roleSender, scope) + ") OR (" +
+		addressOr(w, alias+"recipient", alias+"recipient_domain", roleRecipient, scope) + "))"
 }
 
+// The roles of the addresses table (migration 00006): which column of rows
+// an address was seen in.
+const (
+	roleSender    = 's'
+	roleRecipient = 'r'
+)
+
 // addressOr is patterns as OR-ed conditions on col: exact addresses as
-// col = ANY, `*@domain` as domainCol = ANY, the rest as LIKE.
-func addressOr(w *where, col, domainCol string, patterns []string) string {
+// col = ANY, `*@domain` as domainCol = ANY, a LIKE with a usable literal
+// prefix (mailflow.Pattern.Selective) as LIKE, which col's btree index
+// answers as a range. The other LIKEs (mid-string wildcards, `*7@d0*`) find
+// their candidates among the distinct addresses of role (a table far
+// smaller than rows, with a trigram index when pg_trgm is there), and col's
+// btree index finds the rows of those: exactly the rows whose col matches,
+// since every value of col is in the addresses table.
+func addressOr(w *where, col, domainCol string, role byte, patterns []string) string {
 	var eq, dom, like []string
 	for _, p := range patterns {
-		switch c := mailflow.ClassifyPattern(p); c.Kind {
-		case mailflow.PatternExact:
+		switch c := mailflow.ClassifyPattern(p); {
+		case c.Kind == mailflow.PatternExact:
 			eq = append(eq, c.Value)
-		case mailflow.PatternDomain:
+		case c.Kind == mailflow.PatternDomain:
 			dom = append(dom, c.Value)
-		default:
+		case c.Selective():
 			like = append(like, c.Value)
 		}
 	}
+	mid := midPatterns(patterns)
 	var ors []string
 	if len(eq) > 0 {
 		ors = append(ors, col+" = ANY("+w.arg(eq)+")")
@@ -367,15 +384,93 @@ func addressOr(w *where, col, domainCol string, patterns []string) string {
 	for _, l := range like {
 		ors = append(ors, col+" LIKE "+w.arg(l)+` ESCAPE '\'`)
 	}
+	if len(mid) > 0 {
+		if c, ok := w.cands[midKey(role, mid)]; ok {
+			// read once for the queries of a trace: as a subquery still,
+			// so that the planner estimates it as it does the one below
+			// (a few addresses), not element by element
+			ors = append(ors, col+" = ANY(ARRAY(SELECT unnest("+w.arg(c)+"::text[])))")
+		} else {
+			ors = append(ors, col+" = ANY(ARRAY("+candidatesSQL(w, role, mid)+"))")
+		}
+	}
 	return strings.Join(ors, " OR ")
 }
 
-func buildWhere(q mailflow.Query) *where {
-	w := &where{}
+// midPatterns is the LIKE patterns of patterns that are mid-string
+// wildcards: a LIKE without a usable literal prefix.
+func midPatterns(patterns []string) []string {
+	var mid []string
+	for _, p := range patterns {
+		if c := mailflow.ClassifyPattern(p); c.Kind == mailflow.PatternLike && !c.Selective() {
+			mid = append(mid, c.Value)
+		}
+	}
+	return mid
+}
+
+// candidatesSQL selects the addresses of role that match one of likes.
+func candidatesSQL(w *where, role byte, likes []string) string {
+	conds := make([]string, len(likes))
+	for i, l := range likes {
+		conds[i] = "a.address LIKE " + w.arg(l) + ` ESCAPE '\'`
+	}
+	return `SELECT a.address FROM addresses a WHERE a.role = '` + string(rune(role)) + `' AND (` + strings.Join(conds, " OR ") + `)`
+}
+
+func midKey(role byte, likes []string) string {
+	return string(rune(role)) + "\x00" + strings.Join(likes, "\x00")
+}
+
+// midCandidates reads, in one round trip, the addresses that q's
+// mid-string wildcards match (nil when it has none), for a trace's
+// queries to share: a trace runs a query per window, and each would
+// otherwise search the addresses' trigram index again.
+func (s *Store) midCandidates(ctx context.Context, q mailflow.Query) (map[string][]string, error) {
+	type group struct {
+		role byte
+		mid  []string
+	}
+	var gs []group
+	for _, g := range []struct {
+		role     byte
+		patterns []string
+	}{{roleSender, q.Senders}, {roleRecipient, q.Recipients}, {roleSender, q.Scope}, {roleRecipient, q.Scope}} {
+		if mid := midPatterns(g.patterns); len(mid) > 0 {
+			gs = append(gs, group{g.role, mid})
+		}
+	}
+	if len(gs) == 0 {
+		return nil, nil
+	}
+	b := &pgx.Batch{}
+	for _, g := range gs {
+		w := &where{}
+		b.Queue(`SELECT coalesce(array_agg(address), '{}') FROM (`+candidatesSQL(w, g.role, g.mid)+`) c`, w.args...)
+	}
+	br := s.readPool().SendBatch(ctx, b)
+	defer br.Close()
+	cands := map[string][]string{}
+	for _, g := range gs {
+		var c []string
+		if err := br.QueryRow().Scan(&c); err != nil {
+			return nil, fmt.Errorf("postgres: trace: %w", err)
+		}
+		cands[midKey(g.role, g.mid)] = c
+	}
+	return cands, br.Close()
+}
+
+func buildWhere(q mailflow.Query) *where { return buildWhereWith(q, nil) }
+
+// buildWhereWith is buildWhere with the candidates of q's mid-string
+// wildcards read already (midCandidates).
+func buildWhereWith(q mailflow.Query, cands map[string][]string) *where {
+	w := &where{cands: cands}
 	w.add("received >= " + w.arg(q.Start.UnixNano()))
 	w.add("received < " + w.arg(q.End.UnixNano()))
-	addressConds(w, "sender", "sender_domain", q.Senders)
-	addressConds(w, "recipient", "recipient_domain", q.Recipients)
+	addressConds(w, "sender", "sender_domain", roleSender, q.Senders)
+	addressConds(w, "recipient", "recipient_domain", roleRecipient, q.Recipients)
 	if q.Scope != nil {
 		w.add(scopeCond(w, "", q.Scope))
 	}
@@ -435,6 +530,12 @@ const (
 // traceSQL is the query of the rows matching q after cursor, in trace
 // order, at most limit of them (every one when limit is zero).
 func traceSQL(q mailflow.Query, cursor mailflow.Cursor, limit int) (string, []any, error) {
+	return traceSQLWith(q, cursor, limit, nil)
+}
+
+// traceSQLWith is traceSQL with the candidates of q's mid-string wildcards
+// read already (midCandidates).
+func traceSQLWith(q mailflow.Query, cursor mailflow.Cursor, limit int, cands map[string][]string) (string, []any, error) {
 	if err := q.Validate(); err != nil {
 		return "", nil, err
 	}
@@ -442,7 +543,7 @@ func traceSQL(q mailflow.Query, cursor mailflow.Cursor, limit int) (string, []an
 	if err != nil {
 		return "", nil, err
 	}
-	w := buildWhere(q)
+	w := buildWhereWith(q, cands)
 	if ok {
 		r := w.arg(pos.Received.UnixNano())
 		m := w.arg(pos.MessageTraceID)

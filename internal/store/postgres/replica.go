@@ -100,12 +100,13 @@ func (s *Store) ReplicaLag(ctx context.Context) (time.Duration, error) {
 // ErrLagUnknown is ReplicaLag's error when the standby cannot tell.
 var ErrLagUnknown = fmt.Errorf("postgres: the replica has replayed no transaction since it started: its lag is unknown")
 
-// checkTrigram makes sure the trigram indexes of migration 00002 exist when
-// pg_trgm can be had (it may have been installed after the migration ran),
-// and says so when it cannot: mid-string wildcards then scan their range.
+// checkTrigram makes sure the addresses' trigram index of migration 00006
+// exists when pg_trgm can be had (it may have been installed after the
+// migration ran), and says so when it cannot: mid-string wildcards then
+// read the whole addresses table for their candidates.
 func (s *Store) checkTrigram(ctx context.Context) error {
 	var have bool
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('rows_sender_trgm') IS NOT NULL AND to_regclass('rows_recipient_trgm') IS NOT NULL`).Scan(&have); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('addresses_trgm') IS NOT NULL`).Scan(&have); err != nil {
 		return err
 	}
 	if have {
@@ -117,16 +118,16 @@ func (s *Store) checkTrigram(ctx context.Context) error {
 		return err
 	}
 	if _, err := s.pool.Exec(ctx, block); err != nil {
-		return fmt.Errorf("trigram indexes: %w", err)
+		return fmt.Errorf("trigram index: %w", err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('rows_sender_trgm') IS NOT NULL`).Scan(&have); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('addresses_trgm') IS NOT NULL`).Scan(&have); err != nil {
 		return err
 	}
 	if !have {
 		notice := "pg_trgm is not available to this database (install PostgreSQL's contrib modules, " +
 			"or have a superuser run CREATE EXTENSION pg_trgm): address patterns with a wildcard before " +
-			"their literal text and no `*@domain` form (`*7@d0*.example`) read every row of their time " +
-			"range instead of a trigram index; the indexes are built at the next start once the extension exists"
+			"their literal text and no `*@domain` form (`*7@d0*.example`) read every distinct address " +
+			"instead of a trigram index; the index is built at the next start once the extension exists"
 		logf := s.opts.Logf
 		if logf == nil {
 			logf = log.Printf
@@ -136,16 +137,17 @@ func (s *Store) checkTrigram(ctx context.Context) error {
 	return nil
 }
 
-// trigramBlock is migration 00002's DO block, read from the migration itself.
+// trigramBlock is migration 00006's DO block (its only one in the Up part),
+// read from the migration itself.
 func trigramBlock() (string, error) {
-	b, err := migrations.ReadFile("migrations/00002_trigram.sql")
+	b, err := migrations.ReadFile("migrations/00006_addresses.sql")
 	if err != nil {
 		return "", err
 	}
 	_, rest, ok1 := strings.Cut(string(b), "-- +goose StatementBegin\n")
 	block, _, ok2 := strings.Cut(rest, "-- +goose StatementEnd")
 	if !ok1 || !ok2 {
-		return "", fmt.Errorf("migration 00002 holds no statement block")
+		return "", fmt.Errorf("migration 00006 holds no statement block")
 	}
 	return block, nil
 }

@@ -23,7 +23,9 @@ const firstWindow = day
 // first, so their rows concatenate in trace order; the cursor's condition
 // holds for every row of the older windows. A sparse trace that needs the
 // whole range runs log2(days) queries that plan at most twice the
-// partitions one query would.
+// partitions one query would. The addresses a mid-string wildcard matches
+// are read once, before the first window (midCandidates), not by each
+// window's query.
 func (s *Store) traceWindowed(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) (mailflow.Page, error) {
 	if err := q.Validate(); err != nil {
 		return mailflow.Page{}, err
@@ -35,6 +37,10 @@ func (s *Store) traceWindowed(ctx context.Context, q mailflow.Query, cursor mail
 	end := q.End
 	if ok && pos.Received.Before(end) {
 		end = pos.Received.Add(time.Nanosecond) // rows at the cursor's time may follow it
+	}
+	cands, err := s.midCandidates(ctx, q)
+	if err != nil {
+		return mailflow.Page{}, err
 	}
 	var page mailflow.Page
 	for width := firstWindow; ; width *= 2 {
@@ -48,7 +54,7 @@ func (s *Store) traceWindowed(ctx context.Context, q mailflow.Query, cursor mail
 		}
 		wq := q
 		wq.Start, wq.End = start, end
-		rows, err := s.traceQuery(ctx, wq, cursor, limit+1-len(page.Rows))
+		rows, err := s.traceQuery(ctx, wq, cursor, limit+1-len(page.Rows), cands)
 		if err != nil {
 			return mailflow.Page{}, err
 		}
@@ -66,8 +72,8 @@ func (s *Store) traceWindowed(ctx context.Context, q mailflow.Query, cursor mail
 }
 
 // traceQuery runs one query of a trace: up to limit rows of q after cursor.
-func (s *Store) traceQuery(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int) ([]mailflow.Row, error) {
-	sqlText, args, err := traceSQL(q, cursor, limit)
+func (s *Store) traceQuery(ctx context.Context, q mailflow.Query, cursor mailflow.Cursor, limit int, cands map[string][]string) ([]mailflow.Row, error) {
+	sqlText, args, err := traceSQLWith(q, cursor, limit, cands)
 	if err != nil {
 		return nil, err
 	}
