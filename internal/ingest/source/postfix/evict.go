@@ -163,6 +163,17 @@ func status(st mailflow.Status) mailflow.Status {
 
 // drop forgets the message m, key k, for good.
 func (c *Source) drop(k string, m *message) {
+	c.unlist(k, m)
+	if m.tr != nil {
+		// TraceID answers it from the trace-ID map from now on (a message
+		// in flight is answered by msgs: the map holds only those gone)
+		c.traceIDs[k] = m.tr.id
+	}
+}
+
+// unlist takes m, key k, out of the messages in flight, leaving no trace
+// ID behind (its record answers TraceID).
+func (c *Source) unlist(k string, m *message) {
 	delete(c.msgs, k)
 	c.inFlight.Remove(&m.lru)
 }
@@ -199,15 +210,16 @@ func (c *Source) evict(m *message) {
 	}
 	c.releaseReplies(m, true)
 	k := m.host + "\x00" + m.qid
-	c.drop(k, m)
 	c.env.Stats.Evicted++
 	if c.cfg.MaxEvicted <= 0 {
+		c.drop(k, m)
 		return
 	}
 	// TraceID finds the record: the trace-ID map would keep a second
 	// copy of it (a key and an ID: ~100 bytes) for up to 65,536 evicted
 	// messages
-	delete(c.traceIDs, k)
+	c.unlist(k, m)
+	delete(c.traceIDs, k) // an earlier lifecycle's
 	c.remember(keyHash(m.host, m.qid), c.record(m))
 }
 
@@ -220,8 +232,8 @@ func (c *Source) retire(m *message) {
 		return
 	}
 	k := m.host + "\x00" + m.qid
-	c.drop(k, m)
-	delete(c.traceIDs, k) // TraceID finds the record
+	c.unlist(k, m)
+	delete(c.traceIDs, k) // TraceID finds the record (an earlier lifecycle's entry)
 	c.remember(keyHash(m.host, m.qid), c.record(m))
 }
 
@@ -428,5 +440,4 @@ func (c *Source) rehydrate(m *message, r evicted) {
 		}
 	}
 	m.tr = tr
-	c.traceIDs[m.host+"\x00"+m.qid] = tr.id
 }

@@ -107,6 +107,24 @@ func TestEvictedLeavesTraceIDs(t *testing.T) {
 			t.Errorf("%s: TraceID %q, want %q", qid, id, ids[qid])
 		}
 	}
+	// the messages in flight are answered by themselves, not the map
+	for _, qid := range []string{"AB1C04", "AB1C05"} {
+		if _, ok := c.traceIDs["relay1\x00"+qid]; ok || c.TraceID("relay1", qid) == "" || ids[qid] != "" && c.TraceID("relay1", qid) != ids[qid] {
+			t.Errorf("%s in flight: in the map %v, TraceID %q", qid, ok, c.TraceID("relay1", qid))
+		}
+	}
+	// without records, an evicted message's trace ID stays in the map
+	cfg.MaxEvicted = -1
+	c0 := New(cfg, &source.Env{}).(*Source)
+	for i, qid := range []string{"AB1C01", "AB1C02", "AB1C03"} {
+		feedAt(c0, i, "smtpd", qid+": client=mail.example.net[192.0.2.1]")
+		feedAt(c0, i, "cleanup", qid+": message-id=<"+qid+"@example.net>")
+		feedAt(c0, i, "qmgr", qid+": from=<s@example.net>, size=2000, nrcpt=1 (queue active)")
+		c0.capInFlight()
+	}
+	if id, ok := c0.traceIDs["relay1\x00AB1C01"]; !ok || id == "" || c0.TraceID("relay1", "AB1C01") != id {
+		t.Errorf("no records: evicted AB1C01's trace ID %q in the map: %v", id, ok)
+	}
 	want := c.TraceID("relay1", "AB1C01")
 	evs := feedAt(c, 10, "smtp", "AB1C01: to=<u@example.org>, relay=mx.example.org[198.51.100.7]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)")
 	if len(evs) == 0 || evs[0].MessageTraceID != want {

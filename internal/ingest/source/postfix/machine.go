@@ -188,7 +188,6 @@ func (c *Source) release(m *message, tr *trace) {
 		return
 	}
 	m.tr = tr
-	c.traceIDs[m.host+"\x00"+m.qid] = tr.id
 	c.merge(m)
 	held := m.held
 	m.held = nil

@@ -68,7 +68,7 @@ type Source struct {
 	// pendingLinks: a child queue id announced before any of its lines.
 	pendingLinks map[string]*message
 	sessions     map[string]session
-	traceIDs     map[string]string // host\x00qid -> trace id (bounded by msgs' lifetime)
+	traceIDs     map[string]string // host\x00qid -> trace id of a message no longer in msgs (reset past 65,536)
 	// the cap on messages in flight (evict.go): msgs in a list, most
 	// recently active first; the compact records of evicted messages in a
 	// ring, by the hash of their key

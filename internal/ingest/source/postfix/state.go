@@ -321,7 +321,6 @@ func (c *Source) restore(st State) error {
 			if m.tr == nil {
 				return errors.New("ingest: state: message " + ms.QueueID + " names an unknown trace")
 			}
-			c.traceIDs[m.host+"\x00"+m.qid] = m.tr.id
 		}
 		c.msgs[m.host+"\x00"+m.qid] = m
 		c.inFlight.Touch(&m.lru, m)
