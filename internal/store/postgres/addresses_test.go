@@ -190,3 +190,28 @@ func TestConcurrentAppendsOfSharedNewAddresses(t *testing.T) {
 		t.Errorf("%d deadlocks (appends ran again after them)", after-before)
 	}
 }
+
+// A Store sends an append's addresses only when it has not stored them
+// before (the table is never pruned): what it knows is not asked again,
+// and another Store (another ingester) asks for itself.
+func TestAppendSendsOnlyAddressesNotKnown(t *testing.T) {
+	st, dsn := newStore(t)
+	recv := D0.Add(time.Hour)
+	msg := func(mtid, sender, rcpt string) []mailflow.Event {
+		return []mailflow.Event{
+			{ID: "r", Time: recv, MessageTraceID: mtid, Sender: sender, Type: mailflow.EventReceive},
+			{ID: "d", Time: recv, MessageTraceID: mtid, Recipient: rcpt, Type: mailflow.EventDeliver},
+		}
+	}
+	appendAll(t, st, msg("m1", "a@example.com", "b@example.com")...)
+	sql1[int64](t, dsn, `WITH d AS (DELETE FROM addresses RETURNING 1) SELECT count(*) FROM d`)
+	appendAll(t, st, msg("m2", "a@example.com", "b@example.com")...)
+	if got := addresses(t, dsn); len(got) != 0 {
+		t.Errorf("addresses sent again by the Store that stored them: %q", got)
+	}
+	appendAll(t, open(t, dsn), msg("m3", "a@example.com", "c@example.com")...)
+	want := []string{"r ", "r c@example.com", "s ", "s a@example.com"}
+	if got := addresses(t, dsn); !slices.Equal(got, want) {
+		t.Errorf("addresses from another Store:\n got  %q\n want %q", got, want)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,9 +26,10 @@ import (
 // the new events into it in Go, and writes the result set-wise, in one
 // transaction:
 //
-//   - INSERT of the batch's addresses into the addresses table (migration
-//     00006; ON CONFLICT DO NOTHING, so only the new ones are written), in
-//     one order, first, in the same round trip as the next step;
+//   - INSERT of the batch's addresses that this Store has not stored
+//     before (knownAddresses) into the addresses table (migration 00006;
+//     ON CONFLICT DO NOTHING, so only the new ones are written), in one
+//     order, first, in the same round trip as the next step;
 //   - SELECT ... FOR UPDATE of the batch's stored messages (in trace ID
 //     order, so concurrent appends lock in the same order);
 //   - for those, in one round trip: which of the batch's events are stored
@@ -360,11 +362,17 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) error {
 			}
 			return err
 		}
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return appendTx(ctx, tx, b) })
+		senders, rcpts := s.addrs.unknown(roleSender, b.senders), s.addrs.unknown(roleRecipient, b.rcpts)
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return appendTx(ctx, tx, b, senders, rcpts) })
 		if err == nil {
+			s.addrs.add(roleSender, senders)
+			s.addrs.add(roleRecipient, rcpts)
 			return nil
 		}
 		if attempt < 3 && connectionLost(ctx, err) {
+			// The server may be another now (a standby promoted), which
+			// may lack the newest addresses.
+			s.addrs.forget()
 			continue // Append is idempotent: safe to run again whatever reached the server
 		}
 		var pe *pgconn.PgError
@@ -566,14 +574,64 @@ UNION ALL
 SELECT a, 'r'::"char" FROM unnest($2::text[]) AS a
 ON CONFLICT DO NOTHING`
 
-func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch) error {
-	// 1. the batch's addresses; the stored messages of the batch, locked
-	br := tx.SendBatch(ctx, batchOf(
-		query{sql: planSettingsSQL},
-		query{sql: insertAddressesSQL, args: []any{b.senders, b.rcpts}},
-		query{sql: lockMessagesSQL, args: []any{b.ids}},
-	))
-	for range 2 {
+// knownAddresses is what one Store knows the addresses table to hold (it
+// inserted them, or found them there, in an append that committed), so
+// that an append sends only the others: most of a batch's addresses were
+// seen before. Addresses are never deleted from the table (retention
+// leaves them, docs/scaling.md), so what it holds stays true; it is
+// forgotten when the connection to the server is lost (a failover), and
+// when it reaches maxKnownAddresses entries (a few MB), to start again.
+type knownAddresses struct {
+	mu sync.Mutex
+	m  map[string]struct{} // role byte + address
+}
+
+const maxKnownAddresses = 1 << 16
+
+// unknown is the addresses of role (sorted) not known to be stored, sorted.
+func (k *knownAddresses) unknown(role byte, addrs []string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []string
+	var key []byte
+	for _, a := range addrs {
+		key = append(append(key[:0], role), a...)
+		if _, ok := k.m[string(key)]; !ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (k *knownAddresses) add(role byte, addrs []string) {
+	if len(addrs) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil || len(k.m)+len(addrs) > maxKnownAddresses {
+		k.m = make(map[string]struct{}, min(maxKnownAddresses, 2*len(addrs)))
+	}
+	for _, a := range addrs {
+		// a new string: a over a whole line would keep the line
+		k.m[string(append([]byte{role}, a...))] = struct{}{}
+	}
+}
+
+func (k *knownAddresses) forget() {
+	k.mu.Lock()
+	k.m = nil
+	k.mu.Unlock()
+}
+
+func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []string) error {
+	// 1. the batch's new addresses; the stored messages of the batch, locked
+	qs := []query{{sql: planSettingsSQL}}
+	if len(senders)+len(rcpts) > 0 {
+		qs = append(qs, query{sql: insertAddressesSQL, args: []any{senders, rcpts}})
+	}
+	br := tx.SendBatch(ctx, batchOf(append(qs, query{sql: lockMessagesSQL, args: []any{b.ids}})...))
+	for range qs {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return err

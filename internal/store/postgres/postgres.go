@@ -76,6 +76,8 @@ type Store struct {
 
 	mu    sync.Mutex
 	parts map[int64]bool // day start (unix ns) -> partitions exist
+
+	addrs knownAddresses // append.go
 }
 
 var _ store.Store = (*Store)(nil)
