@@ -215,3 +215,33 @@ func TestAppendSendsOnlyAddressesNotKnown(t *testing.T) {
 		t.Errorf("addresses from another Store:\n got  %q\n want %q", got, want)
 	}
 }
+
+// A pattern that matches more addresses than are worth probing finds the
+// same rows, by trace, count and stream.
+func TestMidWildcardMatchingManyAddresses(t *testing.T) {
+	ctx := context.Background()
+	st, dsn := newStore(t)
+	sql1[int64](t, dsn, `WITH i AS (INSERT INTO addresses SELECT 'u' || g || 'zq@example.org', 's' FROM generate_series(1, 1500) g RETURNING 1)
+		SELECT count(*) FROM i`)
+	recv := D0.Add(time.Hour)
+	for i, s := range []string{"a.zq@example.com", "other@example.com", "u7zq@example.org"} {
+		mtid := fmt.Sprintf("m%d", i)
+		appendAll(t, st, mailflow.Event{ID: "r", Time: recv.Add(time.Duration(i) * time.Second), MessageTraceID: mtid, Sender: s, Type: mailflow.EventReceive},
+			mailflow.Event{ID: "d", Time: recv.Add(time.Duration(i) * time.Second), MessageTraceID: mtid, Recipient: "rc@example.net", Type: mailflow.EventDeliver})
+	}
+	q := mailflow.Query{Start: D0, End: D0.Add(24 * time.Hour), Senders: []string{"*zq*"}}
+	want := []string{"m2 rc@example.net Delivered", "m0 rc@example.net Delivered"}
+	if got := trace(t, st, q); !slices.Equal(got, want) {
+		t.Errorf("trace: %q, want %q", got, want)
+	}
+	if c, err := st.Count(ctx, q); err != nil || c.Total != 2 {
+		t.Errorf("count: %+v, %v; want 2", c, err)
+	}
+	var streamed []string
+	if err := st.Stream(ctx, q, "", func(r *mailflow.Row) error { streamed = append(streamed, r.MessageTraceID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(streamed, []string{"m2", "m0"}) {
+		t.Errorf("stream: %q", streamed)
+	}
+}
