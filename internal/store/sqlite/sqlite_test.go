@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -173,5 +174,27 @@ func TestSync(t *testing.T) {
 	c, err := open(t, path).Count(ctx, day())
 	if err != nil || c.Total == 0 {
 		t.Fatalf("after Sync and a reopen: %+v, %v", c, err)
+	}
+}
+
+// The writer's page cache is small (it costs twice its size in modernc's
+// allocator, and an ingest's peak RSS with it), the readers' large.
+func TestCacheSizes(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "trace.db"))
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		db   interface {
+			QueryRowContext(context.Context, string, ...any) *sql.Row
+		}
+		want int
+	}{{"writer", s.wdb, -16384}, {"reader", s.rdb, -65536}} {
+		var got int
+		if err := c.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s: cache_size %d, want %d", c.name, got, c.want)
+		}
 	}
 }
