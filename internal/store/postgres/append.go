@@ -34,17 +34,20 @@ import (
 //     order, so concurrent appends lock in the same order);
 //   - for those, in one round trip: which of the batch's events are stored
 //     already (idempotency) and the stored rows of the batch's recipients;
-//   - one UPDATE each (from arrays) for the messages that changed, the rows
-//     that follow their message (attributes, received time, the
-//     placeholder's outcome), the events that move with a received time,
-//     and the recipients' rows whose status, to_ip, expanded_from or
-//     folder (of the latest Save, migration 00005) changed;
-//     one DELETE for the placeholders that recipients replace;
 //   - COPY of the new messages, the new events and the new rows straight
 //     into their tables, events and rows into their day's partition (no
 //     staging, no ON CONFLICT: what is new was decided under the messages'
 //     locks; a concurrent first insert of the same message fails with a
 //     unique violation and the append runs again);
+//   - then, under a transaction-level advisory lock that appends share
+//     (rollupLockSQL: what follows locks rollup keys until the commit, so
+//     concurrent appends do this part one at a time and the COPYs in
+//     parallel): one UPDATE each (from arrays) for the messages that
+//     changed, the rows that follow their message (attributes, received
+//     time, the placeholder's outcome), the events that move with a
+//     received time, and the recipients' rows whose status, to_ip,
+//     expanded_from or folder (of the latest Save, migration 00005)
+//     changed; one DELETE for the placeholders that recipients replace;
 //   - one call of mt_rollup_apply with the new rows' rollup delta, folded
 //     in Go.
 //
@@ -453,7 +456,8 @@ WHERE m.trace_id = u.trace_id`
 	deletePlaceholdersSQL = `DELETE FROM rows WHERE ctid = ANY($1::tid[]) AND tableoid = $2::regclass
 AND received >= $3 AND received < $4`
 
-	// the message's columns on all its rows, and the placeholder's outcome
+	// the message's columns on all its rows, and the placeholder's outcome;
+	// not on the rows this transaction copied in (they hold them already)
 	updateMessageRowsSQL = `UPDATE rows r SET received = u.received, sender = u.sender, sender_domain = u.sdom,
 	subject = u.subject, subject_lc = u.subject_lc, message_id = u.mid, message_id_lc = u.mid_lc,
 	size = u.size, direction = u.dir, original_client_ip = u.oip, original_client_inet = NULLIF(u.oinet, '')::inet,
@@ -467,13 +471,15 @@ FROM (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $
 	AS u(trace_id, old_received, received, sender, sdom, subject, subject_lc, mid, mid_lc, size, dir, oip, oinet, fip, finet,
 	pstatus, ptime, prank)
 	CROSS JOIN LATERAL (SELECT r.ctid AS tid, r.tableoid AS part FROM rows r
-		WHERE r.trace_id = u.trace_id AND r.received = u.old_received AND r.received = ANY($19::bigint[]) OFFSET 0) x) u
+		WHERE r.trace_id = u.trace_id AND r.received = u.old_received AND r.received = ANY($19::bigint[])
+			AND r.xmin <> pg_current_xact_id()::xid OFFSET 0) x) u
 WHERE r.ctid = u.tid AND r.tableoid = u.part AND r.received = ANY($19::bigint[])`
 
 	moveEventsSQL = `UPDATE events e SET received = u.received
 FROM (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(trace_id, old_received, received)
 	CROSS JOIN LATERAL (SELECT e.ctid AS tid, e.tableoid AS part FROM events e
-		WHERE e.trace_id = u.trace_id AND e.received = u.old_received AND e.received = ANY($4::bigint[]) OFFSET 0) x) u
+		WHERE e.trace_id = u.trace_id AND e.received = u.old_received AND e.received = ANY($4::bigint[])
+			AND e.xmin <> pg_current_xact_id()::xid OFFSET 0) x) u
 WHERE e.ctid = u.tid AND e.tableoid = u.part AND e.received = ANY($4::bigint[])`
 
 	// a recipient's own columns, after its message's (above)
@@ -757,35 +763,6 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []s
 	// 3. the new state, in Go
 	p := buildPlan(b, stored, storedEvents, storedRows, placeholders)
 
-	// 4. the writes
-	if len(p.updMsgs.id)+len(p.delPlaceholders)+len(p.updMsgRows.id)+len(p.moveEvents.id)+len(p.updRows.id) > 0 {
-		var qs []query
-		if u := &p.updMsgs; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateMessagesSQL, args: []any{u.id, u.rx, u.first, u.received, u.mid, u.midLC,
-				u.sender, u.sdom, u.subject, u.subjectLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet, u.ot, u.orank}})
-		}
-		for _, d := range slices.Sorted(maps.Keys(p.delPlaceholders)) {
-			// through the parent table, whose statement triggers keep the
-			// rollups; the day's bounds prune the other partitions
-			qs = append(qs, query{sql: deletePlaceholdersSQL,
-				args: []any{p.delPlaceholders[d], partName("rows", d), d, d + day}})
-		}
-		if u := &p.updMsgRows; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateMessageRowsSQL, args: []any{u.id, u.oldReceived, u.received, u.sender, u.sdom,
-				u.subject, u.subjectLC, u.mid, u.midLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet,
-				u.pstatus, u.ptime, u.prank, distinct(u.oldReceived)}})
-		}
-		if mv := &p.moveEvents; len(mv.id) > 0 {
-			qs = append(qs, query{sql: moveEventsSQL, args: []any{mv.id, mv.oldReceived, mv.received, distinct(mv.oldReceived)}})
-		}
-		if u := &p.updRows; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateRowsSQL, args: []any{u.id, u.rcpt, u.received, u.toIP, u.toInet, u.xfrom,
-				u.status, u.stime, u.srank, u.folder, u.ftime, distinct(u.received)}})
-		}
-		if err := tx.SendBatch(ctx, batchOf(qs...)).Close(); err != nil {
-			return err
-		}
-	}
 	if len(p.newMsgs) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, messageCols, &messageSource{b: b, p: p}); err != nil {
 			return err
@@ -823,6 +800,52 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []s
 				return err
 			}
 		}
+	}
+	// 5. what changes the rollups, last: the UPDATEs and DELETEs of stored
+	// rows (whose statement triggers add their delta) and the new rows'
+	// delta. A rollup key locked here stays locked until the commit, and
+	// concurrent appends (the ingester's writers) share the hour's keys:
+	// so the heavy part above runs in parallel, and this part one append
+	// at a time, under an advisory lock (without it, two appends that
+	// lock the same keys in two statements deadlock). The COPYs above do
+	// not meet these statements' rows: the new rows and events are
+	// others, and the UPDATEs skip what this transaction wrote.
+	changes := len(p.updMsgs.id)+len(p.delPlaceholders)+len(p.updMsgRows.id)+len(p.moveEvents.id)+len(p.updRows.id) > 0
+	if !changes && len(p.rows) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, rollupLockSQL); err != nil {
+		return err
+	}
+	if changes {
+		var qs []query
+		if u := &p.updMsgs; len(u.id) > 0 {
+			qs = append(qs, query{sql: updateMessagesSQL, args: []any{u.id, u.rx, u.first, u.received, u.mid, u.midLC,
+				u.sender, u.sdom, u.subject, u.subjectLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet, u.ot, u.orank}})
+		}
+		for _, d := range slices.Sorted(maps.Keys(p.delPlaceholders)) {
+			// through the parent table, whose statement triggers keep the
+			// rollups; the day's bounds prune the other partitions
+			qs = append(qs, query{sql: deletePlaceholdersSQL,
+				args: []any{p.delPlaceholders[d], partName("rows", d), d, d + day}})
+		}
+		if u := &p.updMsgRows; len(u.id) > 0 {
+			qs = append(qs, query{sql: updateMessageRowsSQL, args: []any{u.id, u.oldReceived, u.received, u.sender, u.sdom,
+				u.subject, u.subjectLC, u.mid, u.midLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet,
+				u.pstatus, u.ptime, u.prank, distinct(u.oldReceived)}})
+		}
+		if mv := &p.moveEvents; len(mv.id) > 0 {
+			qs = append(qs, query{sql: moveEventsSQL, args: []any{mv.id, mv.oldReceived, mv.received, distinct(mv.oldReceived)}})
+		}
+		if u := &p.updRows; len(u.id) > 0 {
+			qs = append(qs, query{sql: updateRowsSQL, args: []any{u.id, u.rcpt, u.received, u.toIP, u.toInet, u.xfrom,
+				u.status, u.stime, u.srank, u.folder, u.ftime, distinct(u.received)}})
+		}
+		if err := tx.SendBatch(ctx, batchOf(qs...)).Close(); err != nil {
+			return err
+		}
+	}
+	if len(p.rows) > 0 {
 		d := rollupDelta(p.rows)
 		if _, err := tx.Exec(ctx, rollupApplySQL, d.hour, d.sd, d.rd, d.st, d.dir, d.n); err != nil {
 			return err
@@ -830,6 +853,11 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []s
 	}
 	return nil
 }
+
+// rollupLockSQL serializes the rollups' writes between appends (of one
+// ingester's writers, or of several ingesters): a transaction-level
+// advisory lock, released at commit, under a key of mailtrace's own.
+const rollupLockSQL = `SELECT pg_advisory_xact_lock(7306238517071660402)`
 
 // rollupApplySQL adds a delta to the rollups (migration 00003's function,
 // which the rows' statement triggers call for every other statement).

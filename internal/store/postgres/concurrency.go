@@ -1,0 +1,10 @@
+package postgres
+
+// AppendConcurrency is how many Appends the ingester runs at once by
+// default (store.ConcurrentAppender): each is a backend of its own, so two
+// use a second core of the server for index maintenance, the bulk of an
+// append's cost, while the ingester's one correlator goes on. Appends of
+// different messages touch different rows; what they share (the rollups'
+// hour keys) is written last in each transaction (appendTx), and a
+// deadlock between two is run again by Append.
+func (s *Store) AppendConcurrency() int { return 2 }
