@@ -301,14 +301,20 @@ func (p *Pipeline) newCorrelator() *ingest.Correlator {
 				p.pending[0] = p.newBatch()
 			}
 			p.pending[0] = append(p.pending[0], evs...)
-			return nil
-		}
-		for i := range evs {
-			w := p.writerOf(evs[i].MessageTraceID)
-			if p.pending[w] == nil {
-				p.pending[w] = p.newBatch()
+		} else {
+			for i := range evs {
+				w := p.writerOf(evs[i].MessageTraceID)
+				if p.pending[w] == nil {
+					p.pending[w] = p.newBatch()
+				}
+				p.pending[w] = append(p.pending[w], evs[i])
 			}
-			p.pending[w] = append(p.pending[w], evs[i])
+		}
+		// A full batch goes at once, not when the reader next looks
+		// (every few thousand lines of a backfill): a batch that outgrew
+		// its slice was made again at twice its size.
+		if p.npending >= p.o.BatchSize {
+			p.send(nil)
 		}
 		return nil
 	})
