@@ -192,6 +192,7 @@ stores their events and exits:
 				ctrl.Log.WithName("ingest").Info("Go memory limit from the container's", "GOMEMLIMIT", soft)
 			}
 			if len(f.files) > 0 {
+				setBackfillGC()
 				return runIngestFiles(cmd, f)
 			}
 			if err := backfillOnly(cmd); err != nil {

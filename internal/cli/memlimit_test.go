@@ -38,3 +38,24 @@ func TestSetMemoryLimit(t *testing.T) {
 		})
 	}
 }
+
+// A backfill collects at backfillGCPercent unless GOGC is set.
+func TestSetBackfillGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	if got := setBackfillGC(); got != backfillGCPercent {
+		t.Errorf("setBackfillGC = %d, want %d", got, backfillGCPercent)
+	}
+	if got := debug.SetGCPercent(100); got != backfillGCPercent {
+		t.Errorf("the runtime's GOGC is %d, want %d", got, backfillGCPercent)
+	}
+	t.Setenv("GOGC", "200")
+	if got := setBackfillGC(); got != 0 {
+		t.Errorf("setBackfillGC with GOGC=200 = %d, want 0", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set, the runtime's is %d, want it left at 100", got)
+	}
+}
