@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -136,40 +135,28 @@ func TestMidWildcardSQLReadsTheAddresses(t *testing.T) {
 // messages').
 func TestConcurrentAppendsOfSharedNewAddresses(t *testing.T) {
 	st, dsn := newStore(t)
-	before := sql1[int64](t, dsn, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)[0]
+	before := deadlocks(t, dsn)
 	const workers, batches, perBatch = 8, 15, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 7))
-			for b := range batches {
-				var evs []mailflow.Event
-				for m := range perBatch {
-					mtid := fmt.Sprintf("w%d-b%d-m%d", w, b, m)
-					recv := D0.Add(time.Duration(b*perBatch+m) * time.Second)
-					// the same few new addresses per batch round, in a random order
-					s := fmt.Sprintf("s%d-%d@example.org", b, rng.IntN(200))
-					r := fmt.Sprintf("r%d-%d@example.org", b, rng.IntN(200))
-					evs = append(evs,
-						mailflow.Event{ID: "r", Time: recv, MessageTraceID: mtid, Sender: s, Type: mailflow.EventReceive},
-						mailflow.Event{ID: "d", Time: recv.Add(time.Second), MessageTraceID: mtid, Recipient: r, Type: mailflow.EventDeliver})
-				}
-				rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
-				if err := st.Append(context.Background(), evs); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
+	rngs := make([]*rand.Rand, workers)
+	for w := range rngs {
+		rngs[w] = rand.New(rand.NewPCG(uint64(w), 7))
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	appendConcurrently(t, st, workers, batches, func(w, b int) []mailflow.Event {
+		rng := rngs[w]
+		var evs []mailflow.Event
+		for m := range perBatch {
+			mtid := fmt.Sprintf("w%d-b%d-m%d", w, b, m)
+			recv := D0.Add(time.Duration(b*perBatch+m) * time.Second)
+			// the same few new addresses per batch round, in a random order
+			s := fmt.Sprintf("s%d-%d@example.org", b, rng.IntN(200))
+			r := fmt.Sprintf("r%d-%d@example.org", b, rng.IntN(200))
+			evs = append(evs,
+				mailflow.Event{ID: "r", Time: recv, MessageTraceID: mtid, Sender: s, Type: mailflow.EventReceive},
+				mailflow.Event{ID: "d", Time: recv.Add(time.Second), MessageTraceID: mtid, Recipient: r, Type: mailflow.EventDeliver})
+		}
+		rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		return evs
+	})
 	if n := sql1[int64](t, dsn, `SELECT count(*) FROM rows`)[0]; n != workers*batches*perBatch {
 		t.Errorf("%d rows, want %d", n, workers*batches*perBatch)
 	}
@@ -178,16 +165,8 @@ func TestConcurrentAppendsOfSharedNewAddresses(t *testing.T) {
 		OR NOT EXISTS (SELECT 1 FROM addresses a WHERE a.role = 'r' AND a.address = r.recipient)`)[0]; n != 0 {
 		t.Errorf("%d rows with an address missing from the addresses table", n)
 	}
-	// A backend's counts reach pg_stat_database when it goes idle for a
-	// while or exits: the pool's backends exit.
-	st.Close()
-	for i := 0; i < 1000 && sql1[int64](t, dsn, `SELECT count(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()`)[0] > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	after := sql1[int64](t, dsn, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`)[0]
-	if after != before {
-		t.Errorf("%d deadlocks (appends ran again after them)", after-before)
+	if n := deadlocksSince(t, st, dsn, before); n != 0 {
+		t.Errorf("%d deadlocks (appends ran again after them)", n)
 	}
 }
 
