@@ -192,13 +192,13 @@ type Pipeline struct {
 	in      chan chunk
 	writers []chan batch // a writer's batches, in order
 	shard   maphash.Seed // a message's writer: the hash of its trace ID
-	// spent is a batch's event slice the writer is done with, cleared,
-	// for the correlator to fill again: a backfill's batches are ~5 MB
-	// each (10,000 events of 464 bytes), which made anew for every batch
-	// were a third of the bytes the ingester allocated (and so of its
-	// garbage collections). One is enough (the correlator takes it as it
-	// starts its next batch) and keeps the live heap at most one batch
-	// above what it was. There is one a writer.
+	// spent holds batches' event slices the writers are done with,
+	// cleared, for the correlator to fill again: a backfill's batches are
+	// ~5 MB each (10,000 events of 464 bytes), which made anew for every
+	// batch were a third of the bytes the ingester allocated (and so of
+	// its garbage collections). One a writer is enough (the correlator
+	// takes them as it starts its next batch) and keeps the live heap at
+	// most a batch above what it was.
 	spent chan []mailflow.Event
 	c     *ingest.Correlator
 
@@ -589,9 +589,6 @@ func (p *Pipeline) feed(ch chunk) {
 			p.m.NotUnderstood.WithLabelValues(reason).Inc()
 			p.badLog.Info(reason, "line not understood", "reason", reason, "transport", ch.transport, "sample", sample(m.Text()))
 		}
-		if p.npending >= p.o.BatchSize {
-			p.send(nil)
-		}
 	}
 	p.m.QueueDepth.Sub(float64(len(ch.msgs)))
 	p.lastLine = time.Now()
@@ -616,9 +613,6 @@ func (p *Pipeline) feedReader(ch chunk) {
 		}
 		prev = s
 		p.countEvicted()
-		if p.npending >= p.o.BatchSize {
-			p.send(nil)
-		}
 	}
 	*ch.readErr = p.c.ReadLines(ch.ctx, ch.reader, after)
 	p.lastLine = time.Now()
@@ -684,16 +678,11 @@ func (p *Pipeline) send(done chan error) {
 		g = &doneGroup{left: len(p.writers), ch: done}
 	}
 	for w, ch := range p.writers {
-		b := batch{events: p.pending[w], done: g}
-		if len(b.events) == 0 {
-			if g == nil {
-				continue
-			}
-			b.events = nil // the empty slice stays pending
-		} else {
-			p.pending[w] = nil
+		if len(p.pending[w]) == 0 && g == nil {
+			continue
 		}
-		ch <- b
+		ch <- batch{events: p.pending[w], done: g}
+		p.pending[w] = nil
 	}
 	p.npending = 0
 }
