@@ -763,6 +763,7 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []s
 	// 3. the new state, in Go
 	p := buildPlan(b, stored, storedEvents, storedRows, placeholders)
 
+	// 4. the new messages, events and rows
 	if len(p.newMsgs) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, messageCols, &messageSource{b: b, p: p}); err != nil {
 			return err
@@ -810,48 +811,38 @@ func appendTx(ctx context.Context, tx pgx.Tx, b *appendBatch, senders, rcpts []s
 	// lock the same keys in two statements deadlock). The COPYs above do
 	// not meet these statements' rows: the new rows and events are
 	// others, and the UPDATEs skip what this transaction wrote.
-	changes := len(p.updMsgs.id)+len(p.delPlaceholders)+len(p.updMsgRows.id)+len(p.moveEvents.id)+len(p.updRows.id) > 0
-	if !changes && len(p.rows) == 0 {
-		return nil
+	qs = []query{{sql: rollupLockSQL}}
+	if u := &p.updMsgs; len(u.id) > 0 {
+		qs = append(qs, query{sql: updateMessagesSQL, args: []any{u.id, u.rx, u.first, u.received, u.mid, u.midLC,
+			u.sender, u.sdom, u.subject, u.subjectLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet, u.ot, u.orank}})
 	}
-	if _, err := tx.Exec(ctx, rollupLockSQL); err != nil {
-		return err
+	for _, d := range slices.Sorted(maps.Keys(p.delPlaceholders)) {
+		// through the parent table, whose statement triggers keep the
+		// rollups; the day's bounds prune the other partitions
+		qs = append(qs, query{sql: deletePlaceholdersSQL,
+			args: []any{p.delPlaceholders[d], partName("rows", d), d, d + day}})
 	}
-	if changes {
-		var qs []query
-		if u := &p.updMsgs; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateMessagesSQL, args: []any{u.id, u.rx, u.first, u.received, u.mid, u.midLC,
-				u.sender, u.sdom, u.subject, u.subjectLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet, u.ot, u.orank}})
-		}
-		for _, d := range slices.Sorted(maps.Keys(p.delPlaceholders)) {
-			// through the parent table, whose statement triggers keep the
-			// rollups; the day's bounds prune the other partitions
-			qs = append(qs, query{sql: deletePlaceholdersSQL,
-				args: []any{p.delPlaceholders[d], partName("rows", d), d, d + day}})
-		}
-		if u := &p.updMsgRows; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateMessageRowsSQL, args: []any{u.id, u.oldReceived, u.received, u.sender, u.sdom,
-				u.subject, u.subjectLC, u.mid, u.midLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet,
-				u.pstatus, u.ptime, u.prank, distinct(u.oldReceived)}})
-		}
-		if mv := &p.moveEvents; len(mv.id) > 0 {
-			qs = append(qs, query{sql: moveEventsSQL, args: []any{mv.id, mv.oldReceived, mv.received, distinct(mv.oldReceived)}})
-		}
-		if u := &p.updRows; len(u.id) > 0 {
-			qs = append(qs, query{sql: updateRowsSQL, args: []any{u.id, u.rcpt, u.received, u.toIP, u.toInet, u.xfrom,
-				u.status, u.stime, u.srank, u.folder, u.ftime, distinct(u.received)}})
-		}
-		if err := tx.SendBatch(ctx, batchOf(qs...)).Close(); err != nil {
-			return err
-		}
+	if u := &p.updMsgRows; len(u.id) > 0 {
+		qs = append(qs, query{sql: updateMessageRowsSQL, args: []any{u.id, u.oldReceived, u.received, u.sender, u.sdom,
+			u.subject, u.subjectLC, u.mid, u.midLC, u.size, u.dir, u.oip, u.oinet, u.fip, u.finet,
+			u.pstatus, u.ptime, u.prank, distinct(u.oldReceived)}})
+	}
+	if mv := &p.moveEvents; len(mv.id) > 0 {
+		qs = append(qs, query{sql: moveEventsSQL, args: []any{mv.id, mv.oldReceived, mv.received, distinct(mv.oldReceived)}})
+	}
+	if u := &p.updRows; len(u.id) > 0 {
+		qs = append(qs, query{sql: updateRowsSQL, args: []any{u.id, u.rcpt, u.received, u.toIP, u.toInet, u.xfrom,
+			u.status, u.stime, u.srank, u.folder, u.ftime, distinct(u.received)}})
 	}
 	if len(p.rows) > 0 {
 		d := rollupDelta(p.rows)
-		if _, err := tx.Exec(ctx, rollupApplySQL, d.hour, d.sd, d.rd, d.st, d.dir, d.n); err != nil {
-			return err
-		}
+		qs = append(qs, query{sql: rollupApplySQL, args: []any{d.hour, d.sd, d.rd, d.st, d.dir, d.n}})
 	}
-	return nil
+	if len(qs) == 1 {
+		return nil // nothing changes the rollups: no lock
+	}
+	// the lock, the statements and the delta in one round trip
+	return tx.SendBatch(ctx, batchOf(qs...)).Close()
 }
 
 // rollupLockSQL serializes the rollups' writes between appends (of one

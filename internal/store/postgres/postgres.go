@@ -364,7 +364,7 @@ const (
 // btree index finds the rows of those: exactly the rows whose col matches,
 // since every value of col is in the addresses table.
 func addressOr(w *where, col, domainCol string, role byte, patterns []string) string {
-	var eq, dom, like []string
+	var eq, dom, like, mid []string
 	for _, p := range patterns {
 		switch c := mailflow.ClassifyPattern(p); {
 		case c.Kind == mailflow.PatternExact:
@@ -373,9 +373,10 @@ func addressOr(w *where, col, domainCol string, role byte, patterns []string) st
 			dom = append(dom, c.Value)
 		case c.Selective():
 			like = append(like, c.Value)
+		default: // what midPatterns returns
+			mid = append(mid, c.Value)
 		}
 	}
-	mid := midPatterns(patterns)
 	var ors []string
 	if len(eq) > 0 {
 		ors = append(ors, col+" = ANY("+w.arg(eq)+")")
