@@ -2,8 +2,12 @@ package ingestbench
 
 import (
 	"context"
+	"crypto/sha256"
+
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,9 +18,13 @@ import (
 )
 
 // denseEvents are the events of message i as the Postfix source emits them
-// for denseLog's messages: received, a deferral, two deliveries.
+// for denseLog's messages: received, a deferral, two deliveries. Trace IDs
+// are hashes, as the sources derive them (postfix: 20 hex digits of a
+// SHA-256), so that they land at random places of the indexes keyed by
+// them, as a real ingest's do; a counter would append at their ends.
 func denseEvents(i int, t0 time.Time) []mailflow.Event {
-	id := fmt.Sprintf("%020x", i)
+	sum := sha256.Sum256(strconv.AppendInt(nil, int64(i), 10))
+	id := hex.EncodeToString(sum[:10])
 	t := t0.Add(time.Duration(i) * time.Millisecond)
 	r1, r2 := fmt.Sprintf("user%d@example.org", i%20000), fmt.Sprintf("other%d@example.com", i%7000)
 	return []mailflow.Event{
