@@ -153,18 +153,19 @@ func prefixRange(p netip.Prefix) (lo, hi []byte) {
 // that holds a column an UPDATE assigns, changed or not, and rows has nine
 // b-trees (the table and eight indexes).
 const (
-	insEventSQL   = `INSERT INTO events (key, mtid, recipient, time, body) VALUES (?,?,?,?,?) ON CONFLICT (key) DO NOTHING`
-	getMessageSQL = `SELECT received_explicit, first_event, sender, subject, message_id, size, direction, original_client_ip, from_ip FROM messages WHERE mtid = ?`
+	insEventSQL   = `INSERT INTO events (key, mid, mtid, recipient, time, body) VALUES (?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING`
+	getMessageSQL = `SELECT mid, received_explicit, first_event, sender, subject, message_id, size, direction, original_client_ip, from_ip FROM messages WHERE mtid = ?`
+	// a new message's number; no row when the message is stored
 	insMessageSQL = `INSERT INTO messages (mtid, received_explicit, first_event, received, sender,
 	subject, message_id, size, direction, original_client_ip, from_ip) VALUES (?,?,?,?,?,?,?,?,?,?,?)
-	ON CONFLICT (mtid) DO NOTHING`
+	ON CONFLICT (mtid) DO NOTHING RETURNING mid`
 	updMessageSQL = `UPDATE messages SET received_explicit = ?, first_event = ?, received = ?, sender = ?,
-	subject = ?, message_id = ?, size = ?, direction = ?, original_client_ip = ?, from_ip = ? WHERE mtid = ?`
-	getRowSQL = `SELECT id, status, status_time, to_ip, expanded_from, folder, folder_time FROM rows WHERE mtid = ? AND recipient = ?`
-	insRowSQL = `INSERT INTO rows (mtid, recipient, recipient_domain, received, sender, sender_domain,
+	subject = ?, message_id = ?, size = ?, direction = ?, original_client_ip = ?, from_ip = ? WHERE mid = ?`
+	getRowSQL = `SELECT id, status, status_time, to_ip, expanded_from, folder, folder_time FROM rows WHERE mid = ? AND recipient = ?`
+	insRowSQL = `INSERT INTO rows (mid, mtid, recipient, recipient_domain, received, sender, sender_domain,
 	subject, subject_lc, message_id, message_id_lc, size, direction,
 	original_client_ip, original_client_ipb, from_ip, from_ipb, to_ip, to_ipb,
-	expanded_from, status, status_time, folder, folder_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	expanded_from, status, status_time, folder, folder_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	// a recipient's own columns: with its status (four indexes hold it), or
 	// without; the folder (no index holds it) goes with either
 	updRowStatusSQL = `UPDATE rows SET status = ?, status_time = ?, to_ip = ?, to_ipb = ?, expanded_from = ?, folder = ?, folder_time = ? WHERE id = ?`
@@ -248,9 +249,12 @@ type txStmts struct {
 	tx                                                                                         *sql.Tx
 	ctx                                                                                        context.Context
 	insEvent, getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
-	// UPDATE rows SET <the message columns of a change set> WHERE mtid = ?,
+	// UPDATE rows SET <the message columns of a change set> WHERE mid = ?,
 	// prepared in the transaction (the writer has one connection) when needed
 	rowsUpdates map[uint]*sql.Stmt
+	body        bytes.Buffer  // an event's JSON
+	enc         *json.Encoder // into body
+	key         []byte        // an event's stored key
 }
 
 func (t *txStmts) rowsUpdate(c uint) (*sql.Stmt, error) {
@@ -263,7 +267,7 @@ func (t *txStmts) rowsUpdate(c uint) (*sql.Stmt, error) {
 			sets = append(sets, col.set)
 		}
 	}
-	p, err := t.tx.PrepareContext(t.ctx, `UPDATE rows SET `+strings.Join(sets, ", ")+` WHERE mtid = ?`)
+	p, err := t.tx.PrepareContext(t.ctx, `UPDATE rows SET `+strings.Join(sets, ", ")+` WHERE mid = ?`)
 	if err != nil {
 		return nil, err
 	}
@@ -315,12 +319,9 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 		*p.dst = tx.StmtContext(ctx, *p.src)
 	}
 
-	// Store the events; keep the new ones, grouped by message.
+	// The events, grouped by message (a message's in their order).
 	var order []string
 	byMsg := map[string][]*mailflow.Event{}
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	var key []byte
 	for i := range events {
 		e := events[i]
 		e.ID = e.Key()
@@ -328,24 +329,12 @@ func (s *Store) Append(ctx context.Context, events []mailflow.Event) (err error)
 		if !e.Received.IsZero() {
 			e.Received = e.Received.UTC()
 		}
-		body.Reset()
-		if err := enc.Encode(&e); err != nil {
-			return fmt.Errorf("sqlite: append: %w", err)
-		}
-		b := body.Bytes()
-		key = storedKey(key[:0], e.ID, e.Time.UnixNano())
-		res, err := t.insEvent.ExecContext(sctx, key, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
-		if err != nil {
-			return fmt.Errorf("sqlite: append: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			continue
-		}
 		if _, ok := byMsg[e.MessageTraceID]; !ok {
 			order = append(order, e.MessageTraceID)
 		}
 		byMsg[e.MessageTraceID] = append(byMsg[e.MessageTraceID], &e)
 	}
+	t.enc = json.NewEncoder(&t.body)
 	for _, mtid := range order {
 		if err := t.applyMessage(mtid, byMsg[mtid]); err != nil {
 			return fmt.Errorf("sqlite: append: message %s: %w", mtid, err)
@@ -372,51 +361,87 @@ type storedRow struct {
 	state rowState
 }
 
-// applyMessage folds a message's new events into its message and row records.
+// insertEvents stores a message's events and returns those that were not
+// stored already.
+func (t *txStmts) insertEvents(mid int64, evs []*mailflow.Event) ([]*mailflow.Event, error) {
+	fresh := evs[:0:0]
+	for _, e := range evs {
+		t.body.Reset()
+		if err := t.enc.Encode(e); err != nil {
+			return nil, err
+		}
+		b := t.body.Bytes()
+		t.key = storedKey(t.key[:0], e.ID, e.Time.UnixNano())
+		n, err := t.execRows(t.insEvent, t.key, mid, e.MessageTraceID, mailflow.NormalizeAddress(e.Recipient), e.Time.UnixNano(), b[:len(b)-1])
+		if err != nil {
+			return nil, err
+		}
+		if n != 0 {
+			fresh = append(fresh, e)
+		}
+	}
+	return fresh, nil
+}
+
+// applyMessage stores a message's events of a batch and folds the new ones
+// into its message and row records.
 func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 	ctx := t.ctx
-	var recips []string
-	byRecip := map[string][]*mailflow.Event{}
 	var m message // what the events say of the message
 	for _, e := range evs {
 		m.merge(e)
-		r := mailflow.NormalizeAddress(e.Recipient)
-		if _, ok := byRecip[r]; !ok {
-			recips = append(recips, r)
-		}
-		byRecip[r] = append(byRecip[r], e)
 	}
 	// A new message is inserted without reading first (most messages of a
 	// batch are new, and the read was 6% of an event-dense ingest); the
-	// INSERT does nothing if the message is stored, and then it is read
-	// and its events merged into it.
+	// INSERT returns its number, or nothing if the message is stored, and
+	// then it is read and its new events merged into it. Its number comes
+	// before its events: they are stored under it.
+	var mid int64
 	exists := false
-	if n, err := t.execRows(t.insMessage, mtid, m.receivedExplicitArg(), m.firstEvent, m.received(), m.sender,
-		m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP); err != nil {
-		return err
-	} else if n == 0 {
+	err := t.insMessage.QueryRowContext(ctx, mtid, m.receivedExplicitArg(), m.firstEvent, m.received(), m.sender,
+		m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP).Scan(&mid)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		exists = true
+	case err != nil:
+		return err
 	}
 	var old message
 	if exists {
 		var rexp sql.NullInt64
-		if err := t.getMessage.QueryRowContext(ctx, mtid).Scan(&rexp, &old.firstEvent, &old.sender, &old.subject,
+		if err := t.getMessage.QueryRowContext(ctx, mtid).Scan(&mid, &rexp, &old.firstEvent, &old.sender, &old.subject,
 			&old.messageID, &old.size, &old.direction, &old.originalClientIP, &old.fromIP); err != nil {
 			return err
 		}
 		old.receivedExplicit = rexp.Int64
-		m = old
-		for _, e := range evs {
-			m.merge(e)
-		}
 	}
-	if exists && m != old {
-		if _, err := t.updMessage.ExecContext(ctx, m.receivedExplicitArg(), m.firstEvent, m.received(), m.sender,
-			m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP, mtid); err != nil {
+	fresh, err := t.insertEvents(mid, evs)
+	if err != nil {
+		return err
+	}
+	if len(fresh) == 0 {
+		if !exists {
+			// every event was stored already, under another trace ID: an
+			// append stores what its new events say, and they say nothing
+			_, err := t.tx.ExecContext(ctx, `DELETE FROM messages WHERE mid = ?`, mid)
 			return err
 		}
+		return nil // a batch stored before (a replay)
+	}
+	if exists || len(fresh) < len(evs) {
+		// the stored message (none, for a new one) and the new events
+		m = old
+		for _, e := range fresh {
+			m.merge(e)
+		}
+		if !exists || m != old {
+			if _, err := t.updMessage.ExecContext(ctx, m.receivedExplicitArg(), m.firstEvent, m.received(), m.sender,
+				m.subject, m.messageID, m.size, m.direction, m.originalClientIP, m.fromIP, mid); err != nil {
+				return err
+			}
+		}
 		// the message's columns on its rows, those that changed
-		if c := changed(&m, &old); c != 0 {
+		if c := changed(&m, &old); exists && c != 0 {
 			p, err := t.rowsUpdate(c)
 			if err != nil {
 				return err
@@ -427,10 +452,20 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 					args = append(args, col.values(&m)...)
 				}
 			}
-			if _, err := p.ExecContext(ctx, append(args, mtid)...); err != nil {
+			if _, err := p.ExecContext(ctx, append(args, mid)...); err != nil {
 				return err
 			}
 		}
+		evs = fresh
+	}
+	var recips []string
+	byRecip := map[string][]*mailflow.Event{}
+	for _, e := range evs {
+		r := mailflow.NormalizeAddress(e.Recipient)
+		if _, ok := byRecip[r]; !ok {
+			recips = append(recips, r)
+		}
+		byRecip[r] = append(byRecip[r], e)
 	}
 
 	// The placeholder row (recipient '') exists while the message has no
@@ -439,7 +474,7 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 	var placeholder *storedRow
 	if exists {
 		var err error
-		if placeholder, err = t.storedRow(mtid, ""); err != nil {
+		if placeholder, err = t.storedRow(mid, ""); err != nil {
 			return err
 		}
 		if placeholder != nil && hasRecipients {
@@ -461,7 +496,7 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 			cur = placeholder
 		} else if exists {
 			var err error
-			if cur, err = t.storedRow(mtid, r); err != nil {
+			if cur, err = t.storedRow(mid, r); err != nil {
 				return err
 			}
 		}
@@ -481,7 +516,7 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 		}
 		switch {
 		case cur == nil:
-			if _, err := t.insRow.ExecContext(ctx, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
+			if _, err := t.insRow.ExecContext(ctx, mid, mtid, r, domainOf(r), m.received(), m.sender, domainOf(m.sender),
 				m.subject, strings.ToLower(m.subject), m.messageID, msgIDKey(m.messageID), m.size, m.direction,
 				m.originalClientIP, ipKey(m.originalClientIP), m.fromIP, ipKey(m.fromIP), next.toIP, ipKey(next.toIP),
 				next.expandedFrom, string(next.outcome.Status), stime, next.folder.Folder, ftime); err != nil {
@@ -502,11 +537,11 @@ func (t *txStmts) applyMessage(mtid string, evs []*mailflow.Event) error {
 }
 
 // storedRow reads the (message, recipient) row, nil when there is none.
-func (t *txStmts) storedRow(mtid, r string) (*storedRow, error) {
+func (t *txStmts) storedRow(mid int64, r string) (*storedRow, error) {
 	var sr storedRow
 	var status string
 	var stime, ftime int64
-	err := t.getRow.QueryRowContext(t.ctx, mtid, r).Scan(&sr.id, &status, &stime, &sr.state.toIP, &sr.state.expandedFrom,
+	err := t.getRow.QueryRowContext(t.ctx, mid, r).Scan(&sr.id, &status, &stime, &sr.state.toIP, &sr.state.expandedFrom,
 		&sr.state.folder.Folder, &ftime)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):

@@ -59,7 +59,7 @@ func where(q *mailflow.Query) (clause string, args []any, selective bool) {
 		args = append(args, msgIDKey(q.MessageID))
 	}
 	if q.MessageTraceID != "" {
-		b.WriteString(" AND mtid = ?")
+		b.WriteString(" AND mid = (SELECT mid FROM messages WHERE mtid = ?)")
 		args = append(args, q.MessageTraceID)
 	}
 	if q.Direction != "" && q.Direction != mailflow.DirectionAll {
@@ -240,11 +240,14 @@ func (s *Store) Events(ctx context.Context, messageTraceID, recipient string) ([
 // scope (any row of the message for an empty recipient), else nothing.
 func (s *Store) ScopedEvents(ctx context.Context, scope []string, messageTraceID, recipient string) ([]mailflow.Event, error) {
 	rcpt := mailflow.NormalizeAddress(recipient)
-	sqlText := `SELECT body FROM events WHERE mtid = ? AND recipient IN ('', ?)`
+	// by the message's number: events_message and rows' unique index
+	// lead with it (migration 00005)
+	const mid = `(SELECT mid FROM messages WHERE mtid = ?)`
+	sqlText := `SELECT body FROM events WHERE mid = ` + mid + ` AND recipient IN ('', ?)`
 	args := []any{messageTraceID, rcpt}
 	if scope != nil {
 		c, a := scopeCond(scope, "r.")
-		sqlText += ` AND EXISTS (SELECT 1 FROM rows r WHERE r.mtid = ? AND (? = '' OR r.recipient = ?) AND ` + c + `)`
+		sqlText += ` AND EXISTS (SELECT 1 FROM rows r WHERE r.mid = ` + mid + ` AND (? = '' OR r.recipient = ?) AND ` + c + `)`
 		args = append(append(args, messageTraceID, rcpt, rcpt), a...)
 	}
 	rows, err := s.rdb.QueryContext(ctx, sqlText+` ORDER BY time, seq`, args...)
@@ -285,7 +288,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (err error) {
 	}()
 	c := cutoff.UnixNano()
 	for _, stmt := range []string{
-		`DELETE FROM events WHERE mtid IN (SELECT mtid FROM messages WHERE received < ?)`,
+		`DELETE FROM events WHERE mid IN (SELECT mid FROM messages WHERE received < ?)`,
 		`DELETE FROM rows WHERE received < ?`,
 		`DELETE FROM messages WHERE received < ?`,
 	} {
