@@ -65,6 +65,26 @@ type ConcurrentAppender interface {
 	AppendConcurrency() int
 }
 
+// Preparer is implemented by stores whose Append does work that needs no
+// database (checking, encoding and grouping the events) and that one
+// writer at a time would otherwise do between its statements (SQLite):
+// the ingester prepares a batch before it queues it, while the writer
+// appends the one before. Append(ctx, evs) is AppendPrepared(ctx,
+// Prepare(evs)). A Prepared batch holds none of the slice it was made
+// from, and AppendPrepared does not change it, so that a failed append
+// can be retried with it.
+type Preparer interface {
+	Prepare(events []mailflow.Event) (Prepared, error)
+	AppendPrepared(ctx context.Context, p Prepared) error
+}
+
+// Prepared is a batch of events prepared by a Preparer, for its
+// AppendPrepared only.
+type Prepared interface {
+	// Len is how many events it holds.
+	Len() int
+}
+
 // ReplicaLagger is implemented by stores that read from a replica of the
 // database they write (a PostgreSQL hot standby): ReplicaLag is how far the
 // replica is behind (0 when it has everything, or reads do not go to a

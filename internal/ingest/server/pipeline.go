@@ -152,8 +152,18 @@ type chunk struct {
 }
 
 type batch struct {
-	events []mailflow.Event
-	done   *doneGroup
+	events   []mailflow.Event
+	prepared store.Prepared // instead of events, from a store.Preparer
+	times    []time.Time    // a live prepared batch's event times (the lag metric)
+	done     *doneGroup
+}
+
+// len is how many events the batch holds.
+func (b *batch) len() int {
+	if b.prepared != nil {
+		return b.prepared.Len()
+	}
+	return len(b.events)
 }
 
 // doneGroup tells a waiter once every writer has stored what was sent
@@ -347,8 +357,8 @@ func (p *Pipeline) newBatch() []mailflow.Event {
 // keeps nothing of it once Append has returned), cleared so that it holds
 // on to none of the events' strings.
 func (p *Pipeline) recycle(evs []mailflow.Event) {
-	if cap(evs) > 4*p.o.BatchSize {
-		return // an outsized one (a Flush's, say) is not kept
+	if evs == nil || cap(evs) > 4*p.o.BatchSize {
+		return // none (a prepared batch's), or an outsized one (a Flush's, say), is not kept
 	}
 	clear(evs)
 	select {
@@ -681,7 +691,26 @@ func (p *Pipeline) send(done chan error) {
 		if len(p.pending[w]) == 0 && g == nil {
 			continue
 		}
-		ch <- batch{events: p.pending[w], done: g}
+		b := batch{events: p.pending[w], done: g}
+		// A store's own work on a batch that needs no database is done
+		// here, while the writer appends the batch before (SQLite has one
+		// writer); the events' slice goes back for the next batch at once.
+		// A batch that fails to prepare goes as it is: its Append fails
+		// the same way, and says so.
+		if pr, ok := p.st.(store.Preparer); ok && len(b.events) > 0 {
+			if prep, err := pr.Prepare(b.events); err == nil {
+				var times []time.Time
+				if p.o.Live {
+					times = make([]time.Time, len(b.events))
+					for i := range b.events {
+						times[i] = b.events[i].Time
+					}
+				}
+				p.recycle(b.events)
+				b = batch{prepared: prep, times: times, done: g}
+			}
+		}
+		ch <- b
 		p.pending[w] = nil
 	}
 	p.npending = 0
@@ -788,8 +817,8 @@ func writeFileAtomic(path string, v any) error {
 func (p *Pipeline) write(batches <-chan batch) {
 	for b := range batches {
 		var err error
-		if len(b.events) > 0 {
-			err = p.appendRetry(b.events)
+		if b.len() > 0 {
+			err = p.appendRetry(&b)
 			p.recycle(b.events)
 		}
 		if b.done != nil {
@@ -798,28 +827,37 @@ func (p *Pipeline) write(batches <-chan batch) {
 	}
 }
 
-func (p *Pipeline) appendRetry(evs []mailflow.Event) error {
+func (p *Pipeline) appendRetry(b *batch) error {
 	backoff := 100 * time.Millisecond
+	n := b.len()
 	for {
 		ctx, cancel := context.WithTimeout(p.writeCtx, time.Minute)
-		err := p.st.Append(ctx, evs)
+		var err error
+		if b.prepared != nil {
+			err = p.st.(store.Preparer).AppendPrepared(ctx, b.prepared)
+		} else {
+			err = p.st.Append(ctx, b.events)
+		}
 		cancel()
 		if err == nil {
-			p.m.EventsWritten.Add(float64(len(evs)))
+			p.m.EventsWritten.Add(float64(n))
 			if p.o.Live {
 				now := time.Now()
-				for i := range evs {
-					p.m.Lag.Observe(now.Sub(evs[i].Time).Seconds())
+				for i := range b.events {
+					p.m.Lag.Observe(now.Sub(b.events[i].Time).Seconds())
+				}
+				for _, t := range b.times {
+					p.m.Lag.Observe(now.Sub(t).Seconds())
 				}
 			}
 			return nil
 		}
 		p.m.StoreErrors.Inc()
 		if p.writeCtx.Err() != nil {
-			p.log.Error(err, "giving up on the trace store at shutdown; these events are lost", "events", len(evs))
+			p.log.Error(err, "giving up on the trace store at shutdown; these events are lost", "events", n)
 			return err
 		}
-		p.badLog.Info("store", "appending to the trace store failed; retrying", "error", err.Error(), "events", len(evs), "retryIn", backoff.String())
+		p.badLog.Info("store", "appending to the trace store failed; retrying", "error", err.Error(), "events", n, "retryIn", backoff.String())
 		select {
 		case <-time.After(backoff):
 		case <-p.writeCtx.Done():
