@@ -113,10 +113,17 @@ var ErrWALFull = errors.New("the ingester's write-ahead log is full (--wal-max-b
 
 // batchQueue is how many batches may wait for the writer: two for a live
 // ingester (small batches, bursts), one for a backfill (large ones: the
-// correlator fills the next while the writer appends one and another waits).
-func batchQueue(o PipelineOptions) int {
+// correlator fills the next while the writer appends one and another
+// waits). None for a backfill into a store.Preparer: the prepared batch
+// waits in the correlator's send (a prepared batch, its events copied and
+// encoded, is twice the size of its events, and the queue would hold a
+// third one).
+func batchQueue(o PipelineOptions, st store.Store) int {
 	if o.Live {
 		return 2
+	}
+	if _, ok := st.(store.Preparer); ok {
+		return 0
 	}
 	return 1
 }
@@ -268,7 +275,7 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		writeDone: make(chan struct{}),
 	}
 	for w := range p.writers {
-		p.writers[w] = make(chan batch, batchQueue(o))
+		p.writers[w] = make(chan batch, batchQueue(o, st))
 	}
 	p.c = p.newCorrelator()
 	var pos wal.Pos

@@ -332,11 +332,6 @@ func (s *Store) Prepare(events []mailflow.Event) (store.Prepared, error) {
 	idx := make(map[string]int, len(events)/2)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	// the keys and bodies, back to back in one slice; positions first,
-	// slices once it has stopped growing
-	type span struct{ key, body [2]int }
-	spans := make([]span, len(events))
-	var data []byte
 	for i := range p.events {
 		e := &p.events[i]
 		if err := e.Validate(); err != nil {
@@ -351,30 +346,39 @@ func (s *Store) Prepare(events []mailflow.Event) (store.Prepared, error) {
 		if err := enc.Encode(e); err != nil {
 			return nil, fmt.Errorf("sqlite: append: event %d: %w", i, err)
 		}
-		k0 := len(data)
-		data = storedKey(data, e.ID, e.Time.UnixNano())
-		b0 := len(data)
-		data = append(data, buf.Bytes()[:buf.Len()-1]...) // without Encode's newline
-		spans[i] = span{[2]int{k0, b0}, [2]int{b0, len(data)}}
-	}
-	for i := range p.events {
-		e := &p.events[i]
+		body := buf.Bytes()[:buf.Len()-1] // without Encode's newline
+		// the key and the body in one allocation of their size
+		kb := storedKey(make([]byte, 0, 8+1+len(e.ID)+len(body)), e.ID, e.Time.UnixNano())
+		k := len(kb)
+		kb = append(kb, body...)
 		m, ok := idx[e.MessageTraceID]
 		if !ok {
 			m = len(p.msgs)
 			idx[e.MessageTraceID] = m
 			p.msgs = append(p.msgs, prepMessage{mtid: e.MessageTraceID})
 		}
-		sp := spans[i]
 		pm := &p.msgs[m]
-		pm.events = append(pm.events, prepEvent{e: e, key: data[sp.key[0]:sp.key[1]:sp.key[1]],
-			body: data[sp.body[0]:sp.body[1]:sp.body[1]], recipient: mailflow.NormalizeAddress(e.Recipient)})
 		pm.all.merge(e)
+		keepForMerge(e)
+		pm.events = append(pm.events, prepEvent{e: e, key: kb[:k:k], body: kb[k:], recipient: mailflow.NormalizeAddress(e.Recipient)})
 	}
 	for i := range p.msgs {
 		p.msgs[i].recips = groupRecipients(p.msgs[i].events)
 	}
 	return p, nil
+}
+
+// keepForMerge clears what an encoded event's copy holds that neither the
+// message's nor its row's merge reads (message.merge, rowState.merge,
+// insertEvents), so that a prepared batch waiting for the writer does not
+// keep the strings that its JSON holds already.
+func keepForMerge(e *mailflow.Event) {
+	*e = mailflow.Event{
+		Time: e.Time, MessageTraceID: e.MessageTraceID, Recipient: e.Recipient, Type: e.Type,
+		MessageID: e.MessageID, Sender: e.Sender, Subject: e.Subject, Size: e.Size, Direction: e.Direction,
+		OriginalClientIP: e.OriginalClientIP, FromIP: e.FromIP, Received: e.Received,
+		ToIP: e.ToIP, ExpandedFrom: e.ExpandedFrom, Folder: e.Folder,
+	}
 }
 
 // Append stores events atomically (one transaction) and idempotently (an
