@@ -201,3 +201,68 @@ func TestAppendOnlyKnownEventsAddsNoMessage(t *testing.T) {
 
 // rawDSN opens the file as the sqlite3 shell would, beside a Store or without one.
 func rawDSN(path string) string { return "file:" + path + "?_pragma=busy_timeout(10000)" }
+
+// A message's events go in by maxEventsPerInsert in one statement; when
+// some of a statement's are stored already (a replay beside new lines),
+// the new ones, and only they, are merged: here 40 events of one message,
+// every third known, in three statements.
+func TestAppendPartlyKnownEvents(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "trace.db"))
+	t0 := storetest.T0
+	var all, known []mailflow.Event
+	for i := range 40 {
+		e := mailflow.Event{Time: t0.Add(time.Duration(i) * time.Second), MessageTraceID: "m1",
+			Recipient: "r" + string(rune('a'+i%26)) + "@example.com", Type: mailflow.EventDefer}
+		if i == 0 {
+			e = mailflow.Event{Time: t0, MessageTraceID: "m1", Type: mailflow.EventReceive, Sender: "a@example.com"}
+		}
+		if i == 39 {
+			e.Type, e.Recipient = mailflow.EventDeliver, "ra@example.com"
+		}
+		all = append(all, e)
+		if i%3 == 0 && i != 39 {
+			known = append(known, e)
+		}
+	}
+	if err := s.Append(ctx, known); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, all); err != nil { // all known: nothing
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", rawDSN(s.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 40 {
+		t.Errorf("%d events stored, want 40", n)
+	}
+	evs, err := s.Events(ctx, "m1", "ra@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the Receive, and ra's: i = 26 (Defer) and 39 (Deliver)
+	if len(evs) != 3 {
+		t.Errorf("events of (m1, ra): %d, want 3", len(evs))
+	}
+	p, err := s.Trace(ctx, mailflow.Query{Start: t0.Add(-time.Hour), End: t0.Add(time.Hour)}, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]mailflow.Status{}
+	for _, r := range p.Rows {
+		status[r.Recipient] = r.Status
+	}
+	if len(status) != 26 || status["ra@example.com"] != mailflow.StatusDelivered || status["rb@example.com"] != mailflow.StatusPending {
+		t.Errorf("rows %v: want 26 recipients, ra Delivered, the others Pending", status)
+	}
+}
