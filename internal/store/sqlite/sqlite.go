@@ -33,6 +33,7 @@ type Store struct {
 	rdb  *sql.DB // readers
 	wmu  sync.Mutex
 	st   *appendStmts // prepared on wdb at the first append (under wmu)
+	cp   *checkpointer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -53,31 +54,55 @@ const (
 	readerCacheKiB = 64 << 10
 )
 
+// dsn is the DSN of the writer (txlock "immediate") or of a reader (txlock "").
 func dsn(path string, txlock string) string {
+	if txlock == "" {
+		return connDSN(path, "", readerCacheKiB, 0)
+	}
+	return connDSN(path, txlock, writerCacheKiB, walBackstopPages)
+}
+
+// connDSN is the DSN of a connection with a page cache of cacheKiB; a
+// txlock makes it the writer, which checkpoints once the WAL holds
+// autocheckpoint pages (checkpoint.go: a backstop to the background
+// checkpointer).
+func connDSN(path string, txlock string, cacheKiB, autocheckpoint int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "case_sensitive_like(1)")
-	if txlock == "" {
-		q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -readerCacheKiB))
-	} else {
+	q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -cacheKiB))
+	if txlock != "" {
 		q.Set("_txlock", txlock)
-		q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writerCacheKiB))
-		// The writer checkpoints (copies the WAL into the database file)
-		// once the WAL holds 64 MiB instead of SQLite's default 4 MiB: a
-		// large append rewrites thousands of index pages, and a page
-		// written by several appends between two checkpoints is copied
-		// once (-11% of the time of a 1.5M-event backfill).
-		q.Add("_pragma", "wal_autocheckpoint(16384)")
+		// The writer checkpointed once the WAL held 64 MiB (instead of
+		// SQLite's default 4 MiB): a large append rewrites thousands of
+		// index pages, and a page written by several appends between two
+		// checkpoints is copied once (-11% of the time of a 1.5M-event
+		// backfill). The background checkpointer now does that work; the
+		// writer's is the backstop that restarts the WAL.
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", autocheckpoint))
 	}
 	return "file:" + path + "?" + q.Encode()
 }
 
+// options are what tests change of Open's settings.
+type options struct {
+	backstopPages int           // the writer's wal_autocheckpoint
+	restartPages  int           // the WAL's pages past which the checkpointer has it restart
+	cpInterval    time.Duration // how often the checkpointer looks at the WAL
+}
+
+var defaultOptions = options{backstopPages: walBackstopPages, restartPages: walRestartPages, cpInterval: cpPollInterval}
+
 // Open opens (creating if needed, with its parent directory) the SQLite file
 // at path and applies the schema migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return openWith(ctx, path, defaultOptions)
+}
+
+func openWith(ctx context.Context, path string, o options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
 	}
@@ -86,7 +111,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create directory for %s: %w", path, err)
 		}
 	}
-	wdb, err := sql.Open("sqlite", dsn(path, "immediate"))
+	wdb, err := sql.Open("sqlite", connDSN(path, "immediate", writerCacheKiB, o.backstopPages))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -106,7 +131,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	rdb.SetMaxOpenConns(8)
 	rdb.SetMaxIdleConns(8)
 	rdb.SetConnMaxIdleTime(5 * time.Minute)
-	return &Store{path: path, wdb: wdb, rdb: rdb}, nil
+	s := &Store{path: path, wdb: wdb, rdb: rdb}
+	if s.cp, err = startCheckpointer(path, o.cpInterval, o.restartPages, &s.wmu); err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -144,8 +175,20 @@ func (s *Store) Ping(ctx context.Context) error {
 // still in the WAL or already checkpointed (SQLite restarts the WAL only
 // once all of it is in the synced database file). One sync each, every
 // checkpoint of the ingester (10 s), instead of one per append.
+//
+// The background checkpointer (checkpoint.go) may copy WAL frames into the
+// database file meanwhile; that changes nothing of the above. A checkpoint
+// only reads the WAL file and writes the database file; its connection
+// runs with synchronous=NORMAL, so it syncs the database file before it
+// records frames as copied; and only a writer restarts the WAL (writes
+// over its frames), when every frame is recorded as copied, so not during
+// Sync, which holds wmu. A commit acknowledged before Sync is therefore in
+// the WAL file when Sync syncs it, or was written over after a checkpoint
+// had synced it into the database file; pages a running checkpoint writes
+// into the database file are also in the synced WAL, whether or not the
+// database file's sync includes them.
 func (s *Store) Sync(ctx context.Context) error {
-	s.wmu.Lock() // no commit, so no automatic checkpoint, meanwhile
+	s.wmu.Lock() // no commit, so no restart of the WAL and no automatic checkpoint, meanwhile
 	defer s.wmu.Unlock()
 	for _, p := range []string{s.path + "-wal", s.path} {
 		if err := ctx.Err(); err != nil {
@@ -168,15 +211,19 @@ func (s *Store) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Close releases both connection pools.
+// Close stops the background checkpointer and releases the connections.
 func (s *Store) Close() error {
+	var cerr error
+	if s.cp != nil {
+		cerr = s.cp.stop()
+	}
 	s.wmu.Lock()
 	if s.st != nil {
 		s.st.close()
 		s.st = nil
 	}
 	s.wmu.Unlock()
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	return errors.Join(cerr, s.rdb.Close(), s.wdb.Close())
 }
 
 // migrationCount is the number of embedded schema migrations (the schema version).
