@@ -154,6 +154,7 @@ func prefixRange(p netip.Prefix) (lo, hi []byte) {
 // that holds a column an UPDATE assigns, changed or not, and rows has nine
 // b-trees (the table and eight indexes).
 const (
+	insEventSQL   = `INSERT INTO events (key, mid, mtid, recipient, time, body) VALUES (?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING`
 	getMessageSQL = `SELECT mid, received_explicit, first_event, sender, subject, message_id, size, direction, original_client_ip, from_ip FROM messages WHERE mtid = ?`
 	// a new message's number; no row when the message is stored
 	insMessageSQL = `INSERT INTO messages (mtid, received_explicit, first_event, received, sender,
@@ -172,18 +173,6 @@ const (
 	updRowSQL       = `UPDATE rows SET to_ip = ?, to_ipb = ?, expanded_from = ?, folder = ?, folder_time = ? WHERE id = ?`
 	delRowSQL       = `DELETE FROM rows WHERE id = ?`
 )
-
-// A message's events are inserted maxEventsPerInsert at a time, in one
-// statement: a statement's own cost (the database/sql call, the driver's
-// and SQLite's setup and reset) was a sixth of an event-dense backfill's
-// writer time, one statement per event.
-const maxEventsPerInsert = 16
-
-// insEventsSQL inserts n events; ON CONFLICT skips those stored already.
-func insEventsSQL(n int) string {
-	return `INSERT INTO events (key, mid, mtid, recipient, time, body) VALUES (?,?,?,?,?,?)` +
-		strings.Repeat(`,(?,?,?,?,?,?)`, n-1) + ` ON CONFLICT (key) DO NOTHING`
-}
 
 // msgCol is a message attribute the rows carry: its columns there, and how
 // a message gives their values.
@@ -219,8 +208,7 @@ func changed(a, b *message) uint {
 
 // appendStmts are the writer connection's prepared statements.
 type appendStmts struct {
-	insEvents                                                                        [maxEventsPerInsert + 1]*sql.Stmt // by count, prepared when first needed
-	getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
+	insEvent, getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
 }
 
 func (s *Store) stmts(ctx context.Context) (*appendStmts, error) {
@@ -232,7 +220,7 @@ func (s *Store) stmts(ctx context.Context) (*appendStmts, error) {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&st.getMessage, getMessageSQL}, {&st.insMessage, insMessageSQL},
+		{&st.insEvent, insEventSQL}, {&st.getMessage, getMessageSQL}, {&st.insMessage, insMessageSQL},
 		{&st.updMessage, updMessageSQL}, {&st.getRow, getRowSQL}, {&st.insRow, insRowSQL},
 		{&st.updRowStatus, updRowStatusSQL}, {&st.updRow, updRowSQL}, {&st.delRow, delRowSQL},
 	} {
@@ -243,21 +231,13 @@ func (s *Store) stmts(ctx context.Context) (*appendStmts, error) {
 		}
 		*p.dst = stmt
 	}
-	for n := 1; n <= maxEventsPerInsert; n++ {
-		stmt, err := s.wdb.PrepareContext(ctx, insEventsSQL(n))
-		if err != nil {
-			st.close()
-			return nil, err
-		}
-		st.insEvents[n] = stmt
-	}
 	s.st = st
 	return st, nil
 }
 
 func (st *appendStmts) close() {
-	for _, p := range append(st.insEvents[:], st.getMessage, st.insMessage, st.updMessage, st.getRow, st.insRow,
-		st.updRowStatus, st.updRow, st.delRow) {
+	for _, p := range []*sql.Stmt{st.insEvent, st.getMessage, st.insMessage, st.updMessage, st.getRow, st.insRow,
+		st.updRowStatus, st.updRow, st.delRow} {
 		if p != nil {
 			p.Close()
 		}
@@ -266,13 +246,10 @@ func (st *appendStmts) close() {
 
 // txStmts are the statements bound to one transaction.
 type txStmts struct {
-	s                                                                                *Store
-	tx                                                                               *sql.Tx
-	ctx                                                                              context.Context
-	st                                                                               *appendStmts
-	insEvents                                                                        [maxEventsPerInsert + 1]*sql.Stmt // bound to tx when first needed
-	getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
-	args                                                                             []any // insertEvents'
+	s                                                                                          *Store
+	tx                                                                                         *sql.Tx
+	ctx                                                                                        context.Context
+	insEvent, getMessage, insMessage, updMessage, getRow, insRow, updRowStatus, updRow, delRow *sql.Stmt
 	// UPDATE rows SET <the message columns of a change set> WHERE mid = ?,
 	// prepared in the transaction (the writer has one connection) when needed
 	rowsUpdates map[uint]*sql.Stmt
@@ -447,9 +424,9 @@ func (s *Store) AppendPrepared(ctx context.Context, pb store.Prepared) (err erro
 	// millions of statements); the transaction still watches ctx, and rolls
 	// back when it ends, so a cancelled Append fails at its next statement.
 	sctx := context.WithoutCancel(ctx)
-	t := &txStmts{s: s, st: st, tx: tx, ctx: sctx}
+	t := &txStmts{tx: tx, ctx: sctx}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
-		{&t.getMessage, &st.getMessage}, {&t.insMessage, &st.insMessage},
+		{&t.insEvent, &st.insEvent}, {&t.getMessage, &st.getMessage}, {&t.insMessage, &st.insMessage},
 		{&t.updMessage, &st.updMessage}, {&t.getRow, &st.getRow}, {&t.insRow, &st.insRow},
 		{&t.updRowStatus, &st.updRowStatus}, {&t.updRow, &st.updRow}, {&t.delRow, &st.delRow},
 	} {
@@ -481,77 +458,21 @@ type storedRow struct {
 	state rowState
 }
 
-// insEventsStmt returns the statement inserting n events, bound to the
-// transaction.
-func (t *txStmts) insEventsStmt(n int) *sql.Stmt {
-	if t.insEvents[n] == nil {
-		t.insEvents[n] = t.tx.StmtContext(t.ctx, t.st.insEvents[n])
-	}
-	return t.insEvents[n]
-}
-
 // insertEvents stores a message's events and returns those that were not
 // stored already (evs itself when that is all of them).
 func (t *txStmts) insertEvents(mid int64, evs []prepEvent) ([]prepEvent, error) {
-	var fresh []prepEvent // nil while all are new
-	for done := 0; done < len(evs); {
-		part := evs[done:min(len(evs), done+maxEventsPerInsert)]
-		done += len(part)
-		p := t.insEventsStmt(len(part))
-		t.args = t.args[:0]
-		for i := range part {
-			pe := &part[i]
-			t.args = append(t.args, pe.key, mid, pe.e.MessageTraceID, pe.recipient, pe.e.Time.UnixNano(), pe.body)
-		}
-		res, err := p.ExecContext(t.ctx, t.args...)
-		clear(t.args) // holds on to nothing of the batch
-		if err != nil {
-			return nil, err
-		}
-		n, err := res.RowsAffected()
+	var fresh []prepEvent
+	for i := range evs {
+		pe := &evs[i]
+		n, err := t.execRows(t.insEvent, pe.key, mid, pe.e.MessageTraceID, pe.recipient, pe.e.Time.UnixNano(), pe.body)
 		if err != nil {
 			return nil, err
 		}
 		switch {
-		case int(n) == len(part):
-			if fresh != nil {
-				fresh = append(fresh, part...)
-			}
-			continue
-		case fresh == nil:
-			fresh = append(make([]prepEvent, 0, len(evs)), evs[:done-len(part)]...)
-		}
-		if n == 0 {
-			continue
-		}
-		// Some were stored already (a replay): the new ones are the last
-		// n rows inserted, numbered in a row (a rowid is the greatest
-		// plus one, and this connection is the one writer).
-		last, err := res.LastInsertId()
-		if err != nil {
-			return nil, err
-		}
-		rows, err := t.tx.QueryContext(t.ctx, `SELECT key FROM events WHERE seq > ? AND seq <= ?`, last-n, last)
-		if err != nil {
-			return nil, err
-		}
-		inserted := map[string]bool{}
-		for rows.Next() {
-			var k []byte
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			inserted[string(k)] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		for i := range part {
-			if inserted[string(part[i].key)] {
-				fresh = append(fresh, part[i])
-			}
+		case n == 0 && fresh == nil:
+			fresh = append(make([]prepEvent, 0, len(evs)), evs[:i]...)
+		case n != 0 && fresh != nil:
+			fresh = append(fresh, *pe)
 		}
 	}
 	if fresh == nil {

@@ -202,10 +202,9 @@ func TestAppendOnlyKnownEventsAddsNoMessage(t *testing.T) {
 // rawDSN opens the file as the sqlite3 shell would, beside a Store or without one.
 func rawDSN(path string) string { return "file:" + path + "?_pragma=busy_timeout(10000)" }
 
-// A message's events go in by maxEventsPerInsert in one statement; when
-// some of a statement's are stored already (a replay beside new lines),
-// the new ones, and only they, are merged: here 40 events of one message,
-// every third known, in three statements.
+// When some of a message's events are stored already (a replay beside
+// new lines), the new ones, and only they, are merged: here 40 events of
+// one message, every third known.
 func TestAppendPartlyKnownEvents(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "trace.db"))
