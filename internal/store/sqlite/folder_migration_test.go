@@ -3,12 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"io/fs"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
@@ -46,17 +43,7 @@ func TestFolderMigrationFillsStoredRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 2); err != nil {
-		t.Fatalf("down to 2: %v", err)
-	}
+	migrateDownTo(t, ctx, db, 2)
 	var cols int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('rows') WHERE name IN ('folder', 'folder_time')`).Scan(&cols); err != nil || cols != 0 {
 		t.Fatalf("after 00003's Down: %d folder columns (%v)", cols, err)

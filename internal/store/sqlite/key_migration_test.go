@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"io/fs"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/storetest"
@@ -82,17 +79,7 @@ func TestEventKeyMigration(t *testing.T) {
 	wantBlobs(stored(db))
 
 	// back to before migration 00004: the keys as they were
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 3); err != nil {
-		t.Fatalf("down to 3: %v", err)
-	}
+	migrateDownTo(t, ctx, db, 3)
 	for i, k := range stored(db) {
 		if s, ok := k.(string); !ok || s != keys[i] {
 			t.Errorf("after 00004's Down, event %d: key %#v, want %q", i, k, keys[i])

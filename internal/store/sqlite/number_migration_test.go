@@ -70,21 +70,11 @@ func TestMessageNumberMigration(t *testing.T) {
 	}
 
 	// back to before migration 00005: the tables as they were
-	db, err := sql.Open("sqlite", rawDSN(path))
+	db, err := sql.Open("sqlite", dsn(path, "immediate"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 4); err != nil {
-		t.Fatalf("down to 4: %v", err)
-	}
+	migrateDownTo(t, ctx, db, 4)
 	for _, table := range []string{"messages", "events", "rows"} {
 		var n int
 		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = 'mid'`, table).Scan(&n); err != nil {
@@ -113,7 +103,7 @@ func TestMessageNumberMigration(t *testing.T) {
 
 	// up again, as an upgrade opens it
 	s = open(t, path)
-	db, err = sql.Open("sqlite", rawDSN(path))
+	db, err = sql.Open("sqlite", dsn(path, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +189,6 @@ func TestAppendOnlyKnownEventsAddsNoMessage(t *testing.T) {
 	}
 }
 
-// rawDSN opens the file as the sqlite3 shell would, beside a Store or without one.
-func rawDSN(path string) string { return "file:" + path + "?_pragma=busy_timeout(10000)" }
-
 // When some of a message's events are stored already (a replay beside
 // new lines), the new ones, and only they, are merged: here 40 events of
 // one message, every third known.
@@ -233,7 +220,7 @@ func TestAppendPartlyKnownEvents(t *testing.T) {
 	if err := s.Append(ctx, all); err != nil { // all known: nothing
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", rawDSN(s.path))
+	db, err := sql.Open("sqlite", dsn(s.path, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +250,22 @@ func TestAppendPartlyKnownEvents(t *testing.T) {
 	}
 	if len(status) != 26 || status["ra@example.com"] != mailflow.StatusDelivered || status["rb@example.com"] != mailflow.StatusPending {
 		t.Errorf("rows %v: want 26 recipients, ra Delivered, the others Pending", status)
+	}
+}
+
+// migrateDownTo runs the store's migrations down to version v on db, as
+// goose's Down would on a database of before.
+func migrateDownTo(t *testing.T, ctx context.Context, db *sql.DB, v int64) {
+	t.Helper()
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, v); err != nil {
+		t.Fatalf("down to %d: %v", v, err)
 	}
 }
