@@ -2,16 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/mailtrace/mailtrace/internal/mailflow"
 	"github.com/mailtrace/mailtrace/internal/store/postgres"
@@ -73,20 +69,7 @@ func TestAddressesMigrationFillsFromStoredRows(t *testing.T) {
 		t.Fatalf("trigram indexes after 00006: %q, want only addresses_trgm", got)
 	}
 
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 5); err != nil {
-		t.Fatalf("down to 5: %v", err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	migrateDownTo(t, ctx, dsn, 5)
 	if got := indexes(); !slices.Equal(got, []string{"rows_recipient_trgm", "rows_sender_trgm"}) {
 		t.Fatalf("trigram indexes after 00006's Down: %q, want the rows' two", got)
 	}

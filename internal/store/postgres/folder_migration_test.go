@@ -33,20 +33,7 @@ func TestFolderMigrationFillsStoredRows(t *testing.T) {
 	st.Close()
 
 	// back to before migration 00005
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 4); err != nil {
-		t.Fatalf("down to 4: %v", err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	migrateDownTo(t, ctx, dsn, 4)
 	if n := sql1[int64](t, dsn, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'rows' AND column_name IN ('folder', 'folder_time')`)[0]; n != 0 {
 		t.Fatalf("after 00005's Down: %d folder columns", n)
 	}
@@ -72,5 +59,25 @@ func TestFolderMigrationFillsStoredRows(t *testing.T) {
 	appendAll(t, st, ev("s0", 3, "bob@example.com", mailflow.EventSave, "Old"))
 	if got := folders(); got["bob@example.com"] != "Archive" {
 		t.Errorf("after an earlier Save: %v, want bob's Archive", got)
+	}
+}
+
+// migrateDownTo runs the store's migrations down to version v on the
+// database at dsn, as goose's Down would on a database of before.
+func migrateDownTo(t *testing.T, ctx context.Context, dsn string, v int64) {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, v); err != nil {
+		t.Fatalf("down to %d: %v", v, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
