@@ -77,14 +77,10 @@ type checkpointer struct {
 // startCheckpointer opens the checkpointer's connection and starts its
 // goroutine.
 func startCheckpointer(path string, interval time.Duration, restart int, wmu *sync.Mutex) (*checkpointer, error) {
-	db, err := sql.Open("sqlite", cpDSN(path))
+	db, err := openOneConn(path, cpDSN(path))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &checkpointer{db: db, wal: path + "-wal", interval: interval, restart: restart, wmu: wmu,
 		cancel: cancel, done: make(chan struct{})}

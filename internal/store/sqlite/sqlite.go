@@ -111,14 +111,10 @@ func openWith(ctx context.Context, path string, o options) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create directory for %s: %w", path, err)
 		}
 	}
-	wdb, err := sql.Open("sqlite", connDSN(path, "immediate", writerCacheKiB, o.backstopPages))
+	wdb, err := openOneConn(path, connDSN(path, "immediate", writerCacheKiB, o.backstopPages))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, err
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, wdb); err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
@@ -138,6 +134,20 @@ func openWith(ctx context.Context, path string, o options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// openOneConn opens a pool of one connection kept for the Store's life:
+// the writer's, and the checkpointer's.
+func openOneConn(path, dsn string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
