@@ -118,11 +118,11 @@ var ErrWALFull = errors.New("the ingester's write-ahead log is full (--wal-max-b
 // waits in the correlator's send (a prepared batch, its events copied and
 // encoded, is twice the size of its events, and the queue would hold a
 // third one).
-func batchQueue(o PipelineOptions, st store.Store) int {
+func batchQueue(o PipelineOptions, prepares bool) int {
 	if o.Live {
 		return 2
 	}
-	if _, ok := st.(store.Preparer); ok {
+	if prepares {
 		return 0
 	}
 	return 1
@@ -203,6 +203,7 @@ func (g *doneGroup) finish(err error) {
 type Pipeline struct {
 	o       PipelineOptions
 	st      store.Store
+	prep    store.Preparer // st, when it is one; else nil
 	m       *Metrics
 	log     logr.Logger
 	badLog  *rateLog
@@ -274,8 +275,9 @@ func NewPipeline(st store.Store, o PipelineOptions, m *Metrics, log logr.Logger)
 		corrDone:  make(chan error, 1),
 		writeDone: make(chan struct{}),
 	}
+	p.prep, _ = st.(store.Preparer)
 	for w := range p.writers {
-		p.writers[w] = make(chan batch, batchQueue(o, st))
+		p.writers[w] = make(chan batch, batchQueue(o, p.prep != nil))
 	}
 	p.c = p.newCorrelator()
 	var pos wal.Pos
@@ -704,8 +706,8 @@ func (p *Pipeline) send(done chan error) {
 		// writer); the events' slice goes back for the next batch at once.
 		// A batch that fails to prepare goes as it is: its Append fails
 		// the same way, and says so.
-		if pr, ok := p.st.(store.Preparer); ok && len(b.events) > 0 {
-			if prep, err := pr.Prepare(b.events); err == nil {
+		if p.prep != nil && len(b.events) > 0 {
+			if prep, err := p.prep.Prepare(b.events); err == nil {
 				var times []time.Time
 				if p.o.Live {
 					times = make([]time.Time, len(b.events))
@@ -841,7 +843,7 @@ func (p *Pipeline) appendRetry(b *batch) error {
 		ctx, cancel := context.WithTimeout(p.writeCtx, time.Minute)
 		var err error
 		if b.prepared != nil {
-			err = p.st.(store.Preparer).AppendPrepared(ctx, b.prepared)
+			err = p.prep.AppendPrepared(ctx, b.prepared)
 		} else {
 			err = p.st.Append(ctx, b.events)
 		}
