@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -276,9 +277,41 @@ func (l *Lab) RestartIngester(during func()) error {
 	l.mu.Unlock()
 	if stop != nil {
 		stop()
+		if during != nil {
+			l.awaitShipperNoticesDown()
+		}
 	}
 	if during != nil {
 		during()
 	}
 	return l.startIngester(dsn, certs)
+}
+
+// awaitShipperNoticesDown appends lines that the ingester ignores (a
+// postlogd line) to the maillog until rsyslog reports the connection to
+// the stopped ingester broken (up to 15 s). Until it does, rsyslog writes
+// into the closed connection, and the kernel takes the first write: what
+// Postfix logs then is lost (README: rsyslog resends what it could not
+// write, not what the kernel had taken), which is not what "logged while
+// the ingester is down" means. Once it has noticed, it queues and resends.
+func (l *Lab) awaitShipperNoticesDown() {
+	host, err := maillogHost(l.LogFile("maillog"))
+	if err != nil {
+		return
+	}
+	broken := func() int {
+		out, _ := os.ReadFile(l.LogFile("rsyslog.out"))
+		return strings.Count(string(out), "cannot connect to 127.0.0.1:"+strconv.Itoa(l.ports.syslog))
+	}
+	before := broken()
+	for i := 0; i < 75 && broken() == before; i++ {
+		f, err := os.OpenFile(l.LogFile("maillog"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(f, "%s %s postfix/postlogd[1]: maillab: a line for rsyslog while the ingester is down (%d)\n",
+			time.Now().Format(time.Stamp), host, i)
+		f.Close()
+		time.Sleep(200 * time.Millisecond)
+	}
 }
